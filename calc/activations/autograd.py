@@ -1,0 +1,148 @@
+"""Exactly what PyTorch autograd saves for backward in the reference implementation.
+
+The reference is `validation/reference_model.py`: RMSNorm written out as
+`x * rsqrt(mean(x²) + eps) * g` (or F.layer_norm), RoPE on interleaved pairs, attention
+written out or through scaled_dot_product_attention, SwiGLU or GELU, F.cross_entropy.
+Walking its forward pass op by op, each op keeps some tensors; a tensor kept by two ops
+(or two views of one tensor) is counted once, where it is first kept. Parameters are
+fixed memory, not activations. Every row was checked byte for byte against
+`validation/measure.py` (saved-tensor hooks, CPU, torch 2.13): see validation/results.json.
+
+Measured facts the rows encode:
+- the residual stream stays fp32 under bf16 autocast (the embedding is not autocast and
+  fp32 + bf16 is fp32), so the norms keep fp32 tensors;
+- under autocast each linear layer casts its input to bf16 on its own: Q, K and V keep
+  three bf16 copies of the same input, W1 and W3 two;
+- the raw scores and the scaled, masked scores are not kept: softmax keeps its output
+  and masked_fill its (bool) mask;
+- grouped-query attention keeps K and V after they are repeated to all h heads;
+- CPU autocast runs cross-entropy in fp32: the log-probabilities are fp32 either way.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import Table, f, row, symbol_values
+
+FP32, INDEX, BOOL = 4, 8, 1
+
+
+def _norm_rows(v, shape: ModelShape, prefix: str, label: str, layers: bool, stage: str) -> list:
+    """What a norm keeps: its input, and the inverse RMS and x·rms (RMSNorm) or the mean
+    and 1/σ (F.layer_norm)."""
+    L = ("L",) if layers else ()
+    rows = [row(v, f"{prefix}-input", f"{label} input", f((*L, "s", "d")), FP32, stage=stage,
+                note="kept by x² and by x·rms" if shape.norm == "rmsnorm" else "kept by layer_norm")]
+    if shape.norm == "rmsnorm":
+        rows += [
+            row(v, f"{prefix}-rms", f"{label} inverse RMS, rsqrt(mean(x²)+ε)", f((*L, "s")), FP32, stage=stage,
+                note="kept by rsqrt (its output) and by x·rms"),
+            row(v, f"{prefix}-normalised", f"{label} x·rms, kept by ·g", f((*L, "s", "d")), FP32, stage=stage),
+        ]
+    else:
+        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ", f((*L, 2, "s")), FP32, stage=stage))
+    return rows
+
+
+def _linear_input_row(v, setup, key: str, name: str, users: int, layers: bool, stage: str):
+    """The input kept by `users` linear layers reading the same tensor: one fp32 tensor, or
+    under autocast one bf16 copy per layer."""
+    L = ("L",) if layers else ()
+    if setup.dtype == "fp32" or users == 1:
+        return row(v, key, name, f((*L, "s", "d")), setup.bytes_per_value, stage=stage,
+                   note=f"shared by {users} projections" if users > 1 else "")
+    return row(v, key, f"{name}, one bf16 copy per projection", f((*L, users, "s", "d")), 2, stage=stage)
+
+
+@lru_cache(maxsize=256)
+def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
+    """Rows kept by all L blocks together (each count has the factor L)."""
+    v, a = symbol_values(shape), setup.bytes_per_value
+    heads = ("L", "s", "h", "d_h")
+    rope = " (after RoPE)" if shape.positions == "rope" else ""
+    rows = _norm_rows(v, shape, "norm1", "Attention norm", True, "block")
+    rows.append(_linear_input_row(v, setup, "qkv-input", "Q/K/V projection input", 3, True, "block"))
+    if setup.attention == "explicit":
+        rows += [
+            row(v, "q", f"Q{rope}, kept by QKᵀ", f(heads), a, stage="block"),
+            row(v, "k", f"K{rope}, repeated to all h heads, kept by QKᵀ", f(heads), a, stage="block"),
+            row(v, "causal-mask", "Causal mask (bool), kept by masked_fill", f(("s", "s")), BOOL, per_step=True,
+                stage="block", note="one tensor shared by every block and sequence"),
+            row(v, "probabilities", "Softmax output P, kept by softmax and P·V", f(("L", "h", "s", "s")), a, stage="block",
+                note="the scores QKᵀ/√d_h and the masked scores are not kept"),
+            row(v, "v", "V repeated to all h heads, kept by P·V", f(heads), a, stage="block"),
+        ]
+    else:
+        rows += [
+            row(v, "q", f"Q{rope}, kept by flash attention", f(heads), a, stage="block"),
+            row(v, "k", f"K{rope}, repeated to all h heads", f(heads), a, stage="block"),
+            row(v, "v", "V repeated to all h heads", f(heads), a, stage="block"),
+            row(v, "logsumexp", "Log-sum-exp per head and token (fp32)", f(("L", "h", "s")), FP32, stage="block"),
+        ]
+        if shape.positions == "rope":
+            rows.append(row(v, "flash-output", "Attention output in head layout, kept by flash attention", f(heads), a,
+                            stage="block", note="Q is a fresh [B,h,s,d_h] tensor after RoPE, so the output is too"))
+    rows.append(row(v, "attention-output", "Attention output, heads concatenated, kept by W_O", f(heads), a, stage="block",
+                    note="" if setup.attention == "explicit" or shape.positions == "rope"
+                    else "the same storage flash attention keeps as its output"))
+    rows += _norm_rows(v, shape, "norm2", "Feed-forward norm", True, "block")
+    ffn_users = 2 if shape.ffn == "swiglu" else 1
+    rows.append(_linear_input_row(v, setup, "ffn-input", "Feed-forward input", ffn_users, True, "block"))
+    wide = ("L", "s", "d_ff")
+    if shape.ffn == "swiglu":
+        rows += [
+            row(v, "w1-output", "W1 x, kept by SiLU", f(wide), a, stage="block"),
+            row(v, "silu-output", "SiLU(W1 x), kept by ⊙", f(wide), a, stage="block"),
+            row(v, "w3-output", "W3 x, kept by ⊙", f(wide), a, stage="block"),
+            row(v, "product", "SiLU(W1 x) ⊙ W3 x, kept by W2", f(wide), a, stage="block"),
+        ]
+    else:
+        rows += [
+            row(v, "w1-output", "W1 x, kept by GELU", f(wide), a, stage="block"),
+            row(v, "gelu-output", "GELU(W1 x), kept by W2", f(wide), a, stage="block"),
+        ]
+    return tuple(rows)
+
+
+def embedding_rows(shape: ModelShape, setup: TrainingSetup) -> list:
+    v = symbol_values(shape)
+    rows = [row(v, "token-ids", "Token ids (int64), kept by the embedding lookup", f(("s",)), INDEX, stage="embedding")]
+    if shape.positions == "learned":
+        rows.append(row(v, "position-ids", "Position ids (int64), kept by the position lookup", f(("s",)), INDEX,
+                        per_step=True, stage="embedding"))
+    return rows
+
+
+def head_rows(shape: ModelShape, setup: TrainingSetup) -> list:
+    v = symbol_values(shape)
+    rows = _norm_rows(v, shape, "final-norm", "Final norm", False, "head")
+    rows += [
+        row(v, "head-input", "LM head input" + (" (its bf16 copy)" if setup.dtype == "bf16" else ""), f(("s", "d")),
+            setup.bytes_per_value, stage="head"),
+        row(v, "log-probs", "Log-probabilities (fp32), kept by log-softmax and NLL", f(("s", "V")), FP32, stage="head",
+            note="the logits themselves are not kept"),
+        row(v, "target-ids", "Target ids (int64), kept by NLL", f(("s",)), INDEX, stage="head"),
+        row(v, "nll-weight", "NLL total weight (fp32 scalar)", f((1,)), FP32, per_step=True, stage="head"),
+    ]
+    return rows
+
+
+def checkpointed_block_rows(shape: ModelShape, setup: TrainingSetup) -> list:
+    """Under per-block checkpointing the blocks keep only their inputs (and the shared mask)."""
+    v = symbol_values(shape)
+    rows = [row(v, "block-input", "Block input, kept by the checkpoint", f(("L", "s", "d")), FP32, stage="block",
+                note="everything else in the block is recomputed in backward")]
+    if setup.attention == "explicit":
+        rows.append(row(v, "causal-mask", "Causal mask (bool), a checkpoint input", f(("s", "s")), BOOL,
+                        per_step=True, stage="block"))
+    return rows
+
+
+def autograd_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """What autograd keeps at the end of the forward pass; rows per batch element."""
+    blocks = checkpointed_block_rows(shape, setup) if setup.checkpoint == "block" else block_rows(shape, setup)
+    rows = [*embedding_rows(shape, setup), *blocks, *head_rows(shape, setup)]
+    return Table("autograd", "What autograd keeps", tuple(rows), batch=setup.batch)

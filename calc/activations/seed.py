@@ -1,0 +1,45 @@
+"""The seed's own list of kept tensors, reproduced exactly (and so are its slips).
+
+The seed counts, per block, the attention input, Q/K/V, the scores and the probabilities,
+the attention output, the FFN input, W1 and W3 outputs, the SiLU product and the W2 output;
+then the token embeddings, the final norm and the logits. It prints 83,558,400 values per
+block, 4,065,543,168 values in all, and 16,262,172,672 bytes at 4 bytes a value.
+"""
+
+from __future__ import annotations
+
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import Table, f, row, symbol_values
+
+
+def qkv_formula(shape: ModelShape):
+    """Values of Q, K and V per layer: 3·s·d, or s·d + 2·s·h_kv·d_h with fewer KV heads."""
+    if shape.kv_heads == shape.heads:
+        return f(("L", 3, "s", "d"))
+    return f(("L", "s", "d"), ("L", 2, "s", "h_kv", "d_h"))
+
+
+def seed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """The seed's accounting: every intermediate it lists, at the setup's bytes per value."""
+    v, n = symbol_values(shape), setup.bytes_per_value
+    swiglu = shape.ffn == "swiglu"
+    rows = [
+        row(v, "input", "Token embeddings (input)", f(("s", "d")), n),
+        row(v, "attention-input", "Attention input", f(("L", "s", "d")), n),
+        row(v, "qkv", "Q, K, V after projection", qkv_formula(shape), n),
+        row(v, "scores", "Attention scores", f(("L", "h", "s", "s")), n),
+        row(v, "probabilities", "Attention probabilities", f(("L", "h", "s", "s")), n),
+        row(v, "attention-output", "Attention output", f(("L", "s", "d")), n),
+        row(v, "ffn-input", "FFN input", f(("L", "s", "d")), n),
+        row(v, "w1-output", "W1 output (gate)" if swiglu else "W1 output", f(("L", "s", "d_ff")), n),
+    ]
+    if swiglu:
+        rows.append(row(v, "w3-output", "W3 output (up)", f(("L", "s", "d_ff")), n))
+    rows += [
+        row(v, "activation-output", "After SiLU and multiply" if swiglu else "After GELU", f(("L", "s", "d_ff")), n),
+        row(v, "w2-output", "W2 output", f(("L", "s", "d")), n),
+        row(v, "final-norm", "Final RMSNorm", f(("s", "d")), n),
+        row(v, "logits", "Logits", f(("s", "V")), n),
+    ]
+    return Table("seed", "The seed's accounting", tuple(rows), batch=setup.batch)

@@ -1,0 +1,47 @@
+"""Fixed memory: parameters, gradients, optimizer state, and autocast's weight copies.
+
+Independent of the batch. Two regimes: fp32 everywhere, and bf16 autocast, where the fp32
+parameters are the master weights and autocast makes a bf16 copy of every weight matrix
+that the graph keeps for backward (2 bytes per matrix parameter).
+"""
+
+from __future__ import annotations
+
+from calc.parameters import matrix_parameter_count, parameter_count
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import Table, f, row
+
+OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4}
+"""fp32 bytes of optimizer state per parameter: AdamW's two moments, SGD's momentum."""
+
+
+def weight_copy_count(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Matrix parameters whose bf16 copies the graph holds at the end of the forward pass.
+
+    Under per-block checkpointing the blocks' copies are dropped with the rest of the
+    block's graph; only the LM head's (outside the blocks) stays.
+    """
+    if setup.dtype != "bf16":
+        return 0
+    if setup.checkpoint == "block":
+        return shape.vocab * shape.d_model
+    return matrix_parameter_count(shape)
+
+
+def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes."""
+    values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model}
+    optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
+    rows = [
+        row(values, "parameters", "Parameters (fp32 master weights)", f(("P",)), 4),
+        row(values, "gradients", "Gradients (fp32)", f(("P",)), 4),
+        row(values, "optimizer", f"Optimizer state: {optimizer} (fp32)", f(("P",)), OPTIMIZER_BYTES[setup.optimizer]),
+    ]
+    if setup.dtype == "bf16":
+        if setup.checkpoint == "block":
+            rows.append(row(values, "weight-copies", "bf16 copy of the LM head kept by autocast", f(("V", "d")), 2,
+                            note="blocks' copies are remade when each block is recomputed"))
+        else:
+            rows.append(row(values, "weight-copies", "bf16 weight copies kept by autocast", f(("P_w",)), 2))
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters")

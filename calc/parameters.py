@@ -1,0 +1,66 @@
+"""Parameter counts per component, in the order the forward pass meets them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from calc.shape import ModelShape
+from calc.table import Table, f, row, symbol_values
+
+FP32_BYTES = 4
+
+
+def _norm_terms(shape: ModelShape, layers: bool) -> tuple:
+    per = (2, "d") if (shape.norm == "layernorm" and shape.bias) else ("d",)
+    return (("L", *per),) if layers else (per,)
+
+
+def _linear(d_in: tuple, d_out: tuple, bias: bool) -> tuple:
+    """Terms of a linear layer in every block: L·d_in·d_out (+ L·d_out for the bias)."""
+    terms = [("L", *d_in, *d_out)]
+    if bias:
+        terms.append(("L", *d_out))
+    return tuple(terms)
+
+
+@lru_cache(maxsize=256)
+def parameter_table(shape: ModelShape) -> Table:
+    """Every weight matrix and vector, per component; counts are parameters, bytes fp32."""
+    v = symbol_values(shape)
+    b = shape.bias
+    rows = [row(v, "token-embedding", "Token embedding", f(("V", "d")), FP32_BYTES)]
+    if shape.positions == "learned":
+        rows.append(row(v, "position-embedding", "Position embedding", f(("s", "d")), FP32_BYTES))
+    rows += [
+        row(v, "norm1", "Attention norm (all blocks)", f(*_norm_terms(shape, True)), FP32_BYTES),
+        row(v, "w-q", "Query projection W_Q", f(*_linear(("d",), ("h", "d_h"), b)), FP32_BYTES),
+        row(v, "w-k", "Key projection W_K", f(*_linear(("d",), ("h_kv", "d_h"), b)), FP32_BYTES),
+        row(v, "w-v", "Value projection W_V", f(*_linear(("d",), ("h_kv", "d_h"), b)), FP32_BYTES),
+        row(v, "w-o", "Output projection W_O", f(*_linear(("h", "d_h"), ("d",), b)), FP32_BYTES),
+        row(v, "norm2", "Feed-forward norm (all blocks)", f(*_norm_terms(shape, True)), FP32_BYTES),
+        row(v, "w-1", "Feed-forward W1", f(*_linear(("d",), ("d_ff",), b)), FP32_BYTES),
+    ]
+    if shape.ffn == "swiglu":
+        rows.append(row(v, "w-3", "Feed-forward W3 (gate's partner)", f(*_linear(("d",), ("d_ff",), b)), FP32_BYTES))
+    rows += [
+        row(v, "w-2", "Feed-forward W2", f(*_linear(("d_ff",), ("d",), b)), FP32_BYTES),
+        row(v, "final-norm", "Final norm", f(*_norm_terms(shape, False)), FP32_BYTES),
+    ]
+    if not shape.tied:
+        rows.append(row(v, "lm-head", "LM head (output embedding)", f(("V", "d")), FP32_BYTES))
+    notes = ("The LM head shares the token embedding (tied), so it adds no parameters.",) if shape.tied else ()
+    return Table("parameters", "Parameters", tuple(rows), count_label="parameters", notes=notes)
+
+
+def parameter_count(shape: ModelShape) -> int:
+    """Total trainable parameters."""
+    return parameter_table(shape).total_count
+
+
+def matrix_parameter_count(shape: ModelShape) -> int:
+    """Parameters in the weight matrices that linear layers multiply by (biases, norms and
+    the embedding lookup excluded; the LM head's matrix included, tied or not)."""
+    d, dh, L = shape.d_model, shape.d_head, shape.layers
+    attention = d * shape.heads * dh + 2 * d * shape.kv_heads * dh + shape.heads * dh * d
+    ffn = (3 if shape.ffn == "swiglu" else 2) * d * shape.d_ff
+    return L * (attention + ffn) + shape.vocab * d

@@ -1,0 +1,56 @@
+"""One setup's answer in one place: fixed memory, activations, peak, largest batch."""
+
+from __future__ import annotations
+
+from calc.activations import activation_table
+from calc.fixed import fixed_table
+from calc.parameters import parameter_count
+from calc.peak import largest_batch, peak_bytes
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import Table, f, row
+
+DEFAULT_BUDGET = 80 * 10**9
+"""80 GB (10^9 bytes), the seed's GPU."""
+
+
+def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT_BUDGET) -> dict:
+    """Every headline number for one setup, in bytes (exact integers)."""
+    fixed = {r.key: r.bytes for r in fixed_table(shape, setup).rows}
+    activations = activation_table(shape, setup)
+    return {
+        "shape": shape.as_dict(),
+        "setup": setup.as_dict(),
+        "parameters": parameter_count(shape),
+        "bytes": {
+            "parameters": fixed["parameters"],
+            "gradients": fixed["gradients"],
+            "optimizer": fixed["optimizer"],
+            "weight_copies": fixed.get("weight-copies", 0),
+            "activations": activations.bytes_for_batch(),
+            "activations_per_sequence": activations.bytes_for_batch(1),
+            "peak": peak_bytes(shape, setup),
+        },
+        "budget_bytes": budget_bytes,
+        "largest_batch": largest_batch(shape, setup, budget_bytes),
+    }
+
+
+def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """Headline bytes of one step: fixed memory, activations for the batch, the peak."""
+    s = summary(shape, setup)
+    b = s["bytes"]
+    values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"]}
+    opt = b["optimizer"] // s["parameters"]
+    rows = [
+        row(values, "parameters", "Parameters (fp32)", f((4, "P")), 1),
+        row(values, "gradients", "Gradients (fp32)", f((4, "P")), 1),
+        row(values, "optimizer", "Optimizer state (fp32)", f((opt, "P")), 1),
+    ]
+    if b["weight_copies"]:
+        rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))
+    rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1))
+    rows.append(row(values, "peak", "Peak of the training step", f(("M",)), 1,
+                    note="not the sum of the rows above: see Peak, not sum" if setup.accounting == "autograd" else
+                    "this accounting's peak is the sum of the rows above"))
+    return Table("summary", "Memory of one training step", tuple(rows), count_label="bytes")

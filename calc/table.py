@@ -1,0 +1,138 @@
+"""Formula, Row and Table: what every accounting returns and every renderer draws.
+
+A Row's count is computed from its Formula, so the formula shown is the formula computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from calc.shape import ModelShape
+
+# Each symbol: (plain-text name, LaTeX, meaning). Text uses the field's own name.
+SYMBOLS = {
+    "B": ("B", "B", "batch size (sequences per step)"),
+    "L": ("L", "L", "layers"),
+    "s": ("s", "s", "context length (tokens per sequence)"),
+    "d": ("d", "d", "d_model, the residual width"),
+    "h": ("h", "h", "attention heads"),
+    "h_kv": ("h_kv", "h_{kv}", "key/value heads"),
+    "d_h": ("d_h", "d_h", "features per head, d / h"),
+    "d_ff": ("d_ff", "d_{ff}", "feed-forward width"),
+    "V": ("V", "V", "vocabulary size"),
+    "P": ("P", "P", "trainable parameters"),
+    "P_w": ("P_w", "P_w", "parameters in weight matrices (what linear layers multiply by)"),
+}
+
+
+def symbol_values(shape: ModelShape) -> dict[str, int]:
+    """The value of each shape symbol for `shape` (B is the table's own)."""
+    return {
+        "L": shape.layers, "s": shape.context, "d": shape.d_model, "h": shape.heads,
+        "h_kv": shape.kv_heads, "d_h": shape.d_head, "d_ff": shape.d_ff, "V": shape.vocab,
+    }
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A sum of products: terms=((3, "s", "d"), ("h", "s", "s")) is 3·s·d + h·s²."""
+
+    terms: tuple
+
+    def value(self, values: dict[str, int]) -> int:
+        return sum(prod(f if isinstance(f, int) else values[f] for f in term) for term in self.terms)
+
+    def text(self) -> str:
+        return " + ".join(_term_text(term, latex=False) for term in self.terms)
+
+    def latex(self) -> str:
+        return " + ".join(_term_text(term, latex=True) for term in self.terms)
+
+
+def _term_text(term: tuple, latex: bool) -> str:
+    """One product, with repeated symbols as powers (s·s -> s²) and constants first."""
+    constant = prod(f for f in term if isinstance(f, int))
+    powers: dict[str, int] = {}
+    for f in term:
+        if not isinstance(f, int):
+            powers[f] = powers.get(f, 0) + 1
+    parts = [] if constant == 1 and powers else [f"{constant:,}" if not latex else f"{constant:,}".replace(",", "{,}")]
+    for name, power in powers.items():
+        plain, tex, _ = SYMBOLS.get(name, (name, _latex_name(name), ""))
+        if latex:
+            parts.append(tex if power == 1 else f"{tex}^{{{power}}}")
+        else:
+            parts.append(plain if power == 1 else plain + "⁰¹²³⁴⁵⁶⁷⁸⁹"[power])
+    return (r" \cdot " if latex else "·").join(parts)
+
+
+def _latex_name(name: str) -> str:
+    """LaTeX for a symbol without an entry: A_b -> A_{b}, T_fwd -> T_{\\mathrm{fwd}}."""
+    base, _, sub = name.partition("_")
+    if not sub:
+        return base
+    return f"{base}_{{{sub}}}" if len(sub) == 1 else f"{base}_{{\\mathrm{{{sub}}}}}"
+
+
+def f(*terms) -> Formula:
+    """Formula from terms: f((3, "s", "d")) or f(("s", "d"), (2, "s", "h_kv", "d_h"))."""
+    return Formula(tuple(tuple(t) if isinstance(t, (tuple, list)) else (t,) for t in terms))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a table: `count` values of `bytes_per_value` bytes each.
+
+    In an activation table `count` is per batch element unless `per_step` is set: then the
+    row is kept once per training step, whatever the batch (a mask, a scalar). `stage`
+    says where in the forward pass it is made: "embedding", "block" (all L blocks) or "head".
+    """
+
+    key: str
+    name: str
+    formula: Formula
+    count: int
+    bytes_per_value: int
+    per_step: bool = False
+    note: str = ""
+    stage: str = ""
+
+    @property
+    def bytes(self) -> int:
+        return self.count * self.bytes_per_value
+
+    def bytes_for_batch(self, batch: int) -> int:
+        """Bytes for a batch of `batch` sequences."""
+        return self.bytes if self.per_step else self.bytes * batch
+
+
+def row(values: dict[str, int], key: str, name: str, formula: Formula, bytes_per_value: int, **extra) -> Row:
+    """A Row whose count is its formula evaluated at `values`."""
+    return Row(key, name, formula, formula.value(values), bytes_per_value, **extra)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows under a title. `batch` is set for activation tables (rows per batch element)."""
+
+    key: str
+    title: str
+    rows: tuple
+    batch: int | None = None
+    count_label: str = "values"
+    notes: tuple = field(default=())
+
+    @property
+    def total_count(self) -> int:
+        return sum(r.count for r in self.rows)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of every row; for an activation table, of one batch element (B = 1)."""
+        return sum(r.bytes for r in self.rows)
+
+    def bytes_for_batch(self, batch: int | None = None) -> int:
+        """Bytes of every row for a batch (the table's own when not given)."""
+        b = self.batch if batch is None else batch
+        return sum(r.bytes_for_batch(b) for r in self.rows)

@@ -1,0 +1,64 @@
+"""Properties every accounting must have, for any valid shape and setup."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from calc import ModelShape, TrainingSetup, activation_table, fixed_table, parameter_table
+from calc.table import symbol_values
+
+
+@st.composite
+def shapes(draw):
+    heads = draw(st.integers(1, 8))
+    kv_heads = draw(st.sampled_from([k for k in range(1, heads + 1) if heads % k == 0]))
+    d_head = 2 * draw(st.integers(1, 16))
+    return ModelShape(
+        vocab=draw(st.integers(1, 5000)), context=draw(st.integers(1, 256)), layers=draw(st.integers(1, 12)),
+        d_model=heads * d_head, heads=heads, kv_heads=kv_heads, d_ff=draw(st.integers(1, 512)),
+        ffn=draw(st.sampled_from(["swiglu", "gelu"])), norm=draw(st.sampled_from(["rmsnorm", "layernorm"])),
+        bias=draw(st.booleans()), positions=draw(st.sampled_from(["rope", "learned"])), tied=draw(st.booleans()),
+    )
+
+
+setups = st.builds(
+    TrainingSetup,
+    batch=st.integers(1, 64), accounting=st.sampled_from(["seed", "cs336", "autograd"]),
+    attention=st.sampled_from(["explicit", "flash"]), checkpoint=st.sampled_from(["none", "block"]),
+    dtype=st.sampled_from(["fp32", "bf16"]), optimizer=st.sampled_from(["adamw", "sgd"]),
+)
+
+
+@settings(max_examples=300)
+@given(shapes(), setups)
+def test_activations_are_affine_in_batch(shape, setup):
+    at = [activation_table(shape, setup.replace(batch=b)).bytes_for_batch() for b in (1, 2, 3, setup.batch)]
+    slope = at[1] - at[0]
+    assert slope > 0
+    assert at[2] - at[1] == slope
+    assert at[3] == at[0] + (setup.batch - 1) * slope
+
+
+@settings(max_examples=300)
+@given(shapes(), setups)
+def test_totals_are_the_sum_of_their_rows_and_rows_their_formulas(shape, setup):
+    values = symbol_values(shape)
+    for table in (parameter_table(shape), fixed_table(shape, setup), activation_table(shape, setup)):
+        assert table.total_bytes == sum(r.count * r.bytes_per_value for r in table.rows)
+        if table.key != "fixed":
+            assert all(r.count == r.formula.value(values) for r in table.rows)
+
+
+@settings(max_examples=200)
+@given(shapes(), setups)
+def test_more_layers_never_means_less_memory(shape, setup):
+    deeper = shape.replace(layers=shape.layers + 1)
+    assert activation_table(deeper, setup).bytes_for_batch() >= activation_table(shape, setup).bytes_for_batch()
+    assert parameter_table(deeper).total_count > parameter_table(shape).total_count
+
+
+@settings(max_examples=200)
+@given(shapes(), setups)
+def test_seed_and_cs336_halve_in_bf16(shape, setup):
+    setup = setup.replace(accounting="seed" if setup.accounting == "autograd" else setup.accounting)
+    fp32 = activation_table(shape, setup.replace(dtype="fp32")).bytes_for_batch()
+    assert activation_table(shape, setup.replace(dtype="bf16")).bytes_for_batch() * 2 == fp32

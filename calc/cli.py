@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         print(render(t, args.unit))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], args.unit)}")
     print(f"Peak of the training step: {b['peak']:,} bytes = {in_unit(b['peak'], args.unit)}")
-    print(f"Largest batch in {in_unit(args.budget, args.unit)}: {result['largest_batch']:,}")
+    print(f"Largest batch in {in_unit(args.budget, args.unit, trim=True)}: {result['largest_batch']:,}")
     return 0
 
 

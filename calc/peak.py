@@ -116,14 +116,14 @@ def moments_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Bytes alive at each moment of the step (autograd accounting), for the setup's batch."""
     values = _parts(shape, setup) | {"L": shape.layers}
     rows = tuple(row(values, m.key, m.name, f(*m.formula), 1) for m in MOMENTS)
-    return Table("moments", "Moments of a training step", rows, count_label="bytes")
+    return Table("moments", "Moments of a training step", rows, count_label="bytes", show_total=False)
 
 
 def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """The parts the moments add up, each in bytes, for the setup's batch."""
     values = _parts(shape, setup)
     rows = tuple(row(values, key, PART_SYMBOLS[key], f((key,)), 1) for key in PART_SYMBOLS)
-    return Table("parts", "What the moments add up", rows, count_label="bytes")
+    return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
 
 
 def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:

@@ -9,6 +9,8 @@ from calc.units import grouped, in_unit
 
 
 def _headers(table: Table, unit: str) -> list[str]:
+    if table.count_label == "bytes":
+        return ["Component", "Formula", "Bytes", unit]
     if table.batch is None:
         return ["Component", "Formula", table.count_label.capitalize(), "Bytes each", "Bytes", unit]
     return ["Tensor", "Formula", "Values per sequence", "Bytes each", "Bytes per sequence",
@@ -16,6 +18,8 @@ def _headers(table: Table, unit: str) -> list[str]:
 
 
 def _cells(table: Table, r, unit: str) -> list[str]:
+    if table.count_label == "bytes":
+        return [r.name, r.formula.text(), grouped(r.bytes), in_unit(r.bytes, unit)]
     if table.batch is None:
         return [r.name, r.formula.text(), grouped(r.count), str(r.bytes_per_value), grouped(r.bytes), in_unit(r.bytes, unit)]
     batch_bytes = r.bytes_for_batch(table.batch)
@@ -25,6 +29,8 @@ def _cells(table: Table, r, unit: str) -> list[str]:
 
 
 def _total(table: Table, unit: str) -> list[str]:
+    if table.count_label == "bytes":
+        return ["Total", "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
     if table.batch is None:
         return ["Total", "", grouped(table.total_count), "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
     batch_bytes = table.bytes_for_batch()
@@ -48,10 +54,11 @@ def to_html(table: Table, unit: str = "GB", id_prefix: str | None = None) -> str
         body.append(f'<tr id="{prefix}-{escape(r.key)}" data-row="{escape(r.key)}">{"".join(tds)}</tr>')
     total = _total(table, unit)
     foot = f"<td><strong>{total[0]}</strong></td><td></td>" + "".join(f'<td class="num"><strong>{escape(c)}</strong></td>' for c in total[2:])
+    tfoot = f'<tfoot><tr id="{prefix}-total" data-row="total">{foot}</tr></tfoot>' if table.show_total else ""
     notes = "".join(f"<p class=\"calc-note\">{escape(n)}</p>" for n in table.notes)
     return (f'<div class="calc-table" data-table="{escape(table.key)}">'
             f"<table><caption>{escape(table.title)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody><tfoot><tr id=\"{prefix}-total\" data-row=\"total\">{foot}</tr></tfoot></table>{notes}</div>")
+            f"<tbody>{''.join(body)}</tbody>{tfoot}</table>{notes}</div>")
 
 
 def _md_escape(text: str) -> str:
@@ -64,17 +71,20 @@ def to_markdown(table: Table, unit: str = "GB") -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([":---", ":---"] + ["---:"] * (len(headers) - 2)) + "|"]
     for r in table.rows:
         lines.append("| " + " | ".join(_md_escape(c) for c in _cells(table, r, unit)) + " |")
-    lines.append("| " + " | ".join(f"**{c}**" if c else "" for c in _total(table, unit)) + " |")
+    if table.show_total:
+        lines.append("| " + " | ".join(f"**{c}**" if c else "" for c in _total(table, unit)) + " |")
     return "\n".join(lines) + "\n"
 
 
 def to_text(table: Table, unit: str = "GB") -> str:
     """A plain-text table for the terminal."""
-    grid = [_headers(table, unit)] + [_cells(table, r, unit) for r in table.rows] + [_total(table, unit)]
+    total = [_total(table, unit)] if table.show_total else []
+    grid = [_headers(table, unit)] + [_cells(table, r, unit) for r in table.rows] + total
     widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
 
     def fmt(line):
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([table.title, fmt(grid[0]), rule] + [fmt(line) for line in grid[1:-1]] + [rule, fmt(grid[-1])]) + "\n"
+    body = [fmt(line) for line in grid[1:len(grid) - len(total)]]
+    return "\n".join([table.title, fmt(grid[0]), rule] + body + ([rule, fmt(grid[-1])] if total else [])) + "\n"

@@ -49,8 +49,9 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     ]
     if b["weight_copies"]:
         rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))
-    rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1))
+    rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1,
+                    note=f"the {setup.accounting} accounting's total for the batch"))
     rows.append(row(values, "peak", "Peak of the training step", f(("M",)), 1,
                     note="not the sum of the rows above: see Peak, not sum" if setup.accounting == "autograd" else
                     "this accounting's peak is the sum of the rows above"))
-    return Table("summary", "Memory of one training step", tuple(rows), count_label="bytes")
+    return Table("summary", "Memory of one training step", tuple(rows), count_label="bytes", show_total=False)

@@ -67,6 +67,26 @@ def _term_text(term: tuple, latex: bool) -> str:
     return (r" \cdot " if latex else "·").join(parts)
 
 
+def combine(formulas, drop: str | None = None) -> Formula:
+    """One formula summing `formulas`, like terms merged (3·s·d + s·d = 4·s·d), with one
+    factor `drop` taken out of every term (drop="L" turns all-blocks rows into per-block)."""
+    merged: dict[tuple, int] = {}
+    order: list[tuple] = []
+    for formula in formulas:
+        for term in formula.terms:
+            symbols = [x for x in term if not isinstance(x, int)]
+            if drop is not None:
+                if drop not in symbols:
+                    raise ValueError(f"term {term} has no factor {drop}")
+                symbols.remove(drop)
+            key = tuple(symbols)
+            if key not in merged:
+                order.append(key)
+                merged[key] = 0
+            merged[key] += prod(x for x in term if isinstance(x, int))
+    return Formula(tuple((merged[k], *k) if merged[k] != 1 else k for k in order if merged[k]))
+
+
 def _latex_name(name: str) -> str:
     """LaTeX for a symbol without an entry: A_b -> A_{b}, T_fwd -> T_{\\mathrm{fwd}}."""
     base, _, sub = name.partition("_")
@@ -122,6 +142,7 @@ class Table:
     batch: int | None = None
     count_label: str = "values"
     notes: tuple = field(default=())
+    show_total: bool = True
 
     @property
     def total_count(self) -> int:

@@ -18,10 +18,14 @@ def unit_bytes(unit: str) -> int:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}") from None
 
 
-def in_unit(nbytes: int, unit: str, places: int = 3) -> str:
-    """`nbytes` in `unit`, rounded half-even to `places` decimals, e.g. '16.262 GB'."""
+def in_unit(nbytes: int, unit: str, places: int = 3, trim: bool = False) -> str:
+    """`nbytes` in `unit`, rounded half-even to `places` decimals, e.g. '16.262 GB';
+    with `trim`, trailing zeros go: '80 GB' rather than '80.000 GB'."""
     value = (Decimal(nbytes) / Decimal(unit_bytes(unit))).quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN)
-    return f"{value:,} {unit}"
+    text = f"{value:,}"
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} {unit}"
 
 
 def grouped(n: int) -> str:

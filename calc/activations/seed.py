@@ -13,6 +13,17 @@ from calc.shape import ModelShape
 from calc.table import Table, f, row, symbol_values
 
 
+SEED_PRINTED = {
+    "claim_gb": "2.265",  # "Approximately: 2.265 GB per batch element"
+    "block_values": 83_558_400,
+    "total_values": 4_065_543_168,
+    "total_bytes": 16_262_172_672,
+    "total_as_printed": "15.15 GB",  # 16,262,172,672 bytes is 15.15 GiB (and 16.26 GB)
+    "values_per_position": 553_385,  # printed as 2.265 × 10^9 / (1024 × 4)
+}
+"""Figures exactly as the seed prints them (../shared/seed/000_846b05afb9177fdb.txt)."""
+
+
 def qkv_formula(shape: ModelShape):
     """Values of Q, K and V per layer: 3·s·d, or s·d + 2·s·h_kv·d_h with fewer KV heads."""
     if shape.kv_heads == shape.heads:

@@ -1,0 +1,139 @@
+"""Reader inputs as strings (a widget's fields, a URL's query, a page directive) to a
+validated shape and setup, with one message per field that is wrong.
+
+One vocabulary everywhere: the dataclass field `d_model` is the CLI's `--d-model` and the
+URL's `?d_model=`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from calc.presets import DEFAULT_PRESET, PRESETS
+from calc.report import DEFAULT_BUDGET
+from calc.setup import ACCOUNTINGS, ATTENTION_KINDS, CHECKPOINT_KINDS, DTYPES, MAX_BATCH, OPTIMIZERS, TrainingSetup
+from calc.shape import MAX_SIZE, ModelShape
+from calc.units import parse_size
+
+SHAPE_SIZES = ("vocab", "context", "layers", "d_model", "heads", "kv_heads", "d_ff")
+SHAPE_CHOICES = {"ffn": ("swiglu", "gelu"), "norm": ("rmsnorm", "layernorm"), "positions": ("rope", "learned")}
+SHAPE_FLAGS = ("bias", "tied")
+SETUP_CHOICES = {"accounting": ACCOUNTINGS, "attention": ATTENTION_KINDS, "checkpoint": CHECKPOINT_KINDS,
+                 "dtype": DTYPES, "optimizer": OPTIMIZERS}
+UNITS = ("GB", "GiB")
+FIELDS = ("preset", *SHAPE_SIZES, *SHAPE_CHOICES, *SHAPE_FLAGS, "batch", *SETUP_CHOICES, "budget", "unit")
+
+_WHOLE = re.compile(r"[0-9][0-9_,]*")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a view needs: the model, the step, the GPU budget (bytes), the unit."""
+
+    preset: str
+    shape: ModelShape
+    setup: TrainingSetup
+    budget: int = DEFAULT_BUDGET
+    unit: str = "GB"
+
+
+class InputError(ValueError):
+    """Bad inputs; `errors` maps each field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _whole(field: str, text: str, errors: dict, limit: int):
+    text = str(text).strip()
+    if not _WHOLE.fullmatch(text):
+        errors[field] = f"{field} must be a whole number, not {text!r}" if text else f"{field} is empty"
+        return None
+    value = int(text.replace(",", "").replace("_", ""))
+    if value < 1 or value > limit:
+        errors[field] = f"{field} must be between 1 and {limit:,}"
+        return None
+    return value
+
+
+def parse_inputs(params: Mapping[str, str]) -> Inputs:
+    """Validated Inputs from string parameters; unknown keys are ignored, missing ones take
+    the preset's (or the default) value. Raises InputError naming every bad field."""
+    errors: dict[str, str] = {}
+    name = str(params.get("preset", DEFAULT_PRESET)).strip() or DEFAULT_PRESET
+    if name not in PRESETS:
+        errors["preset"] = f"unknown preset {name!r}"
+        name = DEFAULT_PRESET
+    changes = {}
+    for field in SHAPE_SIZES:
+        if field in params:
+            value = _whole(field, params[field], errors, MAX_SIZE)
+            if value is not None:
+                changes[field] = value
+    for field, allowed in SHAPE_CHOICES.items():
+        if field in params:
+            if params[field] in allowed:
+                changes[field] = params[field]
+            else:
+                errors[field] = f"{field} must be one of {', '.join(allowed)}"
+    for field in SHAPE_FLAGS:
+        if field in params:
+            text = str(params[field]).strip().lower()
+            if text in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                changes[field] = text in ("true", "1", "yes", "on")
+            else:
+                errors[field] = f"{field} must be true or false"
+    setup_values = {}
+    if "batch" in params:
+        batch = _whole("batch", params["batch"], errors, MAX_BATCH)
+        if batch is not None:
+            setup_values["batch"] = batch
+    for field, allowed in SETUP_CHOICES.items():
+        if field in params:
+            if params[field] in allowed:
+                setup_values[field] = params[field]
+            else:
+                errors[field] = f"{field} must be one of {', '.join(allowed)}"
+    budget = DEFAULT_BUDGET
+    if "budget" in params:
+        try:
+            budget = parse_size(params["budget"])
+        except ValueError as e:
+            errors["budget"] = str(e)
+    unit = str(params.get("unit", "GB"))
+    if unit not in UNITS:
+        errors["unit"] = "unit must be GB or GiB"
+        unit = "GB"
+    shape = None
+    if not errors:
+        try:
+            shape = PRESETS[name].replace(**changes)
+        except ValueError as e:
+            field = str(e).split(" ", 1)[0]
+            errors[field if field in FIELDS else "preset"] = str(e)
+    if errors:
+        raise InputError(errors)
+    return Inputs(name, shape, TrainingSetup(**setup_values), budget, unit)
+
+
+def inputs_to_params(inputs: Inputs) -> dict[str, str]:
+    """The string parameters that give back `inputs`, leaving out what equals the preset or
+    the defaults (so a shared link stays short)."""
+    out = {"preset": inputs.preset} if inputs.preset != DEFAULT_PRESET else {}
+    base = PRESETS[inputs.preset]
+    for field in (*SHAPE_SIZES, *SHAPE_CHOICES, *SHAPE_FLAGS):
+        value = getattr(inputs.shape, field)
+        if value != getattr(base, field):
+            out[field] = str(value).lower() if isinstance(value, bool) else str(value)
+    default = TrainingSetup()
+    for field in ("batch", *SETUP_CHOICES):
+        if getattr(inputs.setup, field) != getattr(default, field):
+            out[field] = str(getattr(inputs.setup, field))
+    if inputs.budget != DEFAULT_BUDGET:
+        out["budget"] = f"{inputs.budget}B"
+    if inputs.unit != "GB":
+        out["unit"] = inputs.unit
+    return out

@@ -1,0 +1,142 @@
+"""The built site: every page, every table equal to calc's, links and citable ids intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin
+
+import pytest
+
+from calc.views import render_view
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [
+    "", "the-model/", "fixed-memory/", "counting-every-intermediate/", "what-autograd-keeps/",
+    "the-quadratic-term/", "the-output-layer/", "peak-not-sum/", "making-it-smaller/",
+    "where-2-265-gb-comes-from/", "measured-against-pytorch/", "reference/",
+]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """Build the site once with --strict; the build log must carry no warning."""
+    site = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "WARNING" not in out.stderr, out.stderr
+    return site
+
+
+class Page(HTMLParser):
+    """Ids, links, and the calc views (their attributes and exact inner HTML) of a page."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=False)
+        self.text, self.ids, self.links, self.views = text, set(), [], []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+        if tag == "div" and "calc-view" in (a.get("class") or "").split():
+            self.views.append(a)
+
+
+def page(built: Path, url: str) -> Page:
+    return Page((built / url / "index.html").read_text())
+
+
+def inner_html_of_view(text: str, key: str) -> str:
+    start = re.search(rf'<div class="calc-view" id="{re.escape(key)}"[^>]*>', text)
+    html = text[start.end():]
+    depth, i = 1, 0
+    for m in re.finditer(r"<(/?)div\b[^>]*>", html):
+        depth += -1 if m.group(1) else 1
+        if depth == 0:
+            return html[: m.start()]
+    raise AssertionError(f"unclosed view {key}")
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_page_exists_with_a_title(built, url):
+    p = page(built, url)
+    assert "<h1" in p.text
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_table_is_what_calc_returns(built, url):
+    p = page(built, url)
+    results = json.loads((ROOT / "validation" / "results.json").read_text())
+    for view in p.views:
+        params = json.loads(view["data-params"])
+        extra = {"results": results} if view["data-view"] == "validation" else {}
+        expected = render_view(view["data-view"], params, view["data-key"], **extra)
+        assert inner_html_of_view(p.text, view["data-key"]) == expected, view["data-key"]
+
+
+def cells(p: Page, row_id: str) -> list[str]:
+    m = re.search(rf'<tr id="{re.escape(row_id)}"[^>]*>(.*?)</tr>', p.text, re.S)
+    assert m, row_id
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(1), re.S)]
+
+
+def test_seed_page_reproduces_the_seeds_figures(built):
+    p = page(built, "counting-every-intermediate/")
+    # as printed in the seed: 4,065,543,168 values, 16,262,172,672 bytes; 26,214,400 scores a block
+    total = cells(p, "seed-total")
+    assert "4,065,543,168" in total and "16,262,172,672" in total
+    assert cells(p, "seed-scores")[2] == f"{48 * 26_214_400:,}"
+    assert cells(p, "seed-logits")[2] == "51,463,168"
+    assert "15.15 GiB = 16.26 GB" in cells(p, "seed-checks-total-unit")
+
+
+def test_home_page_numbers_need_no_javascript(built):
+    p = page(built, "")
+    assert "summary-peak" in p.ids and "Largest batch whose peak fits in 80 GB" in p.text
+
+
+def test_no_broken_internal_link_or_anchor(built):
+    pages = {url: page(built, url) for url in PAGES}
+    for url, p in pages.items():
+        for href in p.links:
+            if href.startswith(("http:", "https:", "mailto:")):
+                continue
+            target, anchor = urldefrag(urljoin("/" + url, href))
+            if target.startswith("/vendor/") or target.endswith((".css", ".js")):
+                continue
+            path = target.lstrip("/")
+            assert path in pages or (built / path).exists(), f"{url}: broken link {href}"
+            if anchor and path in pages:
+                assert anchor in pages[path].ids, f"{url}: broken anchor {href}"
+
+
+def test_citable_ids_still_exist(built):
+    for line in (ROOT / "tests" / "citable_ids.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        url, anchor = line.split("#")
+        assert anchor in page(built, url.strip("/") + ("/" if url.strip("/") else "")).ids, line
+
+
+def test_ids_are_unique_on_every_page(built):
+    for url in PAGES:
+        ids = re.findall(r'\sid="([^"]+)"', page(built, url).text)
+        dupes = {i for i in ids if ids.count(i) > 1}
+        assert not dupes, f"{url}: {dupes}"
+
+
+def test_formulas_and_math_assets_ship_with_the_site(built):
+    assert (built / "vendor" / "katex" / "katex.min.js").exists()
+    assert (built / "vendor" / "katex" / "fonts").is_dir()
+    assert r"\[" in page(built, "what-autograd-keeps/").text

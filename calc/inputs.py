@@ -50,7 +50,7 @@ class InputError(ValueError):
 def _whole(field: str, text: str, errors: dict, limit: int):
     text = str(text).strip()
     if not _WHOLE.fullmatch(text):
-        errors[field] = f"{field} must be a whole number, not {text!r}" if text else f"{field} is empty"
+        errors[field] = f"{field} must be a whole number, not {text!r}" if text else f"{field} needs a whole number"
         return None
     value = int(text.replace(",", "").replace("_", ""))
     if value < 1 or value > limit:
@@ -119,6 +119,22 @@ def parse_inputs(params: Mapping[str, str]) -> Inputs:
     return Inputs(name, shape, TrainingSetup(**setup_values), budget, unit)
 
 
+def budget_text(nbytes: int) -> str:
+    """A budget as the reader would type it: '80 GB', '80 GiB', or exact bytes."""
+    for unit, size in (("GiB", 2**30), ("GB", 10**9)):
+        if nbytes % size == 0:
+            return f"{nbytes // size} {unit}"
+    return f"{nbytes} B"
+
+
+def field_values(inputs: Inputs) -> dict[str, str]:
+    """Every field's value as the string an input shows."""
+    values = {"preset": inputs.preset, "budget": budget_text(inputs.budget), "unit": inputs.unit}
+    for field, value in {**inputs.shape.as_dict(), **inputs.setup.as_dict()}.items():
+        values[field] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values
+
+
 def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
     the defaults (so a shared link stays short)."""
@@ -133,7 +149,7 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
         if getattr(inputs.setup, field) != getattr(default, field):
             out[field] = str(getattr(inputs.setup, field))
     if inputs.budget != DEFAULT_BUDGET:
-        out["budget"] = f"{inputs.budget}B"
+        out["budget"] = budget_text(inputs.budget)
     if inputs.unit != "GB":
         out["unit"] = inputs.unit
     return out

@@ -7,7 +7,9 @@ In a page:
 
 `id` is the prefix of every row id in the view (unique on the page). Every other key=value
 is a parameter in calc's vocabulary (preset, d_model, batch, accounting, …), pinned for
-this view; parameters not given take the defaults. The HTML is the same that the live
+this view; parameters not given take the defaults. Views are live: the first one on a page
+brings the inputs panel, and the browser recomputes them as the reader edits it. Inline
+values state facts about the setup the prose names and stay as built. The HTML is the same that the live
 widgets produce in the browser, so pages are complete with JavaScript off.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 from html import escape
 from pathlib import Path
@@ -25,14 +28,16 @@ from mkdocs.exceptions import PluginError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from calc.form import inputs_panel  # noqa: E402
 from calc.inputs import InputError  # noqa: E402
-from calc.views import VIEWS, render_value, render_view  # noqa: E402
+from calc.views import STATIC_VIEWS, VIEWS, render_value, render_view  # noqa: E402
 
 BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
 INLINE = re.compile(r"\[\[value (?P<name>[a-z_.]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
 LEFTOVER = re.compile(r"\[\[(calc|value)\b[^\]]*\]\]")
 
 KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js", "fonts")
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
 
 _results = None
 
@@ -51,7 +56,10 @@ def _validation_results() -> dict:
 def expand(markdown: str, where: str = "page") -> str:
     """Markdown with every directive replaced by calc's HTML; PluginError on a bad one."""
 
+    panel_placed = False
+
     def block(m: re.Match) -> str:
+        nonlocal panel_placed
         params = _params(m["args"])
         key = params.pop("id", None)
         if not key:
@@ -64,8 +72,15 @@ def expand(markdown: str, where: str = "page") -> str:
         except InputError as e:
             raise PluginError(f"{where}: [[calc {m['view']} id={key}]]: {e}") from None
         pinned = escape(json.dumps(params, sort_keys=True))
-        return (f'<div class="calc-view" id="{escape(key)}" data-view="{escape(m["view"])}" data-key="{escape(key)}" '
-                f'data-params="{pinned}">{html}</div>\n')
+        live = m["view"] not in STATIC_VIEWS
+        panel = ""
+        if live and not panel_placed:
+            panel, panel_placed = inputs_panel() + "\n\n", True
+        fixed = ", ".join(f"{k} = {v}" for k, v in sorted(params.items()))
+        note = (f'<p class="calc-view-note">Follows the <a href="#inputs">inputs above</a>'
+                f'{escape("; fixed for this table: " + fixed) if fixed else ""}.</p>') if live else ""
+        return (f'{panel}<div class="calc-view{" calc-live" if live else ""}" id="{escape(key)}" data-view="{escape(m["view"])}" '
+                f'data-key="{escape(key)}" data-params="{pinned}">{note}<div class="calc-output">{html}</div></div>\n')
 
     def inline(m: re.Match) -> str:
         params = _params(m["args"])
@@ -97,7 +112,26 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def build_wheel(target: Path) -> str:
+    """Build calc's pure-Python wheel (py3-none-any) into `target`; return its file name."""
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("calc-*.whl"):
+        old.unlink()
+    out = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(target), str(ROOT)],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise PluginError(f"building the calc wheel failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+    wheels = sorted(target.glob("calc-*-py3-none-any.whl"))
+    if len(wheels) != 1:
+        raise PluginError(f"expected one calc wheel, found {[w.name for w in wheels]}")
+    return wheels[0].name
+
+
 def on_post_build(config):
     site = Path(config["site_dir"])
     for name in KATEX_FILES:
         _copy(ROOT / "node_modules" / "katex" / "dist" / name, site / "vendor" / "katex" / name)
+    for name in PYODIDE_FILES:
+        _copy(ROOT / "node_modules" / "pyodide" / name, site / "vendor" / "pyodide" / name)
+    wheel = build_wheel(site / "vendor" / "calc")
+    (site / "vendor" / "calc" / "wheel.json").write_text(json.dumps({"wheel": wheel}))

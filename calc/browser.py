@@ -1,0 +1,46 @@
+"""The one entry point the browser calls: page state and view requests in, HTML out.
+
+The JavaScript sends strings and receives strings; every number is made here. `handle`
+takes and returns JSON so that nothing but text crosses the Pyodide boundary.
+"""
+
+from __future__ import annotations
+
+import json
+
+from calc.inputs import FIELDS, InputError, field_values, inputs_to_params, parse_inputs
+from calc.presets import PRESETS
+from calc.views import STATIC_VIEWS, VIEWS, render_value, render_view
+
+
+def handle(request_json: str) -> str:
+    """Render a page's views for its state.
+
+    Request: {"state": {field: string}, "views": [{"kind": "view"|"value", "name": …,
+    "key": …, "params": {pinned field: string}}]}. Reply: {"ok": bool, "errors": {field:
+    message}, "resolved": {field: string}, "canonical": {field: string} (the short form for
+    the URL), "html": [string per request, or null where a request was not rendered]}.
+    """
+    request = json.loads(request_json)
+    state = {k: str(v) for k, v in request.get("state", {}).items() if k in FIELDS}
+    try:
+        inputs = parse_inputs(state)
+    except InputError as e:
+        return json.dumps({"ok": False, "errors": e.errors, "html": []})
+    html = []
+    for item in request.get("views", []):
+        params = {**state, **{k: str(v) for k, v in item.get("params", {}).items()}}
+        name = item.get("name", "")
+        if item.get("kind") == "value":
+            html.append(render_value(name, params))
+        elif name in VIEWS and name not in STATIC_VIEWS:
+            html.append(render_view(name, params, item.get("key") or name))
+        else:
+            html.append(None)
+    return json.dumps({"ok": True, "errors": {}, "resolved": field_values(inputs),
+                       "canonical": inputs_to_params(inputs), "html": html})
+
+
+def presets() -> str:
+    """The preset names, as JSON, for the select."""
+    return json.dumps(list(PRESETS))

@@ -1,0 +1,91 @@
+"""The inputs panel a page shows above its live tables, as HTML.
+
+Field names are calc's vocabulary (the URL's query keys too). The panel is rendered at
+build time with the defaults and starts disabled; the widget script enables it once calc
+is running in the browser.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from calc.inputs import field_values, parse_inputs
+from calc.presets import PRESETS
+from calc.setup import ACCOUNTINGS, ATTENTION_KINDS, CHECKPOINT_KINDS, DTYPES, OPTIMIZERS
+
+# (name, label, kind, options or None)
+MODEL_FIELDS = (
+    ("preset", "Model preset", "select", tuple(PRESETS)),
+    ("vocab", "Vocabulary V", "number", None),
+    ("context", "Context s (tokens)", "number", None),
+    ("layers", "Layers L", "number", None),
+    ("d_model", "d_model", "number", None),
+    ("heads", "Heads h", "number", None),
+    ("kv_heads", "KV heads h_kv", "number", None),
+    ("d_ff", "d_ff", "number", None),
+)
+ARCHITECTURE_FIELDS = (
+    ("ffn", "Feed-forward", "select", ("swiglu", "gelu")),
+    ("norm", "Norm", "select", ("rmsnorm", "layernorm")),
+    ("positions", "Positions", "select", ("rope", "learned")),
+    ("bias", "Biases", "select", ("false", "true")),
+    ("tied", "Tied embeddings", "select", ("false", "true")),
+)
+STEP_FIELDS = (
+    ("batch", "Batch B (sequences)", "number", None),
+    ("accounting", "Accounting", "select", ACCOUNTINGS),
+    ("attention", "Attention", "select", ATTENTION_KINDS),
+    ("checkpoint", "Checkpointing", "select", CHECKPOINT_KINDS),
+    ("dtype", "Precision", "select", DTYPES),
+    ("optimizer", "Optimizer", "select", OPTIMIZERS),
+)
+GPU_FIELDS = (
+    ("budget", "GPU memory", "text", None),
+    ("unit", "Show sizes in", "select", ("GB", "GiB")),
+)
+OPTION_LABELS = {
+    "swiglu": "SwiGLU", "gelu": "GELU MLP", "rmsnorm": "RMSNorm", "layernorm": "LayerNorm", "rope": "RoPE",
+    "learned": "learned", "false": "no", "true": "yes", "explicit": "explicit (softmax kept)",
+    "flash": "flash (fused)", "none": "none", "block": "every block", "fp32": "fp32", "bf16": "bf16 autocast",
+    "adamw": "AdamW", "sgd": "SGD with momentum", "seed": "the seed's list", "cs336": "CS336 list",
+    "autograd": "what autograd keeps", "GB": "GB (10⁹ bytes)", "GiB": "GiB (2³⁰ bytes)",
+}
+
+
+def _field(name: str, label: str, kind: str, options, value: str) -> str:
+    fid = f"calc-in-{name}"
+    described = f'aria-describedby="{fid}-error"'
+    if kind == "select":
+        opts = "".join(f'<option value="{escape(o)}"{" selected" if o == value else ""}>{escape(OPTION_LABELS.get(o, o))}</option>'
+                       for o in options)
+        control = f'<select id="{fid}" name="{name}" {described}>{opts}</select>'
+    elif kind == "number":
+        control = (f'<input id="{fid}" name="{name}" type="number" inputmode="numeric" min="1" step="1" '
+                   f'value="{escape(value)}" {described}>')
+    else:
+        control = f'<input id="{fid}" name="{name}" type="text" value="{escape(value)}" {described} spellcheck="false">'
+    return (f'<div class="calc-field" data-field="{name}"><label for="{fid}">{escape(label)}</label>{control}'
+            f'<span class="calc-error" id="{fid}-error"></span></div>')
+
+
+def inputs_panel(params: dict | None = None) -> str:
+    """The page's inputs panel, filled with `params` (defaults when empty), disabled."""
+    values = field_values(parse_inputs(params or {}))
+
+    def group(legend: str, fields) -> str:
+        inner = "".join(_field(n, label, kind, opts, values[n]) for n, label, kind, opts in fields)
+        return f'<fieldset><legend>{escape(legend)}</legend><div class="calc-fields">{inner}</div></fieldset>'
+
+    return (
+        '<form class="calc-inputs" id="inputs" aria-label="Inputs for the tables on this page" autocomplete="off">'
+        '<fieldset class="calc-all" disabled>'
+        + group("Model", MODEL_FIELDS)
+        + '<details class="calc-architecture"><summary>Architecture: feed-forward, norm, positions, biases, tying</summary>'
+        + group("Architecture", ARCHITECTURE_FIELDS) + "</details>"
+        + group("Training step", STEP_FIELDS) + group("GPU", GPU_FIELDS)
+        + '<div class="calc-actions"><button type="button" class="md-button" data-action="reset">Reset to defaults</button>'
+        '<button type="button" class="md-button" data-action="copy">Copy link</button></div>'
+        '</fieldset><p class="calc-status" role="status" aria-live="polite">'
+        "Tables below are computed for these inputs. Live editing starts once calc has loaded in your browser"
+        " (it needs JavaScript and WebAssembly).</p></form>"
+    )

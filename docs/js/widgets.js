@@ -1,0 +1,125 @@
+// Bind each page's inputs panel to its live tables. This file moves strings only: the
+// inputs' values go to calc, calc's HTML comes back into the page. No arithmetic here.
+import { calcRuntime } from "./runtime.js";
+import { readState, writeState } from "./state.js";
+
+const SHAPE_FIELDS = ["vocab", "context", "layers", "d_model", "heads", "kv_heads", "d_ff", "ffn", "norm", "positions", "bias", "tied"];
+
+function bind(form) {
+  if (form.dataset.bound) return;
+  form.dataset.bound = "true";
+  const fields = [...form.querySelectorAll("input[name], select[name]")];
+  const byName = Object.fromEntries(fields.map((el) => [el.name, el]));
+  const status = form.querySelector(".calc-status");
+  // Inline numbers in the prose state facts about the setup the prose names; they stay put.
+  const views = [...document.querySelectorAll(".calc-view.calc-live")];
+  const requests = views.map((el) => ({
+    kind: "view",
+    name: el.dataset.view,
+    key: el.dataset.key,
+    params: JSON.parse(el.dataset.params || "{}"),
+  }));
+  let state = readState(Object.keys(byName));
+  let inFlight = false;
+  let queued = false;
+
+  const say = (text) => {
+    status.textContent = text;
+  };
+
+  function showErrors(errors) {
+    for (const [name, el] of Object.entries(byName)) {
+      const message = errors[name] || "";
+      el.setAttribute("aria-invalid", message ? "true" : "false");
+      form.querySelector(`#calc-in-${name}-error`).textContent = message;
+    }
+    const stale = Object.keys(errors).length > 0;
+    for (const view of views) view.classList.toggle("calc-stale", stale);
+    document.body.classList.toggle("calc-has-stale", stale);
+    if (stale) say("Some inputs are not valid (see the messages above); the tables show the last good values, marked stale.");
+  }
+
+  function fill(resolved) {
+    for (const [name, value] of Object.entries(resolved)) {
+      const el = byName[name];
+      if (el && el !== document.activeElement && el.value !== value) el.value = value;
+    }
+  }
+
+  async function render() {
+    if (inFlight) {
+      queued = true;
+      return;
+    }
+    inFlight = true;
+    try {
+      const reply = await calcRuntime().request({ state, views: requests });
+      if (reply.ok) {
+        reply.html.forEach((html, i) => {
+          const target = views[i].querySelector(".calc-output");
+          // calc's HTML: every string in it, the reader's included, is escaped by calc.
+          if (html !== null && target.innerHTML !== html) target.innerHTML = html;
+        });
+        fill(reply.resolved);
+        writeState(reply.canonical);
+        showErrors({});
+        say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
+        document.dispatchEvent(new CustomEvent("calc:rendered"));
+      } else {
+        showErrors(reply.errors);
+      }
+    } catch (error) {
+      say(`Could not recompute (${error.message}); the tables show the last good values.`);
+    } finally {
+      inFlight = false;
+      if (queued) {
+        queued = false;
+        render();
+      }
+    }
+  }
+
+  function onEdit(event) {
+    const el = event.target;
+    if (!el.name || !(el.name in byName)) return;
+    state[el.name] = el.validity && el.validity.badInput ? "not a number" : el.value;
+    if (el.name === "preset") for (const name of SHAPE_FIELDS) delete state[name];
+    render();
+  }
+
+  form.addEventListener("input", onEdit);
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("click", async (event) => {
+    const action = event.target.closest("button[data-action]")?.dataset.action;
+    if (action === "reset") {
+      state = {};
+      render();
+    } else if (action === "copy") {
+      try {
+        await navigator.clipboard.writeText(window.location.href);
+        say("Link copied: it opens this page with these inputs.");
+      } catch {
+        say(`Copy this link: ${window.location.href}`);
+      }
+    }
+  });
+
+  say("Loading calc in your browser… the tables below are already correct for these inputs.");
+  calcRuntime().ready.then(
+    () => {
+      form.querySelector("fieldset.calc-all").disabled = false;
+      form.classList.add("calc-ready");
+      render();
+    },
+    (error) => {
+      say(`Live editing is unavailable here (${error.message}). The tables show the defaults and stay correct for them.`);
+      if (Object.keys(state).length) for (const view of views) view.classList.add("calc-stale");
+    },
+  );
+}
+
+// mkdocs-material swaps pages without reloading (instant navigation): bind on every swap.
+document$.subscribe(() => {
+  const form = document.querySelector("form.calc-inputs");
+  if (form) bind(form);
+});

@@ -1,0 +1,35 @@
+// Run calc's own tests inside real Pyodide (Python 3.14, WebAssembly) under Node.
+//
+//   node tests/pyodide/run_suite.mjs <pyodide dir> <calc wheel> <wheel dir> <repo root> <test file>...
+//
+// calc comes from its wheel (the one the site ships), the test tools from <wheel dir>,
+// the test files and validation/results.json are copied into Pyodide's file system.
+// Exits with pytest's exit code.
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { loadPyodide } from "pyodide";
+
+const [pyodideDir, calcWheel, wheelDir, root, ...testFiles] = process.argv.slice(2);
+const pyodide = await loadPyodide({ indexURL: pyodideDir + "/" });
+const wheels = [calcWheel, ...readdirSync(wheelDir).filter((f) => f.endsWith(".whl")).map((f) => join(wheelDir, f))];
+const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+for (const wheel of wheels) {
+  pyodide.unpackArchive(new Uint8Array(readFileSync(wheel)), "wheel", { extractDir: sitePackages });
+}
+const home = "/home/pyodide/project";
+pyodide.FS.mkdirTree(`${home}/tests`);
+pyodide.FS.mkdirTree(`${home}/validation`);
+pyodide.FS.writeFile(`${home}/validation/results.json`, readFileSync(join(root, "validation/results.json")));
+for (const file of testFiles) {
+  pyodide.FS.writeFile(`${home}/tests/${file.split("/").pop()}`, readFileSync(join(root, file)));
+}
+pyodide.setStdout({ batched: (line) => console.log(line) });
+pyodide.setStderr({ batched: (line) => console.error(line) });
+const code = await pyodide.runPythonAsync(`
+import os, sys, calc, pytest
+os.chdir("${home}")
+assert "site-packages" in calc.__file__, calc.__file__  # calc from the wheel, not a checkout
+print(f"calc {calc.__version__} from {calc.__file__} on Python {sys.version.split()[0]} ({sys.platform})")
+pytest.main(["-q", "-p", "no:cacheprovider", "tests"])
+`);
+process.exit(Number(code));

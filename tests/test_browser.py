@@ -1,0 +1,140 @@
+"""The built site in real headless Chromium: live tables, shared links, bad input,
+instant navigation. Expected tables come from calc itself (the same code, in CPython)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from calc.views import render_view
+
+READY = "form.calc-inputs.calc-ready"
+SAME_TEXT = """([selector, html]) => {
+  const probe = document.createElement("div");
+  probe.innerHTML = html;
+  const shown = document.querySelector(selector);
+  return shown !== null && shown.textContent === probe.textContent;
+}"""
+
+
+@pytest.fixture
+def errors(page: Page):
+    """Console errors and uncaught exceptions; each test asserts there were none."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen.append(str(e)))
+    return seen
+
+
+def open_live(page: Page, url: str):
+    page.goto(url)
+    page.wait_for_selector(READY, timeout=60_000)
+
+
+def expected(page: Page, key: str, state: dict) -> str:
+    view = page.locator(f"#{key}")
+    params = {**state, **json.loads(view.get_attribute("data-params"))}
+    return render_view(view.get_attribute("data-view"), params, key)
+
+
+def wait_for_table(page: Page, key: str, state: dict):
+    page.wait_for_function(SAME_TEXT, arg=[f"#{key} .calc-output", expected(page, key, state)], timeout=10_000)
+
+
+@pytest.mark.parametrize("block", ["no WebAssembly", "runtime blocked"])
+def test_static_tables_stay_when_calc_cannot_load(page: Page, site_url, block):
+    if block == "no WebAssembly":
+        page.add_init_script("delete window.WebAssembly")
+    else:
+        page.route("**/vendor/pyodide/**", lambda route: route.abort())
+    page.goto(site_url)
+    assert "Largest batch whose peak fits in 80 GB" in page.locator("#summary").text_content()
+    expect(page.locator(".calc-status")).to_contain_text("Live editing is unavailable", timeout=30_000)
+    expect(page.locator("#calc-in-batch")).to_be_disabled()
+    assert page.locator("#summary .calc-output").text_content()  # the table stays
+
+
+def test_editing_an_input_recomputes_every_table_on_the_page(page: Page, site_url, errors):
+    open_live(page, site_url + "counting-every-intermediate/")
+    page.fill("#calc-in-batch", "3")
+    wait_for_table(page, "seed", {"batch": "3"})
+    assert f"{3 * 16_262_172_672:,}" in page.locator("#seed-total").text_content()  # the seed's bytes, three times
+    page.select_option("#calc-in-dtype", "bf16")
+    wait_for_table(page, "seed", {"batch": "3", "dtype": "bf16"})
+    assert "batch=3" in page.url and "dtype=bf16" in page.url
+    assert not errors
+
+
+def test_a_preset_fills_the_shape_and_reset_restores_defaults(page: Page, site_url, errors):
+    open_live(page, site_url + "the-model/")
+    page.select_option("#calc-in-preset", "llama-2-7b")
+    wait_for_table(page, "parameters", {"preset": "llama-2-7b"})
+    expect(page.locator("#calc-in-d_model")).to_have_value("4096")
+    assert "6,738,415,616" in page.locator("#parameters-total").text_content()  # Llama 2 7B's published count
+    page.click("button[data-action=reset]")
+    wait_for_table(page, "parameters", {})
+    expect(page.locator("#calc-in-d_model")).to_have_value("1600")
+    assert "?" not in page.url
+    assert not errors
+
+
+def test_a_shared_link_reproduces_the_view(page: Page, site_url, errors):
+    open_live(page, site_url + "what-autograd-keeps/?batch=2&attention=flash&unit=GiB#the-table")
+    state = {"batch": "2", "attention": "flash", "unit": "GiB"}
+    wait_for_table(page, "autograd", state)
+    wait_for_table(page, "autograd-bf16", state)
+    expect(page.locator("#calc-in-batch")).to_have_value("2")
+    expect(page.locator("#calc-in-attention")).to_have_value("flash")
+    assert not errors
+
+
+def test_bad_input_is_caught_beside_the_field_and_the_table_goes_stale(page: Page, site_url, errors):
+    open_live(page, site_url + "fixed-memory/")
+    before = page.locator("#fixed .calc-output").inner_html()
+    page.fill("#calc-in-heads", "7")
+    expect(page.locator("#calc-in-heads-error")).to_have_text("heads (7) must divide d_model (1600)")
+    expect(page.locator("#calc-in-heads")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#fixed")).to_have_class("calc-view calc-live calc-stale")
+    assert page.locator("#fixed .calc-output").inner_html() == before
+    page.fill("#calc-in-heads", "50")  # 1,600 / 50 = 32 features a head; 25 KV heads divide 50
+    wait_for_table(page, "fixed", {"heads": "50"})
+    expect(page.locator("#calc-in-heads-error")).to_have_text("")
+    expect(page.locator("#fixed")).to_have_class("calc-view calc-live")
+    assert not errors
+
+
+def test_hostile_url_parameters_are_shown_as_text_never_run(page: Page, site_url, errors):
+    page.on("dialog", lambda d: errors.append("dialog opened: " + d.message))
+    payload = "<img src=x onerror=alert(1)>"
+    page.goto(site_url + "?batch=" + payload + "&layers=-3")
+    expect(page.locator("#calc-in-batch-error")).to_contain_text(payload, timeout=60_000)
+    expect(page.locator("#calc-in-layers-error")).to_contain_text("layers must be a whole number")
+    assert page.locator("img[src=x]").count() == 0
+    expect(page.locator("#summary")).to_have_class("calc-view calc-live calc-stale")
+    assert not errors
+
+
+def test_keyboard_only_editing_works(page: Page, site_url, errors):
+    open_live(page, site_url + "fixed-memory/")
+    page.focus("#calc-in-batch")
+    page.keyboard.press("ArrowUp")  # the browser steps the number; calc recomputes
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("ArrowDown")  # next select: attention → flash
+    wait_for_table(page, "fixed", {"batch": "2"})
+    assert "batch=2" in page.url
+    assert not errors
+
+
+def test_instant_navigation_binds_each_page_and_loads_pyodide_once(page: Page, site_url, errors):
+    open_live(page, site_url)
+    page.click("nav.md-nav--primary a[href$='peak-not-sum/']")
+    page.wait_for_url("**/peak-not-sum/")
+    page.wait_for_selector(READY, timeout=30_000)
+    page.fill("#calc-in-batch", "2")
+    wait_for_table(page, "moments", {"batch": "2"})
+    wasm_loads = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.endsWith('pyodide.asm.wasm')).length")
+    assert wasm_loads <= 1
+    assert not errors

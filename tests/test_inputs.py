@@ -1,0 +1,39 @@
+import pytest
+
+from calc.inputs import InputError, field_values, inputs_to_params, parse_inputs
+
+
+def test_no_parameters_means_the_seed_model_and_defaults():
+    inputs = parse_inputs({})
+    assert inputs.preset == "cs336-gpt2-xl" and inputs.shape.d_model == 1600
+    assert inputs.setup.batch == 1 and inputs.budget == 80 * 10**9 and inputs.unit == "GB"
+
+
+def test_every_bad_field_gets_its_own_message():
+    with pytest.raises(InputError) as error:
+        parse_inputs({"batch": "0", "layers": "two", "dtype": "fp8", "budget": "-1 GB", "unit": "kB", "preset": "nope"})
+    assert set(error.value.errors) == {"batch", "layers", "dtype", "budget", "unit", "preset"}
+
+
+def test_cross_field_errors_name_the_field():
+    with pytest.raises(InputError) as error:
+        parse_inputs({"heads": "7"})
+    assert error.value.errors == {"heads": "heads (7) must divide d_model (1600)"}
+
+
+def test_hostile_text_is_reported_not_executed():
+    with pytest.raises(InputError) as error:
+        parse_inputs({"batch": "<script>alert(1)</script>"})
+    assert "<script>" in error.value.errors["batch"]  # plain text; the page inserts it as text
+
+
+@pytest.mark.parametrize("params", [{}, {"batch": "8", "dtype": "bf16"}, {"preset": "llama-3-8b", "context": "4096"},
+                                    {"budget": "40 GiB", "unit": "GiB", "tied": "true"}])
+def test_params_round_trip_through_the_short_form(params):
+    inputs = parse_inputs(params)
+    assert parse_inputs(inputs_to_params(inputs)) == inputs
+    assert parse_inputs(field_values(inputs)) == inputs
+
+
+def test_the_short_form_leaves_out_defaults():
+    assert inputs_to_params(parse_inputs({"batch": "1", "preset": "cs336-gpt2-xl", "d_model": "1600"})) == {}

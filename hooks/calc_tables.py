@@ -99,7 +99,10 @@ def expand(markdown: str, where: str = "page") -> str:
 
 
 def on_page_markdown(markdown, page, config, files):
-    return expand(markdown, page.file.src_uri)
+    html = expand(markdown, page.file.src_uri)
+    # overrides/main.html starts calc's worker early on pages that have live tables
+    page.meta["calc_live"] = 'class="calc-inputs"' in html
+    return html
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -5,11 +5,24 @@ import { loadPyodide } from "../vendor/pyodide/pyodide.mjs";
 
 const vendor = new URL("../vendor/", import.meta.url);
 
-async function boot() {
-  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", vendor).href });
+// Fetch the calc wheel while Pyodide boots, rather than after.
+async function fetchWheel() {
   const manifest = await (await fetch(new URL("calc/wheel.json", vendor))).json();
-  await pyodide.loadPackage(new URL(`calc/${manifest.wheel}`, vendor).href, { messageCallback: () => {} });
-  return pyodide.pyimport("calc.browser").handle;
+  const response = await fetch(new URL(`calc/${manifest.wheel}`, vendor));
+  if (!response.ok) throw new Error(`the calc wheel did not load (${response.status})`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function boot() {
+  const [pyodide, wheel] = await Promise.all([
+    loadPyodide({ indexURL: new URL("pyodide/", vendor).href }),
+    fetchWheel(),
+  ]);
+  const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+  pyodide.unpackArchive(wheel, "wheel", { extractDir: sitePackages });
+  const handle = pyodide.pyimport("calc.browser").handle;
+  handle(JSON.stringify({ state: {}, views: [{ kind: "view", name: "summary", params: {} }] })); // warm up
+  return handle;
 }
 
 const handle = boot();

@@ -1,5 +1,6 @@
 // Bind each page's inputs panel to its live tables. This file moves strings only: the
 // inputs' values go to calc, calc's HTML comes back into the page. No arithmetic here.
+import { patchHTML } from "./patch.js";
 import { calcRuntime } from "./runtime.js";
 import { readState, writeState } from "./state.js";
 
@@ -23,15 +24,20 @@ function bind(form) {
   let inFlight = false;
   let queued = false;
 
+  // Writes touch the DOM only when something changed: each write costs a layout.
   const say = (text) => {
-    status.textContent = text;
+    if (status.textContent !== text) status.textContent = text;
+  };
+  const setText = (el, text) => {
+    if (el.textContent !== text) el.textContent = text;
   };
 
   function showErrors(errors) {
     for (const [name, el] of Object.entries(byName)) {
       const message = errors[name] || "";
-      el.setAttribute("aria-invalid", message ? "true" : "false");
-      form.querySelector(`#calc-in-${name}-error`).textContent = message;
+      const invalid = message ? "true" : "false";
+      if (el.getAttribute("aria-invalid") !== invalid) el.setAttribute("aria-invalid", invalid);
+      setText(form.querySelector(`#calc-in-${name}-error`), message);
     }
     const stale = Object.keys(errors).length > 0;
     for (const view of views) view.classList.toggle("calc-stale", stale);
@@ -56,9 +62,7 @@ function bind(form) {
       const reply = await calcRuntime().request({ state, views: requests });
       if (reply.ok) {
         reply.html.forEach((html, i) => {
-          const target = views[i].querySelector(".calc-output");
-          // calc's HTML: every string in it, the reader's included, is escaped by calc.
-          if (html !== null && target.innerHTML !== html) target.innerHTML = html;
+          if (html !== null) patchHTML(views[i].querySelector(".calc-output"), html);
         });
         fill(reply.resolved);
         writeState(reply.canonical);

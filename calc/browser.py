@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from calc.extras import CLAIM_FIELDS, COMPARE_FIELDS, extra_params, extra_values, validate_extras
 from calc.inputs import FIELDS, InputError, field_values, inputs_to_params, parse_inputs
 from calc.presets import PRESETS
 from calc.views import STATIC_VIEWS, VIEWS, render_value, render_view
@@ -22,11 +23,16 @@ def handle(request_json: str) -> str:
     the URL), "html": [string per request, or null where a request was not rendered]}.
     """
     request = json.loads(request_json)
-    state = {k: str(v) for k, v in request.get("state", {}).items() if k in FIELDS}
+    known = (*FIELDS, *COMPARE_FIELDS, *CLAIM_FIELDS)
+    state = {k: str(v) for k, v in request.get("state", {}).items() if k in known}
+    inputs, errors = None, {}
     try:
         inputs = parse_inputs(state)
     except InputError as e:
-        return json.dumps({"ok": False, "errors": e.errors, "html": []})
+        errors.update(e.errors)
+    errors.update(validate_extras(state, inputs))
+    if errors:
+        return json.dumps({"ok": False, "errors": errors, "html": []})
     html = []
     for item in request.get("views", []):
         params = {**state, **{k: str(v) for k, v in item.get("params", {}).items()}}
@@ -37,8 +43,8 @@ def handle(request_json: str) -> str:
             html.append(render_view(name, params, item.get("key") or name))
         else:
             html.append(None)
-    return json.dumps({"ok": True, "errors": {}, "resolved": field_values(inputs),
-                       "canonical": inputs_to_params(inputs), "html": html})
+    return json.dumps({"ok": True, "errors": {}, "resolved": {**field_values(inputs), **extra_values(inputs, state)},
+                       "canonical": {**inputs_to_params(inputs), **extra_params(inputs, state)}, "html": html})
 
 
 def presets() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+from calc.extras import CLAIM_SCOPES, extra_values
 from calc.inputs import field_values, parse_inputs
 from calc.presets import PRESETS
 from calc.setup import ACCOUNTINGS, ATTENTION_KINDS, CHECKPOINT_KINDS, DTYPES, OPTIMIZERS
@@ -39,6 +40,18 @@ STEP_FIELDS = (
     ("dtype", "Precision", "select", DTYPES),
     ("optimizer", "Optimizer", "select", OPTIMIZERS),
 )
+COMPARE_FIELDS = (
+    ("b_batch", "Batch B (sequences)", "number", None),
+    ("b_accounting", "Accounting", "select", ACCOUNTINGS),
+    ("b_attention", "Attention", "select", ATTENTION_KINDS),
+    ("b_checkpoint", "Checkpointing", "select", CHECKPOINT_KINDS),
+    ("b_dtype", "Precision", "select", DTYPES),
+    ("b_optimizer", "Optimizer", "select", OPTIMIZERS),
+)
+CLAIM_FIELDS = (
+    ("claim", "Claimed figure (e.g. 2.265 GB)", "text", None),
+    ("claim_scope", "The figure is", "select", CLAIM_SCOPES),
+)
 GPU_FIELDS = (
     ("budget", "GPU memory", "text", None),
     ("unit", "Show sizes in", "select", ("GB", "GiB")),
@@ -49,6 +62,7 @@ OPTION_LABELS = {
     "flash": "flash (fused)", "none": "none", "block": "every block", "fp32": "fp32", "bf16": "bf16 autocast",
     "adamw": "AdamW", "sgd": "SGD with momentum", "seed": "the seed's list", "cs336": "CS336 list",
     "autograd": "what autograd keeps", "GB": "GB (10⁹ bytes)", "GiB": "GiB (2³⁰ bytes)",
+    "sequence": "per sequence", "batch": "for the batch",
 }
 
 
@@ -68,9 +82,11 @@ def _field(name: str, label: str, kind: str, options, value: str) -> str:
             f'<span class="calc-error" id="{fid}-error"></span></div>')
 
 
-def inputs_panel(params: dict | None = None) -> str:
-    """The page's inputs panel, filled with `params` (defaults when empty), disabled."""
-    values = field_values(parse_inputs(params or {}))
+def inputs_panel(params: dict | None = None, compare: bool = False, claim: bool = False) -> str:
+    """The page's inputs panel, filled with `params` (defaults when empty), disabled. With
+    `compare`, a second setup's fields (b_*); with `claim`, the claimed figure's."""
+    inputs = parse_inputs(params or {})
+    values = {**field_values(inputs), **extra_values(inputs, params or {})}
 
     def group(legend: str, fields) -> str:
         inner = "".join(_field(n, label, kind, opts, values[n]) for n, label, kind, opts in fields)
@@ -82,7 +98,10 @@ def inputs_panel(params: dict | None = None) -> str:
         + group("Model", MODEL_FIELDS)
         + '<details class="calc-architecture"><summary>Architecture: feed-forward, norm, positions, biases, tying</summary>'
         + group("Architecture", ARCHITECTURE_FIELDS) + "</details>"
-        + group("Training step", STEP_FIELDS) + group("GPU", GPU_FIELDS)
+        + group("Training step" + (" (setup A)" if compare else ""), STEP_FIELDS)
+        + (group("Setup B, to compare", COMPARE_FIELDS) if compare else "")
+        + (group("The claim to explain", CLAIM_FIELDS) if claim else "")
+        + group("GPU", GPU_FIELDS)
         + '<div class="calc-actions"><button type="button" class="md-button" data-action="reset">Reset to defaults</button>'
         '<button type="button" class="md-button" data-action="copy">Copy link</button></div>'
         '</fieldset><p class="calc-status" role="status" aria-live="polite">'

@@ -38,6 +38,10 @@ class Inputs:
     budget: int = DEFAULT_BUDGET
     unit: str = "GB"
 
+    @property
+    def unit_bytes(self) -> int:
+        return 10**9 if self.unit == "GB" else 2**30
+
 
 class InputError(ValueError):
     """Bad inputs; `errors` maps each field to its message."""

@@ -239,13 +239,119 @@ def view_glossary(i: Inputs, key: str) -> str:
     return grid_html(key, "Symbols", ["Symbol", "Meaning", "For this model"], rows, 2)
 
 
+def _option_setups(i: Inputs, keys=None) -> list:
+    return [(rk, label, i.setup.replace(accounting="autograd", **options))
+            for rk, label, options in OPTION_SETS if keys is None or rk in keys]
+
+
+def view_chart_stack(i: Inputs, key: str, bars: str = "options") -> str:
+    """Stacked bars: the option sets (bars=options), the accountings (bars=accountings), or
+    the inputs' own setup (bars=page)."""
+    if bars == "accountings":
+        setups = [(a, {"seed": "the seed's list", "cs336": "CS336 list", "autograd": "what autograd keeps"}[a],
+                   i.setup.replace(accounting=a)) for a in ("seed", "cs336", "autograd")]
+    elif bars == "page":
+        setups = [("page", "these inputs", i.setup)]
+    else:
+        setups = _option_setups(i)
+    from calc.charts import stacked_bars
+
+    return stacked_bars(i, key, setups)
+
+
+def view_chart_batch(i: Inputs, key: str) -> str:
+    from calc.charts import batch_lines
+
+    return batch_lines(i, key, _option_setups(i, ("baseline", "bf16-flash", "checkpoint", "all")))
+
+
+def view_chart_context(i: Inputs, key: str) -> str:
+    from calc.charts import context_lines
+
+    return context_lines(i, key)
+
+
+def view_chart_block(i: Inputs, key: str) -> str:
+    from calc.charts import block_bars
+
+    return block_bars(i, key)
+
+
+def _setup_label(setup: TrainingSetup) -> str:
+    return (f"{setup.accounting}, {setup.dtype}, {setup.attention} attention, checkpoint {setup.checkpoint}, "
+            f"{setup.optimizer}, B = {setup.batch:,}")
+
+
+def view_compare(i: Inputs, key: str, params: dict | None = None) -> str:
+    """Two setups side by side, row by row, with B's ratio to A."""
+    from calc.extras import compare_setup
+
+    a, b = i.setup, compare_setup(i, params or {})
+    sa, sb = summary(i.shape, a, i.budget), summary(i.shape, b, i.budget)
+    rows = []
+    for rk, label in (("parameters", "Parameters"), ("gradients", "Gradients"), ("optimizer", "Optimizer state"),
+                      ("weight_copies", "bf16 weight copies"), ("activations", "Activations kept (the batch)"),
+                      ("activations_per_sequence", "Activations kept, one sequence"), ("peak", "Peak of the step")):
+        x, y = sa["bytes"][rk], sb["bytes"][rk]
+        ratio = f"{float(Fraction(y, x)):.3f}×" if x else ("—" if not y else "new")
+        rows.append((rk.replace("_", "-"), [label, in_unit(x, i.unit), in_unit(y, i.unit), ratio]))
+    x, y = sa["largest_batch"], sb["largest_batch"]
+    rows.append(("largest-batch", [f"Largest batch in {in_unit(i.budget, i.unit, trim=True)}", grouped(x), grouped(y),
+                                   f"{float(Fraction(y, x)):.3f}×" if x else "—"]))
+    caption = f"A: {_setup_label(a)}. B: {_setup_label(b)}."
+    return grid_html(key, caption, ["", "Setup A", "Setup B", "B / A"], rows)
+
+
+def view_reverse(i: Inputs, key: str, params: dict | None = None) -> str:
+    """The setups nearest to a claimed figure, ranked by relative error, each with a link."""
+    from urllib.parse import urlencode
+
+    from calc.extras import claim
+    from calc.reverse import PAGES, ROW_FILTERS, search
+
+    claimed, unit, scope = claim(params or {})
+    scope_text = "per sequence" if scope == "sequence" else f"for a batch of {i.setup.batch:,}"
+    matches = search(i, claimed, unit, scope)
+    filters = {k: label for k, label, _ in ROW_FILTERS}
+    body = []
+    for n, m in enumerate(matches, 1):
+        link = "../" + PAGES[m.accounting] + "?" + urlencode({**m.params(), **({"preset": i.preset} if i.preset != "cs336-gpt2-xl" else {})})
+        desc = f"{m.accounting}, {m.dtype}" + (f", {m.attention} attention, checkpoint {m.checkpoint}" if m.accounting == "autograd" else "")
+        body.append(f'<tr id="{escape(key)}-{n}" data-row="{n}" data-error="{m.error.numerator}/{m.error.denominator}">'
+                    f"<td>{n}</td><td>{escape(desc)}</td><td>{escape(filters[m.rows])}</td><td>{escape(m.reading)}</td>"
+                    f'<td class="num">{escape(in_unit(m.predicted, "GB"))}</td><td class="num">{escape(in_unit(m.predicted, "GiB"))}</td>'
+                    f'<td class="num">{escape(_percent(m.error))}</td><td><a href="{escape(link)}">open</a></td></tr>')
+    best = matches[0]
+    verdict = (f"Nearest to {in_unit(claimed, unit)} {scope_text}: {best.accounting}, {best.dtype}"
+               + (f", {best.attention} attention, checkpoint {best.checkpoint}" if best.accounting == "autograd" else "")
+               + f", {filters[best.rows]}, {best.reading} — "
+               + ("exactly." if best.error == 0 else f"{_percent(best.error)} away."))
+    head = "".join(f"<th{_NUM if n >= 4 and n < 7 else ''}>{h}</th>" for n, h in enumerate(
+        ["#", "Accounting and options", "Rows counted", "Reading of the figure", "Predicted (GB)", "Predicted (GiB)", "Off by", ""]))
+    return (f'<p class="calc-answer" id="{escape(key)}-verdict">{escape(verdict)}</p>'
+            f'<div class="calc-table" data-table="{escape(key)}"><table><caption>{escape(f"Nearest setups to {in_unit(claimed, unit)} {scope_text}")}'
+            f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _percent(x: Fraction) -> str:
+    if x == 0:
+        return "0 (exact)"
+    return f"{float(x):.2%}" if x < 10 else f"{float(x):.1f}×"
+
+
 VIEWS = {
     "summary": view_summary, "parameters": view_parameters, "fixed": view_fixed, "regimes": view_regimes,
     "activations": view_activations, "moments": view_moments, "options": view_options,
     "accountings": view_accountings, "quadratic": view_quadratic, "output-layer": view_output_layer,
     "seed-checks": view_seed_checks, "validation": view_validation, "formulas": view_formulas, "glossary": view_glossary,
-    "block-formula": view_block_formula,
+    "block-formula": view_block_formula, "chart-stack": view_chart_stack, "chart-batch": view_chart_batch,
+    "chart-context": view_chart_context, "chart-block": view_chart_block, "compare": view_compare,
+    "reverse": view_reverse,
 }
+PARAM_VIEWS = {"compare", "reverse"}
+"""Views that read parameters beyond one setup (b_* fields, the claim)."""
+OPTION_KEYS = {"chart-stack": ("bars",)}
+"""View options given in a directive that are not inputs (bars=accountings)."""
 STATIC_VIEWS = {"validation"}
 """Views of committed data rather than of the inputs: not recomputed in the browser."""
 
@@ -253,6 +359,11 @@ STATIC_VIEWS = {"validation"}
 def render_view(name: str, params: dict, key: str | None = None, **extra) -> str:
     """HTML of view `name` for string `params` (see calc.inputs). Raises InputError or KeyError."""
     inputs = parse_inputs(params)
+    if name in PARAM_VIEWS:
+        extra["params"] = params
+    for option in OPTION_KEYS.get(name, ()):
+        if option in params:
+            extra[option] = params[option]
     return VIEWS[name](inputs, key or name, **extra)
 
 

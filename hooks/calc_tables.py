@@ -75,7 +75,9 @@ def expand(markdown: str, where: str = "page") -> str:
         live = m["view"] not in STATIC_VIEWS
         panel = ""
         if live and not panel_placed:
-            panel, panel_placed = inputs_panel() + "\n\n", True
+            views = set(re.findall(r"^\[\[calc ([a-z-]+)", markdown, re.M))
+            panel = inputs_panel(compare="compare" in views, claim="reverse" in views) + "\n\n"
+            panel_placed = True
         fixed = ", ".join(f"{k} = {v}" for k, v in sorted(params.items()))
         note = (f'<p class="calc-view-note">Follows the <a href="#inputs">inputs above</a>'
                 f'{escape("; fixed for this table: " + fixed) if fixed else ""}.</p>') if live else ""

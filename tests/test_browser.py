@@ -138,3 +138,29 @@ def test_instant_navigation_binds_each_page_and_loads_pyodide_once(page: Page, s
     wasm_loads = page.evaluate("performance.getEntriesByType('resource').filter(e => e.name.endsWith('pyodide.asm.wasm')).length")
     assert wasm_loads <= 1
     assert not errors
+
+
+def test_a_picture_redraws_when_an_input_changes(page: Page, site_url, errors):
+    open_live(page, site_url + "peak-not-sum/")
+    before = page.locator("#batch-chart-svg").inner_html()
+    page.fill("#calc-in-budget", "40 GiB")
+    wait_for_table(page, "batch-chart", {"budget": "40 GiB"})
+    assert page.locator("#batch-chart-svg").inner_html() != before
+    assert page.locator("#batch-chart-svg line.calc-chart-budget").get_attribute("data-budget") == str(40 * 2**30)
+    assert not errors
+
+
+def test_compare_and_reverse_calculator_work_in_the_browser(page: Page, site_url, errors):
+    open_live(page, site_url + "where-2-265-gb-comes-from/")
+    expect(page.locator("#reverse-verdict")).to_contain_text("Nearest to 2.265 GB per sequence")
+    page.fill("#calc-in-claim", "13439033348 B")  # the autograd total for one sequence, fp32
+    wait_for_table(page, "reverse", {"claim": "13439033348 B"})
+    expect(page.locator("#reverse-verdict")).to_contain_text("exactly")
+    page.fill("#calc-in-claim", "minus two")
+    expect(page.locator("#calc-in-claim-error")).to_contain_text("not a size")
+    assert not errors
+    open_live(page, site_url + "making-it-smaller/")
+    page.select_option("#calc-in-b_dtype", "fp32")
+    wait_for_table(page, "compare", {"b_dtype": "fp32"})
+    assert "b_dtype=fp32" in page.url
+    assert not errors

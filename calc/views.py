@@ -318,7 +318,7 @@ def view_reverse(i: Inputs, key: str, params: dict | None = None) -> str:
         link = "../" + PAGES[m.accounting] + "?" + urlencode({**m.params(), **({"preset": i.preset} if i.preset != "cs336-gpt2-xl" else {})})
         desc = f"{m.accounting}, {m.dtype}" + (f", {m.attention} attention, checkpoint {m.checkpoint}" if m.accounting == "autograd" else "")
         body.append(f'<tr id="{escape(key)}-{n}" data-row="{n}" data-error="{m.error.numerator}/{m.error.denominator}">'
-                    f"<td>{n}</td><td>{escape(desc)}</td><td>{escape(filters[m.rows])}</td><td>{escape(m.reading)}</td>"
+                    f"<td>{escape(desc)}</td><td>{escape(filters[m.rows])}</td><td>{escape(m.reading)}</td>"
                     f'<td class="num">{escape(in_unit(m.predicted, "GB"))}</td><td class="num">{escape(in_unit(m.predicted, "GiB"))}</td>'
                     f'<td class="num">{escape(_percent(m.error))}</td><td><a href="{escape(link)}">open</a></td></tr>')
     best = matches[0]
@@ -326,8 +326,8 @@ def view_reverse(i: Inputs, key: str, params: dict | None = None) -> str:
                + (f", {best.attention} attention, checkpoint {best.checkpoint}" if best.accounting == "autograd" else "")
                + f", {filters[best.rows]}, {best.reading} — "
                + ("exactly." if best.error == 0 else f"{_percent(best.error)} away."))
-    head = "".join(f"<th{_NUM if n >= 4 and n < 7 else ''}>{h}</th>" for n, h in enumerate(
-        ["#", "Accounting and options", "Rows counted", "Reading of the figure", "Predicted (GB)", "Predicted (GiB)", "Off by", ""]))
+    head = "".join(f"<th{_NUM if n >= 3 and n < 6 else ''}>{h}</th>" for n, h in enumerate(
+        ["Accounting and options", "Rows counted", "Reading of the figure", "Predicted (GB)", "Predicted (GiB)", "Off by", ""]))
     return (f'<p class="calc-answer" id="{escape(key)}-verdict">{escape(verdict)}</p>'
             f'<div class="calc-table" data-table="{escape(key)}"><table><caption>{escape(f"Nearest setups to {in_unit(claimed, unit)} {scope_text}")}'
             f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")

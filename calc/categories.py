@@ -23,6 +23,12 @@ _BY_KEY = {
         "output-projection": "attention", "w1": "ffn", "activation": "ffn", "w2": "ffn", "final-norm": "output",
         "output-embedding": "output", "cross-entropy": "output",
     },
+    "megatron": {
+        "layer-input": "inputs", "layernorm-inputs": "norms", "qkv-input": "attention", "qk": "attention",
+        "softmax-output": "quadratic", "softmax-dropout-mask": "quadratic", "dropout-output": "quadratic",
+        "v": "attention", "projection-input": "attention", "attention-dropout-mask": "attention",
+        "mlp-input": "ffn", "gelu-input": "ffn", "fc2-input": "ffn", "mlp-dropout-mask": "ffn",
+    },
     "autograd": {
         "token-ids": "inputs", "position-ids": "inputs", "block-input": "inputs",
         "qkv-input": "attention", "q": "attention", "k": "attention", "v": "attention", "flash-output": "attention",

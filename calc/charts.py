@@ -54,13 +54,19 @@ def memory_parts(i: Inputs, setup: TrainingSetup) -> list[tuple[str, str, int]]:
 
 def stacked_bars(i: Inputs, key: str, setups: list[tuple[str, str, TrainingSetup]]) -> str:
     """One horizontal stacked bar per setup, the GPU budget as a line, the peak as a tick."""
-    bars = [(rk, label, setup, memory_parts(i, setup), peak_bytes(i.shape, setup)) for rk, label, setup in setups]
-    top = max([i.budget] + [max(sum(b for _, _, b in parts), peak) for _, _, _, parts, peak in bars]) * 1.05
+    bars = [(rk, label, memory_parts(i, setup), peak_bytes(i.shape, setup)) for rk, label, setup in setups]
+    return bar_chart(i, key, "Where the memory goes", "Stacked bars of memory by part; the tick is the peak of the step.",
+                     bars, "Peak")
+
+
+def bar_chart(i: Inputs, key: str, title: str, what: str, bars: list, marker_label: str | None) -> str:
+    """Horizontal stacked bars: bars = [(key, label, [(part, part label, bytes)], marker bytes or None)]."""
+    top = max([i.budget] + [max(sum(b for _, _, b in parts), marker or 0) for _, _, parts, marker in bars]) * 1.05
     left, right, bar_h, gap = 270, 20, 26, 18
     height = 40 + len(bars) * (bar_h + gap) + 60
     scale = (WIDTH - left - right) / top
     body, table = [], []
-    for n, (rk, label, setup, parts, peak) in enumerate(bars):
+    for n, (rk, label, parts, marker) in enumerate(bars):
         y = 30 + n * (bar_h + gap)
         body.append(_text(left - 8, y + bar_h * 0.68, label, anchor="end"))
         x = left
@@ -71,25 +77,27 @@ def stacked_bars(i: Inputs, key: str, setups: list[tuple[str, str, TrainingSetup
                             f'data-bar="{escape(rk)}" data-part="{part}" data-bytes="{nbytes}">'
                             f"<title>{escape(f'{label}: {part_label}, {in_unit(nbytes, i.unit)}')}</title></rect>")
                 x += w
-        px = left + peak * scale
-        body.append(f'<line class="calc-chart-peak" x1="{px:.2f}" x2="{px:.2f}" y1="{y - 4}" y2="{y + bar_h + 4}" '
-                    f'data-bar="{escape(rk)}" data-peak="{peak}"/>')
-        table.append((rk, [label] + [in_unit(b, i.unit) for _, _, b in parts] + [in_unit(peak, i.unit)]))
+        if marker is not None:
+            px = left + marker * scale
+            body.append(f'<line class="calc-chart-peak" x1="{px:.2f}" x2="{px:.2f}" y1="{y - 4}" y2="{y + bar_h + 4}" '
+                        f'data-bar="{escape(rk)}" data-peak="{marker}"/>')
+        table.append((rk, [label] + [in_unit(b, i.unit) for _, _, b in parts]
+                      + ([in_unit(marker, i.unit)] if marker is not None else [in_unit(sum(b for _, _, b in parts), i.unit)])))
     bx = left + i.budget * scale
     bottom = 30 + len(bars) * (bar_h + gap)
     body.append(f'<line class="calc-chart-budget" x1="{bx:.2f}" x2="{bx:.2f}" y1="20" y2="{bottom}" data-budget="{i.budget}"/>')
     body.append(_text(bx, 14, f"GPU: {in_unit(i.budget, i.unit, trim=True)}", anchor="middle"))
     lx, ly = 10, bottom + 14
-    for part, part_label, _ in bars[0][3]:
+    for part, part_label, _ in bars[0][2]:
         body.append(f'<rect class="calc-part-{part}" x="{lx}" y="{ly}" width="10" height="10"/>')
         body.append(_text(lx + 14, ly + 9, part_label, "calc-chart-legend"))
         lx += 14 + 7 * len(part_label) + 16
         if lx > WIDTH - 150:
             lx, ly = 10, ly + 18
-    desc = "; ".join(f"{label}: peak {in_unit(peak, i.unit)}" for _, label, _, _, peak in bars)
-    svg = _svg(key, height, "Where the memory goes", f"Stacked bars of memory by part; the tick is the peak of the step. {desc}.",
-               "".join(body))
-    headers = ["Setup"] + [label for _, label, _ in bars[0][3]] + ["Peak"]
+    desc = "; ".join(f"{label}: {in_unit(marker if marker is not None else sum(b for _, _, b in parts), i.unit)}"
+                     for _, label, parts, marker in bars)
+    svg = _svg(key, height, title, f"{what} {desc}.", "".join(body))
+    headers = ["Setup"] + [label for _, label, _ in bars[0][2]] + [marker_label or "Total"]
     return svg + _numbers(key, headers, table)
 
 

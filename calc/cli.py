@@ -9,6 +9,7 @@ import sys
 
 from calc.activations import activation_table
 from calc.fixed import fixed_table
+from calc.parallel import check_layout, per_gpu_table
 from calc.parameters import parameter_table
 from calc.presets import DEFAULT_PRESET, PRESETS, preset
 from calc.render import to_markdown, to_text
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", choices=CHECKPOINT_KINDS, default="none")
     p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    p.add_argument("--dp", type=_whole, default=1, metavar="N", help="data-parallel replicas")
+    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage (with --dp)")
+    p.add_argument("--tp", type=_whole, default=1, metavar="T", help="tensor-parallel size")
+    p.add_argument("--sp", action="store_true", help="sequence parallelism (with --tp)")
+    p.add_argument("--pp", type=_whole, default=1, metavar="P", help="pipeline stages")
+    p.add_argument("--microbatch", type=_whole, metavar="M", help="sequences per micro-batch (the same as --batch)")
+    p.add_argument("--microbatches", type=_whole, default=1, metavar="K", help="micro-batches per step and replica")
     p.add_argument("--budget", type=_size, default="80 GB", metavar="SIZE", help="GPU memory, e.g. '80 GB' or '80 GiB'")
     p.add_argument("--unit", choices=("GB", "GiB"), default="GB", help="unit of the rounded columns")
     p.add_argument("--markdown", action="store_true", help="Markdown tables instead of plain text")
@@ -61,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _flag_for(message: str) -> str:
     """The flag a validation message is about: 'd_model must …' -> '--d-model'."""
     field = message.split(" ", 1)[0]
-    return "--" + field.replace("_", "-") if field in SHAPE_FLAGS + ("batch",) else ""
+    known = SHAPE_FLAGS + ("batch", "dp", "zero", "tp", "sp", "pp", "microbatches")
+    return "--" + field.replace("_", "-") if field in known else ""
 
 
 def _rows_json(table) -> list[dict]:
@@ -78,13 +87,23 @@ def main(argv=None) -> int:
     overrides = {k: getattr(args, k) for k in SHAPE_FLAGS if getattr(args, k) is not None}
     try:
         shape = preset(args.preset).replace(**overrides)
-        setup = TrainingSetup(batch=args.batch, accounting=args.accounting, attention=args.attention,
-                              checkpoint=args.checkpoint, dtype=args.dtype, optimizer=args.optimizer)
+        if args.microbatch is not None and args.batch not in (1, args.microbatch):
+            parser.error("--microbatch: give --batch or --microbatch, not both")
+        setup = TrainingSetup(batch=args.microbatch or args.batch, accounting=args.accounting, attention=args.attention,
+                              checkpoint=args.checkpoint, dtype=args.dtype, optimizer=args.optimizer, dp=args.dp,
+                              zero=args.zero, tp=args.tp, sp=args.sp, pp=args.pp, microbatches=args.microbatches)
+        if setup.parallel:
+            check_layout(shape, setup)
     except ValueError as e:
         flag = _flag_for(str(e))
         parser.error(f"{flag}: {e}" if flag else str(e))
     result = summary(shape, setup, args.budget)
     tables = [parameter_table(shape), fixed_table(shape, setup), activation_table(shape, setup)]
+    if setup.parallel:
+        per_gpu = per_gpu_table(shape, setup)
+        tables.append(per_gpu)
+        result["per_gpu"] = {r.key: r.bytes for r in per_gpu.rows} | {"total": per_gpu.total_bytes,
+                                                                    "gpus": setup.dp * setup.tp * setup.pp}
     if args.json:
         result["tables"] = {t.key: _rows_json(t) for t in tables}
         print(json.dumps(result, indent=1))
@@ -97,8 +116,11 @@ def main(argv=None) -> int:
     for t in tables:
         print(render(t, args.unit))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], args.unit)}")
-    print(f"Peak of the training step: {b['peak']:,} bytes = {in_unit(b['peak'], args.unit)}")
-    print(f"Largest batch in {in_unit(args.budget, args.unit, trim=True)}: {result['largest_batch']:,}")
+    print(f"Peak of the training step on one GPU: {b['peak']:,} bytes = {in_unit(b['peak'], args.unit)}")
+    print(f"Largest batch on one GPU of {in_unit(args.budget, args.unit, trim=True)}: {result['largest_batch']:,}")
+    if setup.parallel:
+        g = result["per_gpu"]
+        print(f"On the fullest of {g['gpus']:,} GPUs: {g['total']:,} bytes = {in_unit(g['total'], args.unit)}")
     return 0
 
 

@@ -7,6 +7,7 @@ is running in the browser.
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 from calc.extras import CLAIM_SCOPES, extra_values
@@ -52,6 +53,14 @@ CLAIM_FIELDS = (
     ("claim", "Claimed figure (e.g. 2.265 GB)", "text", None),
     ("claim_scope", "The figure is", "select", CLAIM_SCOPES),
 )
+PARALLEL_FIELDS = (
+    ("dp", "Data-parallel replicas dp", "number", None),
+    ("zero", "ZeRO stage", "select", ("0", "1", "2", "3")),
+    ("tp", "Tensor-parallel size tp", "number", None),
+    ("sp", "Sequence parallelism", "select", ("false", "true")),
+    ("pp", "Pipeline stages pp", "number", None),
+    ("microbatches", "Micro-batches per step", "number", None),
+)
 GPU_FIELDS = (
     ("budget", "GPU memory", "text", None),
     ("unit", "Show sizes in", "select", ("GB", "GiB")),
@@ -62,7 +71,9 @@ OPTION_LABELS = {
     "flash": "flash (fused)", "none": "none", "block": "every block", "fp32": "fp32", "bf16": "bf16 autocast",
     "adamw": "AdamW", "sgd": "SGD with momentum", "seed": "the seed's list", "cs336": "CS336 list",
     "autograd": "what autograd keeps", "GB": "GB (10⁹ bytes)", "GiB": "GiB (2³⁰ bytes)",
-    "sequence": "per sequence", "batch": "for the batch",
+    "sequence": "per sequence", "batch": "for the batch", "selective": "selective (attention core)",
+    "megatron": "Korthikanti et al. (Megatron)", "0": "0 (none)", "1": "1: optimizer state", "2": "2: + gradients",
+    "3": "3: + parameters",
 }
 
 
@@ -82,7 +93,7 @@ def _field(name: str, label: str, kind: str, options, value: str) -> str:
             f'<span class="calc-error" id="{fid}-error"></span></div>')
 
 
-def inputs_panel(params: dict | None = None, compare: bool = False, claim: bool = False) -> str:
+def inputs_panel(params: dict | None = None, compare: bool = False, claim: bool = False, parallel: bool = False) -> str:
     """The page's inputs panel, filled with `params` (defaults when empty), disabled. With
     `compare`, a second setup's fields (b_*); with `claim`, the claimed figure's."""
     inputs = parse_inputs(params or {})
@@ -93,7 +104,8 @@ def inputs_panel(params: dict | None = None, compare: bool = False, claim: bool 
         return f'<fieldset><legend>{escape(legend)}</legend><div class="calc-fields">{inner}</div></fieldset>'
 
     return (
-        '<form class="calc-inputs" id="inputs" aria-label="Inputs for the tables on this page" autocomplete="off">'
+        f'<form class="calc-inputs" id="inputs" aria-label="Inputs for the tables on this page" autocomplete="off" '
+        f'data-defaults="{escape(json.dumps(params or {}, sort_keys=True))}">'
         '<fieldset class="calc-all" disabled>'
         + group("Model", MODEL_FIELDS)
         + '<details class="calc-architecture"><summary>Architecture: feed-forward, norm, positions, biases, tying</summary>'
@@ -101,6 +113,7 @@ def inputs_panel(params: dict | None = None, compare: bool = False, claim: bool 
         + group("Training step" + (" (setup A)" if compare else ""), STEP_FIELDS)
         + (group("Setup B, to compare", COMPARE_FIELDS) if compare else "")
         + (group("The claim to explain", CLAIM_FIELDS) if claim else "")
+        + (group("Across GPUs (batch above is the micro-batch per GPU)", PARALLEL_FIELDS) if parallel else "")
         + group("GPU", GPU_FIELDS)
         + '<div class="calc-actions"><button type="button" class="md-button" data-action="reset">Reset to defaults</button>'
         '<button type="button" class="md-button" data-action="copy">Copy link</button></div>'

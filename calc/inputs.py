@@ -13,7 +13,8 @@ from typing import Mapping
 
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.report import DEFAULT_BUDGET
-from calc.setup import ACCOUNTINGS, ATTENTION_KINDS, CHECKPOINT_KINDS, DTYPES, MAX_BATCH, OPTIMIZERS, TrainingSetup
+from calc.setup import (ACCOUNTINGS, ATTENTION_KINDS, CHECKPOINT_KINDS, DTYPES, MAX_BATCH, MAX_PARALLEL, OPTIMIZERS,
+                        TrainingSetup)
 from calc.shape import MAX_SIZE, ModelShape
 from calc.units import parse_size
 
@@ -23,7 +24,9 @@ SHAPE_FLAGS = ("bias", "tied")
 SETUP_CHOICES = {"accounting": ACCOUNTINGS, "attention": ATTENTION_KINDS, "checkpoint": CHECKPOINT_KINDS,
                  "dtype": DTYPES, "optimizer": OPTIMIZERS}
 UNITS = ("GB", "GiB")
-FIELDS = ("preset", *SHAPE_SIZES, *SHAPE_CHOICES, *SHAPE_FLAGS, "batch", *SETUP_CHOICES, "budget", "unit")
+PARALLEL_SIZES = ("dp", "tp", "pp", "microbatches")
+FIELDS = ("preset", *SHAPE_SIZES, *SHAPE_CHOICES, *SHAPE_FLAGS, "batch", *SETUP_CHOICES, *PARALLEL_SIZES, "zero", "sp",
+          "budget", "unit")
 
 _WHOLE = re.compile(r"[0-9][0-9_,]*")
 
@@ -101,6 +104,22 @@ def parse_inputs(params: Mapping[str, str]) -> Inputs:
                 setup_values[field] = params[field]
             else:
                 errors[field] = f"{field} must be one of {', '.join(allowed)}"
+    for field in PARALLEL_SIZES:
+        if field in params:
+            value = _whole(field, params[field], errors, MAX_PARALLEL)
+            if value is not None:
+                setup_values[field] = value
+    if "zero" in params:
+        if str(params["zero"]).strip() in ("0", "1", "2", "3"):
+            setup_values["zero"] = int(str(params["zero"]).strip())
+        else:
+            errors["zero"] = "zero must be 0, 1, 2 or 3"
+    if "sp" in params:
+        text = str(params["sp"]).strip().lower()
+        if text in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            setup_values["sp"] = text in ("true", "1", "yes", "on")
+        else:
+            errors["sp"] = "sp must be true or false"
     budget = DEFAULT_BUDGET
     if "budget" in params:
         try:
@@ -118,9 +137,20 @@ def parse_inputs(params: Mapping[str, str]) -> Inputs:
         except ValueError as e:
             field = str(e).split(" ", 1)[0]
             errors[field if field in FIELDS else "preset"] = str(e)
+    setup = None
+    if not errors:
+        try:
+            setup = TrainingSetup(**setup_values)
+            if setup.parallel:
+                from calc.parallel import check_layout
+
+                check_layout(shape, setup)
+        except ValueError as e:
+            field = str(e).split(" ", 1)[0]
+            errors[field if field in FIELDS else "tp"] = str(e)
     if errors:
         raise InputError(errors)
-    return Inputs(name, shape, TrainingSetup(**setup_values), budget, unit)
+    return Inputs(name, shape, setup, budget, unit)
 
 
 def budget_text(nbytes: int) -> str:
@@ -149,9 +179,10 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
         if value != getattr(base, field):
             out[field] = str(value).lower() if isinstance(value, bool) else str(value)
     default = TrainingSetup()
-    for field in ("batch", *SETUP_CHOICES):
-        if getattr(inputs.setup, field) != getattr(default, field):
-            out[field] = str(getattr(inputs.setup, field))
+    for field in ("batch", *SETUP_CHOICES, *PARALLEL_SIZES, "zero", "sp"):
+        value = getattr(inputs.setup, field)
+        if value != getattr(default, field):
+            out[field] = str(value).lower() if isinstance(value, bool) else str(value)
     if inputs.budget != DEFAULT_BUDGET:
         out["budget"] = budget_text(inputs.budget)
     if inputs.unit != "GB":

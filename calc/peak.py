@@ -13,7 +13,8 @@ stated model, not a measurement:
 - loss and head: the gradients of the log-probabilities and of the logits, B·s·V fp32 each;
 - a block: the largest gradients alive together inside it, 2·B·h·s² (softmax, explicit
   attention) or 3·B·s·d_ff (SwiGLU; 2 for GELU) values in the compute dtype; under
-  checkpointing, also the block's recomputed saved tensors and bf16 weight copies;
+  checkpointing, also the block's recomputed saved tensors and bf16 weight copies (under
+  selective recomputation, the recomputed softmax output);
 - embedding: the gradient of its output, B·s·d fp32.
 
 The `seed` and `cs336` accountings have no moments: their peak is their own sum,
@@ -95,7 +96,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
         "T_f": B * s * V * (a + (4 if setup.dtype == "bf16" else 0)),
         "T_h": B * s * V * 8,
         "T_b": B * s * widest * a,
-        "R_b": (full_block_bytes + block_copies) if checkpointed else 0,
+        "R_b": (full_block_bytes + block_copies) if checkpointed
+        else B * shape.heads * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit") else 0,
         "T_e": B * s * shape.d_model * 4,
     }
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-ACCOUNTINGS = ("seed", "cs336", "autograd")
+ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
 ATTENTION_KINDS = ("explicit", "flash")
-CHECKPOINT_KINDS = ("none", "block")
+CHECKPOINT_KINDS = ("none", "selective", "block")
 DTYPES = ("fp32", "bf16")
 OPTIMIZERS = ("adamw", "sgd")
 
 MAX_BATCH = 10**6
+MAX_PARALLEL = 65536
 
 _CHOICES = {
     "accounting": ACCOUNTINGS,
@@ -25,11 +26,17 @@ _CHOICES = {
 class TrainingSetup:
     """One training step's setup.
 
-    batch: sequences per step B; accounting: which list of kept tensors to count ("seed",
-    "cs336" or "autograd"); attention: "explicit" (softmax kept) or "flash" (fused, only
-    output and log-sum-exp kept); checkpoint: "none" or "block" (each block recomputed in
-    backward); dtype: "fp32", or "bf16" autocast with fp32 master weights; optimizer:
-    "adamw" (two fp32 moments) or "sgd" (one fp32 momentum buffer).
+    batch: sequences per step B (per GPU: the micro-batch, when training in parallel);
+    accounting: which list of kept tensors to count ("seed", "cs336", "autograd" or
+    "megatron"); attention: "explicit" (softmax kept) or "flash" (fused, only output and
+    log-sum-exp kept); checkpoint: "none", "selective" (the attention core recomputed:
+    nothing quadratic kept) or "block" (each block recomputed in backward); dtype: "fp32",
+    or "bf16" autocast with fp32 master weights; optimizer: "adamw" (two fp32 moments) or
+    "sgd" (one fp32 momentum buffer).
+
+    Spreading training over GPUs (see calc.parallel): dp data-parallel replicas with ZeRO
+    stage `zero`; tp-way tensor parallelism, with sequence parallelism if `sp`; pp pipeline
+    stages; `microbatches` micro-batches of `batch` sequences per replica and step.
     """
 
     batch: int = 1
@@ -38,6 +45,12 @@ class TrainingSetup:
     checkpoint: str = "none"
     dtype: str = "fp32"
     optimizer: str = "adamw"
+    dp: int = 1
+    zero: int = 0
+    tp: int = 1
+    sp: bool = False
+    pp: int = 1
+    microbatches: int = 1
 
     def __post_init__(self):
         if isinstance(self.batch, bool) or not isinstance(self.batch, int):
@@ -47,6 +60,26 @@ class TrainingSetup:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("dp", "tp", "pp", "microbatches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
+                raise ValueError(f"{name} must be a whole number from 1 to {MAX_PARALLEL:,}, not {value!r}")
+        if self.zero not in (0, 1, 2, 3):
+            raise ValueError(f"zero must be 0, 1, 2 or 3, not {self.zero!r}")
+        if not isinstance(self.sp, bool):
+            raise ValueError(f"sp must be true or false, not {self.sp!r}")
+        if self.sp and self.tp == 1:
+            raise ValueError("sp (sequence parallelism) needs tp above 1")
+
+    @property
+    def parallel(self) -> bool:
+        """Spread over more than one GPU, or in several micro-batches."""
+        return (self.dp, self.tp, self.pp, self.microbatches) != (1, 1, 1, 1)
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step across all replicas: dp · microbatches · batch."""
+        return self.dp * self.microbatches * self.batch
 
     @property
     def bytes_per_value(self) -> int:

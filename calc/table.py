@@ -23,6 +23,11 @@ SYMBOLS = {
     "V": ("V", "V", "vocabulary size"),
     "P": ("P", "P", "trainable parameters"),
     "P_w": ("P_w", "P_w", "parameters in weight matrices (what linear layers multiply by)"),
+    "t": ("t", "t", "tensor-parallel size"),
+    "Psi": ("Ψ", r"\Psi", "parameters on one GPU after tensor and pipeline splits"),
+    "N": ("N", "N", "data-parallel replicas"),
+    "ceil": ("⌈bytes/N⌉", r"\lceil \cdot / N \rceil", "a shard rounded up"),
+    "A_gpu": ("A", "A", "activations in flight on the GPU"),
 }
 
 
@@ -36,12 +41,20 @@ def symbol_values(shape: ModelShape) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Formula:
-    """A sum of products: terms=((3, "s", "d"), ("h", "s", "s")) is 3·s·d + h·s²."""
+    """A sum of products: terms=((3, "s", "d"), ("h", "s", "s")) is 3·s·d + h·s². A factor
+    "/t" divides its term by t (the division must be exact)."""
 
     terms: tuple
 
     def value(self, values: dict[str, int]) -> int:
-        return sum(prod(f if isinstance(f, int) else values[f] for f in term) for term in self.terms)
+        total = 0
+        for term in self.terms:
+            top = prod(f if isinstance(f, int) else values[f] for f in term if not _divides(f))
+            bottom = prod(values[f[1:]] for f in term if _divides(f))
+            if top % bottom:
+                raise ValueError(f"{Formula((term,)).text()} is not a whole number for these sizes")
+            total += top // bottom
+        return total
 
     def text(self) -> str:
         return " + ".join(_term_text(term, latex=False) for term in self.terms)
@@ -50,8 +63,18 @@ class Formula:
         return " + ".join(_term_text(term, latex=True) for term in self.terms)
 
 
+def _divides(factor) -> bool:
+    return isinstance(factor, str) and factor.startswith("/")
+
+
 def _term_text(term: tuple, latex: bool) -> str:
-    """One product, with repeated symbols as powers (s·s -> s²) and constants first."""
+    """One product, with repeated symbols as powers (s·s -> s²), constants first, and any
+    divisors after a slash (or as a LaTeX fraction)."""
+    divisors = [f[1:] for f in term if _divides(f)]
+    if divisors:
+        top = _term_text(tuple(f for f in term if not _divides(f)), latex)
+        bottom = _term_text(tuple(divisors), latex)
+        return rf"\frac{{{top}}}{{{bottom}}}" if latex else f"{top}/{bottom}"
     constant = prod(f for f in term if isinstance(f, int))
     powers: dict[str, int] = {}
     for f in term:

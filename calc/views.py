@@ -333,6 +333,71 @@ def view_reverse(i: Inputs, key: str, params: dict | None = None) -> str:
             f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
+def view_per_gpu(i: Inputs, key: str) -> str:
+    from calc.parallel import per_gpu_table
+
+    return to_html(per_gpu_table(i.shape, i.setup), i.unit, key)
+
+
+def _layouts(i: Inputs, vary: str) -> list:
+    """The inputs' layout with one knob varied: ZeRO stage, tensor parallelism, or pipeline."""
+    from calc.parallel import check_layout
+
+    s = i.setup
+    if vary == "zero":
+        options = [(f"zero-{z}", f"ZeRO stage {z}, dp {s.dp}", s.replace(zero=z)) for z in range(4)]
+    elif vary == "tp":
+        options = [(f"tp-{t}{'-sp' if sp else ''}", f"tp {t}" + (" + sequence parallel" if sp else ""), s.replace(tp=t, sp=sp))
+                   for t in (1, 2, 4, 8) for sp in ((False, True) if t > 1 else (False,))]
+    else:
+        options = [(f"pp-{p}", f"pp {p}, {s.microbatches} micro-batches", s.replace(pp=p)) for p in (1, 2, 4, 8, 16)]
+    valid = []
+    for rk, label, setup in options:
+        try:
+            check_layout(i.shape, setup)
+        except ValueError:
+            continue
+        valid.append((rk, label, setup))
+    return valid
+
+
+def view_chart_gpu(i: Inputs, key: str, vary: str = "zero") -> str:
+    """Per-GPU stacked bars across layouts that vary one knob."""
+    from calc.charts import bar_chart
+    from calc.parallel import per_gpu_table
+
+    bars = []
+    for rk, label, setup in _layouts(i, vary):
+        rows = {r.key: r.bytes for r in per_gpu_table(i.shape, setup).rows}
+        parts = [("parameters", "Parameters", rows["parameters"]), ("gradients", "Gradients", rows["gradients"]),
+                 ("optimizer", "Optimizer state", rows["optimizer"]), ("activations", "Activations in flight", rows["activations"])]
+        bars.append((rk, label, parts, None))
+    return bar_chart(i, key, "Memory per GPU", "Stacked bars of the fullest GPU's memory for each layout.", bars, None)
+
+
+def view_solver(i: Inputs, key: str) -> str:
+    """The fewest GPUs (and their layout) whose fullest GPU fits the budget."""
+    from calc.parallel import per_gpu_bytes, smallest_layout
+
+    best = smallest_layout(i.shape, i.setup, i.budget)
+    if best is None:
+        text = (f"No layout with up to 8-way tensor parallelism fits {in_unit(i.budget, i.unit, trim=True)} per GPU "
+                f"for a global batch of {i.setup.global_batch:,}.")
+        return f'<p class="calc-answer" id="{escape(key)}-answer">{escape(text)}</p>'
+    gpus = best.dp * best.tp * best.pp
+    text = (f"Fewest GPUs for a global batch of {i.setup.global_batch:,} in {in_unit(i.budget, i.unit, trim=True)} each: "
+            f"{gpus:,} — dp {best.dp} (ZeRO stage {best.zero}) × tp {best.tp}{' with sequence parallelism' if best.sp else ''} "
+            f"× pp {best.pp}, {best.microbatches:,} micro-batches of one sequence; the fullest GPU holds "
+            f"{in_unit(per_gpu_bytes(i.shape, best), i.unit)}.")
+    from urllib.parse import urlencode
+
+    link = "?" + urlencode({k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in
+                            (("dp", best.dp), ("zero", best.zero), ("tp", best.tp), ("sp", best.sp), ("pp", best.pp),
+                             ("microbatches", best.microbatches), ("batch", 1))})
+    return (f'<p class="calc-answer" id="{escape(key)}-answer">{escape(text)} '
+            f'<a href="{escape(link)}">Show this layout</a></p>')
+
+
 def _percent(x: Fraction) -> str:
     if x == 0:
         return "0 (exact)"
@@ -346,11 +411,13 @@ VIEWS = {
     "seed-checks": view_seed_checks, "validation": view_validation, "formulas": view_formulas, "glossary": view_glossary,
     "block-formula": view_block_formula, "chart-stack": view_chart_stack, "chart-batch": view_chart_batch,
     "chart-context": view_chart_context, "chart-block": view_chart_block, "compare": view_compare,
-    "reverse": view_reverse,
+    "reverse": view_reverse, "per-gpu": view_per_gpu, "chart-gpu": view_chart_gpu, "solver": view_solver,
 }
 PARAM_VIEWS = {"compare", "reverse"}
+PARALLEL_VIEWS = {"per-gpu", "chart-gpu", "solver"}
+"""Views that read the parallel layout (dp, zero, tp, sp, pp, microbatches)."""
 """Views that read parameters beyond one setup (b_* fields, the claim)."""
-OPTION_KEYS = {"chart-stack": ("bars",)}
+OPTION_KEYS = {"chart-stack": ("bars",), "chart-gpu": ("vary",)}
 """View options given in a directive that are not inputs (bars=accountings)."""
 STATIC_VIEWS = {"validation"}
 """Views of committed data rather than of the inputs: not recomputed in the browser."""

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from calc.form import inputs_panel  # noqa: E402
 from calc.inputs import InputError  # noqa: E402
-from calc.views import STATIC_VIEWS, VIEWS, render_value, render_view  # noqa: E402
+from calc.views import PARALLEL_VIEWS, STATIC_VIEWS, VIEWS, render_value, render_view  # noqa: E402
 
 BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
 INLINE = re.compile(r"\[\[value (?P<name>[a-z_.]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
@@ -53,8 +53,12 @@ def _validation_results() -> dict:
     return _results
 
 
-def expand(markdown: str, where: str = "page") -> str:
-    """Markdown with every directive replaced by calc's HTML; PluginError on a bad one."""
+def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> str:
+    """Markdown with every directive replaced by calc's HTML; PluginError on a bad one.
+
+    `defaults` are the page's own starting inputs (front matter `calc:`), which the reader
+    can change; a directive's parameters are pinned for its view."""
+    defaults = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (defaults or {}).items()}
 
     panel_placed = False
 
@@ -68,7 +72,7 @@ def expand(markdown: str, where: str = "page") -> str:
             raise PluginError(f"{where}: unknown calc view {m['view']!r}; known: {', '.join(VIEWS)}")
         extra = {"results": _validation_results()} if m["view"] == "validation" else {}
         try:
-            html = render_view(m["view"], params, key, **extra)
+            html = render_view(m["view"], {**defaults, **params}, key, **extra)
         except InputError as e:
             raise PluginError(f"{where}: [[calc {m['view']} id={key}]]: {e}") from None
         pinned = escape(json.dumps(params, sort_keys=True))
@@ -76,7 +80,8 @@ def expand(markdown: str, where: str = "page") -> str:
         panel = ""
         if live and not panel_placed:
             views = set(re.findall(r"^\[\[calc ([a-z-]+)", markdown, re.M))
-            panel = inputs_panel(compare="compare" in views, claim="reverse" in views) + "\n\n"
+            panel = inputs_panel(defaults, compare="compare" in views, claim="reverse" in views,
+                                 parallel=bool(views & PARALLEL_VIEWS)) + "\n\n"
             panel_placed = True
         fixed = ", ".join(f"{k} = {v}" for k, v in sorted(params.items()))
         note = (f'<p class="calc-view-note">Follows the <a href="#inputs">inputs above</a>'
@@ -87,7 +92,7 @@ def expand(markdown: str, where: str = "page") -> str:
     def inline(m: re.Match) -> str:
         params = _params(m["args"])
         try:
-            text = render_value(m["name"], params)
+            text = render_value(m["name"], {**defaults, **params})
         except (InputError, KeyError) as e:
             raise PluginError(f"{where}: [[value {m['name']}]]: {e}") from None
         pinned = escape(json.dumps(params, sort_keys=True))
@@ -101,7 +106,7 @@ def expand(markdown: str, where: str = "page") -> str:
 
 
 def on_page_markdown(markdown, page, config, files):
-    html = expand(markdown, page.file.src_uri)
+    html = expand(markdown, page.file.src_uri, page.meta.get("calc"))
     # overrides/main.html starts calc's worker early on pages that have live tables
     page.meta["calc_live"] = 'class="calc-inputs"' in html
     return html

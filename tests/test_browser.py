@@ -35,7 +35,8 @@ def open_live(page: Page, url: str):
 
 def expected(page: Page, key: str, state: dict) -> str:
     view = page.locator(f"#{key}")
-    params = {**state, **json.loads(view.get_attribute("data-params"))}
+    defaults = json.loads(page.locator("form.calc-inputs").get_attribute("data-defaults") or "{}")
+    params = {**defaults, **state, **json.loads(view.get_attribute("data-params"))}
     return render_view(view.get_attribute("data-view"), params, key)
 
 
@@ -163,4 +164,14 @@ def test_compare_and_reverse_calculator_work_in_the_browser(page: Page, site_url
     page.select_option("#calc-in-b_dtype", "fp32")
     wait_for_table(page, "compare", {"b_dtype": "fp32"})
     assert "b_dtype=fp32" in page.url
+    assert not errors
+
+
+def test_per_gpu_tables_follow_the_layout(page: Page, site_url, errors):
+    open_live(page, site_url + "zero/")
+    expect(page.locator("#calc-in-dp")).to_have_value("64")  # the page's own starting inputs
+    page.select_option("#calc-in-zero", "3")
+    wait_for_table(page, "zero-per-gpu", {"zero": "3"})
+    page.fill("#calc-in-pp", "5")
+    expect(page.locator("#calc-in-pp-error")).to_have_text("pp (5) must divide layers (48)")
     assert not errors

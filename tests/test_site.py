@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -17,6 +18,7 @@ PAGES = [
     "", "the-model/", "fixed-memory/", "counting-every-intermediate/", "what-autograd-keeps/",
     "the-quadratic-term/", "the-output-layer/", "peak-not-sum/", "making-it-smaller/",
     "where-2-265-gb-comes-from/", "measured-against-pytorch/", "reference/",
+    "zero/", "tensor-parallelism/", "pipelines/",
 ]
 
 
@@ -69,8 +71,10 @@ def test_every_page_exists_with_a_title(built, url):
 def test_every_table_is_what_calc_returns(built, url):
     p = page(built, url)
     results = json.loads((ROOT / "validation" / "results.json").read_text())
+    defaults = re.search(r'<form class="calc-inputs"[^>]*data-defaults="([^"]*)"', p.text)
+    page_defaults = json.loads(html.unescape(defaults.group(1))) if defaults else {}
     for view in p.views:
-        params = json.loads(view["data-params"])
+        params = {**page_defaults, **json.loads(html.unescape(view["data-params"]))}
         extra = {"results": results} if view["data-view"] == "validation" else {}
         expected = render_view(view["data-view"], params, view["data-key"], **extra)
         assert inner_html_of_view(p.text, view["data-key"]) == expected, view["data-key"]

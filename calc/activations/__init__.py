@@ -6,15 +6,28 @@ from functools import lru_cache
 
 from calc.activations.autograd import autograd_table
 from calc.activations.cs336 import cs336_table
+from calc.activations.megatron import megatron_table
 from calc.activations.seed import seed_table
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table
 
-_TABLES = {"seed": seed_table, "cs336": cs336_table, "autograd": autograd_table}
+_TABLES = {"seed": seed_table, "cs336": cs336_table, "autograd": autograd_table, "megatron": megatron_table}
 
 
 @lru_cache(maxsize=512)
 def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
-    """The activation rows of `setup.accounting`, per batch element, with the batch set."""
-    return _TABLES[setup.accounting](shape, setup)
+    """The activation rows of `setup.accounting`, per batch element, with the batch set.
+
+    Selective recomputation (checkpoint="selective") recomputes the attention core in
+    backward, so the quadratic rows (scores, probabilities, mask) are not kept.
+    """
+    table = _TABLES[setup.accounting](shape, setup)
+    if setup.checkpoint == "selective" and setup.accounting != "megatron":
+        from dataclasses import replace
+
+        from calc.categories import category
+
+        kept = tuple(r for r in table.rows if category(setup.accounting, r.key) != "quadratic")
+        table = replace(table, rows=kept, notes=table.notes + ("Selective recomputation: the attention core is recomputed.",))
+    return table

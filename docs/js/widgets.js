@@ -20,7 +20,9 @@ function bind(form) {
     key: el.dataset.key,
     params: JSON.parse(el.dataset.params || "{}"),
   }));
-  let state = readState(Object.keys(byName));
+  // The page's own starting inputs (its front matter), then whatever the link carries.
+  const defaults = JSON.parse(form.dataset.defaults || "{}");
+  let state = { ...defaults, ...readState(Object.keys(byName)) };
   let inFlight = false;
   let queued = false;
 
@@ -96,7 +98,7 @@ function bind(form) {
   form.addEventListener("click", async (event) => {
     const action = event.target.closest("button[data-action]")?.dataset.action;
     if (action === "reset") {
-      state = {};
+      state = { ...defaults };
       render();
     } else if (action === "copy") {
       try {

@@ -1,0 +1,186 @@
+"""Memory per GPU when training is spread over many: data parallelism with ZeRO, tensor
+(and sequence) parallelism, and pipeline parallelism.
+
+Model states follow Rajbhandari et al. (2020), "ZeRO": with Ψ parameters per GPU (after
+tensor and pipeline splits) and N data-parallel replicas, stage 1 shards the optimizer
+state, stage 2 the gradients too, stage 3 the parameters too. Bytes per parameter: fp32
+training 4 + 4 + K (K = 8 for AdamW, 4 for SGD with momentum); bf16 mixed precision as in
+the paper, 2 (bf16 weights) + 2 (bf16 gradients) + K with K = 12 (fp32 master weights and
+Adam's two moments; 8 for SGD).
+
+Activations per GPU: the accounting's rows, tensor-parallel splits applied (exactly as
+Korthikanti et al. for the `megatron` accounting; for the others, attention and
+feed-forward tensors split t ways, norms and block inputs only under sequence parallelism,
+the output layer replicated), for L/p layers; under the 1F1B schedule the first stage
+holds min(p, micro-batches) micro-batches in flight, the last one.
+
+Total per GPU = model states + activations in flight: the papers' accounting, without a
+backward-pass peak model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from calc.activations import activation_table
+from calc.categories import category
+from calc.parameters import matrix_parameter_count, parameter_table
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import Table, f, row
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
+    """Bytes per parameter of (parameters, gradients, optimizer state)."""
+    optimizer = 8 if setup.optimizer == "adamw" else 4
+    if setup.dtype == "bf16":
+        return 2, 2, 4 + optimizer
+    return 4, 4, optimizer
+
+
+def zero_states(psi: int, replicas: int, stage: int, per_param: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Bytes of (parameters, gradients, optimizer state) on one GPU under ZeRO `stage`."""
+    p, g, o = (psi * b for b in per_param)
+    shard = lambda x: ceil_div(x, replicas)  # noqa: E731
+    if stage >= 1:
+        o = shard(o)
+    if stage >= 2:
+        g = shard(g)
+    if stage >= 3:
+        p = shard(p)
+    return p, g, o
+
+
+def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
+    """ValueError naming the flag when the layout cannot split this model."""
+    t, p = setup.tp, setup.pp
+    for name, size in (("heads", shape.heads), ("kv_heads", shape.kv_heads), ("d_ff", shape.d_ff)):
+        if size % t:
+            raise ValueError(f"tp ({t}) must divide {name} ({size})")
+    if setup.sp and shape.context % t:
+        raise ValueError(f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
+    if shape.layers % p:
+        raise ValueError(f"pp ({p}) must divide layers ({shape.layers})")
+
+
+@dataclass(frozen=True)
+class Stage:
+    parameters: int
+    activations: int
+
+
+@lru_cache(maxsize=512)
+def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
+    """(first, last) pipeline stage: parameters per GPU and activation bytes in flight."""
+    check_layout(shape, setup)
+    t, p, L = setup.tp, setup.pp, shape.layers
+    params = {r.key: r.count for r in parameter_table(shape).rows}
+    head_matrix = shape.vocab * shape.d_model
+    block_matrix = (matrix_parameter_count(shape) - head_matrix) // L
+    block_all = sum(c for k, c in params.items() if k not in ("token-embedding", "position-embedding", "final-norm", "lm-head")) // L
+    block = block_matrix // t + (block_all - block_matrix)
+    vocab_shard = ceil_div(shape.vocab, t) * shape.d_model
+    embedding = vocab_shard + params.get("position-embedding", 0)
+    head = params["final-norm"] + (vocab_shard if (not shape.tied or p > 1) else 0)
+    layers = L // p
+    first_params = embedding + layers * block + (head if p == 1 else 0)
+    last_params = layers * block + head + (embedding if p == 1 else 0)
+
+    rows = _split_rows(shape, setup)
+    in_flight = min(p, setup.microbatches)
+    B = setup.batch
+    blocks = sum(r.bytes_for_batch(B) for r in rows if r.stage == "block" and not r.per_step) * layers // L
+    per_step = sum(r.bytes for r in rows if r.per_step)
+    emb = sum(r.bytes_for_batch(B) for r in rows if r.stage == "embedding" and not r.per_step)
+    out = sum(r.bytes_for_batch(B) for r in rows if r.stage == "head" and not r.per_step)
+    first = in_flight * (emb + blocks + (out if p == 1 else 0)) + per_step
+    last = blocks + out + (emb if p == 1 else 0) + per_step
+    return Stage(first_params, first), Stage(last_params, last)
+
+
+def _split_rows(shape: ModelShape, setup: TrainingSetup):
+    """The accounting's rows for one GPU under tensor (and sequence) parallelism."""
+    table = activation_table(shape, setup)
+    if setup.accounting == "megatron" or setup.tp == 1:
+        return table.rows
+    t = setup.tp
+    out = []
+    for r in table.rows:
+        kind = category(setup.accounting, r.key)
+        if r.stage == "block" and (kind in ("attention", "quadratic", "ffn") or setup.sp):
+            r = replace(r, count=ceil_div(r.count, t))
+        out.append(r)
+    return out
+
+
+def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """Bytes on the fullest GPU: model states under ZeRO, and activations in flight."""
+    first, last = stages(shape, setup)
+    worst = max((first, last), key=lambda st: _total(st, setup))
+    which = "first" if worst is first else "last"
+    psi = worst.parameters
+    per = state_bytes(setup)
+    p, g, o = zero_states(psi, setup.dp, setup.zero, per)
+    sharded = {"parameters": setup.zero >= 3, "gradients": setup.zero >= 2, "optimizer": setup.zero >= 1}
+    rows = []
+    for (key, label), bytes_each, nbytes in zip((("parameters", "Parameters"), ("gradients", "Gradients"),
+                                                 ("optimizer", "Optimizer state")), per, (p, g, o)):
+        split = sharded[key] and setup.dp > 1
+        name = f"{label}, {bytes_each} bytes each" + (", sharded over the N replicas" if split else "")
+        rows.append(_state_row(key, name, psi, bytes_each, setup.dp if split else 1, nbytes))
+    rows.append(row({"A_gpu": worst.activations}, "activations",
+                    f"Activations in flight ({setup.accounting}, {which} pipeline stage)", f(("A_gpu",)), 1))
+    note = (f"{setup.dp * setup.tp * setup.pp:,} GPUs: dp {setup.dp} × tp {setup.tp} × pp {setup.pp}; "
+            f"{psi:,} parameters on the {which} stage's GPUs; global batch {setup.global_batch:,}.")
+    return Table("per-gpu", "Memory per GPU", tuple(rows), count_label="bytes", notes=(note,))
+
+
+def _state_row(key: str, name: str, psi: int, bytes_each: int, replicas: int, nbytes: int):
+    """bytes_each·Ψ (/N when sharded); Ψ is the parameters on one GPU after tp and pp."""
+    values = {"Psi": psi, "N": replicas}
+    exact = (psi * bytes_each) % replicas == 0
+    terms = (bytes_each, "Psi", *(("/N",) if replicas > 1 else ())) if exact else ("ceil",)
+    r = row(values | {"ceil": nbytes}, key, name, f(terms), 1)
+    assert r.count == nbytes
+    return r
+
+
+def _total(stage: Stage, setup: TrainingSetup) -> int:
+    return sum(zero_states(stage.parameters, setup.dp, setup.zero, state_bytes(setup))) + stage.activations
+
+
+def per_gpu_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes on the fullest GPU."""
+    return max(_total(st, setup) for st in stages(shape, setup))
+
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [k for k in range(1, min(n, limit) + 1) if n % k == 0]
+
+
+def smallest_layout(shape: ModelShape, setup: TrainingSetup, budget: int, max_tp: int = 8) -> TrainingSetup | None:
+    """The layout with the fewest GPUs whose fullest GPU fits `budget` bytes, for the
+    setup's global batch (dp · microbatches · batch) in micro-batches of one sequence;
+    ties go to the least memory per GPU. None if nothing up to the limits fits."""
+    best = None
+    global_batch = setup.global_batch
+    for tp in _divisors(shape.heads, max_tp):
+        if shape.kv_heads % tp or shape.d_ff % tp:
+            continue
+        for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
+            for pp in _divisors(shape.layers, shape.layers):
+                for dp in _divisors(global_batch, global_batch):
+                    for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
+                        candidate = setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=zero, batch=1,
+                                                  microbatches=global_batch // dp)
+                        need = per_gpu_bytes(shape, candidate)
+                        if need <= budget:
+                            key = (dp * tp * pp, need)
+                            if best is None or key < best[0]:
+                                best = (key, candidate)
+    return best[1] if best else None

@@ -1,0 +1,105 @@
+"""Parallel training against the papers that introduced it; every expected number is the
+paper's own, or the paper's formula written out here."""
+
+import pytest
+
+from calc import PRESETS, ModelShape, TrainingSetup, activation_table
+from calc.inputs import InputError, parse_inputs
+from calc.parallel import per_gpu_bytes, per_gpu_table, smallest_layout, stages, zero_states
+
+# Rajbhandari et al. 2020, figure 1: a 7.5B-parameter model on 64 GPUs, mixed-precision
+# Adam (K = 12): 120 GB baseline, 31.4 GB (P_os), 16.6 GB (P_os+g), 1.9 GB (P_os+g+p).
+PSI, N, MIXED_ADAM = 7_500_000_000, 64, (2, 2, 12)
+
+
+@pytest.mark.parametrize("stage, printed_gb", [(0, 120), (1, 31.4), (2, 16.6), (3, 1.9)])
+def test_zero_paper_figure_1(stage, printed_gb):
+    assert round(sum(zero_states(PSI, N, stage, MIXED_ADAM)) / 1e9, 1) == printed_gb
+
+
+def test_zero_stage_formulas_exactly():
+    assert sum(zero_states(PSI, N, 0, MIXED_ADAM)) == 16 * PSI
+    assert sum(zero_states(PSI, N, 1, MIXED_ADAM)) == 4 * PSI + 12 * PSI // N
+    assert sum(zero_states(PSI, N, 2, MIXED_ADAM)) == 2 * PSI + 14 * PSI // N
+    assert sum(zero_states(PSI, N, 3, MIXED_ADAM)) == 16 * PSI // N
+
+
+# Korthikanti et al. 2022, section 4: per layer, s·b·h·(34 + 5·a·s/h) bytes; with tensor
+# parallelism s·b·h·(10 + 24/t + 5·a·s/(h·t)); with sequence parallelism s·b·h/t·(34 + 5·a·s/h);
+# selective recomputation drops 5·a·s/h; full recomputation keeps 2·s·b·h.
+GPT3_175B = ModelShape(vocab=51200, context=2048, layers=96, d_model=12288, heads=96, kv_heads=96, d_ff=4 * 12288,
+                       ffn="gelu", norm="layernorm", bias=True, positions="learned", tied=True)
+
+
+def per_layer(shape, **setup):
+    table = activation_table(shape, TrainingSetup(accounting="megatron", dtype="bf16", **setup))
+    return table.bytes_for_batch() // shape.layers
+
+
+@pytest.mark.parametrize("b", [1, 4])
+def test_megatron_per_layer_without_parallelism(b):
+    s, h, a = 2048, 12288, 96
+    assert per_layer(GPT3_175B, batch=b) == s * b * h * 34 + 5 * a * s * s * b
+
+
+@pytest.mark.parametrize("t", [2, 4, 8])
+def test_megatron_tensor_parallel(t):
+    s, h, a, b = 2048, 12288, 96, 1
+    assert per_layer(GPT3_175B, tp=t) == s * b * h * 10 + s * b * h * 24 // t + 5 * a * s * s * b // t
+
+
+@pytest.mark.parametrize("t", [2, 8])
+def test_megatron_sequence_parallel_and_selective_recomputation(t):
+    s, h, a, b = 2048, 12288, 96, 1
+    assert per_layer(GPT3_175B, tp=t, sp=True) == (s * b * h * 34 + 5 * a * s * s * b) // t
+    assert per_layer(GPT3_175B, tp=t, sp=True, checkpoint="selective") == s * b * h * 34 // t
+    assert per_layer(GPT3_175B, checkpoint="block") == 2 * s * b * h
+
+
+def test_gpt2_xl_seed_shape_per_layer():
+    # the same formula for GPT-2 XL: h = 1,600, a = 25, s = 1,024
+    assert per_layer(PRESETS["gpt2-xl"]) == 1024 * 1600 * 34 + 5 * 25 * 1024 * 1024
+
+
+def test_pipeline_first_stage_holds_p_micro_batches():
+    shape = PRESETS["llama-2-7b"]
+    one = TrainingSetup(accounting="megatron", dtype="bf16", attention="flash")
+    first, last = stages(shape, one.replace(pp=4, microbatches=8))
+    blocks = activation_table(shape, one).bytes_for_batch()
+    assert first.activations == 4 * blocks // 4  # p micro-batches of L/p layers: the whole model's worth
+    assert last.activations == blocks // 4
+
+
+def test_tensor_and_pipeline_split_the_weights():
+    shape = PRESETS["llama-2-7b"]
+    d, ff, V, L = 4096, 11008, 32000, 32
+    setup = TrainingSetup(tp=4, pp=2, dtype="bf16")
+    first, last = stages(shape, setup)
+    block = (4 * d * d + 3 * d * ff) // 4 + 2 * d  # matrices split 4 ways, two RMSNorm gains whole
+    assert first.parameters == V * d // 4 + (L // 2) * block
+    assert last.parameters == (L // 2) * block + d + V * d // 4
+
+
+def test_per_gpu_table_adds_up():
+    setup = TrainingSetup(dtype="bf16", dp=8, zero=2, tp=4, pp=2, microbatches=4)
+    table = per_gpu_table(PRESETS["llama-2-7b"], setup)
+    assert table.total_bytes == per_gpu_bytes(PRESETS["llama-2-7b"], setup)
+
+
+def test_the_solver_finds_a_fitting_layout_and_no_smaller_one_fits():
+    shape = PRESETS["llama-2-7b"]
+    setup = TrainingSetup(dtype="bf16", attention="flash", batch=8)
+    best = smallest_layout(shape, setup, 80 * 10**9)
+    assert per_gpu_bytes(shape, best) <= 80 * 10**9
+    assert best.dp * best.microbatches * best.batch == 8
+    # one GPU cannot: 16 bytes of state per parameter alone exceed 80 GB
+    assert 16 * 6_738_415_616 > 80 * 10**9
+    assert best.dp * best.tp * best.pp > 1
+
+
+@pytest.mark.parametrize("params, field", [({"tp": "3"}, "tp"), ({"pp": "5"}, "pp"), ({"sp": "true"}, "sp"),
+                                           ({"zero": "4"}, "zero"), ({"dp": "0"}, "dp")])
+def test_impossible_layouts_name_the_field(params, field):
+    with pytest.raises(InputError) as error:
+        parse_inputs(params)
+    assert field in error.value.errors

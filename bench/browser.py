@@ -1,22 +1,27 @@
 """The live site in headless Chromium on 127.0.0.1: how fast it is to read and to edit.
 
-    .venv/bin/python bench/browser.py [--runs 5] [--edits 100] [--page counting-every-intermediate/]
+    .venv/bin/python bench/browser.py [--runs 10] [--edits 100] [--page counting-every-intermediate/]
 
-Builds the site, serves it with a plain static server, and reports medians over cold
-runs (a fresh browser context each, so nothing is cached):
+Builds the site and serves it as a static host would: the pre-compressed `.gz` beside a
+file is sent with Content-Encoding: gzip, and everything under vendor/ is cacheable for a
+year (its files change name or content only with a new build). Reports medians:
 
 - first table: navigation to first contentful paint (the tables are in the HTML);
-- time to interactive: navigation to the first table rendered by calc in the browser;
+- time to interactive: navigation to the first table rendered by calc in the browser, cold
+  (a fresh browser context each run) and warm (the same page again, HTTP cache filled);
 - the same for a bare page that only boots Pyodide from the same files (bench/pages/bare.html),
   and the ratio;
 - recompute latency: an input event to the updated table, median and p95 over --edits edits;
-- bytes transferred on a cold load (response bodies, uncompressed as served here).
+- the longest main-thread task (long-task observer) during boot and during the edits;
+- bytes transferred on a cold load, compressed as served and uncompressed;
+- requests a page without live tables makes for Pyodide (should be none).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import io
 import http.server
 import os
 import shutil
@@ -35,7 +40,10 @@ from conftest import CHROMIUM_ARGS  # noqa: E402
 
 MARK_RENDERS = """
 window.__renders = [];
+window.__long = [];
 document.addEventListener("calc:rendered", () => window.__renders.push(performance.now()));
+new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__long.push(e.duration); })
+  .observe({ type: "longtask", buffered: true });
 """
 
 EDIT_LOOP = """async ([selector, edits]) => {
@@ -66,12 +74,47 @@ def build(site: Path) -> float:
 
 def serve(site: Path):
     class Quiet(http.server.SimpleHTTPRequestHandler):
+        """Serves `x.gz` for `x` with Content-Encoding: gzip when the browser accepts it."""
+
         def log_message(self, *args):
             pass
+
+        def send_head(self):
+            path = Path(self.translate_path(self.path))
+            if path.is_dir():
+                path = path / "index.html"
+            gz = path.with_name(path.name + ".gz")
+            if "gzip" in self.headers.get("Accept-Encoding", "") and gz.is_file():
+                body = gz.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", self.guess_type(str(path)))
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self._cache_headers()
+                self.end_headers()
+                return io.BytesIO(body)
+            return super().send_head()
+
+        def end_headers(self):
+            if not getattr(self, "_cached", False):
+                self._cache_headers()
+            super().end_headers()
+
+        def _cache_headers(self):
+            self._cached = True
+            immutable = "/vendor/" in self.path
+            self.send_header("Cache-Control", "public, max-age=31536000" if immutable else "no-cache")
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}/"
+
+
+def _raw_size(site: Path, base: str, url: str) -> int:
+    path = site / url[len(base):].split("?")[0].split("#")[0]
+    if path.is_dir() or not path.suffix:
+        path = path / "index.html"
+    return path.stat().st_size if path.is_file() else 0
 
 
 def percentile(values, p):
@@ -81,7 +124,7 @@ def percentile(values, p):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--edits", type=int, default=100)
     parser.add_argument("--page", default="counting-every-intermediate/")
     args = parser.parse_args()
@@ -89,13 +132,14 @@ def main() -> None:
         site = Path(tmp) / "site"
         build(site)
         server, base = serve(site)
-        first_paint, interactive, bare, transferred, latencies = [], [], [], [], []
+        first_paint, interactive, warm, bare, transferred, raw, latencies = [], [], [], [], [], [], []
+        long_boot, long_edit, plain_page_requests = [], [], 0
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
             for run in range(args.runs):
                 context = browser.new_context()
-                sizes = []
-                context.on("requestfinished", lambda r: sizes.append(r.sizes()["responseBodySize"]))
+                sizes, files = [], []
+                context.on("requestfinished", lambda r: (sizes.append(r.sizes()["responseBodySize"]), files.append(r.url)))
                 page = context.new_page()
                 page.add_init_script(MARK_RENDERS)
                 page.goto(base + args.page)
@@ -104,9 +148,21 @@ def main() -> None:
                     "performance.getEntriesByName('first-contentful-paint')[0].startTime"))
                 interactive.append(page.evaluate("window.__renders[0]"))
                 page.wait_for_load_state("networkidle")
+                long_boot.append(max(page.evaluate("window.__long"), default=0))
                 transferred.append(sum(sizes))
+                raw.append(sum(_raw_size(site, base, url) for url in files))
                 if run == 0:
+                    page.evaluate("window.__long = []")
                     latencies = page.evaluate(EDIT_LOOP, ["#calc-in-batch", args.edits])
+                    long_edit.append(max(page.evaluate("window.__long"), default=0))
+                    fetched = []
+                    page.on("request", lambda r: fetched.append(r.url))
+                    page.goto(base + "measured-against-pytorch/")
+                    page.wait_for_load_state("networkidle")
+                    plain_page_requests = len([u for u in fetched if "/vendor/pyodide/" in u or "/vendor/calc/" in u])
+                page.goto(base + args.page)  # again: the HTTP cache is warm
+                page.wait_for_function("window.__renders.length > 0", timeout=120_000)
+                warm.append(page.evaluate("window.__renders[0]"))
                 context.close()
 
                 context = browser.new_context()
@@ -121,13 +177,18 @@ def main() -> None:
     med = statistics.median
     print(f"page: /{args.page}, {args.runs} cold runs, Chromium headless on {os.cpu_count()} cores")
     print(f"first table (first contentful paint): median {med(first_paint):.0f} ms")
-    print(f"time to interactive (first table rendered by calc): median {med(interactive):.0f} ms "
+    print(f"time to interactive, cold (first table rendered by calc): median {med(interactive):.0f} ms "
           f"(min {min(interactive):.0f}, max {max(interactive):.0f})")
+    print(f"time to interactive, warm HTTP cache: median {med(warm):.0f} ms (min {min(warm):.0f}, max {max(warm):.0f})")
     print(f"bare page booting Pyodide from the same files: median {med(bare):.0f} ms")
     print(f"time to interactive / bare boot: {med(interactive) / med(bare):.2f}")
     print(f"recompute, input event to updated table, {len(latencies)} edits: median {med(latencies):.1f} ms, "
           f"p95 {percentile(latencies, 95):.1f} ms")
-    print(f"bytes transferred, cold: median {med(transferred) / 1e6:.2f} MB (uncompressed, as served)")
+    print(f"longest main-thread task: {max(long_boot):.0f} ms during boot (worst run), "
+          f"{max(long_edit, default=0):.0f} ms during the edits")
+    print(f"bytes transferred, cold: median {med(transferred) / 1e6:.2f} MB compressed as served, "
+          f"{med(raw) / 1e6:.2f} MB uncompressed")
+    print(f"Pyodide requests from a page without live tables: {plain_page_requests}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ widgets produce in the browser, so pages are complete with JavaScript off.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
 import subprocess
+import zipfile
 import sys
 from html import escape
 from pathlib import Path
@@ -137,11 +139,44 @@ def build_wheel(target: Path) -> str:
     return wheels[0].name
 
 
+def make_snapshot(wheel: Path, target: Path) -> None:
+    """Pyodide's memory with calc imported (hooks/make_snapshot.mjs), for a fast start."""
+    node = shutil.which("node")
+    if not node:
+        raise PluginError("node is required to build the site (it makes calc's Pyodide snapshot)")
+    out = subprocess.run([node, str(ROOT / "hooks" / "make_snapshot.mjs"), str(ROOT / "node_modules" / "pyodide"),
+                          str(wheel), str(target)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode or not target.exists():
+        raise PluginError(f"making the Pyodide snapshot failed:\n{out.stderr[-3000:]}")
+
+
+COMPRESSIBLE = (".html", ".js", ".mjs", ".css", ".json", ".svg", ".wasm", ".bin", ".whl", ".zip", ".xml")
+
+
+def precompress(site: Path) -> None:
+    """A .gz beside every compressible file, for static hosts that serve pre-compressed
+    files (Content-Encoding: gzip). Only where it saves at least a tenth."""
+    for path in site.rglob("*"):
+        if path.suffix in COMPRESSIBLE and path.is_file():
+            data = path.read_bytes()
+            packed = gzip.compress(data, compresslevel=6, mtime=0)
+            target = path.with_name(path.name + ".gz")
+            if len(packed) < 0.9 * len(data):
+                target.write_bytes(packed)
+            elif target.exists():
+                target.unlink()
+
+
 def on_post_build(config):
     site = Path(config["site_dir"])
     for name in KATEX_FILES:
         _copy(ROOT / "node_modules" / "katex" / "dist" / name, site / "vendor" / "katex" / name)
     for name in PYODIDE_FILES:
         _copy(ROOT / "node_modules" / "pyodide" / name, site / "vendor" / "pyodide" / name)
-    wheel = build_wheel(site / "vendor" / "calc")
-    (site / "vendor" / "calc" / "wheel.json").write_text(json.dumps({"wheel": wheel}))
+    calc_dir = site / "vendor" / "calc"
+    wheel = build_wheel(calc_dir)
+    make_snapshot(calc_dir / wheel, calc_dir / "snapshot.bin")
+    with zipfile.ZipFile(calc_dir / "empty_stdlib.zip", "w"):
+        pass  # the standard library the snapshot needs is already in its memory
+    (calc_dir / "wheel.json").write_text(json.dumps({"wheel": wheel, "snapshot": "snapshot.bin"}))
+    precompress(site)

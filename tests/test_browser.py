@@ -175,3 +175,21 @@ def test_per_gpu_tables_follow_the_layout(page: Page, site_url, errors):
     page.fill("#calc-in-pp", "5")
     expect(page.locator("#calc-in-pp-error")).to_have_text("pp (5) must divide layers (48)")
     assert not errors
+
+
+def test_without_the_snapshot_calc_still_starts_from_the_wheel(page: Page, site_url, errors):
+    page.route("**/vendor/calc/snapshot.bin", lambda route: route.abort())
+    open_live(page, site_url + "fixed-memory/")
+    page.fill("#calc-in-batch", "2")
+    wait_for_table(page, "fixed", {"batch": "2"})
+
+
+def test_pages_without_live_tables_load_no_pyodide(page: Page, site_url, errors):
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url))
+    page.goto(site_url + "measured-against-pytorch/")
+    page.wait_for_load_state("networkidle")
+    assert "validation-cs336-gpt2-xl-b1-explicit-none-fp32" in page.content()
+    assert not [u for u in fetched if "/vendor/pyodide/" in u or "/vendor/calc/" in u]
+    assert page.locator("form.calc-inputs").count() == 0
+    assert not errors

@@ -12,6 +12,7 @@ year (its files change name or content only with a new build). Reports medians:
 - the same for a bare page that only boots Pyodide from the same files (bench/pages/bare.html),
   and the ratio;
 - recompute latency: an input event to the updated table, median and p95 over --edits edits;
+- the reverse calculator: editing the claim to the redrawn page (search included);
 - the longest main-thread task (long-task observer) during boot and during the edits;
 - bytes transferred on a cold load, compressed as served and uncompressed;
 - requests a page without live tables makes for Pyodide (should be none).
@@ -133,7 +134,7 @@ def main() -> None:
         build(site)
         server, base = serve(site)
         first_paint, interactive, warm, bare, transferred, raw, latencies = [], [], [], [], [], [], []
-        long_boot, long_edit, plain_page_requests = [], [], 0
+        long_boot, long_edit, plain_page_requests, reverse = [], [], 0, []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
             for run in range(args.runs):
@@ -155,6 +156,9 @@ def main() -> None:
                     page.evaluate("window.__long = []")
                     latencies = page.evaluate(EDIT_LOOP, ["#calc-in-batch", args.edits])
                     long_edit.append(max(page.evaluate("window.__long"), default=0))
+                    page.goto(base + "where-2-265-gb-comes-from/")
+                    page.wait_for_function("window.__renders.length > 0", timeout=120_000)
+                    reverse = page.evaluate(EDIT_LOOP, ["#calc-in-claim", 20])
                     fetched = []
                     page.on("request", lambda r: fetched.append(r.url))
                     page.goto(base + "measured-against-pytorch/")
@@ -184,6 +188,8 @@ def main() -> None:
     print(f"time to interactive / bare boot: {med(interactive) / med(bare):.2f}")
     print(f"recompute, input event to updated table, {len(latencies)} edits: median {med(latencies):.1f} ms, "
           f"p95 {percentile(latencies, 95):.1f} ms")
+    print(f"reverse calculator, claim edited to a table of nearest setups (every view of its page), "
+          f"{len(reverse)} edits: median {med(reverse):.1f} ms, max {max(reverse):.1f} ms")
     print(f"longest main-thread task: {max(long_boot):.0f} ms during boot (worst run), "
           f"{max(long_edit, default=0):.0f} ms during the edits")
     print(f"bytes transferred, cold: median {med(transferred) / 1e6:.2f} MB compressed as served, "

@@ -60,6 +60,15 @@ def main() -> None:
     one = timed(lambda: [full_accounting(seed_shape, TrainingSetup(batch=b)) for b in range(1, 101)], args.repeats)
     configs = list(random_configs(10_000))
     sweep = timed(lambda: [summary(shape, setup) for shape, setup in configs], args.repeats)
+    from calc.extras import claim
+    from calc.inputs import parse_inputs
+    from calc.reverse import search
+
+    inputs = parse_inputs({})
+    figures = [f"{x / 1000:.3f} GB" for x in range(1000, 1100)]  # a new claim each time: nothing cached
+    reverse = timed(lambda: [search(inputs, *claim({"claim": c})) for c in figures], args.repeats)
+    print(f"reverse search (every accounting, option, row subset and reading): median "
+          f"{statistics.median(reverse) / len(figures):.2f} ms a claim")
     print(f"one full accounting (seed model, rendered): median {statistics.median(one) / 100:.3f} ms "
           f"(min {min(one) / 100:.3f}, max {max(one) / 100:.3f}) over {args.repeats} runs of 100")
     print(f"sweep of 10,000 configurations (summary each): median {statistics.median(sweep):.0f} ms "

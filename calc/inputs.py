@@ -66,6 +66,37 @@ def _whole(field: str, text: str, errors: dict, limit: int):
     return value
 
 
+def _choice(field: str, text, allowed, errors: dict):
+    """`text` if it is one of `allowed`, else None and a message for `field`."""
+    if text in allowed:
+        return text
+    errors[field] = f"{field} must be one of {', '.join(allowed)}"
+    return None
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _flag(field: str, text, errors: dict):
+    """True or False from 'true'/'false' (and yes/no, on/off, 1/0), else None and a message."""
+    text = str(text).strip().lower()
+    if text in _TRUE + _FALSE:
+        return text in _TRUE
+    errors[field] = f"{field} must be true or false"
+    return None
+
+
+def _collect(params: Mapping[str, str], errors: dict, parsers: dict) -> dict:
+    """Each present field parsed by its parser; fields that fail are left out (and reported)."""
+    out = {}
+    for field, parse in parsers.items():
+        if field in params:
+            value = parse(field, params[field], errors)
+            if value is not None:
+                out[field] = value
+    return out
+
+
 def parse_inputs(params: Mapping[str, str]) -> Inputs:
     """Validated Inputs from string parameters; unknown keys are ignored, missing ones take
     the preset's (or the default) value. Raises InputError naming every bad field."""
@@ -74,52 +105,16 @@ def parse_inputs(params: Mapping[str, str]) -> Inputs:
     if name not in PRESETS:
         errors["preset"] = f"unknown preset {name!r}"
         name = DEFAULT_PRESET
-    changes = {}
-    for field in SHAPE_SIZES:
-        if field in params:
-            value = _whole(field, params[field], errors, MAX_SIZE)
-            if value is not None:
-                changes[field] = value
-    for field, allowed in SHAPE_CHOICES.items():
-        if field in params:
-            if params[field] in allowed:
-                changes[field] = params[field]
-            else:
-                errors[field] = f"{field} must be one of {', '.join(allowed)}"
-    for field in SHAPE_FLAGS:
-        if field in params:
-            text = str(params[field]).strip().lower()
-            if text in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-                changes[field] = text in ("true", "1", "yes", "on")
-            else:
-                errors[field] = f"{field} must be true or false"
-    setup_values = {}
-    if "batch" in params:
-        batch = _whole("batch", params["batch"], errors, MAX_BATCH)
-        if batch is not None:
-            setup_values["batch"] = batch
-    for field, allowed in SETUP_CHOICES.items():
-        if field in params:
-            if params[field] in allowed:
-                setup_values[field] = params[field]
-            else:
-                errors[field] = f"{field} must be one of {', '.join(allowed)}"
-    for field in PARALLEL_SIZES:
-        if field in params:
-            value = _whole(field, params[field], errors, MAX_PARALLEL)
-            if value is not None:
-                setup_values[field] = value
-    if "zero" in params:
-        if str(params["zero"]).strip() in ("0", "1", "2", "3"):
-            setup_values["zero"] = int(str(params["zero"]).strip())
-        else:
-            errors["zero"] = "zero must be 0, 1, 2 or 3"
-    if "sp" in params:
-        text = str(params["sp"]).strip().lower()
-        if text in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            setup_values["sp"] = text in ("true", "1", "yes", "on")
-        else:
-            errors["sp"] = "sp must be true or false"
+    size = lambda limit: lambda f, t, e: _whole(f, t, e, limit)  # noqa: E731
+    choice = lambda allowed: lambda f, t, e: _choice(f, t, allowed, e)  # noqa: E731
+    changes = _collect(params, errors, {**{f: size(MAX_SIZE) for f in SHAPE_SIZES},
+                                        **{f: choice(a) for f, a in SHAPE_CHOICES.items()},
+                                        **{f: _flag for f in SHAPE_FLAGS}})
+    setup_values = _collect(params, errors, {"batch": size(MAX_BATCH),
+                                             **{f: choice(a) for f, a in SETUP_CHOICES.items()},
+                                             **{f: size(MAX_PARALLEL) for f in PARALLEL_SIZES},
+                                             "zero": lambda f, t, e: int(t) if _choice(f, str(t).strip(), ("0", "1", "2", "3"), e) else None,
+                                             "sp": _flag})
     budget = DEFAULT_BUDGET
     if "budget" in params:
         try:

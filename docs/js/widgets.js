@@ -23,6 +23,7 @@ function bind(form) {
   // The page's own starting inputs (its front matter), then whatever the link carries.
   const defaults = JSON.parse(form.dataset.defaults || "{}");
   let state = { ...defaults, ...readState(Object.keys(byName)) };
+  const shown = views.map(() => null); // the HTML each view shows, as calc last sent it
   let inFlight = false;
   let queued = false;
 
@@ -64,7 +65,9 @@ function bind(form) {
       const reply = await calcRuntime().request({ state, views: requests });
       if (reply.ok) {
         reply.html.forEach((html, i) => {
-          if (html !== null) patchHTML(views[i].querySelector(".calc-output"), html);
+          if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
+          patchHTML(views[i].querySelector(".calc-output"), html);
+          shown[i] = html;
         });
         fill(reply.resolved);
         writeState(reply.canonical);

@@ -11,7 +11,8 @@ import json
 from calc.extras import CLAIM_FIELDS, COMPARE_FIELDS, extra_params, extra_values, validate_extras
 from calc.inputs import FIELDS, InputError, field_values, inputs_to_params, parse_inputs
 from calc.presets import PRESETS
-from calc.views import STATIC_VIEWS, VIEWS, render_value, render_view
+from calc.inputs import forget_parsed
+from calc.views import STATIC_VIEWS, VIEWS, forget_rendered, render_value, render_view
 
 
 def handle(request_json: str) -> str:
@@ -50,3 +51,27 @@ def handle(request_json: str) -> str:
 def presets() -> str:
     """The preset names, as JSON, for the select."""
     return json.dumps(list(PRESETS))
+
+
+WARM_UP_VIEWS = ("summary", "parameters", "fixed", "regimes", "activations", "moments", "accountings", "seed-checks",
+                 "formulas", "block-formula", "chart-block", "chart-context", "compare")
+WARM_UP = [(name, str(batch)) for batch in (2, 3, 5) for name in WARM_UP_VIEWS]
+"""What warm_up renders: the quick views (a few ms each), at three batch sizes."""
+
+
+def warm_up(step: int) -> bool:
+    """Render WARM_UP[step]; False once every step is done.
+
+    The browser compiles WebAssembly first in a quick baseline tier and recompiles what runs
+    often, so a reader's first dozen edits would take several times longer than the rest.
+    The worker runs these steps, one per task, while the reader is still reading. At the
+    last step calc's memory of renders is emptied, so that none of this answers an edit.
+    """
+    if step < len(WARM_UP):
+        name, batch = WARM_UP[step]
+        render_view(name, {"batch": batch})
+    if step + 1 >= len(WARM_UP):
+        forget_rendered()
+        forget_parsed()
+        return False
+    return True

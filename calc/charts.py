@@ -8,7 +8,7 @@ only inexact arithmetic here; the numbers shown are calc's integers.
 from __future__ import annotations
 
 import math
-from html import escape
+from calc.escape import escape
 
 from calc.activations import activation_table
 from calc.activations.autograd import block_rows

@@ -8,7 +8,7 @@ is running in the browser.
 from __future__ import annotations
 
 import json
-from html import escape
+from calc.escape import escape
 
 from calc.extras import CLAIM_SCOPES, extra_values
 from calc.inputs import field_values, parse_inputs

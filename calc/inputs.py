@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 
 from calc.presets import DEFAULT_PRESET, PRESETS
@@ -99,7 +100,27 @@ def _collect(params: Mapping[str, str], errors: dict, parsers: dict) -> dict:
 
 def parse_inputs(params: Mapping[str, str]) -> Inputs:
     """Validated Inputs from string parameters; unknown keys are ignored, missing ones take
-    the preset's (or the default) value. Raises InputError naming every bad field."""
+    the preset's (or the default) value. Raises InputError naming every bad field.
+
+    A page asks for the same parameters once per view at every recompute: each set is
+    parsed once (Inputs are immutable; an InputError is raised afresh each time)."""
+    try:
+        return _parse_remembered(tuple(sorted(params.items())))
+    except TypeError:  # a value that cannot be a key (not from a page): parse it directly
+        return _parse(params)
+
+
+@lru_cache(maxsize=256)
+def _parse_remembered(items: tuple) -> Inputs:
+    return _parse(dict(items))
+
+
+def forget_parsed() -> None:
+    """Empty the memory of parsed parameters."""
+    _parse_remembered.cache_clear()
+
+
+def _parse(params: Mapping[str, str]) -> Inputs:
     errors: dict[str, str] = {}
     name = str(params.get("preset", DEFAULT_PRESET)).strip() or DEFAULT_PRESET
     if name not in PRESETS:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from html import escape
+from calc.escape import escape
 
 from calc.table import Table
 from calc.units import grouped, in_unit

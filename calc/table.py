@@ -6,6 +6,7 @@ A Row's count is computed from its Formula, so the formula shown is the formula 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import prod
 
 from calc.shape import ModelShape
@@ -57,10 +58,17 @@ class Formula:
         return total
 
     def text(self) -> str:
-        return " + ".join(_term_text(term, latex=False) for term in self.terms)
+        return _formula_text(self.terms, latex=False)
 
     def latex(self) -> str:
-        return " + ".join(_term_text(term, latex=True) for term in self.terms)
+        return _formula_text(self.terms, latex=True)
+
+
+@lru_cache(maxsize=4096)
+def _formula_text(terms: tuple, latex: bool) -> str:
+    """A formula's text depends on its terms alone, and a page shows the same few hundred
+    formulas at every recompute: each is written once."""
+    return " + ".join(_term_text(term, latex) for term in terms)
 
 
 def _divides(factor) -> bool:

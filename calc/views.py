@@ -8,7 +8,8 @@ Every view returns escaped HTML built from calc's own tables.
 from __future__ import annotations
 
 from fractions import Fraction
-from html import escape
+from functools import lru_cache
+from calc.escape import escape
 
 from calc.activations import activation_table
 from calc.activations.seed import SEED_PRINTED
@@ -424,7 +425,29 @@ STATIC_VIEWS = {"validation"}
 
 
 def render_view(name: str, params: dict, key: str | None = None, **extra) -> str:
-    """HTML of view `name` for string `params` (see calc.inputs). Raises InputError or KeyError."""
+    """HTML of view `name` for string `params` (see calc.inputs). Raises InputError or KeyError.
+
+    A view is a pure function of its parameters, so the last few hundred renders are kept:
+    a reader stepping an input back and forth gets each table again at once."""
+    if not extra:
+        try:
+            return _render_remembered(name, tuple(sorted(params.items())), key)
+        except TypeError:  # a value that cannot be a key (not from a page)
+            pass
+    return _render(name, params, key, **extra)
+
+
+@lru_cache(maxsize=512)
+def _render_remembered(name: str, items: tuple, key: str | None) -> str:
+    return _render(name, dict(items), key)
+
+
+def forget_rendered() -> None:
+    """Empty the memory of past renders."""
+    _render_remembered.cache_clear()
+
+
+def _render(name: str, params: dict, key: str | None, **extra) -> str:
     inputs = parse_inputs(params)
     if name in PARAM_VIEWS:
         extra["params"] = params

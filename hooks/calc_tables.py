@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from calc.form import inputs_panel  # noqa: E402
 from calc.inputs import InputError  # noqa: E402
 from calc.views import PARALLEL_VIEWS, STATIC_VIEWS, VIEWS, render_value, render_view  # noqa: E402
+from hooks.sparse_snapshot import pack as pack_snapshot  # noqa: E402
 
 BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
 INLINE = re.compile(r"\[\[value (?P<name>[a-z_.]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
@@ -140,7 +141,8 @@ def build_wheel(target: Path) -> str:
 
 
 def make_snapshot(wheel: Path, target: Path) -> None:
-    """Pyodide's memory with calc imported (hooks/make_snapshot.mjs), for a fast start."""
+    """Pyodide's memory with calc imported (hooks/make_snapshot.mjs), for a fast start,
+    stored without its all-zero pages (hooks/sparse_snapshot.py)."""
     node = shutil.which("node")
     if not node:
         raise PluginError("node is required to build the site (it makes calc's Pyodide snapshot)")
@@ -148,6 +150,7 @@ def make_snapshot(wheel: Path, target: Path) -> None:
                           str(wheel), str(target)], capture_output=True, text=True, cwd=ROOT)
     if out.returncode or not target.exists():
         raise PluginError(f"making the Pyodide snapshot failed:\n{out.stderr[-3000:]}")
+    target.write_bytes(pack_snapshot(target.read_bytes()))
 
 
 COMPRESSIBLE = (".html", ".js", ".mjs", ".css", ".json", ".svg", ".wasm", ".bin", ".whl", ".zip", ".xml")

@@ -20,5 +20,28 @@ from calc.views import STATIC_VIEWS, VIEWS
 # render every view once, so that anything imported on first use is already in memory
 calc.browser.handle(json.dumps({"state": {}, "views": [{"kind": "view", "name": n} for n in VIEWS if n not in STATIC_VIEWS]}))
 gc.collect()
+# Everything alive now (modules, classes, calc's tables) lives as long as the page: moved to
+# the permanent generation, the collector never walks it again, and a collection during a
+# recompute takes about 2 ms instead of about 9 (measured in Pyodide under Node).
+gc.freeze()
 `);
+zeroFreeMemory(pyodide._module);
 writeFileSync(output, pyodide.makeMemorySnapshot());
+
+// Memory that malloc holds free still has whatever was last written there (import-time
+// garbage, about 2.7 MB). Borrow every free block (capping malloc at the memory it already
+// has, so that nothing new is taken), zero it and give it back: the snapshot compresses
+// better and the allocator's state is unchanged but for the zeros.
+function zeroFreeMemory(module) {
+  const limit = module._malloc_footprint_limit();
+  module._malloc_set_footprint_limit(module._malloc_footprint());
+  const borrowed = [];
+  for (let size = 1 << 24; size >= 8; size >>= 1) {
+    for (let block = module._malloc(size); block; block = module._malloc(size)) {
+      module.HEAPU8.fill(0, block, block + size);
+      borrowed.push(block);
+    }
+  }
+  borrowed.forEach((block) => module._free(block));
+  module._malloc_set_footprint_limit(limit);
+}

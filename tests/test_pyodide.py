@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ["tests/test_parameters.py", "tests/test_shape.py", "tests/test_seed.py", "tests/test_cs336.py",
          "tests/test_autograd.py", "tests/test_fixed.py", "tests/test_peak.py", "tests/test_properties.py",
          "tests/test_render.py", "tests/test_units.py", "tests/test_inputs.py", "tests/test_views.py",
-         "tests/test_charts.py", "tests/test_reverse.py", "tests/test_parallel.py"]
+         "tests/test_charts.py", "tests/test_reverse.py", "tests/test_parallel.py", "tests/test_memo.py"]
 
 
 def test_calc_suite_passes_inside_pyodide(tmp_path):

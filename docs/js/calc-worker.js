@@ -13,12 +13,32 @@ async function fetchWheel() {
   return new Uint8Array(await response.arrayBuffer());
 }
 
+// Pyodide's memory from its sparse form (hooks/sparse_snapshot.py): the stored pages are
+// copied into a zeroed buffer of the full length; the pages left out were all zeros.
+function unpackSnapshot(buffer) {
+  const header = new DataView(buffer);
+  if (buffer.byteLength < 16 || header.getUint32(0, true) !== 0x504e5343) throw new Error("not a calc snapshot"); // "CSNP"
+  const [length, page, count] = [4, 8, 12].map((at) => header.getUint32(at, true));
+  const stored = new Uint8Array(buffer, 16, count);
+  const memory = new Uint8Array(length);
+  let at = 16 + count;
+  for (let i = 0; i < count; i++) {
+    if (!stored[i]) continue;
+    const size = Math.min(page, length - i * page);
+    memory.set(new Uint8Array(buffer, at, size), i * page);
+    at += size;
+  }
+  return memory;
+}
+
 // Fast path: Pyodide's memory saved at build time with calc already imported
 // (hooks/make_snapshot.mjs), fetched while the runtime downloads and compiles.
 async function bootFromSnapshot() {
-  const snapshot = fetch(new URL("calc/snapshot.bin", vendor)).then((response) => {
+  const snapshot = fetch(new URL("calc/snapshot.bin", vendor)).then(async (response) => {
     if (!response.ok) throw new Error(`no snapshot (${response.status})`);
-    return response.arrayBuffer();
+    const memory = unpackSnapshot(await response.arrayBuffer());
+    mark("snapshot");
+    return memory;
   });
   // Every module calc uses is already in the snapshot's memory, so the standard library
   // archive can be an empty one (2.5 MB less to fetch); a missing module falls back below.
@@ -27,7 +47,7 @@ async function bootFromSnapshot() {
     _loadSnapshot: snapshot,
     stdLibURL: new URL("calc/empty_stdlib.zip", vendor).href,
   });
-  return pyodide.pyimport("calc.browser").handle;
+  return pyodide.pyimport("calc.browser");
 }
 
 // Slow path: start Python and install the wheel.
@@ -38,23 +58,54 @@ async function bootFromWheel() {
   ]);
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
   pyodide.unpackArchive(wheel, "wheel", { extractDir: sitePackages });
-  return pyodide.pyimport("calc.browser").handle;
+  return pyodide.pyimport("calc.browser");
 }
 
-async function boot() {
-  let handle;
+// When each step of the boot ended (Unix time, ms), for bench/browser.py: "started",
+// "snapshot" (in memory), "python" (Pyodide and calc ready), "warm" (one view rendered);
+// "path" says which way it booted.
+const boot = { path: "snapshot" };
+function mark(step) {
+  boot[step] = performance.timeOrigin + performance.now();
+}
+
+// Resolves with the calc.browser module.
+async function start() {
+  mark("started");
+  let calc;
   try {
-    handle = await bootFromSnapshot();
+    calc = await bootFromSnapshot();
   } catch {
-    handle = await bootFromWheel();
+    boot.path = "wheel";
+    calc = await bootFromWheel();
   }
-  handle(JSON.stringify({ state: {}, views: [{ kind: "view", name: "summary", params: {} }] })); // warm up
-  return handle;
+  mark("python");
+  calc.handle(JSON.stringify({ state: {}, views: [{ kind: "view", name: "summary", params: {} }] }));
+  mark("warm");
+  return calc;
 }
 
-let handle = boot();
-handle.then(
-  () => postMessage({ ready: true }),
+// Exercise every view once the page has its first tables, one render per task so that an
+// edit never waits behind more than one (calc.browser.warm_up says why).
+async function warmUp() {
+  const step = (await calc).warm_up;
+  let i = 0;
+  const next = () => {
+    try {
+      if (step(i++)) setTimeout(next, 0);
+    } catch {
+      // only ever a speed-up: a failure here leaves the edits to find it
+    }
+  };
+  setTimeout(next, 0);
+}
+
+let calc = start();
+calc.then(
+  () => {
+    postMessage({ ready: true, boot });
+    warmUp();
+  },
   (error) => postMessage({ ready: false, error: String(error && error.message ? error.message : error) }),
 );
 
@@ -62,12 +113,12 @@ onmessage = async ({ data }) => {
   try {
     let reply;
     try {
-      reply = (await handle)(data.payload);
+      reply = (await calc).handle(data.payload);
     } catch (error) {
       // Something outside the snapshot's memory was needed: start over with the full library.
       if (!String(error && error.message).includes("ModuleNotFoundError")) throw error;
-      handle = bootFromWheel();
-      reply = (await handle)(data.payload);
+      calc = bootFromWheel();
+      reply = (await calc).handle(data.payload);
     }
     postMessage({ id: data.id, reply });
   } catch (error) {

@@ -4,6 +4,11 @@ let runtime = null;
 
 const LOAD_TIMEOUT_MS = 120_000;
 
+// The worker's boot steps in ms since this page's navigation (for bench/browser.py).
+function timesSincePageStart(boot) {
+  return Object.fromEntries(Object.entries(boot).map(([step, at]) => [step, typeof at === "number" ? at - performance.timeOrigin : at]));
+}
+
 export function calcRuntime() {
   if (runtime) return runtime;
   let worker;
@@ -14,17 +19,18 @@ export function calcRuntime() {
       reject(new Error("this browser has no WebAssembly or Web Workers"));
       return;
     }
+    const early = window.calcEarlyWorker;
     try {
-      worker = new Worker(new URL("./calc-worker.js", import.meta.url), { type: "module" });
+      worker = early ? early.worker : new Worker(new URL("./calc-worker.js", import.meta.url), { type: "module" });
     } catch (error) {
       reject(error);
       return;
     }
-    worker.onerror = (event) => reject(new Error(event.message || "the calc worker failed to start"));
-    setTimeout(() => reject(new Error("calc did not finish loading within two minutes")), LOAD_TIMEOUT_MS);
-    worker.onmessage = ({ data }) => {
+    const onError = (message) => reject(new Error(message || "the calc worker failed to start"));
+    const onMessage = (data) => {
       if ("ready" in data) {
-        data.ready ? resolve() : reject(new Error(data.error));
+        if (data.boot) window.calcBoot = timesSincePageStart(data.boot);
+        data.ready ? resolve() : onError(data.error);
         return;
       }
       const call = pending.get(data.id);
@@ -32,6 +38,10 @@ export function calcRuntime() {
       if (!call) return;
       data.error ? call.reject(new Error(data.error)) : call.resolve(JSON.parse(data.reply));
     };
+    worker.onerror = (event) => onError(event.message);
+    worker.onmessage = ({ data }) => onMessage(data);
+    if (early) early.said.forEach(onMessage); // what the early worker said before we listened
+    setTimeout(() => reject(new Error("calc did not finish loading within two minutes")), LOAD_TIMEOUT_MS);
   });
   // Ask calc to render; resolves with calc's reply object.
   function request(payload) {

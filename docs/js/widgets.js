@@ -1,9 +1,10 @@
 // Bind each page's inputs panel to its live tables. This file moves strings only: the
 // inputs' values go to calc, calc's HTML comes back into the page. No arithmetic here.
-import { patchHTML } from "./patch.js";
+import { patchHTML, patchText } from "./patch.js";
 import { calcRuntime } from "./runtime.js";
 import { readState, writeState } from "./state.js";
 
+const URL_DELAY_MS = 150;
 const SHAPE_FIELDS = ["vocab", "context", "layers", "d_model", "heads", "kv_heads", "d_ff", "ffn", "norm", "positions", "bias", "tied"];
 
 function bind(form) {
@@ -26,6 +27,8 @@ function bind(form) {
   const shown = views.map(() => null); // the HTML each view shows, as calc last sent it
   let inFlight = false;
   let queued = false;
+  let urlTimer = null;
+  let pendingUrl = null;
 
   // Writes touch the DOM only when something changed: each write costs a layout.
   const say = (text) => {
@@ -48,6 +51,20 @@ function bind(form) {
     if (stale) say("Some inputs are not valid (see the messages above); the tables show the last good values, marked stale.");
   }
 
+  // The address bar follows once typing pauses: rewriting it costs about a millisecond a
+  // time (more at the p95), which would sit between every keystroke and its table.
+  function flushUrl() {
+    clearTimeout(urlTimer);
+    urlTimer = null;
+    if (pendingUrl && form.isConnected) writeState(pendingUrl); // not after a page swap
+    pendingUrl = null;
+  }
+  function scheduleUrl(canonical) {
+    pendingUrl = canonical;
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(flushUrl, URL_DELAY_MS);
+  }
+
   function fill(resolved) {
     for (const [name, value] of Object.entries(resolved)) {
       const el = byName[name];
@@ -66,11 +83,12 @@ function bind(form) {
       if (reply.ok) {
         reply.html.forEach((html, i) => {
           if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
-          patchHTML(views[i].querySelector(".calc-output"), html);
+          const output = views[i].querySelector(".calc-output");
+          if (!(shown[i] && patchText(output, shown[i], html))) patchHTML(output, html);
           shown[i] = html;
         });
         fill(reply.resolved);
-        writeState(reply.canonical);
+        scheduleUrl(reply.canonical);
         showErrors({});
         say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
         document.dispatchEvent(new CustomEvent("calc:rendered"));
@@ -104,6 +122,7 @@ function bind(form) {
       state = { ...defaults };
       render();
     } else if (action === "copy") {
+      flushUrl();
       try {
         await navigator.clipboard.writeText(window.location.href);
         say("Link copied: it opens this page with these inputs.");

@@ -1,0 +1,47 @@
+"""calc remembers recent parses and renders for the browser: the answers must be exactly
+those computed afresh, errors must still be raised, and the warm-up must leave no memory."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from calc.browser import WARM_UP, warm_up
+from calc.escape import escape
+from calc.inputs import InputError, _parse, _parse_remembered, parse_inputs
+from calc.views import _render, _render_remembered, render_view
+
+
+def test_a_remembered_render_equals_a_fresh_one():
+    params = {"batch": "3", "attention": "flash"}
+    first = render_view("activations", params, "a")
+    assert render_view("activations", params, "a") == first == _render("activations", params, "a")
+    assert render_view("activations", {"batch": "4", "attention": "flash"}, "a") != first
+
+
+def test_a_bad_input_raises_every_time_it_is_asked():
+    for _ in range(2):
+        with pytest.raises(InputError) as caught:
+            parse_inputs({"heads": "7"})
+        assert "heads" in caught.value.errors
+
+
+def test_parsing_is_remembered_and_unchanged():
+    params = {"batch": "2", "dtype": "bf16"}
+    assert parse_inputs(params) == _parse(params)
+    assert parse_inputs(params) is parse_inputs(dict(reversed(params.items())))  # one parse for both orders
+
+
+def test_the_warm_up_renders_then_forgets():
+    steps = 0
+    while warm_up(steps):
+        steps += 1
+    assert steps + 1 == len(WARM_UP)
+    assert _render_remembered.cache_info().currsize == 0
+    assert _parse_remembered.cache_info().currsize == 0
+
+
+@pytest.mark.parametrize("text", ["16,262,172,672", "15.145 GiB", "a<b", "x & y", 'say "hi"', "it's", "<script>", ""])
+def test_escape_is_html_escape(text):
+    assert escape(text) == html.escape(text)

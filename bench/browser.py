@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/browser.py [--runs 10] [--edits 100] [--page counting-every-intermediate/]
 
-Builds the site and serves it as a static host would: the pre-compressed `.gz` beside a
-file is sent with Content-Encoding: gzip, and everything under vendor/ is cacheable for a
+Builds the site and serves it as a static host would: the pre-compressed `.br` (or else
+`.gz`) beside a file is sent with its Content-Encoding to a browser that accepts it
+(Chromium accepts br on 127.0.0.1), and everything under vendor/ is cacheable for a
 year (its files change name or content only with a new build). Reports medians:
 
 - first table: navigation to first contentful paint (the tables are in the HTML);
@@ -11,6 +12,8 @@ year (its files change name or content only with a new build). Reports medians:
   (a fresh browser context each run) and warm (the same page again, HTTP cache filled);
 - the same for a bare page that only boots Pyodide from the same files (bench/pages/bare.html),
   cold and warm, with its bytes, and each ratio;
+- the floor: calc's worker alone on an empty page (bench/pages/snapshot.html), cold and warm,
+  booting from the same snapshot with no page to lay out beside it;
 - where the cold boot's time goes, from the worker's own marks (window.calcBoot): worker
   started, snapshot in memory, Python and calc ready, one view rendered;
 - recompute latency: an input event to the updated table in the DOM, median and p95 over
@@ -18,7 +21,7 @@ year (its files change name or content only with a new build). Reports medians:
   one's layout and paint);
 - the reverse calculator: editing the claim to the redrawn page (search included);
 - the longest main-thread task (long-task observer) during boot and during the edits;
-- bytes transferred on a cold load, compressed as served and uncompressed;
+- bytes transferred on a cold load: as served (Brotli), with gzip only, and uncompressed;
 - requests a page without live tables makes for Pyodide (should be none).
 """
 
@@ -82,7 +85,7 @@ def build(site: Path) -> float:
 
 def serve(site: Path):
     class Quiet(http.server.SimpleHTTPRequestHandler):
-        """Serves `x.gz` for `x` with Content-Encoding: gzip when the browser accepts it."""
+        """Serves `x.br` or `x.gz` for `x`, with its Content-Encoding, when the browser accepts it."""
 
         def log_message(self, *args):
             pass
@@ -91,16 +94,18 @@ def serve(site: Path):
             path = Path(self.translate_path(self.path))
             if path.is_dir():
                 path = path / "index.html"
-            gz = path.with_name(path.name + ".gz")
-            if "gzip" in self.headers.get("Accept-Encoding", "") and gz.is_file():
-                body = gz.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", self.guess_type(str(path)))
-                self.send_header("Content-Encoding", "gzip")
-                self.send_header("Content-Length", str(len(body)))
-                self._cache_headers()
-                self.end_headers()
-                return io.BytesIO(body)
+            accepted = self.headers.get("Accept-Encoding", "")
+            for encoding, suffix in (("br", ".br"), ("gzip", ".gz")):
+                packed = path.with_name(path.name + suffix)
+                if encoding in accepted and packed.is_file():
+                    body = packed.read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Type", self.guess_type(str(path)))
+                    self.send_header("Content-Encoding", encoding)
+                    self.send_header("Content-Length", str(len(body)))
+                    self._cache_headers()
+                    self.end_headers()
+                    return io.BytesIO(body)
             return super().send_head()
 
         def end_headers(self):
@@ -118,10 +123,13 @@ def serve(site: Path):
     return server, f"http://127.0.0.1:{server.server_port}/"
 
 
-def _raw_size(site: Path, base: str, url: str) -> int:
+def _raw_size(site: Path, base: str, url: str, packed: str = "") -> int:
+    """The size of the file behind `url`; with packed=".gz", of its .gz where it has one."""
     path = site / url[len(base):].split("?")[0].split("#")[0]
     if path.is_dir() or not path.suffix:
         path = path / "index.html"
+    if packed and path.with_name(path.name + packed).is_file():
+        path = path.with_name(path.name + packed)
     return path.stat().st_size if path.is_file() else 0
 
 
@@ -142,7 +150,8 @@ def main() -> None:
         server, base = serve(site)
         first_paint, interactive, warm, bare, transferred, raw, latencies = [], [], [], [], [], [], []
         long_boot, long_edit, plain_page_requests, reverse = [], [], 0, []
-        bare_warm, bare_bytes, bare_raw, phases = [], [], [], []
+        bare_warm, bare_bytes, bare_raw, phases, gzipped, bare_gzipped = [], [], [], [], [], []
+        alone, alone_warm = [], []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
             for run in range(args.runs):
@@ -161,6 +170,7 @@ def main() -> None:
                 long_boot.append(max(page.evaluate("window.__long"), default=0))
                 transferred.append(sum(sizes))
                 raw.append(sum(_raw_size(site, base, url) for url in files))
+                gzipped.append(sum(_raw_size(site, base, url, ".gz") for url in files))
                 if run == 0:
                     page.evaluate("window.__long = []")
                     latencies = page.evaluate(EDIT_LOOP, ["#calc-in-batch", args.edits])
@@ -188,9 +198,18 @@ def main() -> None:
                 page.wait_for_load_state("networkidle")
                 bare_bytes.append(sum(sizes))
                 bare_raw.append(sum(_raw_size(site, base, url) for url in files))
+                bare_gzipped.append(sum(_raw_size(site, base, url, ".gz") for url in files))
                 page.goto(base + "bench/bare.html")
                 page.wait_for_function("window.__ready !== undefined", timeout=120_000)
                 bare_warm.append(page.evaluate("window.__ready"))
+                context.close()
+
+                context = browser.new_context()
+                page = context.new_page()
+                for times in (alone, alone_warm):  # cold, then again with the HTTP cache filled
+                    page.goto(base + "bench/snapshot.html")
+                    page.wait_for_function("window.__ready !== undefined", timeout=120_000)
+                    times.append(page.evaluate("window.__ready"))
                 context.close()
             browser.close()
         server.shutdown()
@@ -204,8 +223,14 @@ def main() -> None:
          f"{med(interactive) / med(bare):.2f}", "1.0 s; 1.2 x bare"),
         ("time to interactive, warm HTTP cache", f"{med(warm):.0f} ms", f"{med(bare_warm):.0f} ms",
          f"{med(warm) / med(bare_warm):.2f}", "0.5 s"),
-        ("bytes, cold, compressed as served", f"{med(transferred) / 1e6:.2f} MB", f"{med(bare_bytes) / 1e6:.2f} MB",
+        ("calc's worker alone, empty page, cold", f"{med(alone):.0f} ms", f"{med(bare):.0f} ms",
+         f"{med(alone) / med(bare):.2f}", "(the floor)"),
+        ("calc's worker alone, empty page, warm", f"{med(alone_warm):.0f} ms", f"{med(bare_warm):.0f} ms",
+         f"{med(alone_warm) / med(bare_warm):.2f}", "(the floor)"),
+        ("bytes, cold, as served (br)", f"{med(transferred) / 1e6:.2f} MB", f"{med(bare_bytes) / 1e6:.2f} MB",
          f"{med(transferred) / med(bare_bytes):.2f}", "5 MB"),
+        ("bytes, cold, a host with gzip only", f"{med(gzipped) / 1e6:.2f} MB", f"{med(bare_gzipped) / 1e6:.2f} MB",
+         f"{med(gzipped) / med(bare_gzipped):.2f}", ""),
         ("bytes, cold, uncompressed", f"{med(raw) / 1e6:.2f} MB", f"{med(bare_raw) / 1e6:.2f} MB",
          f"{med(raw) / med(bare_raw):.2f}", ""),
         ("recompute, median", f"{med(latencies):.1f} ms", "", "", "5 ms"),

@@ -140,13 +140,17 @@ def build_wheel(target: Path) -> str:
     return wheels[0].name
 
 
+def _node() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise PluginError("node is required to build the site (it makes calc's Pyodide snapshot and compresses it)")
+    return node
+
+
 def make_snapshot(wheel: Path, target: Path) -> None:
     """Pyodide's memory with calc imported (hooks/make_snapshot.mjs), for a fast start,
     stored without its all-zero pages (hooks/sparse_snapshot.py)."""
-    node = shutil.which("node")
-    if not node:
-        raise PluginError("node is required to build the site (it makes calc's Pyodide snapshot)")
-    out = subprocess.run([node, str(ROOT / "hooks" / "make_snapshot.mjs"), str(ROOT / "node_modules" / "pyodide"),
+    out = subprocess.run([_node(), str(ROOT / "hooks" / "make_snapshot.mjs"), str(ROOT / "node_modules" / "pyodide"),
                           str(wheel), str(target)], capture_output=True, text=True, cwd=ROOT)
     if out.returncode or not target.exists():
         raise PluginError(f"making the Pyodide snapshot failed:\n{out.stderr[-3000:]}")
@@ -157,17 +161,31 @@ COMPRESSIBLE = (".html", ".js", ".mjs", ".css", ".json", ".svg", ".wasm", ".bin"
 
 
 def precompress(site: Path) -> None:
-    """A .gz beside every compressible file, for static hosts that serve pre-compressed
-    files (Content-Encoding: gzip). Only where it saves at least a tenth."""
-    for path in site.rglob("*"):
-        if path.suffix in COMPRESSIBLE and path.is_file():
-            data = path.read_bytes()
-            packed = gzip.compress(data, compresslevel=6, mtime=0)
-            target = path.with_name(path.name + ".gz")
-            if len(packed) < 0.9 * len(data):
-                target.write_bytes(packed)
-            elif target.exists():
-                target.unlink()
+    """A .gz and a .br beside every compressible file, for static hosts that serve
+    pre-compressed files (Content-Encoding: gzip or br). Each only where it saves at least
+    a tenth. Brotli comes from Node's zlib (hooks/brotli.mjs), cached in .cache/brotli."""
+    files = [path for path in sorted(site.rglob("*")) if path.suffix in COMPRESSIBLE and path.is_file()]
+    for path in files:
+        data = path.read_bytes()
+        packed = gzip.compress(data, compresslevel=6, mtime=0)
+        target = path.with_name(path.name + ".gz")
+        if len(packed) < 0.9 * len(data):
+            target.write_bytes(packed)
+        elif target.exists():
+            target.unlink()
+    out = subprocess.run([_node(), str(ROOT / "hooks" / "brotli.mjs"), str(ROOT / ".cache" / "brotli"), *map(str, files)],
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise PluginError(f"Brotli compression failed:\n{out.stderr[-3000:]}")
+
+
+_command = "build"
+
+
+def on_startup(command, dirty):
+    """Remember whether this is `mkdocs serve`, whose server sends no pre-compressed files."""
+    global _command
+    _command = command
 
 
 def on_post_build(config):
@@ -182,4 +200,5 @@ def on_post_build(config):
     with zipfile.ZipFile(calc_dir / "empty_stdlib.zip", "w"):
         pass  # the standard library the snapshot needs is already in its memory
     (calc_dir / "wheel.json").write_text(json.dumps({"wheel": wheel, "snapshot": "snapshot.bin"}))
-    precompress(site)
+    if _command != "serve":
+        precompress(site)

@@ -21,7 +21,7 @@ SEED_PRINTED = {
     "total_as_printed": "15.15 GB",  # 16,262,172,672 bytes is 15.15 GiB (and 16.26 GB)
     "values_per_position": 553_385,  # printed as 2.265 × 10^9 / (1024 × 4)
 }
-"""Figures exactly as the seed prints them (../shared/seed/000_846b05afb9177fdb.txt)."""
+"""Figures exactly as the seed question prints them."""
 
 
 def qkv_formula(shape: ModelShape):

@@ -74,9 +74,14 @@ class Stage:
     activations: int
 
 
-@lru_cache(maxsize=512)
 def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
-    """(first, last) pipeline stage: parameters per GPU and activation bytes in flight."""
+    """(first, last) pipeline stage: parameters per GPU and activation bytes in flight.
+    Neither depends on data parallelism (ZeRO shards the states afterwards)."""
+    return _stages(shape, setup.replace(dp=1, zero=0))
+
+
+@lru_cache(maxsize=512)
+def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     check_layout(shape, setup)
     t, p, L = setup.tp, setup.pp, shape.layers
     params = {r.key: r.count for r in parameter_table(shape).rows}
@@ -104,7 +109,14 @@ def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
 
 
 def _split_rows(shape: ModelShape, setup: TrainingSetup):
-    """The accounting's rows for one GPU under tensor (and sequence) parallelism."""
+    """The accounting's rows (per sequence) for one GPU under tensor (and sequence)
+    parallelism. They depend on neither the batch nor the data or pipeline split, so the
+    solver's many candidates share them."""
+    return _split_rows_remembered(shape, setup.replace(batch=1, dp=1, zero=0, pp=1, microbatches=1))
+
+
+@lru_cache(maxsize=256)
+def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup) -> tuple:
     table = activation_table(shape, setup)
     if setup.accounting == "megatron" or setup.tp == 1:
         return table.rows
@@ -115,7 +127,7 @@ def _split_rows(shape: ModelShape, setup: TrainingSetup):
         if r.stage == "block" and (kind in ("attention", "quadratic", "ffn") or setup.sp):
             r = replace(r, count=ceil_div(r.count, t))
         out.append(r)
-    return out
+    return tuple(out)
 
 
 def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
 ATTENTION_KINDS = ("explicit", "flash")
@@ -87,9 +87,7 @@ class TrainingSetup:
         return 4 if self.dtype == "fp32" else 2
 
     def replace(self, **changes) -> "TrainingSetup":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return TrainingSetup(**values)
+        return TrainingSetup(**{**self.__dict__, **changes})  # the fields, as the dataclass stores them
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(self.__dict__)

@@ -197,6 +197,17 @@ def test_without_the_snapshot_calc_still_starts_from_the_wheel(page: Page, site_
     wait_for_table(page, "fixed", {"batch": "2"})
 
 
+def test_formulas_stay_typeset_after_a_recompute(page: Page, site_url, errors):
+    """calc writes each formula as LaTeX; a redrawn table must be typeset again, not left as source."""
+    raw = "[...document.querySelectorAll('#formulas-table .arithmatex')].filter((e) => e.textContent.includes('\\\\(')).length"
+    open_live(page, site_url + "reference/")
+    page.select_option("#calc-in-preset", "gpt2-xl")  # GELU, biases, learned positions: other formulas
+    wait_for_table(page, "glossary-table", {"preset": "gpt2-xl"})
+    page.wait_for_function(f"{raw} === 0")
+    assert page.locator("#formulas-table .katex").count() > 10
+    assert not errors
+
+
 def test_a_numbers_only_recompute_changes_text_and_keeps_the_rows(page: Page, site_url, errors):
     open_live(page, site_url + "counting-every-intermediate/")
     page.evaluate("document.querySelector('#seed-total').calcMarker = 'kept'")

@@ -84,7 +84,11 @@ function bind(form) {
         reply.html.forEach((html, i) => {
           if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
           const output = views[i].querySelector(".calc-output");
-          if (!(shown[i] && patchText(output, shown[i], html))) patchHTML(output, html);
+          if (!(shown[i] && patchText(output, shown[i], html))) {
+            patchHTML(output, html);
+            // calc writes formulas as LaTeX (\( … \)): typeset the ones just put back
+            if (html.includes("arithmatex") && window.calcRenderMath) window.calcRenderMath(output);
+          }
           shown[i] = html;
         });
         fill(reply.resolved);

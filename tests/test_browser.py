@@ -208,6 +208,17 @@ def test_formulas_stay_typeset_after_a_recompute(page: Page, site_url, errors):
     assert not errors
 
 
+def test_a_page_opened_without_inputs_keeps_its_built_tables(page: Page, site_url, errors):
+    """The first live render equals what the build made: nothing is swapped, nothing shifts."""
+    page.add_init_script("document.addEventListener('DOMContentLoaded', () => "
+                         "{ document.querySelector('#seed-total').calcMarker = 'built'; })")
+    open_live(page, site_url + "counting-every-intermediate/")
+    page.wait_for_function("document.querySelector('.calc-status').textContent.startsWith('Live')")
+    assert page.evaluate("document.querySelector('#seed-total').calcMarker") == "built"
+    assert page.locator("#seed .md-typeset__scrollwrap").count() == 1  # the theme's wrapper stays
+    assert not errors
+
+
 def test_a_numbers_only_recompute_changes_text_and_keeps_the_rows(page: Page, site_url, errors):
     open_live(page, site_url + "counting-every-intermediate/")
     page.evaluate("document.querySelector('#seed-total').calcMarker = 'kept'")

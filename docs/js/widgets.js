@@ -25,6 +25,10 @@ function bind(form) {
   const defaults = JSON.parse(form.dataset.defaults || "{}");
   let state = { ...defaults, ...readState(Object.keys(byName)) };
   const shown = views.map(() => null); // the HTML each view shows, as calc last sent it
+  // Opened without inputs in the link, the page shows the tables the build made with calc
+  // for its defaults: the first live render is the same HTML, so it is not patched in
+  // (no layout shift, formulas stay typeset). A test checks built tables equal calc's.
+  let asBuilt = Object.keys(readState(Object.keys(byName))).length === 0;
   let inFlight = false;
   let queued = false;
   let urlTimer = null;
@@ -78,11 +82,17 @@ function bind(form) {
       return;
     }
     inFlight = true;
+    const sentAsBuilt = asBuilt;
+    asBuilt = false;
     try {
       const reply = await calcRuntime().request({ state, views: requests });
       if (reply.ok) {
         reply.html.forEach((html, i) => {
           if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
+          if (sentAsBuilt) {
+            shown[i] = html;
+            return;
+          }
           const output = views[i].querySelector(".calc-output");
           if (!(shown[i] && patchText(output, shown[i], html))) {
             patchHTML(output, html);

@@ -215,7 +215,7 @@ def view_formulas(i: Inputs, key: str) -> str:
     for accounting in ("seed", "cs336", "autograd"):
         table = activation_table(i.shape, i.setup.replace(accounting=accounting))
         items = "".join(f'<tr id="{escape(key)}-{accounting}-{escape(r.key)}"><td>{escape(r.name)}</td>'
-                        f'<td><span class="arithmatex">\\({escape(r.formula.latex())}\\)</span></td>'
+                        f'<td><span class="arithmatex calc-math">\\({escape(r.formula.latex())}\\)</span></td>'
                         f'<td class="num">{r.bytes_per_value}</td></tr>' for r in table.rows)
         parts.append(f'<div class="calc-table" data-table="{accounting}-formulas"><table><caption>{escape(table.title)}'
                      f"</caption><thead><tr><th>Tensor</th><th>Values per sequence</th><th class=\"num\">Bytes each</th>"

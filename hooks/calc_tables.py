@@ -157,6 +157,14 @@ def make_snapshot(wheel: Path, target: Path) -> None:
     target.write_bytes(pack_snapshot(target.read_bytes()))
 
 
+def typeset_prose_math(site: Path) -> None:
+    """The prose's formulas as KaTeX HTML, made at build time (hooks/typeset.mjs)."""
+    pages = [str(path) for path in sorted(site.rglob("*.html"))]
+    out = subprocess.run([_node(), str(ROOT / "hooks" / "typeset.mjs"), *pages], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise PluginError(f"typesetting the formulas failed:\n{out.stderr[-3000:]}")
+
+
 COMPRESSIBLE = (".html", ".js", ".mjs", ".css", ".json", ".svg", ".wasm", ".bin", ".whl", ".zip", ".xml")
 
 
@@ -200,5 +208,6 @@ def on_post_build(config):
     with zipfile.ZipFile(calc_dir / "empty_stdlib.zip", "w"):
         pass  # the standard library the snapshot needs is already in its memory
     (calc_dir / "wheel.json").write_text(json.dumps({"wheel": wheel, "snapshot": "snapshot.bin"}))
+    typeset_prose_math(site)
     if _command != "serve":
         precompress(site)

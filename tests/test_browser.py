@@ -197,6 +197,15 @@ def test_without_the_snapshot_calc_still_starts_from_the_wheel(page: Page, site_
     wait_for_table(page, "fixed", {"batch": "2"})
 
 
+def test_pages_whose_formulas_are_all_prose_load_no_katex_script(page: Page, site_url, errors):
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url))
+    open_live(page, site_url + "counting-every-intermediate/")
+    assert page.locator(".arithmatex .katex").count() > 0  # typeset when the site was built
+    assert not [u for u in fetched if u.endswith(".js") and "/katex/" in u]
+    assert not errors
+
+
 def test_formulas_stay_typeset_after_a_recompute(page: Page, site_url, errors):
     """calc writes each formula as LaTeX; a redrawn table must be typeset again, not left as source."""
     raw = "[...document.querySelectorAll('#formulas-table .arithmatex')].filter((e) => e.textContent.includes('\\\\(')).length"

@@ -132,6 +132,14 @@ def test_ids_are_unique_on_every_page(built):
         assert not dupes, f"{url}: {dupes}"
 
 
+def test_prose_formulas_are_typeset_when_the_site_is_built(built):
+    text = page(built, "counting-every-intermediate/").text
+    assert 'class="katex"' in text  # e.g. the attention scores, QK^T/sqrt(d_h)
+    for url in PAGES:
+        assert not re.search(r'<(span|div) class="arithmatex">\\[(\[]', page(built, url).text), url  # no LaTeX source left
+    assert "katex.min.js" not in text  # the script is loaded only where calc's own formulas need it
+
+
 def test_formulas_and_math_assets_ship_with_the_site(built):
     assert (built / "vendor" / "katex" / "katex.min.js").exists()
     assert (built / "vendor" / "katex" / "fonts").is_dir()

@@ -16,6 +16,7 @@ widgets produce in the browser, so pages are complete with JavaScript off.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import shutil
@@ -200,14 +201,36 @@ def on_post_build(config):
     site = Path(config["site_dir"])
     for name in KATEX_FILES:
         _copy(ROOT / "node_modules" / "katex" / "dist" / name, site / "vendor" / "katex" / name)
+    pyodide_version = json.loads((ROOT / "node_modules" / "pyodide" / "package.json").read_text())["version"]
     for name in PYODIDE_FILES:
-        _copy(ROOT / "node_modules" / "pyodide" / name, site / "vendor" / "pyodide" / name)
-    calc_dir = site / "vendor" / "calc"
-    wheel = build_wheel(calc_dir)
-    make_snapshot(calc_dir / wheel, calc_dir / "snapshot.bin")
-    with zipfile.ZipFile(calc_dir / "empty_stdlib.zip", "w"):
+        _copy(ROOT / "node_modules" / "pyodide" / name, site / "vendor" / "pyodide" / pyodide_version / name)
+    staging = site / "vendor" / "calc" / "next"
+    wheel = build_wheel(staging)
+    make_snapshot(staging / wheel, staging / "snapshot.bin")
+    with zipfile.ZipFile(staging / "empty_stdlib.zip", "w"):
         pass  # the standard library the snapshot needs is already in its memory
-    (calc_dir / "wheel.json").write_text(json.dumps({"wheel": wheel, "snapshot": "snapshot.bin"}))
+    calc_dir = staging.rename(staging.with_name(content_hash(staging)))
+    write_asset_names(site, pyodide_version, calc_dir.name, wheel)
     typeset_prose_math(site)
     if _command != "serve":
         precompress(site)
+
+
+def content_hash(folder: Path) -> str:
+    """16 hex digits of SHA-256 over the folder's file names and contents: the folder's name,
+    so that a new build's calc files never share a URL with an old build's."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def write_asset_names(site: Path, pyodide_version: str, calc_folder: str, wheel: str) -> None:
+    """js/calc-assets.js: where this build's runtime files are, for the worker."""
+    (site / "js" / "calc-assets.js").write_text(
+        "// Written by the build (hooks/calc_tables.py): where this build's runtime files are.\n"
+        "// The folders are named by Pyodide's version and by a hash of calc's files, so a host may\n"
+        "// cache them for ever; this file, like the pages, must be revalidated.\n"
+        f'export const PYODIDE_DIR = new URL("../vendor/pyodide/{pyodide_version}/", import.meta.url).href;\n'
+        f'export const CALC_DIR = new URL("../vendor/calc/{calc_folder}/", import.meta.url).href;\n'
+        f'export const WHEEL = "{wheel}";\n')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -138,6 +139,20 @@ def test_prose_formulas_are_typeset_when_the_site_is_built(built):
     for url in PAGES:
         assert not re.search(r'<(span|div) class="arithmatex">\\[(\[]', page(built, url).text), url  # no LaTeX source left
     assert "katex.min.js" not in text  # the script is loaded only where calc's own formulas need it
+
+
+def test_runtime_files_live_in_folders_named_by_version_and_content(built):
+    """A host may cache vendor/ for ever: a new build's calc files must get new URLs."""
+    assets = (built / "js" / "calc-assets.js").read_text()
+    version = json.loads((ROOT / "node_modules" / "pyodide" / "package.json").read_text())["version"]
+    assert f"../vendor/pyodide/{version}/" in assets
+    assert (built / "vendor" / "pyodide" / version / "pyodide.asm.wasm").is_file()
+    (folder,) = re.findall(r"\.\./vendor/calc/([0-9a-f]{16})/", assets)
+    calc = built / "vendor" / "calc" / folder
+    files = sorted(p for p in calc.iterdir() if p.suffix not in (".gz", ".br"))
+    assert {p.name for p in files} >= {"snapshot.bin", "empty_stdlib.zip"}
+    digest = hashlib.sha256(b"".join(p.name.encode() + b"\0" + p.read_bytes() for p in files)).hexdigest()
+    assert folder == digest[:16]
 
 
 def test_formulas_and_math_assets_ship_with_the_site(built):

@@ -1,14 +1,14 @@
 // The Web Worker that runs calc: it boots Pyodide from the files shipped with the site,
 // installs the calc wheel, and answers each request with calc's own JSON. Running here,
 // off the main thread, loading and computing never make typing stutter.
-import { loadPyodide } from "../vendor/pyodide/pyodide.mjs";
+// The file names come from the build (js/calc-assets.js, written by hooks/calc_tables.py).
+import { CALC_DIR, PYODIDE_DIR, WHEEL } from "./calc-assets.js";
 
-const vendor = new URL("../vendor/", import.meta.url);
+const loadPyodide = async (options) => (await import(new URL("pyodide.mjs", PYODIDE_DIR).href)).loadPyodide(options);
 
 // Fetch the calc wheel while Pyodide boots, rather than after.
 async function fetchWheel() {
-  const manifest = await (await fetch(new URL("calc/wheel.json", vendor))).json();
-  const response = await fetch(new URL(`calc/${manifest.wheel}`, vendor));
+  const response = await fetch(new URL(WHEEL, CALC_DIR));
   if (!response.ok) throw new Error(`the calc wheel did not load (${response.status})`);
   return new Uint8Array(await response.arrayBuffer());
 }
@@ -34,7 +34,7 @@ function unpackSnapshot(buffer) {
 // Fast path: Pyodide's memory saved at build time with calc already imported
 // (hooks/make_snapshot.mjs), fetched while the runtime downloads and compiles.
 async function bootFromSnapshot() {
-  const snapshot = fetch(new URL("calc/snapshot.bin", vendor)).then(async (response) => {
+  const snapshot = fetch(new URL("snapshot.bin", CALC_DIR)).then(async (response) => {
     if (!response.ok) throw new Error(`no snapshot (${response.status})`);
     const memory = unpackSnapshot(await response.arrayBuffer());
     mark("snapshot");
@@ -43,9 +43,9 @@ async function bootFromSnapshot() {
   // Every module calc uses is already in the snapshot's memory, so the standard library
   // archive can be an empty one (2.5 MB less to fetch); a missing module falls back below.
   const pyodide = await loadPyodide({
-    indexURL: new URL("pyodide/", vendor).href,
+    indexURL: PYODIDE_DIR,
     _loadSnapshot: snapshot,
-    stdLibURL: new URL("calc/empty_stdlib.zip", vendor).href,
+    stdLibURL: new URL("empty_stdlib.zip", CALC_DIR).href,
   });
   return pyodide.pyimport("calc.browser");
 }
@@ -53,7 +53,7 @@ async function bootFromSnapshot() {
 // Slow path: start Python and install the wheel.
 async function bootFromWheel() {
   const [pyodide, wheel] = await Promise.all([
-    loadPyodide({ indexURL: new URL("pyodide/", vendor).href }),
+    loadPyodide({ indexURL: PYODIDE_DIR }),
     fetchWheel(),
   ]);
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from calc.escape import escape
+from functools import lru_cache
 
+from calc.escape import escape
 from calc.table import Table
 from calc.units import grouped, in_unit
 
@@ -47,11 +48,13 @@ def to_html(table: Table, unit: str = "GB", id_prefix: str | None = None) -> str
     head = "".join(f"<th{_NUM if i >= 2 else ''}>{escape(h)}</th>" for i, h in enumerate(_headers(table, unit)))
     body = []
     for r in table.rows:
-        cells = _cells(table, r, unit)
-        tds = [f"<td>{escape(cells[0])}" + (f'<br><small>{escape(r.note)}</small>' if r.note else "") + "</td>",
-               f'<td><code data-latex="{escape(r.formula.latex())}">{escape(cells[1])}</code></td>']
-        tds += [f'<td class="num">{escape(c)}</td>' for c in cells[2:]]
-        body.append(f'<tr id="{prefix}-{escape(r.key)}" data-row="{escape(r.key)}">{"".join(tds)}</tr>')
+        if table.batch is None or table.count_label == "bytes":
+            cells = _cells(table, r, unit)
+            body.append(_row_start(prefix, r) + "".join(f'<td class="num">{escape(c)}</td>' for c in cells[2:]) + "</tr>")
+        else:  # a row's cells for one sequence do not change with the batch: written once
+            batch_bytes = r.bytes_for_batch(table.batch)
+            body.append(_sequence_cells(prefix, r) + f'<td class="num">{grouped(batch_bytes)}</td>'
+                        f'<td class="num">{escape(in_unit(batch_bytes, unit))}</td></tr>')
     total = _total(table, unit)
     foot = f"<td><strong>{total[0]}</strong></td><td></td>" + "".join(f'<td class="num"><strong>{escape(c)}</strong></td>' for c in total[2:])
     tfoot = f'<tfoot><tr id="{prefix}-total" data-row="total">{foot}</tr></tfoot>' if table.show_total else ""
@@ -59,6 +62,21 @@ def to_html(table: Table, unit: str = "GB", id_prefix: str | None = None) -> str
     return (f'<div class="calc-table" data-table="{escape(table.key)}">'
             f"<table><caption>{escape(table.title)}</caption><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody>{tfoot}</table>{notes}</div>")
+
+
+def _row_start(prefix: str, r) -> str:
+    """A row's opening tag and its name and formula cells."""
+    return (f'<tr id="{prefix}-{escape(r.key)}" data-row="{escape(r.key)}"><td>{escape(r.name)}'
+            + (f"<br><small>{escape(r.note)}</small>" if r.note else "") + "</td>"
+            f'<td><code data-latex="{escape(r.formula.latex())}">{escape(r.formula.text())}</code></td>')
+
+
+@lru_cache(maxsize=2048)
+def _sequence_cells(prefix: str, r) -> str:
+    """An activation row up to its per-sequence bytes: the same at every batch size."""
+    per_step = " (once per step)" if r.per_step else ""
+    return (_row_start(prefix, r) + f'<td class="num">{escape(grouped(r.count) + per_step)}</td>'
+            f'<td class="num">{r.bytes_per_value}</td><td class="num">{grouped(r.bytes)}</td>')
 
 
 def _md_escape(text: str) -> str:

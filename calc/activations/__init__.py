@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 
 from calc.activations.autograd import autograd_table
@@ -15,17 +16,22 @@ from calc.table import Table
 _TABLES = {"seed": seed_table, "cs336": cs336_table, "autograd": autograd_table, "megatron": megatron_table}
 
 
-@lru_cache(maxsize=512)
 def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """The activation rows of `setup.accounting`, per batch element, with the batch set.
 
     Selective recomputation (checkpoint="selective") recomputes the attention core in
     backward, so the quadratic rows (scores, probabilities, mask) are not kept.
     """
+    if setup.batch == 1:
+        return _per_sequence_table(shape, setup)
+    # the rows are per sequence: one table serves every batch size
+    return replace(_per_sequence_table(shape, setup.replace(batch=1)), batch=setup.batch)
+
+
+@lru_cache(maxsize=512)
+def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     table = _TABLES[setup.accounting](shape, setup)
     if setup.checkpoint == "selective" and setup.accounting != "megatron":
-        from dataclasses import replace
-
         from calc.categories import category
 
         kept = tuple(r for r in table.rows if category(setup.accounting, r.key) != "quadratic")

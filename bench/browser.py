@@ -223,22 +223,21 @@ def main() -> None:
     med = statistics.median
     print(f"page: /{args.page}, {args.runs} cold runs, Chromium headless on {os.cpu_count()} cores; medians; "
           f"bare = bench/bare.html, booting Pyodide alone from the same files")
+    def against_bare(name, mine, theirs, unit, target=""):
+        """A row: this site's median beside the bare page's, and their ratio."""
+        scale, digits = (1e6, 2) if unit == "MB" else (1, 0)
+        return (name, f"{med(mine) / scale:.{digits}f} {unit}", f"{med(theirs) / scale:.{digits}f} {unit}",
+                f"{med(mine) / med(theirs):.2f}", target)
+
     rows = [
         ("first table (first contentful paint)", f"{med(first_paint):.0f} ms", "", "", "at first paint"),
-        ("time to interactive, cold", f"{med(interactive):.0f} ms", f"{med(bare):.0f} ms",
-         f"{med(interactive) / med(bare):.2f}", "1.0 s; 1.2 x bare"),
-        ("time to interactive, warm HTTP cache", f"{med(warm):.0f} ms", f"{med(bare_warm):.0f} ms",
-         f"{med(warm) / med(bare_warm):.2f}", "0.5 s"),
-        ("calc's worker alone, empty page, cold", f"{med(alone):.0f} ms", f"{med(bare):.0f} ms",
-         f"{med(alone) / med(bare):.2f}", "(the floor)"),
-        ("calc's worker alone, empty page, warm", f"{med(alone_warm):.0f} ms", f"{med(bare_warm):.0f} ms",
-         f"{med(alone_warm) / med(bare_warm):.2f}", "(the floor)"),
-        ("bytes, cold, as served (br)", f"{med(transferred) / 1e6:.2f} MB", f"{med(bare_bytes) / 1e6:.2f} MB",
-         f"{med(transferred) / med(bare_bytes):.2f}", "5 MB"),
-        ("bytes, cold, a host with gzip only", f"{med(gzipped) / 1e6:.2f} MB", f"{med(bare_gzipped) / 1e6:.2f} MB",
-         f"{med(gzipped) / med(bare_gzipped):.2f}", ""),
-        ("bytes, cold, uncompressed", f"{med(raw) / 1e6:.2f} MB", f"{med(bare_raw) / 1e6:.2f} MB",
-         f"{med(raw) / med(bare_raw):.2f}", ""),
+        against_bare("time to interactive, cold", interactive, bare, "ms", "1.0 s; 1.2 x bare"),
+        against_bare("time to interactive, warm HTTP cache", warm, bare_warm, "ms", "0.5 s"),
+        against_bare("calc's worker alone, empty page, cold", alone, bare, "ms", "(the floor)"),
+        against_bare("calc's worker alone, empty page, warm", alone_warm, bare_warm, "ms", "(the floor)"),
+        against_bare("bytes, cold, as served (br)", transferred, bare_bytes, "MB", "5 MB"),
+        against_bare("bytes, cold, a host with gzip only", gzipped, bare_gzipped, "MB"),
+        against_bare("bytes, cold, uncompressed", raw, bare_raw, "MB"),
         ("recompute, median", f"{med(latencies):.1f} ms", "", "", "5 ms"),
         ("recompute, p95", f"{percentile(latencies, 95):.1f} ms", "", "", "16 ms"),
         ("longest main-thread task, boot (worst run)", f"{max(long_boot):.0f} ms", "", "", "50 ms"),

@@ -41,14 +41,8 @@ STEP_FIELDS = (
     ("dtype", "Precision", "select", DTYPES),
     ("optimizer", "Optimizer", "select", OPTIMIZERS),
 )
-COMPARE_FIELDS = (
-    ("b_batch", "Batch B (sequences)", "number", None),
-    ("b_accounting", "Accounting", "select", ACCOUNTINGS),
-    ("b_attention", "Attention", "select", ATTENTION_KINDS),
-    ("b_checkpoint", "Checkpointing", "select", CHECKPOINT_KINDS),
-    ("b_dtype", "Precision", "select", DTYPES),
-    ("b_optimizer", "Optimizer", "select", OPTIMIZERS),
-)
+COMPARE_FIELDS = tuple((f"b_{name}", label, kind, options) for name, label, kind, options in STEP_FIELDS)
+"""Setup B's fields: the training step's, each name prefixed with b_ (calc.extras reads them)."""
 CLAIM_FIELDS = (
     ("claim", "Claimed figure (e.g. 2.265 GB)", "text", None),
     ("claim_scope", "The figure is", "select", CLAIM_SCOPES),

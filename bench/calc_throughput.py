@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table, fixed_table, parameter_table, summary  # noqa: E402
-from calc.render import to_html  # noqa: E402
+from calc.site.html import formula_table_html  # noqa: E402
 
 
 def full_accounting(shape: ModelShape, setup: TrainingSetup) -> int:
     result = summary(shape, setup)
-    html = "".join(to_html(t) for t in (parameter_table(shape), fixed_table(shape, setup), activation_table(shape, setup)))
+    html = "".join(formula_table_html(t) for t in (parameter_table(shape), fixed_table(shape, setup), activation_table(shape, setup)))
     return result["largest_batch"] + len(html)
 
 
@@ -60,13 +60,12 @@ def main() -> None:
     one = timed(lambda: [full_accounting(seed_shape, TrainingSetup(batch=b)) for b in range(1, 101)], args.repeats)
     configs = list(random_configs(10_000))
     sweep = timed(lambda: [summary(shape, setup) for shape, setup in configs], args.repeats)
-    from calc.extras import claim
     from calc.inputs import parse_inputs
     from calc.reverse import search
 
     inputs = parse_inputs({})
-    figures = [f"{x / 1000:.3f} GB" for x in range(1000, 1100)]  # a new claim each time: nothing cached
-    reverse = timed(lambda: [search(inputs, *claim({"claim": c})) for c in figures], args.repeats)
+    figures = [x * 10**6 for x in range(1000, 1100)]  # a new claim each time (1.000 … 1.099 GB): nothing cached
+    reverse = timed(lambda: [search(inputs, nbytes, "GB", "sequence") for nbytes in figures], args.repeats)
     print(f"reverse search (every accounting, option, row subset and reading): median "
           f"{statistics.median(reverse) / len(figures):.2f} ms a claim")
     print(f"one full accounting (seed model, rendered): median {statistics.median(one) / 100:.3f} ms "

@@ -2,4 +2,7 @@ import sys
 
 from calc.cli import main
 
-sys.exit(main())
+try:
+    sys.exit(main())
+except BrokenPipeError:  # the reader's pager or `head` stopped reading: not an error of calc's
+    sys.exit(0)

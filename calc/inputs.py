@@ -1,101 +1,55 @@
-"""Reader inputs as strings (a widget's fields, a URL's query, a page directive) to a
-validated shape and setup, with one message per field that is wrong.
+"""Reader inputs as strings (a form's fields, a URL's query, a page directive, the CLI's
+flags) to validated Inputs, with one message per field that is wrong.
 
-One vocabulary everywhere: the dataclass field `d_model` is the CLI's `--d-model` and the
-URL's `?d_model=`.
+Every field is declared in calc.fields; this module only applies the registry: each
+present field is parsed by its kind, the shape and setups are built, and any FieldError
+the engine raises is kept under its field.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
-from calc.presets import DEFAULT_PRESET, PRESETS
-from calc.report import DEFAULT_BUDGET
-from calc.setup import (ACCOUNTINGS, ATTENTION_KINDS, CHECKPOINT_KINDS, DTYPES, MAX_BATCH, MAX_PARALLEL, OPTIMIZERS,
-                        TrainingSetup)
-from calc.shape import MAX_SIZE, ModelShape
+from calc.errors import FieldError, InputError
+from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
+from calc.parallel import check_layout
+from calc.presets import PRESETS
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
 from calc.units import parse_size
 
-SHAPE_SIZES = ("vocab", "context", "layers", "d_model", "heads", "kv_heads", "d_ff")
-SHAPE_CHOICES = {"ffn": ("swiglu", "gelu"), "norm": ("rmsnorm", "layernorm"), "positions": ("rope", "learned")}
-SHAPE_FLAGS = ("bias", "tied")
-SETUP_CHOICES = {"accounting": ACCOUNTINGS, "attention": ATTENTION_KINDS, "checkpoint": CHECKPOINT_KINDS,
-                 "dtype": DTYPES, "optimizer": OPTIMIZERS}
-UNITS = ("GB", "GiB")
-PARALLEL_SIZES = ("dp", "tp", "pp", "microbatches")
-FIELDS = ("preset", *SHAPE_SIZES, *SHAPE_CHOICES, *SHAPE_FLAGS, "batch", *SETUP_CHOICES, *PARALLEL_SIZES, "zero", "sp",
-          "budget", "unit")
+DEFAULT_SETUP = TrainingSetup()
 
-_WHOLE = re.compile(r"[0-9][0-9_,]*")
+
+@dataclass(frozen=True)
+class Claim:
+    """A figure to explain: `nbytes` as typed in `unit` ('2265 MB' keeps MB), per
+    sequence or for the batch (`scope`)."""
+
+    text: str
+    nbytes: int
+    unit: str
+    scope: str
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """Everything a view needs: the model, the step, the GPU budget (bytes), the unit."""
+    """Everything a view needs: the model, the step (and setup B to compare with it), the
+    GPU budget in bytes, the unit shown, and a claimed figure."""
 
     preset: str
     shape: ModelShape
     setup: TrainingSetup
-    budget: int = DEFAULT_BUDGET
-    unit: str = "GB"
+    budget: int
+    unit: str
+    compare: TrainingSetup
+    claim: Claim
 
     @property
     def unit_bytes(self) -> int:
         return 10**9 if self.unit == "GB" else 2**30
-
-
-class InputError(ValueError):
-    """Bad inputs; `errors` maps each field to its message."""
-
-    def __init__(self, errors: dict[str, str]):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
-def _whole(field: str, text: str, errors: dict, limit: int):
-    text = str(text).strip()
-    if not _WHOLE.fullmatch(text):
-        errors[field] = f"{field} must be a whole number, not {text!r}" if text else f"{field} needs a whole number"
-        return None
-    value = int(text.replace(",", "").replace("_", ""))
-    if value < 1 or value > limit:
-        errors[field] = f"{field} must be between 1 and {limit:,}"
-        return None
-    return value
-
-
-def _choice(field: str, text, allowed, errors: dict):
-    """`text` if it is one of `allowed`, else None and a message for `field`."""
-    if text in allowed:
-        return text
-    errors[field] = f"{field} must be one of {', '.join(allowed)}"
-    return None
-
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _flag(field: str, text, errors: dict):
-    """True or False from 'true'/'false' (and yes/no, on/off, 1/0), else None and a message."""
-    text = str(text).strip().lower()
-    if text in _TRUE + _FALSE:
-        return text in _TRUE
-    errors[field] = f"{field} must be true or false"
-    return None
-
-
-def _collect(params: Mapping[str, str], errors: dict, parsers: dict) -> dict:
-    """Each present field parsed by its parser; fields that fail are left out (and reported)."""
-    out = {}
-    for field, parse in parsers.items():
-        if field in params:
-            value = parse(field, params[field], errors)
-            if value is not None:
-                out[field] = value
-    return out
 
 
 def parse_inputs(params: Mapping[str, str]) -> Inputs:
@@ -122,85 +76,84 @@ def forget_parsed() -> None:
 
 def _parse(params: Mapping[str, str]) -> Inputs:
     errors: dict[str, str] = {}
-    name = str(params.get("preset", DEFAULT_PRESET)).strip() or DEFAULT_PRESET
-    if name not in PRESETS:
-        errors["preset"] = f"unknown preset {name!r}"
-        name = DEFAULT_PRESET
-    size = lambda limit: lambda f, t, e: _whole(f, t, e, limit)  # noqa: E731
-    choice = lambda allowed: lambda f, t, e: _choice(f, t, allowed, e)  # noqa: E731
-    changes = _collect(params, errors, {**{f: size(MAX_SIZE) for f in SHAPE_SIZES},
-                                        **{f: choice(a) for f, a in SHAPE_CHOICES.items()},
-                                        **{f: _flag for f in SHAPE_FLAGS}})
-    setup_values = _collect(params, errors, {"batch": size(MAX_BATCH),
-                                             **{f: choice(a) for f, a in SETUP_CHOICES.items()},
-                                             **{f: size(MAX_PARALLEL) for f in PARALLEL_SIZES},
-                                             "zero": lambda f, t, e: int(t) if _choice(f, str(t).strip(), ("0", "1", "2", "3"), e) else None,
-                                             "sp": _flag})
-    budget = DEFAULT_BUDGET
-    if "budget" in params:
+    values: dict[str, object] = {}
+    for field in FIELDS:
+        text = params[field.name] if field.name in params else DEFAULT_TEXT.get(field.name)
+        if text is None:
+            continue
         try:
-            budget = parse_size(params["budget"])
-        except ValueError as e:
-            errors["budget"] = str(e)
-    unit = str(params.get("unit", "GB"))
-    if unit not in UNITS:
-        errors["unit"] = "unit must be GB or GiB"
-        unit = "GB"
-    shape = None
-    if not errors:
-        try:
-            shape = PRESETS[name].replace(**changes)
-        except ValueError as e:
-            field = str(e).split(" ", 1)[0]
-            errors[field if field in FIELDS else "preset"] = str(e)
-    setup = None
-    if not errors:
-        try:
-            setup = TrainingSetup(**setup_values)
-            if setup.parallel:
-                from calc.parallel import check_layout
+            values[field.name] = field.parse(text)
+        except FieldError as e:
+            errors[e.field] = e.message
 
-                check_layout(shape, setup)
-        except ValueError as e:
-            field = str(e).split(" ", 1)[0]
-            errors[field if field in FIELDS else "tp"] = str(e)
+    def build(make, target: str, name_of=lambda f: f.attribute):
+        """`make(**changes)` from the fields of `target`; its FieldError kept by field."""
+        changes = {f.attribute: values[f.name] for f in FIELDS if f.target == target and f.name in values}
+        try:
+            return make(**changes)
+        except FieldError as e:
+            errors[name_of(BY_NAME.get(e.field) or BY_NAME["preset"])] = e.message
+            return None
+
+    preset = values.get("preset", DEFAULT_TEXT["preset"])
+    shape = build(PRESETS[preset].replace, "shape") if "preset" not in errors else None
+    setup = build(DEFAULT_SETUP.replace, "setup")
+    compare = None
+    if setup is not None:
+        compare = build(setup.replace(**COMPARE_DEFAULTS).replace, "compare", name_of=lambda f: "b_" + f.attribute)
+    if shape is not None and setup is not None and setup.parallel:
+        try:
+            check_layout(shape, setup)
+        except FieldError as e:
+            errors[e.field] = e.message
     if errors:
         raise InputError(errors)
-    return Inputs(name, shape, setup, budget, unit)
+    claim_bytes, claim_unit = values["claim"]
+    claim_text = str(params.get("claim", DEFAULT_TEXT["claim"])).strip()
+    return Inputs(preset, shape, setup, values["budget"][0], values["unit"], compare,
+                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]))
 
 
 def budget_text(nbytes: int) -> str:
-    """A budget as the reader would type it: '80 GB', '80 GiB', or exact bytes."""
-    for unit, size in (("GiB", 2**30), ("GB", 10**9)):
+    """A budget as the reader would type it: '80 GB', '80 GiB', '512 MiB', or exact bytes."""
+    for unit, size in (("GiB", 2**30), ("GB", 10**9), ("MiB", 2**20), ("MB", 10**6)):
         if nbytes % size == 0:
             return f"{nbytes // size} {unit}"
     return f"{nbytes} B"
 
 
 def field_values(inputs: Inputs) -> dict[str, str]:
-    """Every field's value as the string an input shows."""
-    values = {"preset": inputs.preset, "budget": budget_text(inputs.budget), "unit": inputs.unit}
-    for field, value in {**inputs.shape.as_dict(), **inputs.setup.as_dict()}.items():
-        values[field] = str(value).lower() if isinstance(value, bool) else str(value)
-    return values
+    """Every field's value as the string its input shows."""
+    out = {}
+    for field in FIELDS:
+        out[field.name] = field.text(_value(inputs, field.name))
+    return out
+
+
+def _value(inputs: Inputs, name: str):
+    field = BY_NAME[name]
+    if field.target == "shape":
+        return getattr(inputs.shape, name)
+    if field.target == "setup":
+        return getattr(inputs.setup, name)
+    if field.target == "compare":
+        return getattr(inputs.compare, field.attribute)
+    return {"preset": inputs.preset, "budget": budget_text(inputs.budget), "unit": inputs.unit,
+            "claim": inputs.claim.text, "claim_scope": inputs.claim.scope}[name]
 
 
 def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
-    the defaults (so a shared link stays short)."""
-    out = {"preset": inputs.preset} if inputs.preset != DEFAULT_PRESET else {}
-    base = PRESETS[inputs.preset]
-    for field in (*SHAPE_SIZES, *SHAPE_CHOICES, *SHAPE_FLAGS):
-        value = getattr(inputs.shape, field)
-        if value != getattr(base, field):
-            out[field] = str(value).lower() if isinstance(value, bool) else str(value)
-    default = TrainingSetup()
-    for field in ("batch", *SETUP_CHOICES, *PARALLEL_SIZES, "zero", "sp"):
-        value = getattr(inputs.setup, field)
-        if value != getattr(default, field):
-            out[field] = str(value).lower() if isinstance(value, bool) else str(value)
-    if inputs.budget != DEFAULT_BUDGET:
-        out["budget"] = budget_text(inputs.budget)
-    if inputs.unit != "GB":
-        out["unit"] = inputs.unit
+    the defaults (so a shared link stays short). Setup B's defaults follow setup A."""
+    defaults = {"shape": PRESETS[inputs.preset], "setup": DEFAULT_SETUP,
+                "compare": inputs.setup.replace(**COMPARE_DEFAULTS)}
+    out = {}
+    for field in FIELDS:
+        shown = field.text(_value(inputs, field.name))
+        if field.target in defaults:
+            default = field.text(getattr(defaults[field.target], field.attribute))
+        else:
+            default = DEFAULT_TEXT[field.name] if field.name != "budget" else budget_text(parse_size(DEFAULT_TEXT["budget"]))
+        if shown != default:
+            out[field.name] = shown
     return out

@@ -24,9 +24,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from calc.activations import activation_table
-from calc.categories import category
+from calc.errors import FieldError
+from calc.fixed import OPTIMIZER_BYTES
 from calc.parameters import matrix_parameter_count, parameter_table
-from calc.setup import TrainingSetup
+from calc.setup import MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 
@@ -37,7 +38,7 @@ def ceil_div(a: int, b: int) -> int:
 
 def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
     """Bytes per parameter of (parameters, gradients, optimizer state)."""
-    optimizer = 8 if setup.optimizer == "adamw" else 4
+    optimizer = OPTIMIZER_BYTES[setup.optimizer]
     if setup.dtype == "bf16":
         return 2, 2, 4 + optimizer
     return 4, 4, optimizer
@@ -57,15 +58,15 @@ def zero_states(psi: int, replicas: int, stage: int, per_param: tuple[int, int, 
 
 
 def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
-    """ValueError naming the flag when the layout cannot split this model."""
+    """FieldError naming the layout's field when the layout cannot split this model."""
     t, p = setup.tp, setup.pp
     for name, size in (("heads", shape.heads), ("kv_heads", shape.kv_heads), ("d_ff", shape.d_ff)):
         if size % t:
-            raise ValueError(f"tp ({t}) must divide {name} ({size})")
+            raise FieldError("tp", f"tp ({t}) must divide {name} ({size})")
     if setup.sp and shape.context % t:
-        raise ValueError(f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
+        raise FieldError("tp", f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
     if shape.layers % p:
-        raise ValueError(f"pp ({p}) must divide layers ({shape.layers})")
+        raise FieldError("pp", f"pp ({p}) must divide layers ({shape.layers})")
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,7 @@ def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup) -> tuple:
     t = setup.tp
     out = []
     for r in table.rows:
-        kind = category(setup.accounting, r.key)
-        if r.stage == "block" and (kind in ("attention", "quadratic", "ffn") or setup.sp):
+        if r.stage == "block" and (r.category in ("attention", "quadratic", "ffn") or setup.sp):
             r = replace(r, count=ceil_div(r.count, t))
         out.append(r)
     return tuple(out)
@@ -171,28 +171,48 @@ def per_gpu_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     return max(_total(st, setup) for st in stages(shape, setup))
 
 
-def _divisors(n: int, limit: int) -> list[int]:
-    return [k for k in range(1, min(n, limit) + 1) if n % k == 0]
+def divisors(n: int, limit: int) -> list[int]:
+    """The divisors of n up to `limit`, ascending: at most `limit` trials, whatever n."""
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
 
 
-def smallest_layout(shape: ModelShape, setup: TrainingSetup, budget: int, max_tp: int = 8) -> TrainingSetup | None:
+SOLVER_MAX_TP = 8
+SOLVER_MAX_PP = 128
+"""The solver tries tensor parallelism up to 8-way (one node) and up to 128 pipeline stages."""
+
+
+def smallest_layout(shape: ModelShape, setup: TrainingSetup, budget: int) -> TrainingSetup | None:
     """The layout with the fewest GPUs whose fullest GPU fits `budget` bytes, for the
     setup's global batch (dp · microbatches · batch) in micro-batches of one sequence;
-    ties go to the least memory per GPU. None if nothing up to the limits fits."""
-    best = None
+    ties go to the least memory per GPU. None if nothing within the limits fits.
+
+    Bounded: dp runs over the divisors of the global batch up to MAX_PARALLEL that leave
+    at most MAX_PARALLEL micro-batches; for each tensor and pipeline split the smallest dp
+    that fits is found by bisection, since the fullest GPU's memory never grows with dp
+    (ZeRO-3 shards more, and fewer micro-batches are in flight). At most
+    |tp| · 2 · |pp| · log2|dp| setups are built, a few hundred."""
     global_batch = setup.global_batch
-    for tp in _divisors(shape.heads, max_tp):
+    replicas = [d for d in divisors(global_batch, MAX_PARALLEL) if global_batch // d <= MAX_PARALLEL]
+    best = None
+    for tp in divisors(shape.heads, SOLVER_MAX_TP):
         if shape.kv_heads % tp or shape.d_ff % tp:
             continue
         for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
-            for pp in _divisors(shape.layers, shape.layers):
-                for dp in _divisors(global_batch, global_batch):
-                    for zero in ((0, 1, 2, 3) if dp > 1 else (0,)):
-                        candidate = setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=zero, batch=1,
-                                                  microbatches=global_batch // dp)
-                        need = per_gpu_bytes(shape, candidate)
-                        if need <= budget:
-                            key = (dp * tp * pp, need)
-                            if best is None or key < best[0]:
-                                best = (key, candidate)
+            for pp in divisors(shape.layers, SOLVER_MAX_PP):
+                def layout(dp: int) -> TrainingSetup:
+                    return setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=3 if dp > 1 else 0, batch=1,
+                                         microbatches=global_batch // dp)
+                low, high = 0, len(replicas)  # the first index whose layout fits, or len(replicas)
+                while low < high:
+                    middle = (low + high) // 2
+                    if per_gpu_bytes(shape, layout(replicas[middle])) <= budget:
+                        high = middle
+                    else:
+                        low = middle + 1
+                if low == len(replicas):
+                    continue
+                candidate = layout(replicas[low])
+                key = (replicas[low] * tp * pp, per_gpu_bytes(shape, candidate))
+                if best is None or key < best[0]:
+                    best = (key, candidate)
     return best[1] if best else None

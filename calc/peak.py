@@ -26,8 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from calc.activations import activation_table
-from calc.activations.autograd import block_rows
+from calc.activations import activation_table, bytes_per_block
 from calc.fixed import OPTIMIZER_BYTES, weight_copy_count
 from calc.parameters import matrix_parameter_count, parameter_count, parameter_table
 from calc.setup import MAX_BATCH, TrainingSetup
@@ -70,10 +69,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     block_params = (P - embedding_params - head_params) // L
     tied_grad = shape.vocab * shape.d_model if shape.tied else 0
 
-    saved = activation_table(shape, setup).rows
-    full_block = block_rows(shape, setup.replace(checkpoint="none"))
-    full_block_bytes = sum(r.bytes_for_batch(B) for r in full_block if not r.per_step) // L
-    blocks_saved = _stage_bytes(saved, "block", B)
+    saved_table = activation_table(shape, setup)
+    saved = saved_table.rows
     per_step_block = sum(r.bytes for r in saved if r.stage == "block" and r.per_step)
     copies = 2 * weight_copy_count(shape, setup)
     block_copies = 2 * (matrix_parameter_count(shape) - V * shape.d_model) // L if setup.dtype == "bf16" else 0
@@ -86,7 +83,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
         "A": sum(r.bytes_for_batch(B) for r in saved),
         "C": copies,
         "A_e": _stage_bytes(saved, "embedding", B) + per_step_block,
-        "A_b": (blocks_saved - per_step_block) // L,
+        "A_b": bytes_per_block(shape, saved_table, B),
         "A_h": _stage_bytes(saved, "head", B),
         "C_b": 0 if checkpointed else block_copies,
         "G": P * 4,
@@ -96,7 +93,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
         "T_f": B * s * V * (a + (4 if setup.dtype == "bf16" else 0)),
         "T_h": B * s * V * 8,
         "T_b": B * s * widest * a,
-        "R_b": (full_block_bytes + block_copies) if checkpointed
+        "R_b": (bytes_per_block(shape, activation_table(shape, setup.replace(checkpoint="none")), B) + block_copies)
+        if checkpointed
         else B * shape.heads * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit") else 0,
         "T_e": B * s * shape.d_model * 4,
     }

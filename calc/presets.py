@@ -9,6 +9,7 @@ its sliding-window attention is not modelled).
 
 from __future__ import annotations
 
+from calc.errors import FieldError, echo
 from calc.shape import ModelShape
 
 _GPT2 = dict(vocab=50257, context=1024, ffn="gelu", norm="layernorm", bias=True, positions="learned", tied=True)
@@ -29,8 +30,8 @@ DEFAULT_PRESET = "cs336-gpt2-xl"
 
 
 def preset(name: str) -> ModelShape:
-    """The shape published under `name`; ValueError listing the known names otherwise."""
+    """The shape published under `name`; FieldError listing the known names otherwise."""
     try:
         return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+    except (KeyError, TypeError):
+        raise FieldError("preset", f"unknown preset {echo(name)}; known: {', '.join(PRESETS)}") from None

@@ -1,15 +1,15 @@
-"""Tables to HTML, Markdown and plain text. All text is escaped; no number is re-derived."""
+"""Tables as text: the cells every renderer shows (the site's HTML writer reads the same
+cells), and plain-text and Markdown tables for the terminal. No number is re-derived."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from calc.escape import escape
-from calc.table import Table
+from calc.table import Formula, Grid, Sentence, Table, grid
 from calc.units import grouped, in_unit
 
 
-def _headers(table: Table, unit: str) -> list[str]:
+def table_headers(table: Table, unit: str) -> list[str]:
     if table.count_label == "bytes":
         return ["Component", "Formula", "Bytes", unit]
     if table.batch is None:
@@ -18,91 +18,81 @@ def _headers(table: Table, unit: str) -> list[str]:
             f"Bytes for the batch (B = {table.batch:,})", unit]
 
 
-def _cells(table: Table, r, unit: str) -> list[str]:
+def row_cells(table: Table, r, unit: str) -> list[str]:
+    """A row's cells after its name and formula, in `table_headers`' order."""
     if table.count_label == "bytes":
-        return [r.name, r.formula.text(), grouped(r.bytes), in_unit(r.bytes, unit)]
+        return [grouped(r.bytes), in_unit(r.bytes, unit)]
     if table.batch is None:
-        return [r.name, r.formula.text(), grouped(r.count), str(r.bytes_per_value), grouped(r.bytes), in_unit(r.bytes, unit)]
+        return [grouped(r.count), str(r.bytes_per_value), grouped(r.bytes), in_unit(r.bytes, unit)]
     batch_bytes = r.bytes_for_batch(table.batch)
-    per_step = " (once per step)" if r.per_step else ""
-    return [r.name, r.formula.text(), grouped(r.count) + per_step, str(r.bytes_per_value), grouped(r.bytes),
-            grouped(batch_bytes), in_unit(batch_bytes, unit)]
-
-
-def _total(table: Table, unit: str) -> list[str]:
-    if table.count_label == "bytes":
-        return ["Total", "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
-    if table.batch is None:
-        return ["Total", "", grouped(table.total_count), "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
-    batch_bytes = table.bytes_for_batch()
-    return ["Total", "", grouped(table.total_count), "", grouped(table.total_bytes), grouped(batch_bytes),
-            in_unit(batch_bytes, unit)]
-
-
-_NUM = ' class="num"'
-
-
-def to_html(table: Table, unit: str = "GB", id_prefix: str | None = None) -> str:
-    """An HTML table; each row has the stable id `{id_prefix}-{row.key}`."""
-    prefix = escape(id_prefix or table.key)
-    head = "".join(f"<th{_NUM if i >= 2 else ''}>{escape(h)}</th>" for i, h in enumerate(_headers(table, unit)))
-    body = []
-    for r in table.rows:
-        if table.batch is None or table.count_label == "bytes":
-            cells = _cells(table, r, unit)
-            body.append(_row_start(prefix, r) + "".join(f'<td class="num">{escape(c)}</td>' for c in cells[2:]) + "</tr>")
-        else:  # a row's cells for one sequence do not change with the batch: written once
-            batch_bytes = r.bytes_for_batch(table.batch)
-            body.append(_sequence_cells(prefix, r) + f'<td class="num">{grouped(batch_bytes)}</td>'
-                        f'<td class="num">{escape(in_unit(batch_bytes, unit))}</td></tr>')
-    total = _total(table, unit)
-    foot = f"<td><strong>{total[0]}</strong></td><td></td>" + "".join(f'<td class="num"><strong>{escape(c)}</strong></td>' for c in total[2:])
-    tfoot = f'<tfoot><tr id="{prefix}-total" data-row="total">{foot}</tr></tfoot>' if table.show_total else ""
-    notes = "".join(f"<p class=\"calc-note\">{escape(n)}</p>" for n in table.notes)
-    return (f'<div class="calc-table" data-table="{escape(table.key)}">'
-            f"<table><caption>{escape(table.title)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody>{tfoot}</table>{notes}</div>")
-
-
-def _row_start(prefix: str, r) -> str:
-    """A row's opening tag and its name and formula cells."""
-    return (f'<tr id="{prefix}-{escape(r.key)}" data-row="{escape(r.key)}"><td>{escape(r.name)}'
-            + (f"<br><small>{escape(r.note)}</small>" if r.note else "") + "</td>"
-            f'<td><code data-latex="{escape(r.formula.latex())}">{escape(r.formula.text())}</code></td>')
+    return [*sequence_cells(r), grouped(batch_bytes), in_unit(batch_bytes, unit)]
 
 
 @lru_cache(maxsize=2048)
-def _sequence_cells(prefix: str, r) -> str:
-    """An activation row up to its per-sequence bytes: the same at every batch size."""
+def sequence_cells(r) -> tuple[str, str, str]:
+    """An activation row's cells for one sequence: the same at every batch size, so each is
+    written once."""
     per_step = " (once per step)" if r.per_step else ""
-    return (_row_start(prefix, r) + f'<td class="num">{escape(grouped(r.count) + per_step)}</td>'
-            f'<td class="num">{r.bytes_per_value}</td><td class="num">{grouped(r.bytes)}</td>')
+    return grouped(r.count) + per_step, str(r.bytes_per_value), grouped(r.bytes)
+
+
+def total_cells(table: Table, unit: str) -> list[str]:
+    """The total row's cells after its label and the empty formula cell."""
+    if table.count_label == "bytes":
+        return [grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
+    if table.batch is None:
+        return [grouped(table.total_count), "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
+    batch_bytes = table.bytes_for_batch()
+    return [grouped(table.total_count), "", grouped(table.total_bytes), grouped(batch_bytes), in_unit(batch_bytes, unit)]
+
+
+def as_grid(table: Table, unit: str) -> Grid:
+    """A Table's cells as a Grid (name, formula, numbers), its total as the last row."""
+    rows = [(r.key, [r.name, r.formula.text(), *row_cells(table, r, unit)]) for r in table.rows]
+    if table.show_total:
+        rows.append(("total", ["Total", "", *total_cells(table, unit)]))
+    return grid(table.key, table.title, table_headers(table, unit), rows, numeric_from=2, notes=table.notes)
 
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def to_markdown(table: Table, unit: str = "GB") -> str:
+def to_markdown(table: Table | Grid, unit: str = "GB") -> str:
     """A Markdown pipe table, numbers right-aligned."""
-    headers = _headers(table, unit)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([":---", ":---"] + ["---:"] * (len(headers) - 2)) + "|"]
-    for r in table.rows:
-        lines.append("| " + " | ".join(_md_escape(c) for c in _cells(table, r, unit)) + " |")
-    if table.show_total:
-        lines.append("| " + " | ".join(f"**{c}**" if c else "" for c in _total(table, unit)) + " |")
+    g = as_grid(table, unit) if isinstance(table, Table) else table
+    lines = ["| " + " | ".join(_md_escape(h) or " " for h in g.headers) + " |",
+             "|" + "|".join(":---" if n < g.numeric_from else "---:" for n in range(len(g.headers))) + "|"]
+    for r in g.rows:
+        cells = [f"**{c}**" if c and r.key == "total" and isinstance(table, Table) else c for c in r.cells]
+        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def to_text(table: Table, unit: str = "GB") -> str:
-    """A plain-text table for the terminal."""
-    total = [_total(table, unit)] if table.show_total else []
-    grid = [_headers(table, unit)] + [_cells(table, r, unit) for r in table.rows] + total
-    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
+def to_text(table: Table | Grid, unit: str = "GB") -> str:
+    """A plain-text table for the terminal: caption, header, rule, rows (a rule above the total)."""
+    g = as_grid(table, unit) if isinstance(table, Table) else table
+    lines = [list(g.headers)] + [list(r.cells) for r in g.rows]
+    widths = [max(len(line[n]) for line in lines) for n in range(len(g.headers))]
 
     def fmt(line):
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        return "  ".join(c.ljust(w) if n < g.numeric_from else c.rjust(w)
+                         for n, (c, w) in enumerate(zip(line, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    body = [fmt(line) for line in grid[1:len(grid) - len(total)]]
-    return "\n".join([table.title, fmt(grid[0]), rule] + body + ([rule, fmt(grid[-1])] if total else [])) + "\n"
+    body = [fmt(line) for line in lines[1:]]
+    if isinstance(table, Table) and table.show_total:
+        body.insert(len(body) - 1, rule)
+    return "\n".join([g.caption, fmt(lines[0]), rule, *body, *g.notes]) + "\n"
+
+
+def part_text(part, unit: str = "GB", markdown: bool = False) -> str:
+    """Any part of an answer as terminal text: a table, a sentence, a formula, or a
+    picture's numbers."""
+    if isinstance(part, (Table, Grid)):
+        return (to_markdown if markdown else to_text)(part, unit)
+    if isinstance(part, Sentence):
+        return part.text + "\n"
+    if isinstance(part, Formula):
+        return part.text() + "\n"
+    return (to_markdown if markdown else to_text)(part.numbers(), unit)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from calc.activations import activation_table
-from calc.fixed import fixed_table
+from calc.fixed import OPTIMIZER_BYTES, fixed_table
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
+from calc.units import grouped, in_unit
 
 DEFAULT_BUDGET = 80 * 10**9
 """80 GB (10^9 bytes), the seed's GPU."""
@@ -41,7 +42,7 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     s = summary(shape, setup)
     b = s["bytes"]
     values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"]}
-    opt = b["optimizer"] // s["parameters"]
+    opt = OPTIMIZER_BYTES[setup.optimizer]
     rows = [
         row(values, "parameters", "Parameters (fp32)", f((4, "P")), 1),
         row(values, "gradients", "Gradients (fp32)", f((4, "P")), 1),
@@ -55,3 +56,20 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
                     note="not the sum of the rows above: see Peak, not sum" if setup.accounting == "autograd" else
                     "this accounting's peak is the sum of the rows above"))
     return Table("summary", "Memory of one training step", tuple(rows), count_label="bytes", show_total=False)
+
+
+def value_text(inputs, name: str) -> str:
+    """One number of the summary as text: `parameters`, `largest_batch`, `budget`,
+    `bytes.<key>` (in the inputs' unit) or `exact.<key>` (bytes, grouped), keys as in
+    summary()['bytes']. KeyError for any other name."""
+    s = summary(inputs.shape, inputs.setup, inputs.budget)
+    if name == "parameters":
+        return grouped(s["parameters"])
+    if name == "largest_batch":
+        return grouped(s["largest_batch"])
+    if name == "budget":
+        return in_unit(inputs.budget, inputs.unit, trim=True)
+    kind, _, key = name.partition(".")
+    if kind in ("bytes", "exact") and key in s["bytes"]:
+        return in_unit(s["bytes"][key], inputs.unit) if kind == "bytes" else grouped(s["bytes"][key])
+    raise KeyError(f"unknown value {name!r}")

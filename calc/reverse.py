@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from calc.activations import activation_table
-from calc.categories import category
 from calc.inputs import Inputs
+from calc.table import Grid, Sentence, grid
+from calc.units import in_unit
 
 ROW_FILTERS = (
     ("all", "every row", lambda cat, stage: True),
@@ -16,8 +17,10 @@ ROW_FILTERS = (
     ("no-quadratic", "without the attention scores/probabilities", lambda cat, stage: cat != "quadratic"),
     ("blocks-only", "the blocks only", lambda cat, stage: cat not in ("output", "inputs")),
 )
-PAGES = {"seed": "counting-every-intermediate/", "cs336": "", "autograd": "what-autograd-keeps/"}
-SWAPPED = {"GB": ("GiB", 2**30, 10**9), "GiB": ("GB", 10**9, 2**30), "MiB": ("MB", 10**6, 2**20)}
+SWAPPED = {"GB": ("GiB", 2**30, 10**9), "GiB": ("GB", 10**9, 2**30), "MB": ("MiB", 2**20, 10**6),
+           "MiB": ("MB", 10**6, 2**20)}
+"""A figure typed in one unit, read in the unit it is often confused with: (other unit,
+its bytes, the typed unit's bytes)."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,14 @@ class Match:
         return Fraction(abs(self.predicted - self.claimed), self.claimed)
 
     def params(self) -> dict[str, str]:
+        """The inputs that select this setup."""
         return {"accounting": self.accounting, "attention": self.attention, "checkpoint": self.checkpoint,
                 "dtype": self.dtype}
+
+    @property
+    def description(self) -> str:
+        return f"{self.accounting}, {self.dtype}" + (
+            f", {self.attention} attention, checkpoint {self.checkpoint}" if self.accounting == "autograd" else "")
 
 
 def _candidates(accounting: str):
@@ -53,7 +62,9 @@ def search(inputs: Inputs, claimed: int, unit: str, scope: str, limit: int = 8) 
     readings = [("as typed", claimed)]
     if unit in SWAPPED:
         other, size, typed = SWAPPED[unit]
-        readings.append((f"read as {other}", claimed * size // typed))
+        swapped = claimed * size // typed
+        if swapped:  # under one byte in the other unit is no reading
+            readings.append((f"read as {other}", swapped))
     batch = inputs.setup.batch if scope == "batch" else 1
     found: dict[tuple, Match] = {}
     for accounting in ("seed", "cs336", "autograd"):
@@ -61,7 +72,7 @@ def search(inputs: Inputs, claimed: int, unit: str, scope: str, limit: int = 8) 
             setup = inputs.setup.replace(accounting=accounting, attention=attention, checkpoint=checkpoint, dtype=dtype)
             rows = activation_table(inputs.shape, setup).rows
             for filter_key, _, keep in ROW_FILTERS:
-                value = sum(r.bytes_for_batch(batch) for r in rows if keep(category(accounting, r.key), r.stage))
+                value = sum(r.bytes_for_batch(batch) for r in rows if keep(r.category, r.stage))
                 for reading, target in readings:
                     m = Match(accounting, attention, checkpoint, dtype, filter_key, reading, value, target)
                     key = (accounting, attention, checkpoint, dtype, value, reading)
@@ -69,3 +80,29 @@ def search(inputs: Inputs, claimed: int, unit: str, scope: str, limit: int = 8) 
                         found[key] = m
     ranked = sorted(found.values(), key=lambda m: (m.error, m.rows != "all", m.reading != "as typed"))
     return ranked[:limit]
+
+
+def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
+    """The verdict on the inputs' claim and the nearest setups, each row with the inputs
+    that reproduce it."""
+    claim = inputs.claim
+    scope_text = "per sequence" if claim.scope == "sequence" else f"for a batch of {inputs.setup.batch:,}"
+    matches = search(inputs, claim.nbytes, claim.unit, claim.scope)
+    filters = {k: label for k, label, _ in ROW_FILTERS}
+    typed = in_unit(claim.nbytes, claim.unit, trim=True)
+    best = matches[0]
+    verdict = (f"Nearest to {typed} {scope_text}: {best.description}, {filters[best.rows]}, {best.reading} — "
+               + ("exactly." if best.error == 0 else f"{percent(best.error)} away."))
+    rows = [(str(n), [m.description, filters[m.rows], m.reading, in_unit(m.predicted, "GB"), in_unit(m.predicted, "GiB"),
+                      percent(m.error)], m.params()) for n, m in enumerate(matches, 1)]
+    table = grid("reverse", f"Nearest setups to {typed} {scope_text}",
+                 ["Accounting and options", "Rows counted", "Reading of the figure", "Predicted (GB)", "Predicted (GiB)",
+                  "Off by"], rows, numeric_from=3)
+    return Sentence("verdict", verdict), table
+
+
+def percent(x: Fraction) -> str:
+    """A relative error as a percentage ('0.28%'), or a factor past 10 ('12.3×')."""
+    if x == 0:
+        return "0 (exact)"
+    return f"{float(x):.2%}" if x < 10 else f"{float(x):.1f}×"

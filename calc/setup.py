@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calc.errors import FieldError, echo
+from calc.shape import check_whole
+
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
 ATTENTION_KINDS = ("explicit", "flash")
 CHECKPOINT_KINDS = ("none", "selective", "block")
@@ -13,13 +16,17 @@ OPTIMIZERS = ("adamw", "sgd")
 MAX_BATCH = 10**6
 MAX_PARALLEL = 65536
 
-_CHOICES = {
+CHOICES = {
     "accounting": ACCOUNTINGS,
     "attention": ATTENTION_KINDS,
     "checkpoint": CHECKPOINT_KINDS,
     "dtype": DTYPES,
     "optimizer": OPTIMIZERS,
 }
+"""The allowed values of each of the setup's text fields."""
+LAYOUT_SIZES = ("dp", "tp", "pp", "microbatches")
+"""The parallel layout's whole-number fields, each from 1 to MAX_PARALLEL."""
+ZERO_STAGES = (0, 1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -53,23 +60,18 @@ class TrainingSetup:
     microbatches: int = 1
 
     def __post_init__(self):
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int):
-            raise ValueError(f"batch must be a whole number, not {self.batch!r}")
-        if not 1 <= self.batch <= MAX_BATCH:
-            raise ValueError(f"batch must be between 1 and {MAX_BATCH:,}, not {self.batch:,}")
-        for name, allowed in _CHOICES.items():
+        check_whole("batch", self.batch, MAX_BATCH)
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in ("dp", "tp", "pp", "microbatches"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
-                raise ValueError(f"{name} must be a whole number from 1 to {MAX_PARALLEL:,}, not {value!r}")
-        if self.zero not in (0, 1, 2, 3):
-            raise ValueError(f"zero must be 0, 1, 2 or 3, not {self.zero!r}")
+                raise FieldError(name, f"{name} must be one of {', '.join(allowed)}, not {echo(getattr(self, name))}")
+        for name in LAYOUT_SIZES:
+            check_whole(name, getattr(self, name), MAX_PARALLEL)
+        if isinstance(self.zero, bool) or self.zero not in ZERO_STAGES:
+            raise FieldError("zero", f"zero must be 0, 1, 2 or 3, not {echo(self.zero)}")
         if not isinstance(self.sp, bool):
-            raise ValueError(f"sp must be true or false, not {self.sp!r}")
+            raise FieldError("sp", f"sp must be true or false, not {echo(self.sp)}")
         if self.sp and self.tp == 1:
-            raise ValueError("sp (sequence parallelism) needs tp above 1")
+            raise FieldError("sp", "sp (sequence parallelism) needs tp above 1")
 
     @property
     def parallel(self) -> bool:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from calc.errors import FieldError, echo
 
 FFN_KINDS = ("swiglu", "gelu")
 NORM_KINDS = ("rmsnorm", "layernorm")
 POSITION_KINDS = ("rope", "learned")
-
-_SIZE_FIELDS = ("vocab", "context", "layers", "d_model", "heads", "kv_heads", "d_ff")
-_CHOICES = {"ffn": FFN_KINDS, "norm": NORM_KINDS, "positions": POSITION_KINDS}
-_FLAGS = ("bias", "tied")
+CHOICES = {"ffn": FFN_KINDS, "norm": NORM_KINDS, "positions": POSITION_KINDS}
+"""The allowed values of each of the shape's text fields."""
 
 # A sanity ceiling on every size: far above any real model, low enough that a typo such
 # as an extra six zeros is caught at the input rather than rendered as a 40-digit table.
@@ -43,26 +43,21 @@ class ModelShape:
     tied: bool = False
 
     def __post_init__(self):
-        for name in _SIZE_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number, not {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
-            if value > MAX_SIZE:
-                raise ValueError(f"{name} must be at most {MAX_SIZE:,}, not {value:,}")
-        for name, allowed in _CHOICES.items():
+        for name in SIZES:
+            check_whole(name, getattr(self, name), MAX_SIZE)
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        for name in _FLAGS:
+                raise FieldError(name, f"{name} must be one of {', '.join(allowed)}, not {echo(getattr(self, name))}")
+        for name in FLAGS:
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
+                raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.d_model % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide d_model ({self.d_model})")
+            raise FieldError("heads", f"heads ({self.heads}) must divide d_model ({self.d_model})")
         if self.heads % self.kv_heads:
-            raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+            raise FieldError("kv_heads", f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
         if self.positions == "rope" and self.d_head % 2:
-            raise ValueError(f"RoPE needs an even head size; d_model/heads is {self.d_head}")
+            raise FieldError("heads", f"RoPE needs an even head size, and d_model / heads is {self.d_head}: "
+                                      "change heads or d_model, or set positions to learned")
 
     @property
     def d_head(self) -> int:
@@ -75,3 +70,18 @@ class ModelShape:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def check_whole(name: str, value, limit: int) -> None:
+    """FieldError unless `value` is an int from 1 to `limit`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(name, f"{name} must be a whole number, not {echo(value)}")
+    if not 1 <= value <= limit:
+        raise FieldError(name, f"{name} must be between 1 and {limit:,}, not {value:,}" if abs(value) < 10**30
+                         else f"{name} must be between 1 and {limit:,}")
+
+
+SIZES = tuple(x.name for x in fields(ModelShape) if x.type == "int")
+"""The shape's whole-number fields, in declaration order: vocab, context, … d_ff."""
+FLAGS = tuple(x.name for x in fields(ModelShape) if x.type == "bool")
+"""The shape's true/false fields: bias, tied."""

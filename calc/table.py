@@ -138,6 +138,8 @@ class Row:
     In an activation table `count` is per batch element unless `per_step` is set: then the
     row is kept once per training step, whatever the batch (a mask, a scalar). `stage`
     says where in the forward pass it is made: "embedding", "block" (all L blocks) or "head".
+    `category` is the part of the model it belongs to (calc.categories), for pictures
+    and sums by part.
     """
 
     key: str
@@ -148,6 +150,7 @@ class Row:
     per_step: bool = False
     note: str = ""
     stage: str = ""
+    category: str = ""
 
     @property
     def bytes(self) -> int:
@@ -188,3 +191,47 @@ class Table:
         """Bytes of every row for a batch (the table's own when not given)."""
         b = self.batch if batch is None else batch
         return sum(r.bytes_for_batch(b) for r in self.rows)
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One row of a Grid: its stable key, its cells, and optionally the inputs (field
+    name to text) that reproduce the setup it describes, so a page can link to it."""
+
+    key: str
+    cells: tuple
+    params: tuple = ()
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A table of cells already written as text ('16.262 GB', '4,096'): what a comparison
+    of several setups returns. Columns from `numeric_from` on are numbers (right-aligned)."""
+
+    key: str
+    caption: str
+    headers: tuple
+    rows: tuple
+    numeric_from: int = 1
+    notes: tuple = ()
+
+    def __post_init__(self):
+        for r in self.rows:
+            assert len(r.cells) == len(self.headers), f"{self.key}: row {r.key} has {len(r.cells)} cells"
+
+
+def grid(key: str, caption: str, headers, rows, numeric_from: int = 1, notes=()) -> Grid:
+    """A Grid from (key, cells) or (key, cells, params) tuples."""
+    return Grid(key, caption, tuple(headers),
+                tuple(GridRow(r[0], tuple(r[1]), tuple(sorted(r[2].items())) if len(r) > 2 else ()) for r in rows),
+                numeric_from, tuple(notes))
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One stated answer ('Largest batch …: 6 sequences.'), with a stable key and
+    optionally the inputs (field name to text) of the setup it names."""
+
+    key: str
+    text: str
+    params: tuple = ()

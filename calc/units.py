@@ -5,7 +5,9 @@ GB = 10^9 bytes and GiB = 2^30 bytes; every figure the site prints names its uni
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 UNITS = {"GB": 10**9, "GiB": 2**30, "MB": 10**6, "MiB": 2**20, "B": 1}
 
@@ -33,24 +35,43 @@ def grouped(n: int) -> str:
     return f"{n:,}"
 
 
-def parse_size(text: str) -> int:
-    """Bytes in a size typed as '80 GB', '80GiB' or '1.5e9 B' (a bare number is GB).
+MAX_SIZE_TEXT = 40
+"""The longest size text accepted, in characters ('2.265 GB' is 8)."""
+MAX_BYTES = 10**18
+"""The largest size accepted: an exabyte, far beyond any GPU or model."""
+_NUMBER = re.compile(r"(?P<whole>[0-9]*)(?:\.(?P<fraction>[0-9]*))?(?:[eE](?P<exponent>[+-]?[0-9]{1,3}))?")
 
-    Exact for decimal input: '2.265 GB' is 2,265,000,000 bytes. ValueError otherwise.
+
+def parse_size(text: str) -> int:
+    """Bytes in a size typed as '80 GB', '80GiB' or '1.5e9 B' (a bare number is GB)."""
+    return parse_size_as_typed(text)[0]
+
+
+def parse_size_as_typed(text: str) -> tuple[int, str]:
+    """(bytes, unit as typed) of a size such as '2.265 GB', '2265 MB' or '15.15 GiB'.
+
+    Exact: the decimal is read as a fraction, never a float ('2.265 GB' is 2,265,000,000
+    bytes); a part of a byte is dropped. A bare number is GB. ValueError for anything
+    else, under one byte, or over an exabyte, with a message that quotes at most
+    MAX_SIZE_TEXT characters of the text.
     """
     cleaned = str(text).strip()
+    if len(cleaned) > MAX_SIZE_TEXT:
+        raise ValueError(f"a size is at most {MAX_SIZE_TEXT} characters, such as '80 GB'")
     unit = "GB"
     for name in sorted(UNITS, key=len, reverse=True):
         if cleaned.endswith(name):
             cleaned, unit = cleaned[: -len(name)].strip(), name
             break
-    try:
-        amount = Decimal(cleaned)
-    except ArithmeticError:
-        raise ValueError(f"not a size: {text!r} (try '80 GB' or '80 GiB')") from None
-    if not amount.is_finite() or amount <= 0:
-        raise ValueError(f"a size must be a positive number, not {text!r}")
+    number = _NUMBER.fullmatch(cleaned)
+    if not cleaned or not number or not (number["whole"] or number["fraction"]):
+        hint = " (write decimals with a point and no thousands separator)" if "," in cleaned else ""
+        raise ValueError(f"not a size: {str(text).strip()!r}{hint}; try '80 GB' or '80 GiB'")
+    digits = (number["whole"] or "") + (number["fraction"] or "")
+    amount = Fraction(int(digits), 10 ** len(number["fraction"] or "")) * Fraction(10) ** int(number["exponent"] or 0)
     nbytes = amount * unit_bytes(unit)
-    if nbytes > Decimal(10) ** 18:
-        raise ValueError(f"{text!r} is more than an exabyte; check the unit")
-    return int(nbytes)
+    if nbytes < 1:
+        raise ValueError(f"{str(text).strip()!r} is less than one byte")
+    if nbytes > MAX_BYTES:
+        raise ValueError(f"{str(text).strip()!r} is more than an exabyte; check the unit")
+    return int(nbytes), unit

@@ -15,10 +15,10 @@ import gc, json, pkgutil, importlib, calc
 for module in pkgutil.walk_packages(calc.__path__, "calc."):
     if not module.name.endswith("__main__"):
         importlib.import_module(module.name)
-import calc.browser
-from calc.views import STATIC_VIEWS, VIEWS
+import calc.site.browser
+from calc.catalog import STATIC_VIEWS, VIEWS
 # render every view once, so that anything imported on first use is already in memory
-calc.browser.handle(json.dumps({"state": {}, "views": [{"kind": "view", "name": n} for n in VIEWS if n not in STATIC_VIEWS]}))
+calc.site.browser.handle(json.dumps({"state": {}, "views": [{"kind": "view", "name": n} for n in VIEWS if n not in STATIC_VIEWS]}))
 gc.collect()
 # Everything alive now (modules, classes, calc's tables) lives as long as the page: moved to
 # the permanent generation, the collector never walks it again, and a collection during a

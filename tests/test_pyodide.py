@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = ["tests/test_parameters.py", "tests/test_shape.py", "tests/test_seed.py", "tests/test_cs336.py",
-         "tests/test_autograd.py", "tests/test_fixed.py", "tests/test_peak.py", "tests/test_properties.py",
-         "tests/test_render.py", "tests/test_units.py", "tests/test_inputs.py", "tests/test_views.py",
-         "tests/test_charts.py", "tests/test_reverse.py", "tests/test_parallel.py", "tests/test_memo.py"]
+ENGINE = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "engine").glob("test_*.py") if p.name != "test_cli.py")
+SITE = ["tests/site/test_views.py", "tests/site/test_charts.py", "tests/site/test_memo.py", "tests/site/test_html.py",
+        "tests/site/test_handle.py"]
+SUITE = ENGINE + SITE
+"""Every engine test but the CLI's (it starts subprocesses), and the site adapter's tests
+that need no build and no browser."""
 
 
 def test_calc_suite_passes_inside_pyodide(tmp_path):

@@ -1,4 +1,4 @@
-"""Activation accountings, one module each: seed, cs336, autograd."""
+"""Activation accountings, one module each: seed, cs336, autograd, megatron."""
 
 from __future__ import annotations
 
@@ -32,8 +32,18 @@ def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     table = _TABLES[setup.accounting](shape, setup)
     if setup.checkpoint == "selective" and setup.accounting != "megatron":
-        from calc.categories import category
-
-        kept = tuple(r for r in table.rows if category(setup.accounting, r.key) != "quadratic")
+        kept = tuple(r for r in table.rows if r.category != "quadratic")
         table = replace(table, rows=kept, notes=table.notes + ("Selective recomputation: the attention core is recomputed.",))
     return table
+
+
+def bytes_per_block(shape: ModelShape, table: Table, batch: int = 1) -> int:
+    """Bytes one transformer block keeps for `batch` sequences: the blocks' rows (each
+    carries the factor L) divided by the layers. Rows kept once per step, such as the
+    shared causal mask, are left out."""
+    return sum(r.bytes_for_batch(batch) for r in table.rows if r.stage == "block" and not r.per_step) // shape.layers
+
+
+def quadratic_bytes(table: Table, batch: int = 1) -> int:
+    """Bytes of the rows that grow with the square of the context (category "quadratic")."""
+    return sum(r.bytes_for_batch(batch) for r in table.rows if r.category == "quadratic")

@@ -30,31 +30,34 @@ from calc.table import Table, f, row, symbol_values
 FP32, INDEX, BOOL = 4, 8, 1
 
 
-def _norm_rows(v, shape: ModelShape, prefix: str, label: str, layers: bool, stage: str) -> list:
+def _norm_rows(v, shape: ModelShape, prefix: str, label: str, layers: bool, stage: str, category: str) -> list:
     """What a norm keeps: its input, and the inverse RMS and x·rms (RMSNorm) or the mean
     and 1/σ (F.layer_norm)."""
     L = ("L",) if layers else ()
-    rows = [row(v, f"{prefix}-input", f"{label} input", f((*L, "s", "d")), FP32, stage=stage,
+    rows = [row(v, f"{prefix}-input", f"{label} input", f((*L, "s", "d")), FP32, stage=stage, category=category,
                 note="kept by x² and by x·rms" if shape.norm == "rmsnorm" else "kept by layer_norm")]
     if shape.norm == "rmsnorm":
         rows += [
-            row(v, f"{prefix}-rms", f"{label} inverse RMS, rsqrt(mean(x²)+ε)", f((*L, "s")), FP32, stage=stage,
+            row(v, f"{prefix}-rms", f"{label} inverse RMS, rsqrt(mean(x²)+ε)", f((*L, "s")), FP32, stage=stage, category=category,
                 note="kept by rsqrt (its output) and by x·rms"),
-            row(v, f"{prefix}-normalised", f"{label} x·rms, kept by ·g", f((*L, "s", "d")), FP32, stage=stage),
+            row(v, f"{prefix}-normalised", f"{label} x·rms, kept by ·g", f((*L, "s", "d")), FP32, stage=stage,
+                category=category),
         ]
     else:
-        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ", f((*L, 2, "s")), FP32, stage=stage))
+        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ", f((*L, 2, "s")), FP32, stage=stage,
+                        category=category))
     return rows
 
 
-def _linear_input_row(v, setup, key: str, name: str, users: int, layers: bool, stage: str):
+def _linear_input_row(v, setup, key: str, name: str, users: int, layers: bool, stage: str, category: str):
     """The input kept by `users` linear layers reading the same tensor: one fp32 tensor, or
     under autocast one bf16 copy per layer."""
     L = ("L",) if layers else ()
     if setup.dtype == "fp32" or users == 1:
-        return row(v, key, name, f((*L, "s", "d")), setup.bytes_per_value, stage=stage,
+        return row(v, key, name, f((*L, "s", "d")), setup.bytes_per_value, stage=stage, category=category,
                    note=f"shared by {users} projections" if users > 1 else "")
-    return row(v, key, f"{name}, one bf16 copy per projection", f((*L, users, "s", "d")), 2, stage=stage)
+    return row(v, key, f"{name}, one bf16 copy per projection", f((*L, users, "s", "d")), 2, stage=stage,
+               category=category)
 
 
 @lru_cache(maxsize=256)
@@ -63,69 +66,69 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
     v, a = symbol_values(shape), setup.bytes_per_value
     heads = ("L", "s", "h", "d_h")
     rope = " (after RoPE)" if shape.positions == "rope" else ""
-    rows = _norm_rows(v, shape, "norm1", "Attention norm", True, "block")
-    rows.append(_linear_input_row(v, setup, "qkv-input", "Q/K/V projection input", 3, True, "block"))
+    rows = _norm_rows(v, shape, "norm1", "Attention norm", True, "block", "norms")
+    rows.append(_linear_input_row(v, setup, "qkv-input", "Q/K/V projection input", 3, True, "block", "attention"))
     if setup.attention == "explicit":
         rows += [
-            row(v, "q", f"Q{rope}, kept by QKᵀ", f(heads), a, stage="block"),
-            row(v, "k", f"K{rope}, repeated to all h heads, kept by QKᵀ", f(heads), a, stage="block"),
+            row(v, "q", f"Q{rope}, kept by QKᵀ", f(heads), a, stage="block", category="attention"),
+            row(v, "k", f"K{rope}, repeated to all h heads, kept by QKᵀ", f(heads), a, stage="block", category="attention"),
             row(v, "causal-mask", "Causal mask (bool), kept by masked_fill", f(("s", "s")), BOOL, per_step=True,
-                stage="block", note="one tensor shared by every block and sequence"),
-            row(v, "probabilities", "Softmax output P, kept by softmax and P·V", f(("L", "h", "s", "s")), a, stage="block",
+                stage="block", category="quadratic", note="one tensor shared by every block and sequence"),
+            row(v, "probabilities", "Softmax output P, kept by softmax and P·V", f(("L", "h", "s", "s")), a, stage="block", category="quadratic",
                 note="the scores QKᵀ/√d_h and the masked scores are not kept"),
-            row(v, "v", "V repeated to all h heads, kept by P·V", f(heads), a, stage="block"),
+            row(v, "v", "V repeated to all h heads, kept by P·V", f(heads), a, stage="block", category="attention"),
         ]
     else:
         rows += [
-            row(v, "q", f"Q{rope}, kept by flash attention", f(heads), a, stage="block"),
-            row(v, "k", f"K{rope}, repeated to all h heads", f(heads), a, stage="block"),
-            row(v, "v", "V repeated to all h heads", f(heads), a, stage="block"),
-            row(v, "logsumexp", "Log-sum-exp per head and token (fp32)", f(("L", "h", "s")), FP32, stage="block"),
+            row(v, "q", f"Q{rope}, kept by flash attention", f(heads), a, stage="block", category="attention"),
+            row(v, "k", f"K{rope}, repeated to all h heads", f(heads), a, stage="block", category="attention"),
+            row(v, "v", "V repeated to all h heads", f(heads), a, stage="block", category="attention"),
+            row(v, "logsumexp", "Log-sum-exp per head and token (fp32)", f(("L", "h", "s")), FP32, stage="block", category="attention"),
         ]
         if shape.positions == "rope":
             rows.append(row(v, "flash-output", "Attention output in head layout, kept by flash attention", f(heads), a,
-                            stage="block", note="Q is a fresh [B,h,s,d_h] tensor after RoPE, so the output is too"))
-    rows.append(row(v, "attention-output", "Attention output, heads concatenated, kept by W_O", f(heads), a, stage="block",
+                            stage="block", category="attention", note="Q is a fresh [B,h,s,d_h] tensor after RoPE, so the output is too"))
+    rows.append(row(v, "attention-output", "Attention output, heads concatenated, kept by W_O", f(heads), a, stage="block", category="attention",
                     note="" if setup.attention == "explicit" or shape.positions == "rope"
                     else "the same storage flash attention keeps as its output"))
-    rows += _norm_rows(v, shape, "norm2", "Feed-forward norm", True, "block")
+    rows += _norm_rows(v, shape, "norm2", "Feed-forward norm", True, "block", "norms")
     ffn_users = 2 if shape.ffn == "swiglu" else 1
-    rows.append(_linear_input_row(v, setup, "ffn-input", "Feed-forward input", ffn_users, True, "block"))
+    rows.append(_linear_input_row(v, setup, "ffn-input", "Feed-forward input", ffn_users, True, "block", "ffn"))
     wide = ("L", "s", "d_ff")
     if shape.ffn == "swiglu":
         rows += [
-            row(v, "w1-output", "W1 x, kept by SiLU", f(wide), a, stage="block"),
-            row(v, "silu-output", "SiLU(W1 x), kept by ⊙", f(wide), a, stage="block"),
-            row(v, "w3-output", "W3 x, kept by ⊙", f(wide), a, stage="block"),
-            row(v, "product", "SiLU(W1 x) ⊙ W3 x, kept by W2", f(wide), a, stage="block"),
+            row(v, "w1-output", "W1 x, kept by SiLU", f(wide), a, stage="block", category="ffn"),
+            row(v, "silu-output", "SiLU(W1 x), kept by ⊙", f(wide), a, stage="block", category="ffn"),
+            row(v, "w3-output", "W3 x, kept by ⊙", f(wide), a, stage="block", category="ffn"),
+            row(v, "product", "SiLU(W1 x) ⊙ W3 x, kept by W2", f(wide), a, stage="block", category="ffn"),
         ]
     else:
         rows += [
-            row(v, "w1-output", "W1 x, kept by GELU", f(wide), a, stage="block"),
-            row(v, "gelu-output", "GELU(W1 x), kept by W2", f(wide), a, stage="block"),
+            row(v, "w1-output", "W1 x, kept by GELU", f(wide), a, stage="block", category="ffn"),
+            row(v, "gelu-output", "GELU(W1 x), kept by W2", f(wide), a, stage="block", category="ffn"),
         ]
     return tuple(rows)
 
 
 def embedding_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     v = symbol_values(shape)
-    rows = [row(v, "token-ids", "Token ids (int64), kept by the embedding lookup", f(("s",)), INDEX, stage="embedding")]
+    rows = [row(v, "token-ids", "Token ids (int64), kept by the embedding lookup", f(("s",)), INDEX, stage="embedding", category="inputs")]
     if shape.positions == "learned":
         rows.append(row(v, "position-ids", "Position ids (int64), kept by the position lookup", f(("s",)), INDEX,
-                        per_step=True, stage="embedding"))
+                        per_step=True, stage="embedding", category="inputs"))
     return rows
 
 
 def head_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     v = symbol_values(shape)
-    rows = _norm_rows(v, shape, "final-norm", "Final norm", False, "head")
+    rows = _norm_rows(v, shape, "final-norm", "Final norm", False, "head", "output")
     rows += [
         row(v, "head-input", "LM head input" + (" (its bf16 copy)" if setup.dtype == "bf16" else ""), f(("s", "d")),
-            setup.bytes_per_value, stage="head"),
-        row(v, "log-probs", "Log-probabilities (fp32), kept by log-softmax and NLL", f(("s", "V")), FP32, stage="head",
+            setup.bytes_per_value, stage="head", category="output"),
+        row(v, "log-probs", "Log-probabilities (fp32), kept by log-softmax and NLL", f(("s", "V")), FP32, stage="head", category="output",
             note="the logits themselves are not kept"),
-        row(v, "target-ids", "Target ids (int64), kept by NLL", f(("s",)), INDEX, stage="head"),
-        row(v, "nll-weight", "NLL total weight (fp32 scalar)", f((1,)), FP32, per_step=True, stage="head"),
+        row(v, "target-ids", "Target ids (int64), kept by NLL", f(("s",)), INDEX, stage="head", category="output"),
+        row(v, "nll-weight", "NLL total weight (fp32 scalar)", f((1,)), FP32, per_step=True, stage="head", category="output"),
     ]
     return rows
 
@@ -133,11 +136,11 @@ def head_rows(shape: ModelShape, setup: TrainingSetup) -> list:
 def checkpointed_block_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     """Under per-block checkpointing the blocks keep only their inputs (and the shared mask)."""
     v = symbol_values(shape)
-    rows = [row(v, "block-input", "Block input, kept by the checkpoint", f(("L", "s", "d")), FP32, stage="block",
+    rows = [row(v, "block-input", "Block input, kept by the checkpoint", f(("L", "s", "d")), FP32, stage="block", category="inputs",
                 note="everything else in the block is recomputed in backward")]
     if setup.attention == "explicit":
         rows.append(row(v, "causal-mask", "Causal mask (bool), a checkpoint input", f(("s", "s")), BOOL,
-                        per_step=True, stage="block"))
+                        per_step=True, stage="block", category="quadratic"))
     return rows
 
 

@@ -20,17 +20,17 @@ def cs336_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     v, n = symbol_values(shape), setup.bytes_per_value
     activation = "SiLU" if shape.ffn == "swiglu" else "GELU"
     rows = (
-        row(v, "norms", "RMSNorms (two per block)", f(("L", 2, "s", "d")), n),
-        row(v, "qkv", "QKV projections", qkv_formula(shape), n),
-        row(v, "qk", "QKᵀ matrix multiply", f(("L", "h", "s", "s")), n),
-        row(v, "softmax", "Softmax", f(("L", "h", "s", "s")), n),
-        row(v, "weighted-sum", "Weighted sum of values", f(("L", "s", "d")), n),
-        row(v, "output-projection", "Output projection", f(("L", "s", "d")), n),
-        row(v, "w1", "W1 matrix multiply", f(("L", "s", "d_ff")), n),
-        row(v, "activation", activation, f(("L", "s", "d_ff")), n),
-        row(v, "w2", "W2 matrix multiply", f(("L", "s", "d")), n),
-        row(v, "final-norm", "Final RMSNorm", f(("s", "d")), n),
-        row(v, "output-embedding", "Output embedding (logits)", f(("s", "V")), n),
-        row(v, "cross-entropy", "Cross-entropy", f(("s", "V")), n),
+        row(v, "norms", "RMSNorms (two per block)", f(("L", 2, "s", "d")), n, category="norms", stage="block"),
+        row(v, "qkv", "QKV projections", qkv_formula(shape), n, category="attention", stage="block"),
+        row(v, "qk", "QKᵀ matrix multiply", f(("L", "h", "s", "s")), n, category="quadratic", stage="block"),
+        row(v, "softmax", "Softmax", f(("L", "h", "s", "s")), n, category="quadratic", stage="block"),
+        row(v, "weighted-sum", "Weighted sum of values", f(("L", "s", "d")), n, category="attention", stage="block"),
+        row(v, "output-projection", "Output projection", f(("L", "s", "d")), n, category="attention", stage="block"),
+        row(v, "w1", "W1 matrix multiply", f(("L", "s", "d_ff")), n, category="ffn", stage="block"),
+        row(v, "activation", activation, f(("L", "s", "d_ff")), n, category="ffn", stage="block"),
+        row(v, "w2", "W2 matrix multiply", f(("L", "s", "d")), n, category="ffn", stage="block"),
+        row(v, "final-norm", "Final RMSNorm", f(("s", "d")), n, category="output", stage="head"),
+        row(v, "output-embedding", "Output embedding (logits)", f(("s", "V")), n, category="output", stage="head"),
+        row(v, "cross-entropy", "Cross-entropy", f(("s", "V")), n, category="output", stage="head"),
     )
     return Table("cs336", "The CS336 accounting", rows, batch=setup.batch)

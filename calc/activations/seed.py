@@ -36,21 +36,21 @@ def seed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     v, n = symbol_values(shape), setup.bytes_per_value
     swiglu = shape.ffn == "swiglu"
     rows = [
-        row(v, "input", "Token embeddings (input)", f(("s", "d")), n),
-        row(v, "attention-input", "Attention input", f(("L", "s", "d")), n),
-        row(v, "qkv", "Q, K, V after projection", qkv_formula(shape), n),
-        row(v, "scores", "Attention scores", f(("L", "h", "s", "s")), n),
-        row(v, "probabilities", "Attention probabilities", f(("L", "h", "s", "s")), n),
-        row(v, "attention-output", "Attention output", f(("L", "s", "d")), n),
-        row(v, "ffn-input", "FFN input", f(("L", "s", "d")), n),
-        row(v, "w1-output", "W1 output (gate)" if swiglu else "W1 output", f(("L", "s", "d_ff")), n),
+        row(v, "input", "Token embeddings (input)", f(("s", "d")), n, category="inputs", stage="embedding"),
+        row(v, "attention-input", "Attention input", f(("L", "s", "d")), n, category="attention", stage="block"),
+        row(v, "qkv", "Q, K, V after projection", qkv_formula(shape), n, category="attention", stage="block"),
+        row(v, "scores", "Attention scores", f(("L", "h", "s", "s")), n, category="quadratic", stage="block"),
+        row(v, "probabilities", "Attention probabilities", f(("L", "h", "s", "s")), n, category="quadratic", stage="block"),
+        row(v, "attention-output", "Attention output", f(("L", "s", "d")), n, category="attention", stage="block"),
+        row(v, "ffn-input", "FFN input", f(("L", "s", "d")), n, category="ffn", stage="block"),
+        row(v, "w1-output", "W1 output (gate)" if swiglu else "W1 output", f(("L", "s", "d_ff")), n, category="ffn", stage="block"),
     ]
     if swiglu:
-        rows.append(row(v, "w3-output", "W3 output (up)", f(("L", "s", "d_ff")), n))
+        rows.append(row(v, "w3-output", "W3 output (up)", f(("L", "s", "d_ff")), n, category="ffn", stage="block"))
     rows += [
-        row(v, "activation-output", "After SiLU and multiply" if swiglu else "After GELU", f(("L", "s", "d_ff")), n),
-        row(v, "w2-output", "W2 output", f(("L", "s", "d")), n),
-        row(v, "final-norm", "Final RMSNorm", f(("s", "d")), n),
-        row(v, "logits", "Logits", f(("s", "V")), n),
+        row(v, "activation-output", "After SiLU and multiply" if swiglu else "After GELU", f(("L", "s", "d_ff")), n, category="ffn", stage="block"),
+        row(v, "w2-output", "W2 output", f(("L", "s", "d")), n, category="ffn", stage="block"),
+        row(v, "final-norm", "Final RMSNorm", f(("s", "d")), n, category="output", stage="head"),
+        row(v, "logits", "Logits", f(("s", "V")), n, category="output", stage="head"),
     ]
     return Table("seed", "The seed's accounting", tuple(rows), batch=setup.batch)

@@ -1,7 +1,7 @@
 // The Web Worker that runs calc: it boots Pyodide from the files shipped with the site,
 // installs the calc wheel, and answers each request with calc's own JSON. Running here,
 // off the main thread, loading and computing never make typing stutter.
-// The file names come from the build (js/calc-assets.js, written by hooks/calc_tables.py).
+// The file names come from the build (js/calc-assets.js, written by hooks/build_assets.py).
 import { CALC_DIR, PYODIDE_DIR, WHEEL } from "./calc-assets.js";
 
 const loadPyodide = async (options) => (await import(new URL("pyodide.mjs", PYODIDE_DIR).href)).loadPyodide(options);
@@ -47,7 +47,7 @@ async function bootFromSnapshot() {
     _loadSnapshot: snapshot,
     stdLibURL: new URL("empty_stdlib.zip", CALC_DIR).href,
   });
-  return pyodide.pyimport("calc.browser");
+  return pyodide.pyimport("calc.site.browser");
 }
 
 // Slow path: start Python and install the wheel.
@@ -58,7 +58,7 @@ async function bootFromWheel() {
   ]);
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
   pyodide.unpackArchive(wheel, "wheel", { extractDir: sitePackages });
-  return pyodide.pyimport("calc.browser");
+  return pyodide.pyimport("calc.site.browser");
 }
 
 // When each step of the boot ended (Unix time, ms), for bench/browser.py: "started",
@@ -69,7 +69,7 @@ function mark(step) {
   boot[step] = performance.timeOrigin + performance.now();
 }
 
-// Resolves with the calc.browser module.
+// Resolves with the calc.site.browser module.
 async function start() {
   mark("started");
   let calc;
@@ -86,7 +86,7 @@ async function start() {
 }
 
 // Exercise every view once the page has its first tables, one render per task so that an
-// edit never waits behind more than one (calc.browser.warm_up says why).
+// edit never waits behind more than one (calc.site.browser.warm_up says why).
 async function warmUp() {
   const step = (await calc).warm_up;
   let i = 0;
@@ -100,7 +100,19 @@ async function warmUp() {
   setTimeout(next, 0);
 }
 
-let calc = start();
+// Pyodide does not always settle its promise when one of its own files fails to load (a
+// missing pyodide.asm.wasm leaves it pending): ask for the files first, and fail at once
+// with their names if any is missing. Only this check's failure matters.
+async function requireRuntimeFiles() {
+  const names = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm"];
+  const answers = await Promise.all(names.map((name) => fetch(new URL(name, PYODIDE_DIR), { method: "HEAD" })));
+  const missing = names.map((name, i) => [name, answers[i]]).filter(([, answer]) => !answer.ok)
+    .map(([name, answer]) => `${name} (${answer.status})`);
+  if (missing.length) throw new Error(`calc's runtime files did not load: ${missing.join(", ")}`);
+  return new Promise(() => {});
+}
+
+let calc = Promise.race([start(), requireRuntimeFiles()]);
 calc.then(
   () => {
     postMessage({ ready: true, boot });

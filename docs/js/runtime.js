@@ -2,7 +2,7 @@
 // live tables and kept across instant-navigation page swaps.
 let runtime = null;
 
-const LOAD_TIMEOUT_MS = 120_000;
+const LOAD_TIMEOUT_MS = 60_000; // the page says sooner that loading is slow (widgets.js)
 
 // The worker's boot steps in ms since this page's navigation (for bench/browser.py).
 function timesSincePageStart(boot) {
@@ -41,7 +41,7 @@ export function calcRuntime() {
     worker.onerror = (event) => onError(event.message);
     worker.onmessage = ({ data }) => onMessage(data);
     if (early) early.said.forEach(onMessage); // what the early worker said before we listened
-    setTimeout(() => reject(new Error("calc did not finish loading within two minutes")), LOAD_TIMEOUT_MS);
+    setTimeout(() => reject(new Error("calc did not finish loading within a minute")), LOAD_TIMEOUT_MS);
   });
   // Ask calc to render; resolves with calc's reply object.
   function request(payload) {

@@ -5,13 +5,14 @@ import { calcRuntime } from "./runtime.js";
 import { readState, writeState } from "./state.js";
 
 const URL_DELAY_MS = 150;
-const SHAPE_FIELDS = ["vocab", "context", "layers", "d_model", "heads", "kv_heads", "d_ff", "ffn", "norm", "positions", "bias", "tied"];
+const SLOW_LOAD_MS = 8000;
 
 function bind(form) {
   if (form.dataset.bound) return;
   form.dataset.bound = "true";
   const fields = [...form.querySelectorAll("input[name], select[name]")];
   const byName = Object.fromEntries(fields.map((el) => [el.name, el]));
+  const fieldNames = form.dataset.fields.split(" "); // calc's field list (calc/fields.py)
   const status = form.querySelector(".calc-status");
   // Inline numbers in the prose state facts about the setup the prose names; they stay put.
   const views = [...document.querySelectorAll(".calc-view.calc-live")];
@@ -23,12 +24,13 @@ function bind(form) {
   }));
   // The page's own starting inputs (its front matter), then whatever the link carries.
   const defaults = JSON.parse(form.dataset.defaults || "{}");
-  let state = { ...defaults, ...readState(Object.keys(byName)) };
+  let state = { ...defaults, ...readState(fieldNames) };
   const shown = views.map(() => null); // the HTML each view shows, as calc last sent it
   // Opened without inputs in the link, the page shows the tables the build made with calc
   // for its defaults: the first live render is the same HTML, so it is not patched in
   // (no layout shift, formulas stay typeset). A test checks built tables equal calc's.
-  let asBuilt = Object.keys(readState(Object.keys(byName))).length === 0;
+  let asBuilt = Object.keys(readState(fieldNames)).length === 0;
+  const fromLink = !asBuilt; // the link carries inputs the built tables may not match
   let inFlight = false;
   let queued = false;
   let urlTimer = null;
@@ -42,6 +44,11 @@ function bind(form) {
     if (el.textContent !== text) el.textContent = text;
   };
 
+  function markStale(stale) {
+    for (const view of views) view.classList.toggle("calc-stale", stale);
+    document.body.classList.toggle("calc-has-stale", stale);
+  }
+
   function showErrors(errors) {
     for (const [name, el] of Object.entries(byName)) {
       const message = errors[name] || "";
@@ -50,9 +57,19 @@ function bind(form) {
       setText(form.querySelector(`#calc-in-${name}-error`), message);
     }
     const stale = Object.keys(errors).length > 0;
-    for (const view of views) view.classList.toggle("calc-stale", stale);
-    document.body.classList.toggle("calc-has-stale", stale);
-    if (stale) say("Some inputs are not valid (see the messages above); the tables show the last good values, marked stale.");
+    markStale(stale);
+    if (stale) {
+      // An error about a field this panel does not show (a hostile link, say) is still said.
+      const elsewhere = Object.entries(errors).filter(([name]) => !(name in byName)).map(([, message]) => message);
+      say(`Some inputs are not valid (${elsewhere.length ? elsewhere.join("; ") : "see the messages above"}); the tables show the last good values, marked stale.`);
+    }
+  }
+
+  // A failure that is not the reader's (calc's own, or the runtime's): said plainly beside
+  // the tables, which keep their last good values and are marked stale.
+  function showFailure(message) {
+    markStale(true);
+    say(`${message} The tables show the last good values, marked stale.`);
   }
 
   // The address bar follows once typing pauses: rewriting it costs about a millisecond a
@@ -106,11 +123,13 @@ function bind(form) {
         showErrors({});
         say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
         document.dispatchEvent(new CustomEvent("calc:rendered"));
+      } else if (reply.internal) {
+        showFailure(reply.internal);
       } else {
         showErrors(reply.errors);
       }
     } catch (error) {
-      say(`Could not recompute (${error.message}); the tables show the last good values.`);
+      showFailure(`Could not recompute (${error.message}).`);
     } finally {
       inFlight = false;
       if (queued) {
@@ -123,8 +142,9 @@ function bind(form) {
   function onEdit(event) {
     const el = event.target;
     if (!el.name || !(el.name in byName)) return;
-    state[el.name] = el.validity && el.validity.badInput ? "not a number" : el.value;
-    if (el.name === "preset") for (const name of SHAPE_FIELDS) delete state[name];
+    state[el.name] = el.value;
+    // choosing a preset replaces the fields it sets (calc names them in data-clears)
+    for (const name of (el.dataset.clears || "").split(" ").filter(Boolean)) delete state[name];
     render();
   }
 
@@ -146,7 +166,14 @@ function bind(form) {
     }
   });
 
-  say("Loading calc in your browser… the tables below are already correct for these inputs.");
+  say(fromLink ? "Loading calc in your browser… the tables below show this page's defaults until calc has computed them for your link."
+               : "Loading calc in your browser… the tables below are already correct for these inputs.");
+  markStale(fromLink);
+  const slow = setTimeout(() => {
+    say("calc is taking longer than usual to load; the tables show what the page was built with" +
+        (fromLink ? ", not your link's inputs (marked stale)." : "."));
+  }, SLOW_LOAD_MS);
+  calcRuntime().ready.finally(() => clearTimeout(slow));
   calcRuntime().ready.then(
     () => {
       form.querySelector("fieldset.calc-all").disabled = false;
@@ -154,8 +181,9 @@ function bind(form) {
       render();
     },
     (error) => {
-      say(`Live editing is unavailable here (${error.message}). The tables show the defaults and stay correct for them.`);
-      if (Object.keys(state).length) for (const view of views) view.classList.add("calc-stale");
+      say(`Live editing is unavailable here (${error.message}). The tables show this page's defaults` +
+          (fromLink ? ", not your link's inputs (marked stale)." : " and stay correct for them."));
+      markStale(fromLink);
     },
   );
 }

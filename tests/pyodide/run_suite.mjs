@@ -20,8 +20,9 @@ const home = "/home/pyodide/project";
 pyodide.FS.mkdirTree(`${home}/tests`);
 pyodide.FS.mkdirTree(`${home}/validation`);
 pyodide.FS.writeFile(`${home}/validation/results.json`, readFileSync(join(root, "validation/results.json")));
-for (const file of testFiles) {
-  pyodide.FS.writeFile(`${home}/tests/${file.split("/").pop()}`, readFileSync(join(root, file)));
+for (const file of testFiles) {  // tests/engine/test_x.py keeps its folder
+  pyodide.FS.mkdirTree(`${home}/${file.split("/").slice(0, -1).join("/")}`);
+  pyodide.FS.writeFile(`${home}/${file}`, readFileSync(join(root, file)));
 }
 pyodide.setStdout({ batched: (line) => console.log(line) });
 pyodide.setStderr({ batched: (line) => console.error(line) });

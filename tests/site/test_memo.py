@@ -7,10 +7,10 @@ import html
 
 import pytest
 
-from calc.browser import WARM_UP, warm_up
-from calc.escape import escape
 from calc.inputs import InputError, _parse, _parse_remembered, parse_inputs
-from calc.views import _render, _render_remembered, render_view
+from calc.site.browser import WARM_UP, warm_up
+from calc.site.escape import escape
+from calc.site.views import _render, _render_remembered, render_view
 
 
 def test_a_remembered_render_equals_a_fresh_one():

@@ -12,9 +12,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
 
-from calc.views import render_view
+from calc.site.views import render_view
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [
     "", "the-model/", "fixed-memory/", "counting-every-intermediate/", "what-autograd-keeps/",
     "the-quadratic-term/", "the-output-layer/", "peak-not-sum/", "making-it-smaller/",

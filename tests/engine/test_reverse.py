@@ -7,10 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calc import PRESETS, TrainingSetup, activation_table
-from calc.extras import claim
 from calc.inputs import InputError, parse_inputs
-from calc.reverse import search
-from calc.views import render_view
+from calc.reverse import reverse_answer, search
+
+
+def claim(params):
+    """(bytes, unit, scope) of the claim in `params`, as the search takes them."""
+    c = parse_inputs(params).claim
+    return c.nbytes, c.unit, c.scope
 
 
 @settings(max_examples=60, deadline=None)
@@ -22,6 +26,7 @@ def test_a_figure_calc_produced_is_found_exactly(preset, batch, accounting, atte
     setup = TrainingSetup(batch=batch, accounting=accounting, attention=attention, checkpoint=checkpoint, dtype=dtype)
     figure = activation_table(PRESETS[preset], setup).bytes_for_batch(batch if scope == "batch" else 1)
     inputs = parse_inputs({"preset": preset, "batch": str(batch)})
+    assert inputs.claim.nbytes == 2_265_000_000  # the default claim, while the search is given its own
     best = search(inputs, *claim({"claim": f"{figure} B", "claim_scope": scope}))[0]
     assert best.error == 0
     found = setup.replace(accounting=best.accounting, attention=best.attention, checkpoint=best.checkpoint, dtype=best.dtype)
@@ -32,16 +37,44 @@ def test_the_seeds_2_265_gb_has_no_exact_match_and_the_verdict_says_how_far():
     inputs = parse_inputs({})
     matches = search(inputs, *claim({"claim": "2.265 GB"}))
     assert matches[0].error > Fraction(1, 20)  # nothing within 5 %
-    assert "away." in render_view("reverse", {"claim": "2.265 GB"}, "r")
+    verdict, _ = reverse_answer(inputs)
+    assert verdict.text.startswith("Nearest to 2.265 GB per sequence") and verdict.text.endswith("away.")
 
 
 @pytest.mark.parametrize("text", ["-2 GB", "0", "lots", "1e40 GB", "", "2.265 TB"])
 def test_nonsense_claims_get_a_clear_message(text):
     with pytest.raises(InputError) as error:
-        claim({"claim": text})
+        parse_inputs({"claim": text})
     assert set(error.value.errors) == {"claim"}
 
 
 def test_bad_scope_is_refused():
     with pytest.raises(InputError):
-        claim({"claim_scope": "per token"})
+        parse_inputs({"claim_scope": "per token"})
+
+
+def test_a_claim_in_mb_is_shown_in_mb_and_read_as_mib():
+    # 2,265 MB is 2,265,000,000 bytes; read as MiB it is 2,265 · 2^20 = 2,375,024,640 bytes
+    inputs = parse_inputs({"claim": "2265 MB"})
+    assert (inputs.claim.nbytes, inputs.claim.unit) == (2_265_000_000, "MB")
+    verdict, table = reverse_answer(inputs)
+    assert "2,265 MB" in verdict.text and "2.265 GB" not in verdict.text
+    readings = {row.cells[2] for row in table.rows}
+    assert readings <= {"as typed", "read as MiB"}
+    best = search(inputs, 2_265_000_000, "MB", "sequence")
+    assert any(m.claimed == 2_375_024_640 for m in best if m.reading == "read as MiB")
+
+
+@pytest.mark.parametrize("text", ["0.5 B", "1e-12 GB", "0.0000000001 GiB"])
+def test_a_claim_under_one_byte_is_refused(text):
+    with pytest.raises(InputError) as error:
+        parse_inputs({"claim": text})
+    assert "less than one byte" in error.value.errors["claim"]
+
+
+def test_a_claim_of_one_byte_in_gib_has_no_gb_reading_and_does_not_divide_by_zero():
+    # 1e-9 GiB is 1.07 bytes, one byte; read as GB that would be 10^9/2^30 of a byte: none
+    inputs = parse_inputs({"claim": "1e-9 GiB"})
+    assert inputs.claim.nbytes == 1
+    verdict, table = reverse_answer(inputs)
+    assert all(row.cells[2] == "as typed" for row in table.rows)

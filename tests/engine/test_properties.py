@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calc import ModelShape, TrainingSetup, activation_table, fixed_table, parameter_table
-from calc.table import symbol_values
+from calc.activations import bytes_per_block
 
 
 @st.composite
@@ -40,12 +40,15 @@ def test_activations_are_affine_in_batch(shape, setup):
 
 @settings(max_examples=300)
 @given(shapes(), setups)
-def test_totals_are_the_sum_of_their_rows_and_rows_their_formulas(shape, setup):
-    values = symbol_values(shape)
-    for table in (parameter_table(shape), fixed_table(shape, setup), activation_table(shape, setup)):
-        assert table.total_bytes == sum(r.count * r.bytes_per_value for r in table.rows)
-        if table.key != "fixed":
-            assert all(r.count == r.formula.value(values) for r in table.rows)
+def test_one_more_layer_adds_exactly_one_blocks_worth(shape, setup):
+    # The embedding and the head do not grow with depth, and every block keeps the same:
+    # a layer more adds one block's bytes, and a block's bytes do not depend on depth.
+    setup = setup.replace(batch=1)
+    shallow, deep = activation_table(shape, setup), activation_table(shape.replace(layers=shape.layers + 1), setup)
+    block = bytes_per_block(shape, shallow)
+    assert block > 0
+    assert bytes_per_block(shape.replace(layers=shape.layers + 1), deep) == block
+    assert deep.bytes_for_batch(1) - shallow.bytes_for_batch(1) == block
 
 
 @settings(max_examples=200)

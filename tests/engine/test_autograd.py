@@ -13,7 +13,7 @@ import pytest
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table
 from calc.fixed import weight_copy_count
 
-RESULTS = json.loads((Path(__file__).parent.parent / "validation" / "results.json").read_text())
+RESULTS = json.loads((Path(__file__).resolve().parents[2] / "validation" / "results.json").read_text())
 SEED = PRESETS["cs336-gpt2-xl"]
 
 

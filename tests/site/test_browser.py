@@ -8,7 +8,7 @@ import json
 import pytest
 from playwright.sync_api import Page, expect
 
-from calc.views import render_view
+from calc.site.views import render_view
 
 READY = "form.calc-inputs.calc-ready"
 SAME_TEXT = """([selector, html]) => {
@@ -55,6 +55,32 @@ def test_static_tables_stay_when_calc_cannot_load(page: Page, site_url, block):
     expect(page.locator(".calc-status")).to_contain_text("Live editing is unavailable", timeout=30_000)
     expect(page.locator("#calc-in-batch")).to_be_disabled()
     assert page.locator("#summary .calc-output").text_content()  # the table stays
+
+
+def test_a_missing_runtime_file_is_reported_within_seconds(page: Page, site_url):
+    # Pyodide leaves its promise pending when pyodide.asm.wasm is missing; the page must
+    # not wait its minute to say so, nor call the tables correct for a link they do not show.
+    page.route("**/pyodide.asm.wasm", lambda route: route.fulfill(status=404, body="missing"))
+    page.goto(site_url + "?batch=3")
+    expect(page.locator(".calc-status")).to_contain_text("pyodide.asm.wasm (404)", timeout=5_000)
+    expect(page.locator(".calc-status")).to_contain_text("not your link's inputs")
+    expect(page.locator("#summary")).to_have_class("calc-view calc-live calc-stale")
+
+
+FAILING_WORKER = """
+postMessage({ ready: true, boot: {} });
+onmessage = ({ data }) => postMessage({ id: data.id, reply: JSON.stringify({ ok: false, errors: {}, html: [],
+  internal: "calc could not compute this (ZeroDivisionError); the tables show the last good values." }) });
+"""
+
+
+def test_a_failed_recompute_is_said_plainly_and_the_tables_marked_stale(page: Page, site_url):
+    # a worker whose calc fails on every request (calc.site.browser's reply for an internal error)
+    page.route("**/js/calc-worker.js", lambda route: route.fulfill(body=FAILING_WORKER, content_type="text/javascript"))
+    page.goto(site_url + "?batch=2")
+    expect(page.locator(".calc-status")).to_contain_text("calc could not compute this (ZeroDivisionError)", timeout=10_000)
+    assert "Traceback" not in page.locator(".calc-status").text_content()
+    expect(page.locator("#summary")).to_have_class("calc-view calc-live calc-stale")
 
 
 def test_editing_an_input_recomputes_every_table_on_the_page(page: Page, site_url, errors):
@@ -120,7 +146,8 @@ def test_hostile_url_parameters_are_shown_as_text_never_run(page: Page, site_url
 def test_keyboard_only_editing_works(page: Page, site_url, errors):
     open_live(page, site_url + "fixed-memory/")
     page.focus("#calc-in-batch")
-    page.keyboard.press("ArrowUp")  # the browser steps the number; calc recomputes
+    page.keyboard.press("Control+A")
+    page.keyboard.type("2")  # a text field (calc reads what was typed, "4,096" or "1e" alike)
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     page.keyboard.press("ArrowDown")  # next select: attention → flash

@@ -1,0 +1,87 @@
+"""Every answer the site shows, by name: what each view computes, as engine parts.
+
+A view is a function of the reader's Inputs (and, for some, an option a page pins, such
+as which bars a picture draws) returning a tuple of parts: Tables, Grids, Sentences, a
+Formula, or a picture's data. The site renders the parts (calc.site.views); the CLI
+prints them (`python -m calc --view NAME`), so every number on the site can be printed.
+"""
+
+from __future__ import annotations
+
+from calc import comparisons as c
+from calc.activations import activation_table
+from calc.errors import InputError
+from calc.fixed import fixed_table
+from calc.inputs import Inputs
+from calc.parallel import per_gpu_table
+from calc.parameters import parameter_table
+from calc.peak import moments_table, parts_table
+from calc.report import summary_table
+from calc.reverse import reverse_answer
+from calc.table import Sentence
+from calc.units import in_unit
+
+FORMULA_ACCOUNTINGS = ("seed", "cs336", "autograd")
+
+
+def _moments(i: Inputs) -> tuple:
+    setup = i.setup.replace(accounting="autograd")
+    moments = moments_table(i.shape, setup)
+    worst = max(moments.rows, key=lambda r: r.count)
+    return (moments, Sentence("worst", f"The peak is {worst.name.lower()}: {in_unit(worst.count, i.unit)}."),
+            parts_table(i.shape, setup))
+
+
+VIEWS = {
+    "summary": lambda i, o: (summary_table(i.shape, i.setup), c.largest_batch_sentence(i)),
+    "parameters": lambda i, o: (parameter_table(i.shape),),
+    "fixed": lambda i, o: (fixed_table(i.shape, i.setup),),
+    "regimes": lambda i, o: (c.regimes_grid(i),),
+    "activations": lambda i, o: (activation_table(i.shape, i.setup),),
+    "moments": lambda i, o: _moments(i),
+    "options": lambda i, o: (c.savings_grid(i),),
+    "accountings": lambda i, o: (c.accountings_grid(i),),
+    "quadratic": lambda i, o: (c.quadratic_grid(i),),
+    "output-layer": lambda i, o: (c.output_layer_grid(i),),
+    "seed-checks": lambda i, o: (c.seed_checks_grid(i),),
+    "validation": lambda i, o: (c.validation_grid(o.get("results") or {}),),
+    "formulas": lambda i, o: tuple(activation_table(i.shape, i.setup.replace(accounting=a)) for a in FORMULA_ACCOUNTINGS),
+    "glossary": lambda i, o: (c.glossary_grid(i),),
+    "block-formula": lambda i, o: (c.block_formula(i),),
+    "chart-stack": lambda i, o: (c.stack_bars(i, o.get("bars", "options")),),
+    "chart-batch": lambda i, o: (c.batch_lines(i),),
+    "chart-context": lambda i, o: (c.context_lines(i),),
+    "chart-block": lambda i, o: (c.block_tensors(i),),
+    "compare": lambda i, o: (c.compare_grid(i),),
+    "reverse": lambda i, o: reverse_answer(i),
+    "per-gpu": lambda i, o: (per_gpu_table(i.shape, i.setup),),
+    "chart-gpu": lambda i, o: (c.gpu_bars(i, o.get("vary", "zero")),),
+    "solver": lambda i, o: (c.solver_sentence(i),),
+}
+OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
+"""Options a page pins for a view (not reader inputs), with their allowed values."""
+PARALLEL_VIEWS = {"per-gpu", "chart-gpu", "solver"}
+"""Views that read the parallel layout: a page with one shows the layout's inputs."""
+COMPARE_VIEWS = {"compare"}
+"""Views that read setup B: a page with one shows setup B's inputs."""
+CLAIM_VIEWS = {"reverse"}
+"""Views that read the claimed figure: a page with one shows the claim's inputs."""
+STATIC_VIEWS = {"validation"}
+"""Views of committed data rather than of the inputs: not recomputed in the browser."""
+
+
+def view_options(name: str, params: dict) -> dict[str, str]:
+    """The options of view `name` found in `params`; InputError for a value not allowed."""
+    out = {}
+    for option, allowed in OPTIONS.get(name, {}).items():
+        if option in params:
+            value = str(params[option])
+            if value not in allowed:
+                raise InputError({option: f"{option} must be one of {', '.join(allowed)}"})
+            out[option] = value
+    return out
+
+
+def answer(name: str, inputs: Inputs, options: dict | None = None) -> tuple:
+    """The parts of view `name` for `inputs`; KeyError for an unknown view."""
+    return VIEWS[name](inputs, options or {})

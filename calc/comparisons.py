@@ -1,0 +1,419 @@
+"""Tables that set several setups side by side, and the numbers behind each picture.
+
+Each function takes the reader's Inputs and returns a Grid (cells written as text, units
+named), a Sentence, or a picture's data with its numbers as a Grid — no HTML. The site
+draws them (calc.site), the CLI prints them (`python -m calc --view NAME`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from calc.activations import activation_table, bytes_per_block, quadratic_bytes
+from calc.activations.autograd import block_rows
+from calc.activations.seed import SEED_PRINTED
+from calc.categories import CATEGORIES
+from calc.errors import FieldError
+from calc.fixed import fixed_table
+from calc.inputs import Inputs
+from calc.parallel import SOLVER_MAX_PP, SOLVER_MAX_TP, check_layout, per_gpu_bytes, per_gpu_table, smallest_layout
+from calc.parameters import parameter_count
+from calc.peak import largest_batch, peak_bytes
+from calc.report import summary
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
+from calc.units import grouped, in_unit
+
+OPTION_SETS = (
+    ("baseline", "fp32, explicit attention, nothing recomputed", dict(dtype="fp32", attention="explicit", checkpoint="none")),
+    ("bf16", "bf16 autocast", dict(dtype="bf16", attention="explicit", checkpoint="none")),
+    ("flash", "flash attention", dict(dtype="fp32", attention="flash", checkpoint="none")),
+    ("checkpoint", "checkpoint every block", dict(dtype="fp32", attention="explicit", checkpoint="block")),
+    ("bf16-flash", "bf16 + flash attention", dict(dtype="bf16", attention="flash", checkpoint="none")),
+    ("all", "bf16 + flash + checkpoint every block", dict(dtype="bf16", attention="flash", checkpoint="block")),
+)
+"""The savings the pages compare, each as changes to the reader's setup (autograd accounting)."""
+
+REGIMES = (("fp32-adamw", "fp32, AdamW", "fp32", "adamw"), ("fp32-sgd", "fp32, SGD with momentum", "fp32", "sgd"),
+           ("bf16-adamw", "bf16 autocast, AdamW", "bf16", "adamw"),
+           ("bf16-sgd", "bf16 autocast, SGD with momentum", "bf16", "sgd"))
+
+QUADRATIC_CONTEXTS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+"""Context lengths of the quadratic-term table (the reader's own is added)."""
+CHART_CONTEXTS = tuple(2**k for k in range(7, 16))
+"""Context lengths of the context picture: 128 … 32,768 tokens."""
+
+FIXED_PARTS = (("parameters", "Parameters"), ("gradients", "Gradients"), ("optimizer", "Optimizer state"),
+               ("weight-copies", "bf16 weight copies"))
+
+
+def ratio(x: Fraction) -> str:
+    """A ratio to at most three decimals, trailing zeros dropped: 16, 18.093."""
+    return f"{float(x):.3f}".rstrip("0").rstrip(".")
+
+
+def budget_text(i: Inputs) -> str:
+    return in_unit(i.budget, i.unit, trim=True)
+
+
+def option_setups(i: Inputs, keys=None) -> list[tuple[str, str, TrainingSetup]]:
+    """(key, label, setup) of each option set applied to the reader's setup."""
+    return [(rk, label, i.setup.replace(accounting="autograd", **options))
+            for rk, label, options in OPTION_SETS if keys is None or rk in keys]
+
+
+def largest_batch_sentence(i: Inputs) -> Sentence:
+    fits = largest_batch(i.shape, i.setup, i.budget)
+    text = (f"Largest batch whose peak fits in {budget_text(i)}: {fits:,} sequence{'s' if fits != 1 else ''}."
+            if fits else f"Not even one sequence fits in {budget_text(i)}.")
+    return Sentence("largest-batch", text)
+
+
+def regimes_grid(i: Inputs) -> Grid:
+    """Bytes per parameter and in total for each precision and optimizer."""
+    P = parameter_count(i.shape)
+    rows = []
+    for rk, label, dtype, optimizer in REGIMES:
+        t = {r.key: r for r in fixed_table(i.shape, i.setup.replace(dtype=dtype, optimizer=optimizer, checkpoint="none")).rows}
+        copies = t["weight-copies"].bytes if "weight-copies" in t else 0
+        total = sum(r.bytes for r in t.values())
+        rows.append((rk, [label, str(t["parameters"].bytes_per_value), str(t["gradients"].bytes_per_value),
+                          str(t["optimizer"].bytes_per_value), ratio(Fraction(copies, P)), ratio(Fraction(total, P)),
+                          in_unit(total, i.unit)]))
+    return grid("regimes", "Bytes per parameter by regime", ["Regime", "Parameters", "Gradients", "Optimizer state",
+                "bf16 copies (per parameter, averaged)", "Total per parameter", "Total"], rows)
+
+
+def savings_grid(i: Inputs) -> Grid:
+    """Before and after each saving, under the autograd accounting, at the inputs' batch."""
+    rows = []
+    base = None
+    for rk, label, setup in option_setups(i):
+        kept = activation_table(i.shape, setup).bytes_for_batch()
+        base = base or kept
+        rows.append((rk, [label, in_unit(kept, i.unit), f"{float(Fraction(kept, base)):.1%}",
+                          in_unit(peak_bytes(i.shape, setup), i.unit), grouped(largest_batch(i.shape, setup, i.budget))]))
+    return grid("options", f"Savings, batch of {i.setup.batch:,}", ["Setup", "Activations kept", "Of the baseline",
+                "Peak of the step", f"Largest batch in {budget_text(i)}"], rows)
+
+
+def accountings_grid(i: Inputs) -> Grid:
+    """Every accounting and option set: activations per sequence (GB and GiB), largest batch."""
+    claim = int(Fraction(SEED_PRINTED["claim_gb"]) * 10**9)
+    setups = [(f"{a}-{dtype}", f"{a}, {dtype}", i.setup.replace(accounting=a, dtype=dtype, attention="explicit",
+                                                                  checkpoint="none", batch=1))
+              for a in ("seed", "cs336") for dtype in ("fp32", "bf16")]
+    setups += [(f"autograd-{rk}", f"autograd, {label}", setup.replace(batch=1)) for rk, label, setup in option_setups(i)]
+    rows = []
+    for rk, label, setup in setups:
+        kept = activation_table(i.shape, setup).bytes_for_batch(1)
+        rows.append((rk, [label, in_unit(kept, "GB"), in_unit(kept, "GiB"), f"{float(Fraction(kept, claim)):.2f}×",
+                          grouped(largest_batch(i.shape, setup, i.budget))]))
+    return grid("accountings", "Activations per sequence under each accounting", ["Accounting and options",
+                "Per sequence (GB)", "Per sequence (GiB)", "Against 2.265 GB", f"Largest batch in {budget_text(i)}"], rows)
+
+
+def _context_point(i: Inputs, context: int) -> tuple[int, int, int, int]:
+    """(explicit total, flash total, quadratic part of explicit, the rest) per sequence, in
+    bytes, at `context` tokens (autograd accounting)."""
+    shape = i.shape.replace(context=context)
+    setup = i.setup.replace(accounting="autograd", batch=1)
+    explicit = activation_table(shape, setup.replace(attention="explicit"))
+    total, quadratic = explicit.bytes_for_batch(1), quadratic_bytes(explicit)
+    flash = activation_table(shape, setup.replace(attention="flash")).bytes_for_batch(1)
+    return total, flash, quadratic, total - quadratic
+
+
+def quadratic_grid(i: Inputs) -> Grid:
+    """Per sequence, against context length: what grows with s² against the rest, and
+    explicit against flash attention."""
+    rows = []
+    for s in sorted(set(QUADRATIC_CONTEXTS) | {i.shape.context}):
+        total, flash, quadratic, rest = _context_point(i, s)
+        rows.append((f"s-{s}", [grouped(s), in_unit(quadratic, i.unit), in_unit(rest, i.unit),
+                                f"{float(Fraction(quadratic, total)):.0%}", in_unit(total, i.unit), in_unit(flash, i.unit)]))
+    return grid("quadratic", "Activations per sequence against context length", ["Context s",
+                "Softmax output and mask (∝ s²)", "Everything else (∝ s)", "Quadratic share", "Explicit attention",
+                "Flash attention"], rows)
+
+
+def output_layer_grid(i: Inputs) -> Grid:
+    """What the output layer keeps, against one block, per sequence."""
+    table = activation_table(i.shape, i.setup.replace(accounting="autograd", batch=1))
+    head = sum(r.bytes_for_batch(1) for r in table.rows if r.stage == "head")
+    logprobs = next(r.bytes for r in table.rows if r.key == "log-probs")
+    block = bytes_per_block(i.shape, table)
+    return grid("output-layer", "The output layer against one block (one sequence)", ["What", "Kept", "In blocks' worth"], [
+        ("log-probs", ["Log-probabilities, s·V fp32", in_unit(logprobs, i.unit), f"{float(Fraction(logprobs, block)):.2f}"]),
+        ("head", ["Everything the final norm, head and loss keep", in_unit(head, i.unit), f"{float(Fraction(head, block)):.2f}"]),
+        ("block", ["One transformer block", in_unit(block, i.unit), "1"]),
+    ])
+
+
+def seed_checks_grid(i: Inputs) -> Grid:
+    """The seed's printed figures beside the exact ones."""
+    seed = activation_table(i.shape, i.setup.replace(accounting="seed", dtype="fp32", batch=1))
+    total = seed.total_bytes
+    per_position = Fraction(SEED_PRINTED["claim_gb"]) * 10**9 / (i.shape.context * 4)
+    return grid("seed-checks", "The seed's figures, checked", ["Figure", "The seed prints", "Exactly"], [
+        ("total-values", ["Values in all", grouped(SEED_PRINTED["total_values"]), grouped(seed.total_count)]),
+        ("total-bytes", ["Bytes in all (4 bytes a value)", grouped(SEED_PRINTED["total_bytes"]), grouped(total)]),
+        ("total-unit", ["The same bytes, with a unit", SEED_PRINTED["total_as_printed"],
+                        f"{in_unit(total, 'GiB', 2)} = {in_unit(total, 'GB', 2)}"]),
+        ("per-position", [f"2.265 GB ÷ ({i.shape.context:,} × 4 bytes), values per position",
+                          grouped(SEED_PRINTED["values_per_position"]), f"{float(per_position):,.1f}"]),
+    ])
+
+
+def validation_grid(results: dict) -> Grid:
+    """Each committed PyTorch measurement beside calc's prediction for the same setup."""
+    rows = []
+    for c in results.get("cases", []):
+        shape = ModelShape(**c["shape"])
+        setup = TrainingSetup(batch=c["batch"], attention=c["attention"], checkpoint=c["checkpoint"], dtype=c["dtype"])
+        predicted = activation_table(shape, setup).bytes_for_batch()
+        rk = f"{c['name']}-b{c['batch']}-{c['attention']}-{c['checkpoint']}-{c['dtype']}"
+        rows.append((rk, [c["name"], str(c["batch"]), c["attention"], c["checkpoint"], c["dtype"], str(c["tensors"]),
+                          grouped(c["activations"]), grouped(predicted), grouped(predicted - c["activations"])]))
+    return grid("validation", f"Saved for backward: PyTorch {results.get('torch', '?')} (CPU) against calc, in bytes",
+                ["Shape", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured", "calc", "Difference"], rows, 6)
+
+
+def glossary_grid(i: Inputs) -> Grid:
+    values = symbol_values(i.shape)
+    rows = [(name, [plain, meaning, grouped(values[name]) if name in values else "—"])
+            for name, (plain, _, meaning) in SYMBOLS.items()]
+    return grid("glossary", "Symbols", ["Symbol", "Meaning", "For this model"], rows, 2)
+
+
+def block_formula(i: Inputs):
+    """The values one block keeps per sequence, as one Formula (the autograd rows summed)."""
+    setup = i.setup.replace(accounting="autograd", checkpoint="none")
+    return combine((r.formula for r in block_rows(i.shape, setup) if not r.per_step), drop="L")
+
+
+def setup_label(setup: TrainingSetup) -> str:
+    return (f"{setup.accounting}, {setup.dtype}, {setup.attention} attention, checkpoint {setup.checkpoint}, "
+            f"{setup.optimizer}, B = {setup.batch:,}")
+
+
+def compare_grid(i: Inputs) -> Grid:
+    """Setup A and setup B side by side, row by row, with B's ratio to A."""
+    a, b = i.setup, i.compare
+    sa, sb = summary(i.shape, a, i.budget), summary(i.shape, b, i.budget)
+    rows = []
+    for rk, label in (("parameters", "Parameters"), ("gradients", "Gradients"), ("optimizer", "Optimizer state"),
+                      ("weight_copies", "bf16 weight copies"), ("activations", "Activations kept (the batch)"),
+                      ("activations_per_sequence", "Activations kept, one sequence"), ("peak", "Peak of the step")):
+        x, y = sa["bytes"][rk], sb["bytes"][rk]
+        rows.append((rk.replace("_", "-"), [label, in_unit(x, i.unit), in_unit(y, i.unit), _times(y, x)]))
+    x, y = sa["largest_batch"], sb["largest_batch"]
+    rows.append(("largest-batch", [f"Largest batch in {budget_text(i)}", grouped(x), grouped(y), _times(y, x)]))
+    return grid("compare", f"A: {setup_label(a)}. B: {setup_label(b)}.", ["", "Setup A", "Setup B", "B / A"], rows)
+
+
+def _times(y: int, x: int) -> str:
+    if x:
+        return f"{float(Fraction(y, x)):.3f}×"
+    return "—" if not y else "new"
+
+
+# The pictures' data. Each has the numbers it draws as a Grid (`numbers`), which the site
+# shows under the picture and the CLI prints.
+
+@dataclass(frozen=True)
+class Bar:
+    """One stacked bar: its parts (key, label, bytes), and a marker (bytes) or None."""
+
+    key: str
+    label: str
+    parts: tuple
+    marker: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(b for _, _, b in self.parts)
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Horizontal stacked bars against the GPU budget. Every bar has the same parts."""
+
+    key: str
+    title: str
+    what: str
+    bars: tuple
+    marker_label: str | None
+    budget: int
+    unit: str
+
+    def numbers(self) -> Grid:
+        headers = ["Setup"] + [label for _, label, _ in self.bars[0].parts] + [self.marker_label or "Total"]
+        rows = [(b.key, [b.label] + [in_unit(n, self.unit) for _, _, n in b.parts]
+                 + [in_unit(b.marker if b.marker is not None else b.total, self.unit)]) for b in self.bars]
+        return grid(self.key + "-numbers", "The numbers in this picture", headers, rows)
+
+
+def memory_parts(i: Inputs, setup: TrainingSetup) -> tuple:
+    """(key, label, bytes) of fixed memory and of activations by category, for the batch;
+    every part is present (0 where a setup has none), so bars line up part by part."""
+    fixed = {r.key: r.bytes for r in fixed_table(i.shape, setup).rows}
+    by_category = {key: 0 for key, _ in CATEGORIES}
+    for r in activation_table(i.shape, setup).rows:
+        by_category[r.category] += r.bytes_for_batch(setup.batch)
+    return tuple((key, label, fixed.get(key, 0)) for key, label in FIXED_PARTS) + tuple(
+        (key, label, by_category[key]) for key, label in CATEGORIES)
+
+
+def stack_bars(i: Inputs, bars: str = "options") -> Bars:
+    """Stacked bars of memory by part: the option sets (bars=options), the accountings
+    (bars=accountings) or the inputs' own setup (bars=page); the marker is the peak."""
+    if bars == "accountings":
+        setups = [(a, {"seed": "the seed's list", "cs336": "CS336 list", "autograd": "what autograd keeps"}[a],
+                   i.setup.replace(accounting=a)) for a in ("seed", "cs336", "autograd")]
+    elif bars == "page":
+        setups = [("page", "these inputs", i.setup)]
+    else:
+        setups = option_setups(i)
+    return Bars("chart-stack", "Where the memory goes", "Stacked bars of memory by part; the tick is the peak of the step.",
+                tuple(Bar(rk, label, memory_parts(i, setup), peak_bytes(i.shape, setup)) for rk, label, setup in setups),
+                "Peak", i.budget, i.unit)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: points (x, bytes); `largest` is the largest batch that fits (batch lines)."""
+
+    key: str
+    label: str
+    points: tuple
+    largest: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchLines:
+    """Peak memory against batch size, one line per setup, against the GPU budget."""
+
+    series: tuple
+    top_batch: int
+    budget: int
+    unit: str
+    peaks_at_one: tuple
+    peaks_at_largest: tuple
+
+    def numbers(self) -> Grid:
+        rows = [(s.key, [s.label, grouped(s.largest), in_unit(one, self.unit), in_unit(top, self.unit)])
+                for s, one, top in zip(self.series, self.peaks_at_one, self.peaks_at_largest)]
+        return grid("chart-batch-numbers", "The numbers in this picture",
+                    ["Setup", "Largest batch", "Peak at B = 1", "Peak at the largest batch"], rows)
+
+
+def batch_lines(i: Inputs) -> BatchLines:
+    setups = option_setups(i, ("baseline", "bf16-flash", "checkpoint", "all"))
+    fits = [largest_batch(i.shape, setup, i.budget) for _, _, setup in setups]
+    top_batch = max(8, min(4096, int(max(fits) * 1.5) + 1))
+    batches = sorted({1, top_batch} | {max(1, round(top_batch * k / 40)) for k in range(41)})
+    series = tuple(Series(rk, label, tuple((b, peak_bytes(i.shape, setup.replace(batch=b))) for b in batches), best)
+                   for (rk, label, setup), best in zip(setups, fits))
+    return BatchLines(series, top_batch, i.budget, i.unit,
+                      tuple(peak_bytes(i.shape, setup.replace(batch=1)) for _, _, setup in setups),
+                      tuple(peak_bytes(i.shape, setup.replace(batch=max(best, 1))) for (_, _, setup), best in zip(setups, fits)))
+
+
+@dataclass(frozen=True)
+class ContextLines:
+    """Activations per sequence against context length (log axes)."""
+
+    series: tuple
+    context: int
+    unit: str
+
+    def numbers(self) -> Grid:
+        contexts = [s for s, _ in self.series[0].points]
+        rows = [(f"s-{s}", [grouped(s)] + [in_unit(line.points[n][1], self.unit) for line in self.series])
+                for n, s in enumerate(contexts)]
+        return grid("chart-context-numbers", "The numbers in this picture",
+                    ["Context s"] + [line.label for line in self.series], rows)
+
+
+def context_lines(i: Inputs) -> ContextLines:
+    """Explicit and flash totals, and the explicit total's quadratic part and the rest."""
+    points = [(s, _context_point(i, s)) for s in CHART_CONTEXTS]
+    names = (("explicit", "explicit attention"), ("flash", "flash attention"),
+             ("quadratic", "softmax output and mask (∝ s²)"), ("linear", "everything else, explicit (∝ s)"))
+    series = tuple(Series(key, label, tuple((s, values[n]) for s, values in points)) for n, (key, label) in enumerate(names))
+    return ContextLines(series, i.shape.context, i.unit)
+
+
+@dataclass(frozen=True)
+class BlockTensors:
+    """The tensors one block keeps for one sequence, largest first: (key, name, bytes, category)."""
+
+    rows: tuple
+    unit: str
+
+    def numbers(self) -> Grid:
+        return grid("chart-block-numbers", "The numbers in this picture", ["Tensor", "Bytes", self.unit],
+                    [(rk, [name, grouped(n), in_unit(n, self.unit)]) for rk, name, n, _ in self.rows])
+
+
+def block_tensors(i: Inputs) -> BlockTensors:
+    setup = i.setup.replace(accounting="autograd", checkpoint="none", batch=1)
+    rows = [(r.key, r.name, r.bytes if r.per_step else r.bytes // i.shape.layers, r.category)
+            for r in block_rows(i.shape, setup)]
+    return BlockTensors(tuple(sorted(rows, key=lambda r: -r[2])), i.unit)
+
+
+def layouts(i: Inputs, vary: str) -> list[tuple[str, str, TrainingSetup]]:
+    """The inputs' layout with one knob varied — "zero" (the stage), "tp" (tensor
+    parallelism, with and without sequence parallelism) or "pp" (pipeline stages) — keeping
+    the layouts this model can be split into."""
+    s = i.setup
+    if vary == "zero":
+        options = [(f"zero-{z}", f"ZeRO stage {z}, dp {s.dp}", dict(zero=z)) for z in range(4)]
+    elif vary == "tp":
+        options = [(f"tp-{t}{'-sp' if sp else ''}", f"tp {t}" + (" + sequence parallel" if sp else ""), dict(tp=t, sp=sp))
+                   for t in (1, 2, 4, 8) for sp in ((False, True) if t > 1 else (False,))]
+    else:
+        options = [(f"pp-{p}", f"pp {p}, {s.microbatches} micro-batches", dict(pp=p)) for p in (1, 2, 4, 8, 16)]
+    valid = []
+    for rk, label, changes in options:
+        try:
+            setup = s.replace(**changes)
+            check_layout(i.shape, setup)
+        except FieldError:
+            continue
+        valid.append((rk, label, setup))
+    return valid
+
+
+def gpu_bars(i: Inputs, vary: str = "zero") -> Bars:
+    """Stacked bars of the fullest GPU's memory for each layout that varies one knob."""
+    bars = []
+    for rk, label, setup in layouts(i, vary):
+        rows = {r.key: r.bytes for r in per_gpu_table(i.shape, setup).rows}
+        parts = (("parameters", "Parameters", rows["parameters"]), ("gradients", "Gradients", rows["gradients"]),
+                 ("optimizer", "Optimizer state", rows["optimizer"]),
+                 ("activations", "Activations in flight", rows["activations"]))
+        bars.append(Bar(rk, label, parts))
+    return Bars("chart-gpu", "Memory per GPU", "Stacked bars of the fullest GPU's memory for each layout.", tuple(bars),
+                None, i.budget, i.unit)
+
+
+def solver_sentence(i: Inputs) -> Sentence:
+    """The fewest GPUs whose fullest GPU fits the budget, said in one sentence, with the
+    layout's inputs (every other input as the reader set it)."""
+    best = smallest_layout(i.shape, i.setup, i.budget)
+    if best is None:
+        return Sentence("answer", f"No layout with up to {SOLVER_MAX_TP}-way tensor parallelism and "
+                                  f"{SOLVER_MAX_PP} pipeline stages fits {budget_text(i)} per GPU for a global batch of "
+                                  f"{i.setup.global_batch:,}.")
+    gpus = best.dp * best.tp * best.pp
+    text = (f"Fewest GPUs for a global batch of {i.setup.global_batch:,} in {budget_text(i)} each: "
+            f"{gpus:,} — dp {best.dp} (ZeRO stage {best.zero}) × tp {best.tp}{' with sequence parallelism' if best.sp else ''} "
+            f"× pp {best.pp}, {best.microbatches:,} micro-batch{'es' if best.microbatches != 1 else ''} of one sequence; "
+            f"the fullest GPU holds {in_unit(per_gpu_bytes(i.shape, best), i.unit)}.")
+    layout = {name: str(getattr(best, name)).lower() for name in ("dp", "zero", "tp", "sp", "pp", "microbatches", "batch")}
+    return Sentence("answer", text, tuple(sorted(layout.items())))

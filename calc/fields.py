@@ -1,0 +1,209 @@
+"""The field registry: every input calc takes, declared once.
+
+A field's name is its key everywhere: the URL's `?d_model=`, the form's `name="d_model"`,
+the CLI's `--d-model`, the attribute of ModelShape or TrainingSetup it sets. The parser
+(calc.inputs), the CLI (calc.cli), the inputs panel (calc.site.form) and the browser (which
+gets the list from calc) all read this table. The allowed values of a choice are the
+engine's own (calc.shape.CHOICES, calc.setup.CHOICES); this table adds what a reader sees:
+labels, help, the group a field is shown in.
+
+Adding an input: a Field here, and the code that uses its value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from calc.errors import FieldError, echo
+from calc.presets import DEFAULT_PRESET, PRESETS
+from calc.setup import CHOICES as SETUP_CHOICES
+from calc.setup import MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
+from calc.shape import CHOICES as SHAPE_CHOICES
+from calc.shape import FLAGS as SHAPE_FLAGS
+from calc.shape import MAX_SIZE, SIZES
+from calc.units import parse_size_as_typed
+
+GROUPS = {
+    "model": "Model",
+    "architecture": "Architecture: feed-forward, norm, positions, biases, tying",
+    "step": "Training step",
+    "compare": "Setup B, to compare",
+    "claim": "The claim to explain",
+    "parallel": "Across GPUs (batch above is the micro-batch per GPU)",
+    "gpu": "GPU",
+}
+"""Each group's legend, in the order the inputs panel shows them."""
+
+MAX_DIGITS = 24
+"""The longest whole number accepted, in characters (grouping commas included)."""
+_WHOLE = re.compile(r"[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,3}(?:_[0-9]{3})+")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input. kind: "whole" (a count from 1 to `limit`), "choice" (one of `choices`,
+    pairs of value and label), "flag" (true or false), "size" (bytes, typed as '80 GB').
+    target: where the value goes — "shape", "setup", "compare" (setup B, the name less
+    its b_ prefix) or "inputs" (preset, budget, unit, claim)."""
+
+    name: str
+    group: str
+    kind: str
+    label: str
+    help: str
+    target: str
+    choices: tuple = ()
+    limit: int = 0
+    cast: type = str
+
+    @property
+    def flag(self) -> str:
+        """The CLI's flag: d_model -> --d-model."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def attribute(self) -> str:
+        """The ModelShape or TrainingSetup attribute the field sets."""
+        return self.name[2:] if self.target == "compare" else self.name
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(value for value, _ in self.choices)
+
+    def parse(self, text):
+        """The field's value from the text a reader typed; FieldError naming the field."""
+        text = str(text).strip()
+        if self.kind == "whole":
+            return _whole(self.name, text, self.limit)
+        if self.kind == "choice":
+            if text not in self.values:
+                raise FieldError(self.name, f"{self.name} must be one of {', '.join(self.values)}, not {echo(text)}")
+            return self.cast(text)
+        if self.kind == "flag":
+            if text.lower() in _TRUE + _FALSE:
+                return text.lower() in _TRUE
+            raise FieldError(self.name, f"{self.name} must be true or false, not {echo(text)}")
+        try:
+            return parse_size_as_typed(text)
+        except ValueError as e:
+            raise FieldError(self.name, f"{self.name}: {e}") from None
+
+    def text(self, value) -> str:
+        """The value as the field shows it (the inverse of parse)."""
+        if isinstance(value, bool):
+            return str(value).lower()
+        return str(value)
+
+
+def _whole(name: str, text: str, limit: int) -> int:
+    """A whole number from 1 to `limit`: plain digits, or thousands grouped by commas or
+    underscores in threes ('4,096'); a comma anywhere else is an error, not ignored."""
+    if not _WHOLE.fullmatch(text):
+        hint = " (commas only between groups of three digits, as in 4,096)" if "," in text else ""
+        raise FieldError(name, f"{name} must be a whole number{hint}, not {echo(text)}" if text
+                         else f"{name} needs a whole number")
+    if len(text) > MAX_DIGITS:  # before int(), which refuses numbers of over 4,300 digits
+        raise FieldError(name, f"{name} must be between 1 and {limit:,}, not a {len(text):,}-character number")
+    value = int(text.replace(",", "").replace("_", ""))
+    if not 1 <= value <= limit:
+        raise FieldError(name, f"{name} must be between 1 and {limit:,}, not {value:,}")
+    return value
+
+
+def _labelled(values, labels: dict[str, str]) -> tuple:
+    """(value, label) pairs for the engine's `values`; every value must have a label."""
+    missing = set(values) - set(labels)
+    assert not missing, f"no label for {missing}"
+    return tuple((v, labels[v]) for v in values)
+
+
+_NO_YES = (("false", "no"), ("true", "yes"))
+_SIZE_LABELS = {"vocab": "Vocabulary V", "context": "Context s (tokens)", "layers": "Layers L", "d_model": "d_model",
+                "heads": "Heads h", "kv_heads": "KV heads h_kv", "d_ff": "d_ff"}
+_SIZE_HELP = {"vocab": "vocabulary size", "context": "sequence length in tokens", "layers": "transformer blocks",
+              "d_model": "residual width", "heads": "attention heads", "kv_heads": "key/value heads (fewer: GQA)",
+              "d_ff": "feed-forward width"}
+_SHAPE_LABELS = {
+    "ffn": ("Feed-forward", "feed-forward kind", {"swiglu": "SwiGLU", "gelu": "GELU MLP"}),
+    "norm": ("Norm", "normalisation", {"rmsnorm": "RMSNorm", "layernorm": "LayerNorm"}),
+    "positions": ("Positions", "position encoding", {"rope": "RoPE", "learned": "learned"}),
+}
+_FLAG_LABELS = {"bias": ("Biases", "linear layers and norms have biases"),
+                "tied": ("Tied embeddings", "the LM head reuses the token embedding")}
+_STEP_LABELS = {
+    "accounting": ("Accounting", "which list of kept tensors to count",
+                   {"seed": "the seed's list", "cs336": "CS336 list", "autograd": "what autograd keeps",
+                    "megatron": "Korthikanti et al. (Megatron)"}),
+    "attention": ("Attention", "softmax kept, or fused attention",
+                  {"explicit": "explicit (softmax kept)", "flash": "flash (fused)"}),
+    "checkpoint": ("Checkpointing", "what is recomputed in backward",
+                   {"none": "none", "selective": "selective (attention core)", "block": "every block"}),
+    "dtype": ("Precision", "fp32, or bf16 autocast with fp32 master weights",
+              {"fp32": "fp32", "bf16": "bf16 autocast"}),
+    "optimizer": ("Optimizer", "optimizer state per parameter",
+                  {"adamw": "AdamW", "sgd": "SGD with momentum"}),
+}
+
+
+def _step_fields(prefix: str, group: str, target: str) -> tuple[Field, ...]:
+    """The training step's fields; setup B's are the same, named b_batch, b_dtype, …"""
+    out = [Field(prefix + "batch", group, "whole", "Batch B (sequences)", "sequences per step", target, limit=MAX_BATCH)]
+    for name, allowed in SETUP_CHOICES.items():
+        label, help_text, labels = _STEP_LABELS[name]
+        out.append(Field(prefix + name, group, "choice", label, help_text, target, _labelled(allowed, labels)))
+    return tuple(out)
+
+
+_LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
+                  "tp": ("Tensor-parallel size tp", "tensor-parallel size"),
+                  "pp": ("Pipeline stages pp", "pipeline stages"),
+                  "microbatches": ("Micro-batches per step", "micro-batches per step and replica")}
+
+FIELDS: tuple[Field, ...] = (
+    Field("preset", "model", "choice", "Model preset", "published shape to start from", "inputs",
+          tuple((name, name) for name in PRESETS)),
+    *(Field(name, "model", "whole", _SIZE_LABELS[name], f"{_SIZE_HELP[name]} (default: the preset's)", "shape",
+            limit=MAX_SIZE) for name in SIZES),
+    *(Field(name, "architecture", "choice", label, f"{help_text} (default: the preset's)", "shape",
+            _labelled(SHAPE_CHOICES[name], labels)) for name, (label, help_text, labels) in _SHAPE_LABELS.items()),
+    *(Field(name, "architecture", "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS),
+    *_step_fields("", "step", "setup"),
+    *_step_fields("b_", "compare", "compare"),
+    Field("claim", "claim", "size", "Claimed figure (e.g. 2.265 GB)", "a figure to explain, such as '2.265 GB'",
+          "inputs"),
+    Field("claim_scope", "claim", "choice", "The figure is", "per sequence, or for the whole batch", "inputs",
+          (("sequence", "per sequence"), ("batch", "for the batch"))),
+    Field("dp", "parallel", "whole", *_LAYOUT_LABELS["dp"], "setup", limit=MAX_PARALLEL),
+    Field("zero", "parallel", "choice", "ZeRO stage", "what ZeRO shards over the replicas", "setup",
+          _labelled(tuple(map(str, ZERO_STAGES)), {"0": "0 (none)", "1": "1: optimizer state", "2": "2: + gradients",
+                                                   "3": "3: + parameters"}), cast=int),
+    Field("tp", "parallel", "whole", *_LAYOUT_LABELS["tp"], "setup", limit=MAX_PARALLEL),
+    Field("sp", "parallel", "flag", "Sequence parallelism", "split norms and dropout by sequence (with tp)", "setup",
+          _NO_YES),
+    Field("pp", "parallel", "whole", *_LAYOUT_LABELS["pp"], "setup", limit=MAX_PARALLEL),
+    Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
+    Field("budget", "gpu", "size", "GPU memory", "memory of one GPU, such as '80 GB' or '80 GiB'", "inputs"),
+    Field("unit", "gpu", "choice", "Show sizes in", "unit of the rounded figures", "inputs",
+          (("GB", "GB (10⁹ bytes)"), ("GiB", "GiB (2³⁰ bytes)"))),
+)
+BY_NAME: dict[str, Field] = {fld.name: fld for fld in FIELDS}
+NAMES = tuple(BY_NAME)
+
+assert {f.attribute for f in FIELDS if f.target == "setup"} == set(TrainingSetup.__dataclass_fields__), \
+    "every TrainingSetup attribute has one field"
+assert len(NAMES) == len(FIELDS), "field names are unique"
+
+DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
+                "claim_scope": "sequence"}
+"""The defaults of the fields that set neither the shape (the preset's) nor a setup."""
+COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}
+"""Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""
+PRESET_FIELDS = tuple(f.name for f in FIELDS if f.target == "shape")
+"""The fields a preset sets: choosing another preset replaces them."""
+
+
+def in_group(group: str) -> tuple[Field, ...]:
+    return tuple(f for f in FIELDS if f.group == group)
+

@@ -1,0 +1,99 @@
+"""The one entry point the browser calls: page state and view requests in, HTML out.
+
+The JavaScript sends strings and receives strings; every number is made here. `handle`
+takes and returns JSON so that nothing but text crosses the Pyodide boundary. It never
+raises: a bad input is a field error, anything else a plain internal error.
+"""
+
+from __future__ import annotations
+
+import json
+
+from calc.catalog import STATIC_VIEWS, VIEWS
+from calc.errors import InputError
+from calc.fields import NAMES
+from calc.inputs import field_values, forget_parsed, inputs_to_params, parse_inputs
+from calc.site.views import forget_rendered, render_value, render_view
+
+MAX_REQUEST = 100_000
+"""The longest request accepted, in characters (a page's request is about 2,000)."""
+MAX_VIEWS = 64
+"""The most views one request may ask for (the fullest page has a dozen)."""
+
+
+def handle(request_json: str) -> str:
+    """Render a page's views for its state.
+
+    Request: {"state": {field: string}, "views": [{"kind": "view"|"value", "name": …,
+    "key": …, "params": {pinned field: string}}]}. Reply: {"ok": bool, "errors": {field:
+    message}, "internal": message (only for a failure that is not the reader's),
+    "resolved": {field: string}, "canonical": {field: string} (the short form for the
+    URL), "html": [string per request, or null where a request was not rendered]}.
+    """
+    try:
+        return json.dumps(_handle(request_json))
+    except InputError as e:
+        return json.dumps({"ok": False, "errors": e.errors, "html": []})
+    except Exception as e:  # noqa: BLE001 — the page shows a plain message, never a traceback
+        return json.dumps({"ok": False, "errors": {}, "html": [],
+                           "internal": f"calc could not compute this ({type(e).__name__}); the tables show the last "
+                                       "good values."})
+
+
+def _handle(request_json: str) -> dict:
+    if not isinstance(request_json, str) or len(request_json) > MAX_REQUEST:
+        raise InputError({"request": f"a request is a JSON text of at most {MAX_REQUEST:,} characters"})
+    try:
+        request = json.loads(request_json)
+    except ValueError:
+        raise InputError({"request": "the request is not JSON"}) from None
+    if not isinstance(request, dict) or not isinstance(request.get("state", {}), dict) \
+            or not isinstance(request.get("views", []), list) or len(request.get("views", [])) > MAX_VIEWS:
+        raise InputError({"request": f"a request is {{state: {{field: text}}, views: [at most {MAX_VIEWS}]}}"})
+    state = {k: _text(v) for k, v in request.get("state", {}).items() if k in NAMES}
+    inputs = parse_inputs(state)
+    html = []
+    for item in request.get("views", []):
+        if not isinstance(item, dict) or not isinstance(item.get("params", {}), dict):
+            html.append(None)
+            continue
+        params = {**state, **{str(k): _text(v) for k, v in item.get("params", {}).items()}}
+        name, key = item.get("name"), item.get("key")
+        key = key if isinstance(key, str) and key else None
+        if item.get("kind") == "value" and isinstance(name, str):
+            html.append(render_value(name, params))
+        elif name in VIEWS and name not in STATIC_VIEWS:
+            html.append(render_view(name, params, key or name))
+        else:
+            html.append(None)
+    return {"ok": True, "errors": {}, "resolved": field_values(inputs), "canonical": inputs_to_params(inputs),
+            "html": html}
+
+
+def _text(value) -> str:
+    """A request's value as the text a field holds (numbers and booleans as JSON writes them)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+WARM_UP_VIEWS = ("summary", "parameters", "fixed", "regimes", "activations", "moments", "accountings", "seed-checks",
+                 "formulas", "block-formula", "chart-block", "chart-context", "compare")
+WARM_UP = [(name, str(batch)) for batch in (2, 3, 5) for name in WARM_UP_VIEWS]
+"""What warm_up renders: the quick views (a few ms each), at three batch sizes."""
+
+
+def warm_up(step: int) -> bool:
+    """Render WARM_UP[step]; False once every step is done.
+
+    The browser compiles WebAssembly first in a quick baseline tier and recompiles what runs
+    often, so a reader's first dozen edits would take several times longer than the rest.
+    The worker runs these steps, one per task, while the reader is still reading. At the
+    last step calc's memory of renders is emptied, so that none of this answers an edit.
+    """
+    if step < len(WARM_UP):
+        name, batch = WARM_UP[step]
+        render_view(name, {"batch": batch})
+    if step + 1 >= len(WARM_UP):
+        forget_rendered()
+        forget_parsed()
+        return False
+    return True

@@ -1,0 +1,91 @@
+"""The one HTML table writer, and the HTML of every other part of an answer (sentences,
+formulas). All text is escaped; no number is re-derived."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import urlencode
+
+from calc.render import row_cells, sequence_cells, table_headers, total_cells
+from calc.site.escape import escape
+from calc.table import Formula, Grid, Sentence, Table
+
+_NUM = ' class="num"'
+
+
+def table_html(key: str, prefix: str, caption: str, headers, rows, numeric_from: int, foot: str = "",
+               notes=()) -> str:
+    """A table: `rows` are (row key, [cell HTML]) with cells already escaped; every row has
+    the stable id `{prefix}-{row key}`; columns from `numeric_from` on are numbers."""
+    head = "".join(f'<th scope="col"{_NUM if n >= numeric_from else ""}>{escape(h)}</th>' for n, h in enumerate(headers))
+    body = "".join(f'<tr id="{prefix}-{escape(rk)}" data-row="{escape(rk)}">'
+                   + "".join(f'<td{_NUM if n >= numeric_from else ""}>{c}</td>' for n, c in enumerate(cells)) + "</tr>"
+                   for rk, cells in rows)
+    notes_html = "".join(f'<p class="calc-note">{escape(n)}</p>' for n in notes)
+    return (f'<div class="calc-table" data-table="{escape(key)}"><table><caption>{escape(caption)}</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>{notes_html}</div>")
+
+
+def formula_table_html(table: Table, unit: str = "GB", id_prefix: str | None = None) -> str:
+    """A Table of formula rows: name (and note), formula (its LaTeX kept for typesetting),
+    the numbers; the total in the footer."""
+    prefix = escape(id_prefix or table.key)
+    rows = [(r.key, [_name_cell(r), _formula_cell(r.formula), *_numbers(table, r, unit)]) for r in table.rows]
+    foot = ""
+    if table.show_total:
+        cells = "".join(f'<td class="num"><strong>{escape(c)}</strong></td>' for c in total_cells(table, unit))
+        foot = (f'<tfoot><tr id="{prefix}-total" data-row="total"><td><strong>Total</strong></td><td></td>'
+                f"{cells}</tr></tfoot>")
+    return table_html(table.key, prefix, table.title, table_headers(table, unit), rows, 2, foot, table.notes)
+
+
+def _numbers(table: Table, r, unit: str) -> list[str]:
+    if table.batch is not None and table.count_label != "bytes":  # the per-sequence cells: escaped once
+        return [*_escaped_sequence_cells(r), *map(escape, row_cells(table, r, unit)[3:])]
+    return [escape(c) for c in row_cells(table, r, unit)]
+
+
+@lru_cache(maxsize=2048)
+def _escaped_sequence_cells(r) -> tuple:
+    return tuple(escape(c) for c in sequence_cells(r))
+
+
+@lru_cache(maxsize=2048)
+def _name_cell(r) -> str:
+    return escape(r.name) + (f"<br><small>{escape(r.note)}</small>" if r.note else "")
+
+
+@lru_cache(maxsize=2048)
+def _formula_cell(formula: Formula) -> str:
+    return f'<code data-latex="{escape(formula.latex())}">{escape(formula.text())}</code>'
+
+
+def grid_html(g: Grid, prefix: str, link=None) -> str:
+    """A Grid; with `link` (a function of a row's params to a URL), rows that carry params
+    get a last cell linking to the setup they describe."""
+    rows = []
+    for r in g.rows:
+        cells = [escape(c) for c in r.cells]
+        if link is not None:
+            cells.append(f'<a href="{escape(link(dict(r.params)))}" aria-label="{escape("Open " + r.cells[0])}">open</a>'
+                         if r.params else "")
+        rows.append((r.key, cells))
+    headers = [*g.headers, "Link"] if link is not None else g.headers
+    return table_html(g.key, escape(prefix), g.caption, headers, rows, g.numeric_from, notes=g.notes)
+
+
+def sentence_html(s: Sentence, prefix: str, link=None) -> str:
+    """A stated answer as a paragraph; with `link` and params, a link to the setup it names."""
+    after = f' <a href="{escape(link(dict(s.params)))}">Show this layout</a>' if link is not None and s.params else ""
+    return f'<p class="calc-answer" id="{escape(prefix)}-{escape(s.key)}">{escape(s.text)}{after}</p>'
+
+
+def formula_html(formula: Formula) -> str:
+    """A display formula, typeset by KaTeX; its plain text kept for readers without it."""
+    return (f'<div class="arithmatex calc-formula" data-text="{escape(formula.text())}">'
+            f"\\[{escape(formula.latex())}\\]</div>")
+
+
+def query_link(page: str, params: dict) -> str:
+    """`page` with `params` as its query string."""
+    return page + ("?" + urlencode(sorted(params.items())) if params else "")

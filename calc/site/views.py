@@ -1,0 +1,95 @@
+"""Named views as HTML: the same at build time (a page's `[[calc NAME]]` directive) and in
+the browser (calc.site.browser). What each view computes is calc.catalog's; this module
+only renders the parts, and links a part that names a setup to the page that shows it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from calc.catalog import VIEWS, answer, view_options
+from calc.inputs import Inputs, inputs_to_params, parse_inputs
+from calc.report import value_text
+from calc.site.charts import chart_html
+from calc.site.escape import escape
+from calc.site.html import formula_html, formula_table_html, grid_html, query_link, sentence_html
+from calc.table import Formula, Grid, Sentence, Table
+
+ACCOUNTING_PAGES = {"seed": "../counting-every-intermediate/", "cs336": "../", "autograd": "../what-autograd-keeps/"}
+"""Where each accounting's table is, from a page one level down (the reverse calculator's links)."""
+
+ID_SUFFIXES = {("moments", "parts"): "-parts"}
+"""A second table in one view gets its own id prefix: the view's key and this suffix."""
+
+
+def _linker(name: str, inputs: Inputs):
+    """How a row or sentence that names a setup links to it: every input the reader set,
+    then the setup's own. None for views whose parts do not link."""
+    carried = inputs_to_params(inputs)
+    if name == "reverse":
+        return lambda params: query_link(ACCOUNTING_PAGES[params["accounting"]], {**carried, **params})
+    if name == "solver":
+        return lambda params: query_link("", {**carried, **params})
+    return None
+
+
+def _part_html(name: str, part, inputs: Inputs, key: str) -> str:
+    link = _linker(name, inputs)
+    if isinstance(part, Table):
+        if name == "formulas":
+            return _formulas_html(part, key)
+        return formula_table_html(part, inputs.unit, key + ID_SUFFIXES.get((name, part.key), ""))
+    if isinstance(part, Grid):
+        return grid_html(part, key, link)
+    if isinstance(part, Sentence):
+        return sentence_html(part, key, link)
+    if isinstance(part, Formula):
+        return formula_html(part)
+    return chart_html(part, key)
+
+
+def _formulas_html(table: Table, key: str) -> str:
+    """An accounting's formulas in LaTeX (typeset by KaTeX), with bytes per value."""
+    rows = "".join(f'<tr id="{escape(key)}-{table.key}-{escape(r.key)}"><td>{escape(r.name)}</td>'
+                   f'<td><span class="arithmatex calc-math">\\({escape(r.formula.latex())}\\)</span></td>'
+                   f'<td class="num">{r.bytes_per_value}</td></tr>' for r in table.rows)
+    return (f'<div class="calc-table" data-table="{table.key}-formulas"><table><caption>{escape(table.title)}'
+            f'</caption><thead><tr><th scope="col">Tensor</th><th scope="col">Values per sequence</th>'
+            f'<th scope="col" class="num">Bytes each</th></tr></thead><tbody>{rows}</tbody></table></div>')
+
+
+def render_view(name: str, params: dict, key: str | None = None, **extra) -> str:
+    """HTML of view `name` for string `params` (calc's field names, and the view's
+    options). Raises InputError or KeyError.
+
+    A view is a pure function of its parameters, so the last few hundred renders are kept:
+    a reader stepping an input back and forth gets each table again at once."""
+    if not extra:
+        try:
+            return _render_remembered(name, tuple(sorted(params.items())), key)
+        except TypeError:  # a value that cannot be a key (not from a page)
+            pass
+    return _render(name, params, key, **extra)
+
+
+@lru_cache(maxsize=512)
+def _render_remembered(name: str, items: tuple, key: str | None) -> str:
+    return _render(name, dict(items), key)
+
+
+def forget_rendered() -> None:
+    """Empty the memory of past renders."""
+    _render_remembered.cache_clear()
+
+
+def _render(name: str, params: dict, key: str | None, **extra) -> str:
+    if name not in VIEWS:
+        raise KeyError(f"unknown view {name!r}")
+    inputs = parse_inputs(params)
+    parts = answer(name, inputs, {**view_options(name, params), **extra})
+    return "".join(_part_html(name, part, inputs, key or name) for part in parts)
+
+
+def render_value(name: str, params: dict) -> str:
+    """One number as text (calc.report.value_text) for string `params`."""
+    return value_text(parse_inputs(params), name)

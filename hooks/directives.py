@@ -1,0 +1,112 @@
+"""MkDocs hook: expand calc directives into calc's own HTML (the build's other steps are
+in hooks/build_assets.py).
+
+In a page:
+
+    [[calc activations id=seed-table accounting=seed]]      a whole view, on its own line
+    … a peak of [[value bytes.peak]] for one sequence …     one number, inline
+
+`id` is the prefix of every row id in the view (unique on the page). Every other key=value
+is a parameter in calc's vocabulary (preset, d_model, batch, accounting, …), pinned for
+this view; parameters not given take the defaults. Views are live: the first one on a page
+brings the inputs panel, and the browser recomputes them as the reader edits it. Inline
+values state facts about the setup the prose names and stay as built. The HTML is the same that the live
+widgets produce in the browser, so pages are complete with JavaScript off.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from html import escape
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from calc.catalog import CLAIM_VIEWS, COMPARE_VIEWS, OPTIONS, PARALLEL_VIEWS, STATIC_VIEWS, VIEWS  # noqa: E402
+from calc.errors import InputError  # noqa: E402
+from calc.site.form import inputs_panel  # noqa: E402
+from calc.site.views import render_value, render_view  # noqa: E402
+
+BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
+INLINE = re.compile(r"\[\[value (?P<name>[a-z_.]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
+LEFTOVER = re.compile(r"\[\[(calc|value)\b[^\]]*\]\]")
+
+_results = None
+
+
+def _params(args: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in args.split())
+
+
+def _validation_results() -> dict:
+    global _results
+    if _results is None:
+        _results = json.loads((ROOT / "validation" / "results.json").read_text())
+    return _results
+
+
+def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> str:
+    """Markdown with every directive replaced by calc's HTML; PluginError on a bad one.
+
+    `defaults` are the page's own starting inputs (front matter `calc:`), which the reader
+    can change; a directive's parameters are pinned for its view."""
+    defaults = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (defaults or {}).items()}
+
+    panel_placed = False
+
+    def block(m: re.Match) -> str:
+        nonlocal panel_placed
+        params = _params(m["args"])
+        key = params.pop("id", None)
+        if not key:
+            raise PluginError(f"{where}: [[calc {m['view']}]] needs an id=… for its row ids")
+        if m["view"] not in VIEWS:
+            raise PluginError(f"{where}: unknown calc view {m['view']!r}; known: {', '.join(VIEWS)}")
+        extra = {"results": _validation_results()} if m["view"] == "validation" else {}
+        try:
+            html = render_view(m["view"], {**defaults, **params}, key, **extra)
+        except InputError as e:
+            raise PluginError(f"{where}: [[calc {m['view']} id={key}]]: {e}") from None
+        pinned = escape(json.dumps(params, sort_keys=True))
+        live = m["view"] not in STATIC_VIEWS
+        panel = ""
+        if live and not panel_placed:
+            views = set(re.findall(r"^\[\[calc ([a-z-]+)", markdown, re.M))
+            groups = tuple(group for group, readers in (("compare", COMPARE_VIEWS), ("claim", CLAIM_VIEWS),
+                                                          ("parallel", PARALLEL_VIEWS)) if views & readers)
+            panel = inputs_panel(defaults, groups) + "\n\n"
+            panel_placed = True
+        fixed = ", ".join(f"{k} = {v}" for k, v in sorted(params.items()) if k not in OPTIONS.get(m["view"], {}))
+        note = (f'<p class="calc-view-note">Follows the <a href="#inputs">inputs above</a>'
+                f'{escape("; fixed for this table: " + fixed) if fixed else ""}.</p>') if live else ""
+        return (f'{panel}<div class="calc-view{" calc-live" if live else ""}" id="{escape(key)}" data-view="{escape(m["view"])}" '
+                f'data-key="{escape(key)}" data-params="{pinned}">{note}<div class="calc-output">{html}</div></div>\n')
+
+    def inline(m: re.Match) -> str:
+        params = _params(m["args"])
+        try:
+            text = render_value(m["name"], {**defaults, **params})
+        except (InputError, KeyError) as e:
+            raise PluginError(f"{where}: [[value {m['name']}]]: {e}") from None
+        pinned = escape(json.dumps(params, sort_keys=True))
+        return f'<span class="calc-value" data-value="{escape(m["name"])}" data-params="{pinned}">{escape(text)}</span>'
+
+    out = INLINE.sub(inline, BLOCK.sub(block, markdown))
+    leftover = LEFTOVER.search(out)
+    if leftover:
+        raise PluginError(f"{where}: malformed directive {leftover.group(0)!r}")
+    return out
+
+
+def on_page_markdown(markdown, page, config, files):
+    html = expand(markdown, page.file.src_uri, page.meta.get("calc"))
+    # overrides/main.html starts calc's worker early on pages that have live tables
+    page.meta["calc_live"] = 'class="calc-inputs"' in html
+    return html
+
+

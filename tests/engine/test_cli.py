@@ -1,0 +1,135 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "calc", *args], capture_output=True, text=True)
+
+
+def test_json_has_the_promised_fields_for_the_seed_model():
+    out = run("--preset", "cs336-gpt2-xl", "--batch", "2", "--accounting", "seed", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["parameters"] == 2_127_057_600
+    assert result["bytes"]["activations"] == 2 * 16_262_172_672
+    assert result["bytes"]["parameters"] == 4 * 2_127_057_600
+    assert set(result["bytes"]) >= {"parameters", "gradients", "optimizer", "activations", "peak"}
+    assert result["tables"]["seed"][0]["formula"] == "s·d"
+
+
+def test_shape_flags_override_the_preset():
+    result = json.loads(run("--preset", "gpt2-small", "--layers", "1", "--d-model", "64", "--heads", "2",
+                            "--kv-heads", "1", "--d-ff", "256", "--vocab", "10", "--context", "8", "--json").stdout)
+    assert result["shape"] == {"vocab": 10, "context": 8, "layers": 1, "d_model": 64, "heads": 2, "kv_heads": 1,
+                               "d_ff": 256, "ffn": "gelu", "norm": "layernorm", "bias": True, "positions": "learned",
+                               "tied": True}
+
+
+def test_list_presets_prints_one_name_a_line():
+    names = run("--list-presets").stdout.split()
+    assert "gpt2-xl" in names and "cs336-gpt2-xl" in names and "llama-2-7b" in names
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("--batch", "0"), "--batch"),
+    (("--batch", "two"), "--batch"),
+    (("--heads", "7"), "--heads"),
+    (("--d-model", "-5"), "--d-model"),
+    (("--accounting", "vibes"), "--accounting"),
+    (("--dtype", "fp8"), "--dtype"),
+    (("--budget", "lots"), "--budget"),
+    (("--preset", "gpt-9"), "--preset"),
+    (("--no-such-flag",), "--no-such-flag"),
+])
+def test_bad_input_is_one_line_naming_the_flag_with_exit_code_2(args, flag):
+    out = run(*args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in out.stderr
+
+
+def test_text_tables_label_units():
+    out = run("--accounting", "seed", "--unit", "GiB").stdout
+    assert "15.145 GiB" in out  # 16,262,172,672 / 2^30
+
+
+def test_architecture_flags_turn_the_seed_model_into_gpt2_xl():
+    # GPT-2 XL: LayerNorm, GELU MLP, learned positions, biases, tied head: 1,557,611,200
+    # parameters, its published count (tests/engine/test_parameters.py derives it too)
+    out = run("--ffn", "gelu", "--norm", "layernorm", "--positions", "learned", "--bias", "--tied", "true", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["parameters"] == 1_557_611_200
+
+
+@pytest.mark.parametrize("params", [{"batch": "4,5"}, {"heads": "7"}, {"d_model": "1625", "heads": "25"},
+                                    {"budget": "1e999999"}, {"claim": "0.1 B"}, {"tp": "3", "dp": "2"},
+                                    {"sp": "maybe"}, {"ffn": "relu"}])
+def test_the_cli_says_what_the_site_says(params):
+    from calc.errors import InputError
+    from calc.fields import BY_NAME
+    from calc.inputs import parse_inputs
+
+    with pytest.raises(InputError) as site:
+        parse_inputs(params)
+    args = [a for name, value in params.items() for a in (BY_NAME[name].flag, value)]
+    cli = run(*args)
+    assert cli.returncode == 2
+    expected = "".join(f"calc: error: {BY_NAME[field].flag}: {message}\n" for field, message in site.value.errors.items())
+    assert cli.stderr == expected
+
+
+def test_every_view_prints_in_the_terminal():
+    from calc.catalog import VIEWS
+
+    out = run(*[a for name in VIEWS for a in ("--view", name)])
+    assert out.returncode == 0, out.stderr
+    assert "Bytes per parameter by regime" in out.stdout and "The numbers in this picture" in out.stdout
+    assert "Nearest to 2.265 GB per sequence" in out.stdout and "Fewest GPUs" in out.stdout
+    assert "16,262,172,672" in out.stdout  # the seed checks: the seed's total bytes
+
+
+def test_views_as_json():
+    out = run("--view", "regimes", "--json")
+    regimes = json.loads(out.stdout)["regimes"][0]
+    fp32_adamw = next(r for r in regimes["rows"] if r["key"] == "fp32-adamw")
+    assert fp32_adamw["cells"][1:6] == ["4", "4", "8", "0", "16"]  # 4 + 4 + 8 bytes a parameter
+
+
+def cli(argv):
+    """calc's CLI in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from calc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from calc.fields import FIELDS  # noqa: E402
+
+FLAGS = [f.flag for f in FIELDS] + ["--view", "--bars", "--vary", "--unit", "--json", "--markdown", "--nope"]
+VALUES = ["0", "1", "2", "-1", "4,5", "1e999999", "9" * 5000, "<script>", "fp8", "bf16", "true", "80 GB", "0.5 B",
+          "selective", "llama-3-8b", "summary", "solver", "chart-context", "65536", ""]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(FLAGS), st.sampled_from(VALUES), st.text(max_size=12)), max_size=8))
+def test_random_argument_lists_give_output_or_one_line_per_error(argv):
+    code, out, err = cli(argv)
+    assert code in (0, 2), (code, err)
+    assert "Traceback" not in err
+    if code == 2:
+        assert out == "" and err and all(line.startswith("calc: error: ") for line in err.splitlines())

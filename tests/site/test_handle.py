@@ -1,0 +1,137 @@
+"""The browser's entry point, `handle`: every request gets a reply — tables, or field
+errors — never a traceback, never markup of the reader's, always within a second.
+
+The regression cases are the crashes and hangs that fuzzing it found; the Hypothesis
+tests feed it random and hostile requests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calc.catalog import OPTIONS, STATIC_VIEWS, VIEWS
+from calc.fields import FIELDS, NAMES
+from calc.site import browser
+from calc.site.browser import handle
+
+LIVE_VIEWS = sorted(set(VIEWS) - STATIC_VIEWS)
+EVERY_VIEW = [{"kind": "view", "name": name, "key": name} for name in LIVE_VIEWS]
+HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "1e999999", "9" * 5000, "-1", "0", "",
+           "NaN", "inf", "1e", "4,5", "１２", "\u0000", "' OR 1=1 --", "{{7*7}}", "${7*7}", "0x10", "1_0", " 8 ",
+           "80 GB", "0.5 B", "2265 MB", "true", "bf16", "flash", "selective", "block", "llama-3-8b", "65537", "1025"]
+ALLOWED_ERRORS = set(NAMES) | {"request"} | {o for options in OPTIONS.values() for o in options}
+
+
+def ask(state: dict, views=None) -> tuple[dict, float]:
+    start = time.perf_counter()
+    reply = json.loads(handle(json.dumps({"state": state, "views": EVERY_VIEW if views is None else views})))
+    return reply, time.perf_counter() - start
+
+
+def assert_sound(reply: dict, seconds: float, hostile_values=()) -> None:
+    assert "internal" not in reply, reply["internal"]
+    assert set(reply["errors"]) <= ALLOWED_ERRORS, reply["errors"]
+    assert all(len(message) < 300 for message in reply["errors"].values()), "messages quote at most a bit of a value"
+    assert reply["ok"] == (not reply["errors"])
+    for html in reply["html"]:
+        if html is None:
+            continue
+        assert "Traceback" not in html
+        for value in hostile_values:  # a reader's text reaches a page only escaped
+            if "<" in value:
+                assert value not in html
+    assert seconds < 1.0, f"{seconds:.2f} s"
+
+
+# Each case a crash or a hang that fuzzing found, and what it must be now.
+REGRESSIONS = [
+    ({"checkpoint": "selective"}, None),  # log10(0) in the context chart
+    ({"batch": "1025", "dtype": "bf16", "dp": "64", "zero": "1"}, None),  # the solver built a setup past calc's limits
+    ({"layers": "65537"}, None),
+    ({"dp": "65536", "microbatches": "65536", "batch": "1000000"}, None),  # trial division up to the global batch
+    ({"layers": "65520", "batch": "55440"}, None),  # a valid setup that took 10 s
+    ({"claim": "0.1 B"}, "claim"),  # under one byte: a division by zero
+    ({"claim": "1e-9 GiB"}, None),  # one byte, whose GB reading would be none
+    ({"budget": "1e999999"}, "budget"),  # decimal.Overflow
+    ({"batch": "9" * 5000}, "batch"),  # int() refuses over 4,300 digits
+    ({"budget": "0.5 B"}, "budget"),  # became 0, then ?budget=0+GiB, refused at the next load
+    ({"batch": "4,5"}, "batch"),  # the comma was dropped: 45
+    ({"heads": "25", "d_model": "1625"}, "heads"),  # the RoPE error named no field
+]
+
+
+@pytest.mark.parametrize("state, field", REGRESSIONS)
+def test_what_fuzzing_found_is_an_answer_or_a_field_error(state, field):
+    reply, seconds = ask(state)
+    assert_sound(reply, seconds)
+    if field is None:
+        assert reply["ok"] and all(html for html in reply["html"])
+    else:
+        assert list(reply["errors"]) == [field]
+
+
+def test_a_long_value_is_not_echoed_whole():
+    reply, _ = ask({"context": "x" * 99_000}, views=[])
+    assert not reply["ok"] and len(json.dumps(reply)) < 1000
+
+
+def test_a_claim_in_mb_is_read_as_typed():
+    reply, _ = ask({"claim": "2265 MB"}, views=[{"kind": "view", "name": "reverse", "key": "r"}])
+    assert "2,265 MB" in reply["html"][0] and "read as MiB" in reply["html"][0] and "read as GiB" not in reply["html"][0]
+
+
+def test_a_budget_keeps_its_exact_bytes_in_the_link():
+    # 0.1 GiB is 107,374,182.4 bytes: 107,374,182 whole bytes, written so that they read back
+    reply, _ = ask({"budget": "0.1 GiB"}, views=[])
+    assert reply["canonical"]["budget"] == "107374182 B"
+    again, _ = ask(reply["canonical"], views=[])
+    assert again["ok"] and again["canonical"] == reply["canonical"]
+
+
+@pytest.mark.parametrize("request_text", ["", "not json", "[]", "null", '{"state": []}', '{"views": {}}',
+                                          '{"views": [1, "x", {"kind": "value", "name": 3}]}', "9" * 200_000,
+                                          '{"state": {"batch": 3}}', '{"views": [{"name": "summary", "params": []}]}'])
+def test_malformed_requests_get_a_reply(request_text):
+    reply = json.loads(handle(request_text))
+    assert "internal" not in reply and set(reply["errors"]) <= ALLOWED_ERRORS
+
+
+def test_anything_else_is_a_plain_internal_error(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("deep inside")
+    monkeypatch.setattr(browser, "render_view", broken)
+    reply, _ = ask({"batch": "2"})
+    assert not reply["ok"] and reply["internal"].startswith("calc could not compute this (ZeroDivisionError)")
+    assert "Traceback" not in reply["internal"] and "deep inside" not in reply["internal"]
+
+
+values = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30), st.integers(-10**30, 10**30).map(str),
+                   st.sampled_from([v for f in FIELDS for v in f.values]))
+states = st.dictionaries(st.sampled_from(list(NAMES) + ["bars", "vary", "junk"]), values, max_size=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(state=states, views=st.lists(st.sampled_from(LIVE_VIEWS), min_size=1, max_size=4),
+       params=st.dictionaries(st.sampled_from(["bars", "vary", "batch", "accounting"]), values, max_size=2))
+def test_random_and_hostile_requests(state, views, params):
+    request = [{"kind": "view", "name": name, "key": name, "params": params} for name in views]
+    reply, seconds = ask(state, request)
+    assert_sound(reply, seconds, state.values())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(state=st.fixed_dictionaries({}, optional={
+    "preset": st.sampled_from(["cs336-gpt2-xl", "gpt2-small", "llama-3-8b", "mistral-7b"]),
+    "batch": st.integers(1, 10**6).map(str), "layers": st.integers(1, 10**7).map(str),
+    "context": st.integers(1, 10**7).map(str), "dp": st.integers(1, 65536).map(str),
+    "tp": st.sampled_from(["1", "2", "4", "8"]), "pp": st.integers(1, 65536).map(str),
+    "microbatches": st.integers(1, 65536).map(str), "zero": st.sampled_from(["0", "1", "2", "3"]),
+    "checkpoint": st.sampled_from(["none", "selective", "block"]), "budget": st.sampled_from(["1 B", "80 GB", "1e18 B"])}))
+def test_valid_extremes_render_every_view_in_bounded_time(state):
+    for view in EVERY_VIEW:  # one view a request: each within the second
+        reply, seconds = ask(state, [view])
+        assert_sound(reply, seconds)

@@ -1,0 +1,41 @@
+"""The one HTML table writer: stable row ids, escaped text, header and rows of one width."""
+
+from html.parser import HTMLParser
+
+from calc import PRESETS, TrainingSetup, activation_table
+from calc.site.html import formula_table_html, grid_html, sentence_html
+from calc.table import Row, Sentence, Table, f, grid
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.ids += [v for k, v in attrs if k == "id"]
+
+
+def test_every_row_has_a_stable_id():
+    table = activation_table(PRESETS["cs336-gpt2-xl"], TrainingSetup(accounting="seed"))
+    parser = Collect()
+    parser.feed(formula_table_html(table))
+    assert "seed-scores" in parser.ids and "seed-total" in parser.ids
+    assert len(parser.ids) == len(set(parser.ids)) == len(table.rows) + 1
+
+
+def test_text_is_escaped_never_injected():
+    evil = Table("t", "<script>alert(1)</script>", (Row("k\"x", "<img src=x onerror=alert(1)>", f(("s",)), 1, 1),))
+    evil_grid = grid("g", "<b>", ["<i>"], [("r", ["<svg onload=alert(1)>"], {"accounting": "seed\"><x>"})])
+    for html in (formula_table_html(evil), grid_html(evil_grid, "p", link=lambda params: "?" + params["accounting"]),
+                 sentence_html(Sentence("k", "<script>x</script>"), "p")):
+        parser = Collect()
+        parser.feed(html)
+        assert not {"script", "img", "svg", "b", "i", "x"} & set(parser.tags), html
+    assert "&lt;img" in formula_table_html(evil)
+
+
+def test_headers_are_column_headers():
+    html = grid_html(grid("g", "c", ["A", "B"], [("r", ["1", "2"])]), "p")
+    assert html.count('<th scope="col"') == 2

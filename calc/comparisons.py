@@ -118,7 +118,8 @@ def accountings_grid(i: Inputs) -> Grid:
 def _context_point(i: Inputs, context: int) -> tuple[int, int, int, int]:
     """(explicit total, flash total, quadratic part of explicit, the rest) per sequence, in
     bytes, at `context` tokens (autograd accounting)."""
-    shape = i.shape.replace(context=context)
+    # a learned position table grows with the context swept (it holds parameters, not activations)
+    shape = i.shape.replace(context=context, max_positions=max(context, i.shape.max_positions))
     setup = i.setup.replace(accounting="autograd", batch=1)
     explicit = activation_table(shape, setup.replace(attention="explicit"))
     total, quadratic = explicit.bytes_for_batch(1), quadratic_bytes(explicit)

@@ -121,10 +121,10 @@ def _labelled(values, labels: dict[str, str]) -> tuple:
 
 _NO_YES = (("false", "no"), ("true", "yes"))
 _SIZE_LABELS = {"vocab": "Vocabulary V", "context": "Context s (tokens)", "layers": "Layers L", "d_model": "d_model",
-                "heads": "Heads h", "kv_heads": "KV heads h_kv", "d_ff": "d_ff"}
+                "heads": "Heads h", "kv_heads": "KV heads h_kv", "d_ff": "d_ff", "max_positions": "Learned positions n_pos"}
 _SIZE_HELP = {"vocab": "vocabulary size", "context": "sequence length in tokens", "layers": "transformer blocks",
               "d_model": "residual width", "heads": "attention heads", "kv_heads": "key/value heads (fewer: GQA)",
-              "d_ff": "feed-forward width"}
+              "d_ff": "feed-forward width", "max_positions": "rows of a learned position table"}
 _SHAPE_LABELS = {
     "ffn": ("Feed-forward", "feed-forward kind", {"swiglu": "SwiGLU", "gelu": "GELU MLP"}),
     "norm": ("Norm", "normalisation", {"rmsnorm": "RMSNorm", "layernorm": "LayerNorm"}),
@@ -164,8 +164,8 @@ _LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
 FIELDS: tuple[Field, ...] = (
     Field("preset", "model", "choice", "Model preset", "published shape to start from", "inputs",
           tuple((name, name) for name in PRESETS)),
-    *(Field(name, "model", "whole", _SIZE_LABELS[name], f"{_SIZE_HELP[name]} (default: the preset's)", "shape",
-            limit=MAX_SIZE) for name in SIZES),
+    *(Field(name, "architecture" if name == "max_positions" else "model", "whole", _SIZE_LABELS[name],
+            f"{_SIZE_HELP[name]} (default: the preset's)", "shape", limit=MAX_SIZE) for name in SIZES),
     *(Field(name, "architecture", "choice", label, f"{help_text} (default: the preset's)", "shape",
             _labelled(SHAPE_CHOICES[name], labels)) for name, (label, help_text, labels) in _SHAPE_LABELS.items()),
     *(Field(name, "architecture", "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS),

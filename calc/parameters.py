@@ -30,7 +30,7 @@ def parameter_table(shape: ModelShape) -> Table:
     b = shape.bias
     rows = [row(v, "token-embedding", "Token embedding", f(("V", "d")), FP32_BYTES)]
     if shape.positions == "learned":
-        rows.append(row(v, "position-embedding", "Position embedding", f(("s", "d")), FP32_BYTES))
+        rows.append(row(v, "position-embedding", "Position embedding", f(("n_pos", "d")), FP32_BYTES))
     rows += [
         row(v, "norm1", "Attention norm (all blocks)", f(*_norm_terms(shape, True)), FP32_BYTES),
         row(v, "w-q", "Query projection W_Q", f(*_linear(("d",), ("h", "d_h"), b)), FP32_BYTES),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from calc.errors import FieldError, echo
 from calc.shape import ModelShape
 
-_GPT2 = dict(vocab=50257, context=1024, ffn="gelu", norm="layernorm", bias=True, positions="learned", tied=True)
+_GPT2 = dict(vocab=50257, context=1024, max_positions=1024, ffn="gelu", norm="layernorm", bias=True, positions="learned", tied=True)
 
 PRESETS: dict[str, ModelShape] = {
     "gpt2-small": ModelShape(layers=12, d_model=768, heads=12, kv_heads=12, d_ff=3072, **_GPT2),

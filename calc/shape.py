@@ -26,7 +26,8 @@ class ModelShape:
     attention); d_ff: feed-forward width; ffn: "swiglu" (W2(SiLU(W1 x) ⊙ W3 x)) or
     "gelu" (W2(GELU(W1 x))); norm: "rmsnorm" or "layernorm"; bias: linear layers and
     LayerNorms have biases; positions: "rope" or "learned"; tied: the LM head reuses the
-    token embedding.
+    token embedding; max_positions: the rows of a learned position table, at least the
+    context (None: the context itself; a preset keeps its own when the context changes).
     """
 
     vocab: int
@@ -41,8 +42,11 @@ class ModelShape:
     bias: bool = False
     positions: str = "rope"
     tied: bool = False
+    max_positions: int | None = None
 
     def __post_init__(self):
+        if self.max_positions is None:
+            object.__setattr__(self, "max_positions", self.context)
         for name in SIZES:
             check_whole(name, getattr(self, name), MAX_SIZE)
         for name, allowed in CHOICES.items():
@@ -55,6 +59,9 @@ class ModelShape:
             raise FieldError("heads", f"heads ({self.heads}) must divide d_model ({self.d_model})")
         if self.heads % self.kv_heads:
             raise FieldError("kv_heads", f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+        if self.positions == "learned" and self.context > self.max_positions:
+            raise FieldError("context", f"context ({self.context:,}) must be at most max_positions "
+                                        f"({self.max_positions:,}), the rows of the learned position table")
         if self.positions == "rope" and self.d_head % 2:
             raise FieldError("heads", f"RoPE needs an even head size, and d_model / heads is {self.d_head}: "
                                       "change heads or d_model, or set positions to learned")
@@ -81,7 +88,7 @@ def check_whole(name: str, value, limit: int) -> None:
                          else f"{name} must be between 1 and {limit:,}")
 
 
-SIZES = tuple(x.name for x in fields(ModelShape) if x.type == "int")
+SIZES = tuple(x.name for x in fields(ModelShape) if x.type.startswith("int"))
 """The shape's whole-number fields, in declaration order: vocab, context, … d_ff."""
 FLAGS = tuple(x.name for x in fields(ModelShape) if x.type == "bool")
 """The shape's true/false fields: bias, tied."""

@@ -22,6 +22,7 @@ SYMBOLS = {
     "d_h": ("d_h", "d_h", "features per head, d / h"),
     "d_ff": ("d_ff", "d_{ff}", "feed-forward width"),
     "V": ("V", "V", "vocabulary size"),
+    "n_pos": ("n_pos", r"n_{\mathrm{pos}}", "rows of the learned position table (max_positions)"),
     "P": ("P", "P", "trainable parameters"),
     "P_w": ("P_w", "P_w", "parameters in weight matrices (what linear layers multiply by)"),
     "t": ("t", "t", "tensor-parallel size"),
@@ -36,7 +37,7 @@ def symbol_values(shape: ModelShape) -> dict[str, int]:
     """The value of each shape symbol for `shape` (B is the table's own)."""
     return {
         "L": shape.layers, "s": shape.context, "d": shape.d_model, "h": shape.heads,
-        "h_kv": shape.kv_heads, "d_h": shape.d_head, "d_ff": shape.d_ff, "V": shape.vocab,
+        "h_kv": shape.kv_heads, "d_h": shape.d_head, "d_ff": shape.d_ff, "V": shape.vocab, "n_pos": shape.max_positions,
     }
 
 

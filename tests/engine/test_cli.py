@@ -25,7 +25,7 @@ def test_shape_flags_override_the_preset():
                             "--kv-heads", "1", "--d-ff", "256", "--vocab", "10", "--context", "8", "--json").stdout)
     assert result["shape"] == {"vocab": 10, "context": 8, "layers": 1, "d_model": 64, "heads": 2, "kv_heads": 1,
                                "d_ff": 256, "ffn": "gelu", "norm": "layernorm", "bias": True, "positions": "learned",
-                               "tied": True}
+                               "tied": True, "max_positions": 1024}  # GPT-2 keeps its 1,024 learned positions
 
 
 def test_list_presets_prints_one_name_a_line():

@@ -3,6 +3,7 @@
 import pytest
 
 from calc import PRESETS, parameter_count, parameter_table
+from calc.errors import FieldError
 
 
 def test_gpt2_xl_has_its_published_1_557_611_200_parameters():
@@ -57,3 +58,18 @@ def test_grouped_query_attention_shrinks_only_k_and_v():
 def test_tied_embeddings_add_no_head():
     keys = {r.key for r in parameter_table(PRESETS["gpt2-small"]).rows}
     assert "lm-head" not in keys and "position-embedding" in keys
+
+
+def test_a_shorter_context_keeps_gpt2s_1024_learned_positions():
+    # GPT-2 small has 124,439,808 parameters whatever the context a run uses: its position
+    # table has n_positions = 1,024 rows (1,024 · 768 = 786,432 parameters of them)
+    assert parameter_count(PRESETS["gpt2-small"].replace(context=512)) == 124_439_808
+
+
+def test_a_context_past_the_learned_positions_is_refused_until_they_grow():
+    with pytest.raises(FieldError) as error:
+        PRESETS["gpt2-small"].replace(context=2048)
+    assert error.value.field == "context"
+    # 1,024 more rows of 768: 786,432 more parameters
+    grown = PRESETS["gpt2-small"].replace(context=2048, max_positions=2048)
+    assert parameter_count(grown) == 124_439_808 + 1024 * 768

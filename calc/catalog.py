@@ -53,6 +53,8 @@ VIEWS = {
     "chart-context": lambda i, o: (c.context_lines(i),),
     "chart-block": lambda i, o: (c.block_tensors(i),),
     "compare": lambda i, o: (c.compare_grid(i),),
+    "implementations": lambda i, o: (c.implementations_grid(i),),
+    "scratch-variants": lambda i, o: (c.scratch_variants_grid(i),),
     "reverse": lambda i, o: reverse_answer(i),
     "per-gpu": lambda i, o: (per_gpu_table(i.shape, i.setup),),
     "chart-gpu": lambda i, o: (c.gpu_bars(i, o.get("vary", "zero")),),

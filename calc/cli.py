@@ -41,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
 def _metavar(field) -> str:
     if field.kind in ("choice", "flag"):
         return "{" + ",".join(field.values) + "}"
-    return {"whole": "N", "size": "SIZE"}[field.kind]
+    return {"whole": "N", "whole_or_none": "N|none", "probability": "P", "size": "SIZE", "json": "PATH"}[field.kind]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +93,12 @@ def main(argv=None) -> int:
         print("\n".join(VIEWS))
         return 0
     params = {f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name) is not None}
+    for field in FIELDS:
+        if field.kind == "json" and field.name in params:  # --hf-config PATH: the file's text
+            try:
+                params[field.name] = Path(params[field.name]).read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                parser.exit(2, f"calc: error: {field.flag}: cannot read {params[field.name]!r} ({e.__class__.__name__})\n")
     options = {o: getattr(args, "option_" + o) for opts in OPTIONS.values() for o in opts
                if getattr(args, "option_" + o) is not None}
     try:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from calc.activations import activation_table, bytes_per_block, quadratic_bytes
-from calc.activations.autograd import block_rows
+from calc.activations import activation_table, block_rows, bytes_per_block, check_implementation, quadratic_bytes
 from calc.activations.seed import SEED_PRINTED
 from calc.categories import CATEGORIES
 from calc.errors import FieldError
@@ -22,7 +21,7 @@ from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.report import summary
 from calc.setup import TrainingSetup
-from calc.shape import ModelShape
+from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
 
@@ -58,10 +57,22 @@ def budget_text(i: Inputs) -> str:
     return in_unit(i.budget, i.unit, trim=True)
 
 
+def supported(shape: ModelShape, setup: TrainingSetup) -> bool:
+    """Whether the implementation has measured rows for this setup (a from-scratch model
+    has no flash attention, for one)."""
+    try:
+        check_implementation(shape, setup)
+    except FieldError:
+        return False
+    return True
+
+
 def option_setups(i: Inputs, keys=None) -> list[tuple[str, str, TrainingSetup]]:
-    """(key, label, setup) of each option set applied to the reader's setup."""
-    return [(rk, label, i.setup.replace(accounting="autograd", **options))
-            for rk, label, options in OPTION_SETS if keys is None or rk in keys]
+    """(key, label, setup) of each option set applied to the reader's setup, where the
+    reader's implementation has it."""
+    setups = [(rk, label, i.setup.replace(accounting="autograd", **options))
+              for rk, label, options in OPTION_SETS if keys is None or rk in keys]
+    return [(rk, label, setup) for rk, label, setup in setups if supported(i.shape, setup)]
 
 
 def largest_batch_sentence(i: Inputs) -> Sentence:
@@ -115,15 +126,17 @@ def accountings_grid(i: Inputs) -> Grid:
                 "Per sequence (GB)", "Per sequence (GiB)", "Against 2.265 GB", f"Largest batch in {budget_text(i)}"], rows)
 
 
-def _context_point(i: Inputs, context: int) -> tuple[int, int, int, int]:
+def _context_point(i: Inputs, context: int) -> tuple:
     """(explicit total, flash total, quadratic part of explicit, the rest) per sequence, in
-    bytes, at `context` tokens (autograd accounting)."""
+    bytes, at `context` tokens (autograd accounting); flash is None where the reader's
+    implementation has no flash attention."""
     # a learned position table grows with the context swept (it holds parameters, not activations)
     shape = i.shape.replace(context=context, max_positions=max(context, i.shape.max_positions))
     setup = i.setup.replace(accounting="autograd", batch=1)
     explicit = activation_table(shape, setup.replace(attention="explicit"))
     total, quadratic = explicit.bytes_for_batch(1), quadratic_bytes(explicit)
-    flash = activation_table(shape, setup.replace(attention="flash")).bytes_for_batch(1)
+    flash_setup = setup.replace(attention="flash")
+    flash = activation_table(shape, flash_setup).bytes_for_batch(1) if supported(shape, flash_setup) else None
     return total, flash, quadratic, total - quadratic
 
 
@@ -134,7 +147,8 @@ def quadratic_grid(i: Inputs) -> Grid:
     for s in sorted(set(QUADRATIC_CONTEXTS) | {i.shape.context}):
         total, flash, quadratic, rest = _context_point(i, s)
         rows.append((f"s-{s}", [grouped(s), in_unit(quadratic, i.unit), in_unit(rest, i.unit),
-                                f"{float(Fraction(quadratic, total)):.0%}", in_unit(total, i.unit), in_unit(flash, i.unit)]))
+                                f"{float(Fraction(quadratic, total)):.0%}", in_unit(total, i.unit),
+                                "—" if flash is None else in_unit(flash, i.unit)]))
     return grid("quadratic", "Activations per sequence against context length", ["Context s",
                 "Softmax output and mask (∝ s²)", "Everything else (∝ s)", "Quadratic share", "Explicit attention",
                 "Flash attention"], rows)
@@ -144,10 +158,13 @@ def output_layer_grid(i: Inputs) -> Grid:
     """What the output layer keeps, against one block, per sequence."""
     table = activation_table(i.shape, i.setup.replace(accounting="autograd", batch=1))
     head = sum(r.bytes_for_batch(1) for r in table.rows if r.stage == "head")
-    logprobs = next(r.bytes for r in table.rows if r.key == "log-probs")
+    wide = [r for r in table.rows if r.stage == "head" and any("V" in term for term in r.formula.terms)]
+    logprobs = sum(r.bytes for r in wide)
     block = bytes_per_block(i.shape, table)
+    names = " and ".join(r.name.split(",")[0].split(" (")[0].lower() for r in wide)
     return grid("output-layer", "The output layer against one block (one sequence)", ["What", "Kept", "In blocks' worth"], [
-        ("log-probs", ["Log-probabilities, s·V fp32", in_unit(logprobs, i.unit), f"{float(Fraction(logprobs, block)):.2f}"]),
+        ("log-probs", [f"Tensors of s·V values: {names}", in_unit(logprobs, i.unit),
+                       f"{float(Fraction(logprobs, block)):.2f}"]),
         ("head", ["Everything the final norm, head and loss keep", in_unit(head, i.unit), f"{float(Fraction(head, block)):.2f}"]),
         ("block", ["One transformer block", in_unit(block, i.unit), "1"]),
     ])
@@ -175,11 +192,25 @@ def validation_grid(results: dict) -> Grid:
         shape = ModelShape(**c["shape"])
         setup = TrainingSetup(batch=c["batch"], attention=c["attention"], checkpoint=c["checkpoint"], dtype=c["dtype"])
         predicted = activation_table(shape, setup).bytes_for_batch()
-        rk = f"{c['name']}-b{c['batch']}-{c['attention']}-{c['checkpoint']}-{c['dtype']}"
-        rows.append((rk, [c["name"], str(c["batch"]), c["attention"], c["checkpoint"], c["dtype"], str(c["tensors"]),
-                          grouped(c["activations"]), grouped(predicted), grouped(predicted - c["activations"])]))
-    return grid("validation", f"Saved for backward: PyTorch {results.get('torch', '?')} (CPU) against calc, in bytes",
-                ["Shape", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured", "calc", "Difference"], rows, 6)
+        options = _measured_options(shape)
+        rk = "-".join([c["name"], f"b{c['batch']}", c["attention"], c["checkpoint"], c["dtype"], *options.split(", ")])
+        rows.append((rk.replace(" ", "").replace("=", "-"), [
+            c["name"], shape.implementation, options or "—", str(c["batch"]), c["attention"], c["checkpoint"], c["dtype"],
+            str(c["tensors"]), grouped(c["activations"]), grouped(predicted), grouped(predicted - c["activations"])]))
+    versions = f"PyTorch {results.get('torch', '?')}, transformers {results.get('transformers', '?')}"
+    return grid("validation", f"Saved for backward: {versions} (CPU) against calc, in bytes",
+                ["Shape", "Implementation", "Options", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured",
+                 "calc", "Difference"], rows, 8)
+
+
+def _measured_options(shape: ModelShape) -> str:
+    """The implementation's settings a measurement varied: a from-scratch model's way of
+    writing softmax, loss and pick; Hugging Face's dropout and cache."""
+    if shape.implementation == "scratch":
+        return f"{shape.softmax}, {shape.cross_entropy}, {shape.pick}"
+    if shape.implementation == "hf":
+        return f"dropout={shape.dropout:g}" + (", use_cache" if shape.use_cache else "")
+    return ""
 
 
 def glossary_grid(i: Inputs) -> Grid:
@@ -344,7 +375,8 @@ def context_lines(i: Inputs) -> ContextLines:
     points = [(s, _context_point(i, s)) for s in CHART_CONTEXTS]
     names = (("explicit", "explicit attention"), ("flash", "flash attention"),
              ("quadratic", "softmax output and mask (∝ s²)"), ("linear", "everything else, explicit (∝ s)"))
-    series = tuple(Series(key, label, tuple((s, values[n]) for s, values in points)) for n, (key, label) in enumerate(names))
+    series = tuple(Series(key, label, tuple((s, values[n]) for s, values in points)) for n, (key, label) in enumerate(names)
+                   if all(values[n] is not None for _, values in points))
     return ContextLines(series, i.shape.context, i.unit)
 
 
@@ -418,3 +450,56 @@ def solver_sentence(i: Inputs) -> Sentence:
             f"the fullest GPU holds {in_unit(per_gpu_bytes(i.shape, best), i.unit)}.")
     layout = {name: str(getattr(best, name)).lower() for name in ("dp", "zero", "tp", "sp", "pp", "microbatches", "batch")}
     return Sentence("answer", text, tuple(sorted(layout.items())))
+
+
+IMPLEMENTATIONS = (("reference", "reference (torch.nn.functional)"), ("scratch", "from scratch (CS336 rules)"),
+                   ("hf", "Hugging Face transformers"))
+
+
+def implementations_grid(i: Inputs) -> Grid:
+    """The model as each implementation runs it, per sequence, by part of the model, at the
+    inputs' precision (autograd accounting, explicit attention, nothing recomputed; a
+    from-scratch model as the inputs write its softmax and loss)."""
+    setup = i.setup.replace(accounting="autograd", attention="explicit", checkpoint="none", batch=1)
+    shapes = []
+    for key, label in IMPLEMENTATIONS:
+        try:
+            shape = i.shape.replace(implementation=key)
+            check_implementation(shape, setup)
+        except FieldError:
+            continue  # this architecture has no measured rows in that implementation
+        shapes.append((key, label, shape))
+    tables = [(key, activation_table(shape, setup)) for key, _, shape in shapes]
+    rows = []
+    for category, label in CATEGORIES:
+        rows.append((category, [label] + [in_unit(sum(r.bytes for r in t.rows if r.category == category), i.unit)
+                                          for _, t in tables]))
+    rows.append(("total", ["Total per sequence"] + [in_unit(t.bytes_for_batch(1), i.unit) for _, t in tables]))
+    rows.append(("largest-batch", [f"Largest batch in {budget_text(i)}"]
+                 + [grouped(largest_batch(shape, setup, i.budget)) for _, _, shape in shapes]))
+    return grid("implementations", f"One sequence, {setup.dtype}, explicit attention, by implementation",
+                ["Part of the model"] + [label for _, label, _ in shapes], rows)
+
+
+def scratch_variants_grid(i: Inputs) -> Grid | Sentence:
+    """A from-scratch model, per sequence, in each way of writing its softmax, its
+    cross-entropy and the target's pick, fp32 and bf16, against calc's reference model;
+    a Sentence saying why where the model cannot be written from scratch."""
+    setup = i.setup.replace(accounting="autograd", attention="explicit", checkpoint="none", batch=1)
+    shape = i.shape.replace(implementation="scratch")
+    try:
+        check_implementation(shape, setup)
+    except FieldError as e:
+        return Sentence("unsupported", f"No from-scratch figures for this model: {e.message}.")
+    reference = activation_table(i.shape.replace(implementation="reference"), setup.replace(dtype="fp32")).bytes_for_batch(1)
+    rows = []
+    for softmax in SOFTMAXES:
+        for loss in CROSS_ENTROPIES:
+            for pick in PICKS:
+                variant = shape.replace(softmax=softmax, cross_entropy=loss, pick=pick)
+                fp32, bf16 = (activation_table(variant, setup.replace(dtype=d)).bytes_for_batch(1) for d in ("fp32", "bf16"))
+                rows.append((f"{softmax}-{loss}-{pick}", [softmax, loss, pick, in_unit(fp32, i.unit), in_unit(bf16, i.unit),
+                                                           f"{float(Fraction(fp32, reference)):.2f}×"],
+                             {"implementation": "scratch", "softmax": softmax, "cross_entropy": loss, "pick": pick}))
+    return grid("scratch-variants", "A from-scratch model, one sequence, by how softmax and cross-entropy are written",
+                ["Softmax", "Cross-entropy", "Pick", "fp32", "bf16", "fp32 against the reference"], rows, numeric_from=3)

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from calc.errors import FieldError, echo
+from calc.hf_config import params_from_hf_config
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
 from calc.setup import MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
@@ -26,7 +27,9 @@ from calc.units import parse_size_as_typed
 
 GROUPS = {
     "model": "Model",
+    "config": "Or paste a Hugging Face config.json",
     "architecture": "Architecture: feed-forward, norm, positions, biases, tying",
+    "implementation": "Implementation: whose code, activation, dropout, cache",
     "step": "Training step",
     "compare": "Setup B, to compare",
     "claim": "The claim to explain",
@@ -43,8 +46,11 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 @dataclass(frozen=True)
 class Field:
-    """One input. kind: "whole" (a count from 1 to `limit`), "choice" (one of `choices`,
-    pairs of value and label), "flag" (true or false), "size" (bytes, typed as '80 GB').
+    """One input. kind: "whole" (a count from 1 to `limit`), "whole_or_none" (the same, or
+    "none"), "choice" (one of `choices`, pairs of value and label), "flag" (true or
+    false), "probability" (a decimal from 0 up to 1), "size" (bytes, typed as '80 GB'), "json"
+    (a Hugging Face config.json, which stands for the fields it sets; not `in_link`: a link
+    carries those fields instead).
     target: where the value goes — "shape", "setup", "compare" (setup B, the name less
     its b_ prefix) or "inputs" (preset, budget, unit, claim)."""
 
@@ -57,6 +63,7 @@ class Field:
     choices: tuple = ()
     limit: int = 0
     cast: type = str
+    in_link: bool = True
 
     @property
     def flag(self) -> str:
@@ -77,6 +84,12 @@ class Field:
         text = str(text).strip()
         if self.kind == "whole":
             return _whole(self.name, text, self.limit)
+        if self.kind == "whole_or_none":
+            return None if text.lower() in ("", "none") else _whole(self.name, text, self.limit)
+        if self.kind == "probability":
+            return _probability(self.name, text)
+        if self.kind == "json":
+            return params_from_hf_config(text)
         if self.kind == "choice":
             if text not in self.values:
                 raise FieldError(self.name, f"{self.name} must be one of {', '.join(self.values)}, not {echo(text)}")
@@ -92,8 +105,10 @@ class Field:
 
     def text(self, value) -> str:
         """The value as the field shows it (the inverse of parse)."""
-        if isinstance(value, bool):
+        if isinstance(value, bool) or value is None:
             return str(value).lower()
+        if isinstance(value, float):
+            return f"{value:g}"
         return str(value)
 
 
@@ -109,6 +124,19 @@ def _whole(name: str, text: str, limit: int) -> int:
     value = int(text.replace(",", "").replace("_", ""))
     if not 1 <= value <= limit:
         raise FieldError(name, f"{name} must be between 1 and {limit:,}, not {value:,}")
+    return value
+
+
+_DECIMAL = re.compile(r"[0-9]*\.?[0-9]+|[0-9]+\.")
+
+
+def _probability(name: str, text: str) -> float:
+    """A probability typed as a decimal ('0.1', '.05', '0'): from 0 up to, not including, 1."""
+    if len(text) > MAX_DIGITS or not _DECIMAL.fullmatch(text):
+        raise FieldError(name, f"{name} must be a decimal from 0 up to 1, such as 0.1, not {echo(text)}")
+    value = float(text)
+    if value >= 1:
+        raise FieldError(name, f"{name} must be below 1, not {text}")
     return value
 
 
@@ -131,7 +159,12 @@ _SHAPE_LABELS = {
     "positions": ("Positions", "position encoding", {"rope": "RoPE", "learned": "learned"}),
 }
 _FLAG_LABELS = {"bias": ("Biases", "linear layers and norms have biases"),
-                "tied": ("Tied embeddings", "the LM head reuses the token embedding")}
+                "tied": ("Tied embeddings", "the LM head reuses the token embedding"),
+                "use_cache": ("Keys and values returned (use_cache)", "the model returns a cache of keys and values"),
+                "fused_qkv": ("Fused Q/K/V projection", "one linear layer makes Q, K and V (GPT-2's c_attn)"),
+                "qkv_bias": ("Q/K/V biases", "Q, K and V projections have biases (Qwen2)")}
+_FLAG_GROUP = {"bias": "architecture", "tied": "architecture", "qkv_bias": "architecture", "fused_qkv": "implementation",
+               "use_cache": "implementation"}
 _STEP_LABELS = {
     "accounting": ("Accounting", "which list of kept tensors to count",
                    {"seed": "the seed's list", "cs336": "CS336 list", "autograd": "what autograd keeps",
@@ -164,11 +197,34 @@ _LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
 FIELDS: tuple[Field, ...] = (
     Field("preset", "model", "choice", "Model preset", "published shape to start from", "inputs",
           tuple((name, name) for name in PRESETS)),
+    Field("hf_config", "config", "json", "config.json",
+          "model types gpt2, llama, mistral, qwen2: sets the shape and the code (fields set here win)", "inputs",
+          in_link=False),
     *(Field(name, "architecture" if name == "max_positions" else "model", "whole", _SIZE_LABELS[name],
             f"{_SIZE_HELP[name]} (default: the preset's)", "shape", limit=MAX_SIZE) for name in SIZES),
     *(Field(name, "architecture", "choice", label, f"{help_text} (default: the preset's)", "shape",
             _labelled(SHAPE_CHOICES[name], labels)) for name, (label, help_text, labels) in _SHAPE_LABELS.items()),
-    *(Field(name, "architecture", "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS),
+    *(Field(name, _FLAG_GROUP[name], "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS),
+    Field("implementation", "implementation", "choice", "Implementation", "whose code runs the model "
+          "(default: the preset's)", "shape", _labelled(SHAPE_CHOICES["implementation"], {
+              "reference": "reference (torch.nn.functional)", "scratch": "from scratch (CS336 rules)",
+              "hf": "Hugging Face transformers"})),
+    Field("activation", "implementation", "choice", "Activation", "the feed-forward's function (default: the "
+          "preset's)", "shape", _labelled(SHAPE_CHOICES["activation"], {
+              "silu": "SiLU", "gelu": "GELU (erf)", "gelu_tanh": "GELU, tanh form", "gelu_new": "gelu_new (GPT-2)"})),
+    Field("softmax", "implementation", "choice", "Softmax, from scratch", "how a from-scratch model subtracts the "
+          "row max", "shape", _labelled(SHAPE_CHOICES["softmax"], {
+              "max": "x.max(dim).values", "amax": "torch.amax", "max-detached": "max of x.detach()"})),
+    Field("cross_entropy", "implementation", "choice", "Cross-entropy, from scratch", "how a from-scratch model "
+          "writes the loss", "shape", _labelled(SHAPE_CHOICES["cross_entropy"], {
+              "logsumexp": "logits − logsumexp", "manual": "max, exp, sum, log", "amax-manual": "amax, exp, sum, log"})),
+    Field("pick", "implementation", "choice", "Target pick, from scratch", "how a from-scratch model picks the "
+          "target's log-probability", "shape", _labelled(SHAPE_CHOICES["pick"], {
+              "gather": "gather", "index": "x[arange(N), targets]"})),
+    Field("dropout", "implementation", "probability", "Dropout", "dropout probability (default: the preset's)",
+          "shape"),
+    Field("sliding_window", "implementation", "whole_or_none", "Sliding window", "attend to the last this many "
+          "tokens, or none (default: the preset's)", "shape", limit=MAX_SIZE),
     *_step_fields("", "step", "setup"),
     *_step_fields("b_", "compare", "compare"),
     Field("claim", "claim", "size", "Claimed figure (e.g. 2.265 GB)", "a figure to explain, such as '2.265 GB'",
@@ -196,7 +252,7 @@ assert {f.attribute for f in FIELDS if f.target == "setup"} == set(TrainingSetup
 assert len(NAMES) == len(FIELDS), "field names are unique"
 
 DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
-                "claim_scope": "sequence"}
+                "claim_scope": "sequence", "hf_config": ""}
 """The defaults of the fields that set neither the shape (the preset's) nor a setup."""
 COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}
 """Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
+from calc.activations import check_implementation
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
 from calc.parallel import check_layout
@@ -37,7 +38,8 @@ class Claim:
 @dataclass(frozen=True)
 class Inputs:
     """Everything a view needs: the model, the step (and setup B to compare with it), the
-    GPU budget in bytes, the unit shown, and a claimed figure."""
+    GPU budget in bytes, the unit shown, a claimed figure, and the config.json text the
+    shape came from (if any)."""
 
     preset: str
     shape: ModelShape
@@ -46,6 +48,7 @@ class Inputs:
     unit: str
     compare: TrainingSetup
     claim: Claim
+    hf_config: str = ""
 
     @property
     def unit_bytes(self) -> int:
@@ -77,7 +80,15 @@ def forget_parsed() -> None:
 def _parse(params: Mapping[str, str]) -> Inputs:
     errors: dict[str, str] = {}
     values: dict[str, object] = {}
+    config_text = str(params.get("hf_config", "")).strip()
+    if config_text:  # a pasted config.json stands for the fields it sets; fields set as well win
+        try:
+            params = {**BY_NAME["hf_config"].parse(config_text), **{k: v for k, v in params.items() if k != "hf_config"}}
+        except FieldError as e:
+            errors[e.field] = e.message
     for field in FIELDS:
+        if field.kind == "json":
+            continue
         text = params[field.name] if field.name in params else DEFAULT_TEXT.get(field.name)
         if text is None:
             continue
@@ -99,11 +110,18 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     shape = build(PRESETS[preset].replace, "shape") if "preset" not in errors else None
     setup = build(DEFAULT_SETUP.replace, "setup")
     compare = None
-    if setup is not None:
-        compare = build(setup.replace(**COMPARE_DEFAULTS).replace, "compare", name_of=lambda f: "b_" + f.attribute)
-    if shape is not None and setup is not None and setup.parallel:
+    if setup is not None and shape is not None:
+        compare = build(compare_base(shape, setup).replace, "compare", name_of=lambda f: "b_" + f.attribute)
+        if compare is not None:
+            try:
+                check_implementation(shape, compare)
+            except FieldError as e:
+                errors["b_" + e.field] = e.message
+    if shape is not None and setup is not None:
         try:
-            check_layout(shape, setup)
+            check_implementation(shape, setup)
+            if setup.parallel:
+                check_layout(shape, setup)
         except FieldError as e:
             errors[e.field] = e.message
     if errors:
@@ -111,7 +129,21 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     claim_bytes, claim_unit = values["claim"]
     claim_text = str(params.get("claim", DEFAULT_TEXT["claim"])).strip()
     return Inputs(preset, shape, setup, values["budget"][0], values["unit"], compare,
-                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]))
+                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text)
+
+
+def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
+    """Setup B before the reader's b_* fields: setup A with each of COMPARE_DEFAULTS that
+    the model's implementation has (a from-scratch model has no flash attention)."""
+    base = setup
+    for name, value in COMPARE_DEFAULTS.items():
+        candidate = base.replace(**{name: value})
+        try:
+            check_implementation(shape, candidate)
+        except FieldError:
+            continue
+        base = candidate
+    return base
 
 
 def budget_text(nbytes: int) -> str:
@@ -139,16 +171,18 @@ def _value(inputs: Inputs, name: str):
     if field.target == "compare":
         return getattr(inputs.compare, field.attribute)
     return {"preset": inputs.preset, "budget": budget_text(inputs.budget), "unit": inputs.unit,
-            "claim": inputs.claim.text, "claim_scope": inputs.claim.scope}[name]
+            "claim": inputs.claim.text, "claim_scope": inputs.claim.scope, "hf_config": inputs.hf_config}[name]
 
 
 def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
     the defaults (so a shared link stays short). Setup B's defaults follow setup A."""
     defaults = {"shape": PRESETS[inputs.preset], "setup": DEFAULT_SETUP,
-                "compare": inputs.setup.replace(**COMPARE_DEFAULTS)}
+                "compare": compare_base(inputs.shape, inputs.setup)}
     out = {}
     for field in FIELDS:
+        if not field.in_link:
+            continue
         shown = field.text(_value(inputs, field.name))
         if field.target in defaults:
             default = field.text(getattr(defaults[field.target], field.attribute))

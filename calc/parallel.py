@@ -101,7 +101,7 @@ def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     in_flight = min(p, setup.microbatches)
     B = setup.batch
     blocks = sum(r.bytes_for_batch(B) for r in rows if r.stage == "block" and not r.per_step) * layers // L
-    per_step = sum(r.bytes for r in rows if r.per_step)
+    per_step = sum(r.bytes_for_batch(B) for r in rows if r.per_step)
     emb = sum(r.bytes_for_batch(B) for r in rows if r.stage == "embedding" and not r.per_step)
     out = sum(r.bytes_for_batch(B) for r in rows if r.stage == "head" and not r.per_step)
     first = in_flight * (emb + blocks + (out if p == 1 else 0)) + per_step

@@ -28,14 +28,15 @@ def parameter_table(shape: ModelShape) -> Table:
     """Every weight matrix and vector, per component; counts are parameters, bytes fp32."""
     v = symbol_values(shape)
     b = shape.bias
+    qkv_b = shape.bias or shape.qkv_bias  # Qwen2: biases on Q, K and V alone
     rows = [row(v, "token-embedding", "Token embedding", f(("V", "d")), FP32_BYTES)]
     if shape.positions == "learned":
         rows.append(row(v, "position-embedding", "Position embedding", f(("n_pos", "d")), FP32_BYTES))
     rows += [
         row(v, "norm1", "Attention norm (all blocks)", f(*_norm_terms(shape, True)), FP32_BYTES),
-        row(v, "w-q", "Query projection W_Q", f(*_linear(("d",), ("h", "d_h"), b)), FP32_BYTES),
-        row(v, "w-k", "Key projection W_K", f(*_linear(("d",), ("h_kv", "d_h"), b)), FP32_BYTES),
-        row(v, "w-v", "Value projection W_V", f(*_linear(("d",), ("h_kv", "d_h"), b)), FP32_BYTES),
+        row(v, "w-q", "Query projection W_Q", f(*_linear(("d",), ("h", "d_h"), qkv_b)), FP32_BYTES),
+        row(v, "w-k", "Key projection W_K", f(*_linear(("d",), ("h_kv", "d_h"), qkv_b)), FP32_BYTES),
+        row(v, "w-v", "Value projection W_V", f(*_linear(("d",), ("h_kv", "d_h"), qkv_b)), FP32_BYTES),
         row(v, "w-o", "Output projection W_O", f(*_linear(("h", "d_h"), ("d",), b)), FP32_BYTES),
         row(v, "norm2", "Feed-forward norm (all blocks)", f(*_norm_terms(shape, True)), FP32_BYTES),
         row(v, "w-1", "Feed-forward W1", f(*_linear(("d",), ("d_ff",), b)), FP32_BYTES),

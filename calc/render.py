@@ -32,7 +32,7 @@ def row_cells(table: Table, r, unit: str) -> list[str]:
 def sequence_cells(r) -> tuple[str, str, str]:
     """An activation row's cells for one sequence: the same at every batch size, so each is
     written once."""
-    per_step = " (once per step)" if r.per_step else ""
+    per_step = " (only at B = 1)" if r.at_batch_one else " (once per step)" if r.per_step else ""
     return grouped(r.count) + per_step, str(r.bytes_per_value), grouped(r.bytes)
 
 

@@ -7,7 +7,7 @@ from calc.fixed import OPTIMIZER_BYTES, fixed_table
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.setup import TrainingSetup
-from calc.shape import ModelShape
+from calc.shape import IMPLEMENTATION_NAMES, ModelShape
 from calc.table import Table, f, row
 from calc.units import grouped, in_unit
 
@@ -51,7 +51,9 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if b["weight_copies"]:
         rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))
     rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1,
-                    note=f"the {setup.accounting} accounting's total for the batch"))
+                    note=(f"what autograd keeps for the {IMPLEMENTATION_NAMES[shape.implementation]} implementation, "
+                          "for the batch") if setup.accounting == "autograd"
+                    else f"the {setup.accounting} accounting's total for the batch"))
     rows.append(row(values, "peak", "Peak of the training step", f(("M",)), 1,
                     note="not the sum of the rows above: see Peak, not sum" if setup.accounting == "autograd" else
                     "this accounting's peak is the sum of the rows above"))

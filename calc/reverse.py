@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from calc.activations import activation_table
+from calc.activations import activation_table, check_implementation
+from calc.errors import FieldError
 from calc.inputs import Inputs
+from calc.shape import IMPLEMENTATION_NAMES
 from calc.table import Grid, Sentence, grid
 from calc.units import in_unit
 
@@ -26,6 +28,7 @@ its bytes, the typed unit's bytes)."""
 @dataclass(frozen=True)
 class Match:
     accounting: str
+    implementation: str
     attention: str
     checkpoint: str
     dtype: str
@@ -41,19 +44,33 @@ class Match:
 
     def params(self) -> dict[str, str]:
         """The inputs that select this setup."""
-        return {"accounting": self.accounting, "attention": self.attention, "checkpoint": self.checkpoint,
-                "dtype": self.dtype}
+        out = {"accounting": self.accounting, "attention": self.attention, "checkpoint": self.checkpoint,
+               "dtype": self.dtype}
+        return out | ({"implementation": self.implementation} if self.accounting == "autograd" else {})
 
     @property
     def description(self) -> str:
-        return f"{self.accounting}, {self.dtype}" + (
-            f", {self.attention} attention, checkpoint {self.checkpoint}" if self.accounting == "autograd" else "")
+        if self.accounting != "autograd":
+            return f"{self.accounting}, {self.dtype}"
+        return (f"autograd ({IMPLEMENTATION_NAMES[self.implementation]}), {self.dtype}, {self.attention} attention, "
+                f"checkpoint {self.checkpoint}")
 
 
-def _candidates(accounting: str):
-    if accounting == "autograd":
-        return [(a, c, d) for a in ("explicit", "flash") for c in ("none", "block") for d in ("fp32", "bf16")]
-    return [("explicit", "none", d) for d in ("fp32", "bf16")]
+def _candidates(inputs: Inputs, accounting: str):
+    """(implementation, attention, checkpoint, dtype) of every setup the accounting has
+    measured rows for, for the inputs' model."""
+    if accounting != "autograd":
+        return [(inputs.shape.implementation, "explicit", "none", d) for d in ("fp32", "bf16")]
+    out = []
+    for implementation in IMPLEMENTATION_NAMES:
+        for option in [(a, c, d) for a in ("explicit", "flash") for c in ("none", "block") for d in ("fp32", "bf16")]:
+            setup = inputs.setup.replace(accounting="autograd", attention=option[0], checkpoint=option[1], dtype=option[2])
+            try:
+                check_implementation(inputs.shape.replace(implementation=implementation), setup)
+            except FieldError:
+                continue
+            out.append((implementation, *option))
+    return out
 
 
 def search(inputs: Inputs, claimed: int, unit: str, scope: str, limit: int = 8) -> list[Match]:
@@ -68,14 +85,14 @@ def search(inputs: Inputs, claimed: int, unit: str, scope: str, limit: int = 8) 
     batch = inputs.setup.batch if scope == "batch" else 1
     found: dict[tuple, Match] = {}
     for accounting in ("seed", "cs336", "autograd"):
-        for attention, checkpoint, dtype in _candidates(accounting):
+        for implementation, attention, checkpoint, dtype in _candidates(inputs, accounting):
             setup = inputs.setup.replace(accounting=accounting, attention=attention, checkpoint=checkpoint, dtype=dtype)
-            rows = activation_table(inputs.shape, setup).rows
+            rows = activation_table(inputs.shape.replace(implementation=implementation), setup).rows
             for filter_key, _, keep in ROW_FILTERS:
                 value = sum(r.bytes_for_batch(batch) for r in rows if keep(r.category, r.stage))
                 for reading, target in readings:
-                    m = Match(accounting, attention, checkpoint, dtype, filter_key, reading, value, target)
-                    key = (accounting, attention, checkpoint, dtype, value, reading)
+                    m = Match(accounting, implementation, attention, checkpoint, dtype, filter_key, reading, value, target)
+                    key = (accounting, implementation, attention, checkpoint, dtype, value, reading)
                     if key not in found or filter_key == "all":
                         found[key] = m
     ranked = sorted(found.values(), key=lambda m: (m.error, m.rows != "all", m.reading != "as typed"))

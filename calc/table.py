@@ -140,7 +140,8 @@ class Row:
     row is kept once per training step, whatever the batch (a mask, a scalar). `stage`
     says where in the forward pass it is made: "embedding", "block" (all L blocks) or "head".
     `category` is the part of the model it belongs to (calc.categories), for pictures
-    and sums by part.
+    and sums by part. A row `at_batch_one` is kept only when the batch is one sequence
+    (and then once): Hugging Face's loss keeps 8 bytes more for one sequence than B·s.
     """
 
     key: str
@@ -152,6 +153,7 @@ class Row:
     note: str = ""
     stage: str = ""
     category: str = ""
+    at_batch_one: bool = False
 
     @property
     def bytes(self) -> int:
@@ -159,6 +161,8 @@ class Row:
 
     def bytes_for_batch(self, batch: int) -> int:
         """Bytes for a batch of `batch` sequences."""
+        if self.at_batch_one:
+            return self.bytes if batch == 1 else 0
         return self.bytes if self.per_step else self.bytes * batch
 
 

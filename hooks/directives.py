@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from calc.catalog import CLAIM_VIEWS, COMPARE_VIEWS, OPTIONS, PARALLEL_VIEWS, STATIC_VIEWS, VIEWS  # noqa: E402
-from calc.errors import InputError  # noqa: E402
+from calc.errors import FieldError, InputError  # noqa: E402
 from calc.site.form import inputs_panel  # noqa: E402
 from calc.site.views import render_value, render_view  # noqa: E402
 
@@ -70,7 +70,7 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
         extra = {"results": _validation_results()} if m["view"] == "validation" else {}
         try:
             html = render_view(m["view"], {**defaults, **params}, key, **extra)
-        except InputError as e:
+        except (InputError, FieldError) as e:
             raise PluginError(f"{where}: [[calc {m['view']} id={key}]]: {e}") from None
         pinned = escape(json.dumps(params, sort_keys=True))
         live = m["view"] not in STATIC_VIEWS
@@ -91,7 +91,7 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
         params = _params(m["args"])
         try:
             text = render_value(m["name"], {**defaults, **params})
-        except (InputError, KeyError) as e:
+        except (InputError, FieldError, KeyError) as e:
             raise PluginError(f"{where}: [[value {m['name']}]]: {e}") from None
         pinned = escape(json.dumps(params, sort_keys=True))
         return f'<span class="calc-value" data-value="{escape(m["name"])}" data-params="{pinned}">{escape(text)}</span>'

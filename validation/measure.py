@@ -1,7 +1,7 @@
-"""Measure, byte for byte, what PyTorch autograd keeps for backward in the reference model.
+"""Measure, byte for byte, what PyTorch autograd keeps for backward in one forward pass.
 
 Every tensor an operation saves for backward passes through
-`torch.autograd.graph.saved_tensors_hooks` (activation checkpointing's saved block inputs
+`torch.autograd.graph.saved_tensors_hooks` (activation checkpointing's saved inputs
 too); we record its storage, so that two ops saving the same tensor, or two views of one
 tensor, count once, and sort it into:
 
@@ -9,22 +9,26 @@ tensor, count once, and sort it into:
 - ``weight_copies``: the bf16 copies of parameters that autocast makes and the graph keeps;
 - ``saved_parameters``: storages of parameters and buffers (fixed memory, reported apart).
 
-Full-size shapes run on fake tensors (shapes and dtypes, no data); small shapes also run
-on real CPU tensors, and the two must agree.
+Three implementations of the same shapes (a plain dict with calc's field names, so that
+nothing here imports calc): the reference model (validation/reference_model.py), a
+from-scratch CS336 model (validation/scratch_model.py) and Hugging Face transformers
+(validation/hf_models.py). Full-size shapes run on fake tensors (shapes and dtypes, no
+data); small shapes also run on real CPU tensors, and the two must agree.
 """
 
 from __future__ import annotations
 
 import contextlib
+import unittest.mock
 import warnings
 
 import torch
 
-from validation.reference_model import Transformer
-
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+warnings.filterwarnings("ignore", message=".*gradient_checkpointing_enable.*")  # transformers 5's rename notice
 
-_VIEW_NODES = {"TBackward0", "ViewBackward0", "TransposeBackward0", "ExpandBackward0"}
+_VIEW_NODES = {"TBackward0", "ViewBackward0", "TransposeBackward0", "ExpandBackward0", "PermuteBackward0",
+               "UnsafeViewBackward0", "ReshapeAliasBackward0"}
 
 
 def _storage_key(t: torch.Tensor):
@@ -38,19 +42,59 @@ def _is_weight_copy(t: torch.Tensor) -> bool:
         node = node.next_functions[0][0]
     if node is None or type(node).__name__ != "ToCopyBackward0":
         return False
-    return any(type(fn).__name__ == "AccumulateGrad" for fn, _ in node.next_functions if fn is not None)
+    source = node.next_functions[0][0]  # what was cast: a parameter, or a view of one (W.T)
+    while source is not None and type(source).__name__ in _VIEW_NODES:
+        source = source.next_functions[0][0]
+    return source is not None and type(source).__name__ == "AccumulateGrad"
+
+
+def _keep(tensor, *args, **kwargs):
+    """An initialiser that leaves the tensor as it is: trunc_normal_ asks whether its
+    samples need redrawing, data that fake tensors lack (and values change nothing saved)."""
+    return tensor
+
+
+def _model(cfg: dict, attention: str, checkpoint: str):
+    """The model `cfg["implementation"]` names, in training mode, and how to run it:
+    (model, run(model, ids, targets) -> loss)."""
+    implementation = cfg.get("implementation", "reference")
+    if implementation == "hf":
+        from validation.hf_models import hf_model
+
+        model = hf_model(cfg, attention)
+        if checkpoint == "block":
+            model.gradient_checkpointing_enable()  # per decoder layer, transformers' default settings
+        return model, lambda m, ids, targets: m(input_ids=ids, labels=ids).loss
+    if implementation == "scratch":
+        from validation.scratch_model import ScratchTransformer
+
+        model = ScratchTransformer(cfg, softmax=cfg.get("softmax", "max"), cross_entropy=cfg.get("cross_entropy", "logsumexp"),
+                                   pick=cfg.get("pick", "gather"))
+        return model, lambda m, ids, targets: m(ids, targets)
+    from validation.reference_model import Transformer
+
+    model = Transformer(cfg)
+    return model, lambda m, ids, targets: m(ids, targets, attention=attention, checkpoint=checkpoint)
 
 
 def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, fake: bool) -> dict:
-    """Bytes saved for backward by one forward pass (loss included) of the reference model."""
+    """Bytes saved for backward by one forward pass (loss included) of the model."""
     mode = contextlib.nullcontext()
     if fake:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         mode = FakeTensorMode()
-    with mode:
+    as_real = contextlib.ExitStack()
+    if fake:
+        as_real.enter_context(unittest.mock.patch.object(torch.nn.init, "trunc_normal_", _keep))
+        if cfg.get("implementation") == "hf":
+            from validation.hf_models import as_on_real_tensors
+
+            as_real.enter_context(as_on_real_tensors())
+    with mode, as_real:
         torch.manual_seed(0)
-        model = Transformer(cfg)
+        model, run = _model(cfg, attention, checkpoint)
+        model.train()
         ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
         targets = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
         fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
@@ -67,7 +111,7 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
 
         autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-            loss = model(ids, targets, attention=attention, checkpoint=checkpoint)
+            loss = run(model, ids, targets)
         if not fake:
             loss.backward()  # the graph we measured is one that backward can run
     return totals

@@ -3,9 +3,12 @@
     python -m validation.run            # measure and write validation/results.json
     python -m validation.run --check    # measure again; exit 1 if it differs from the file
 
-Small shapes run twice, on real CPU tensors and on fake tensors, and must agree; the
-full-size shapes (the seed's GPT-2 XL-shaped model, GPT-2 XL, Llama 3 8B) run on fake
-tensors only. Needs torch (the validation extra), never calc.
+Three implementations of the model: calc's reference (validation/reference_model.py), a
+from-scratch CS336 model (validation/scratch_model.py) in each way of writing softmax,
+cross-entropy and the target's pick, and Hugging Face transformers (GPT-2, Llama,
+Mistral, Qwen2). Small shapes run twice, on real CPU tensors and on fake tensors, and
+must agree; the full-size shapes (every preset) run on fake tensors only. Needs torch and
+transformers (the validation extra), never calc.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import argparse
 import itertools
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
+import transformers
 
 from validation.measure import measure
 
 RESULTS = Path(__file__).with_name("results.json")
+CONFIGS = Path(__file__).with_name("hf_configs")
 
 _SMALL = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=4, d_ff=48,
               ffn="swiglu", norm="rmsnorm", bias=False, positions="rope", tied=False)
@@ -40,8 +46,41 @@ FULL_SHAPES = {
 }
 OPTIONS = list(itertools.product(("explicit", "flash"), ("none", "block"), ("fp32", "bf16")))
 
+# From scratch: every way of writing softmax, cross-entropy and the pick, on a small model.
+SCRATCH_VARIANTS = list(itertools.product(("max", "amax", "max-detached"), ("logsumexp", "manual", "amax-manual"),
+                                          ("gather", "index")))
+SCRATCH = dict(implementation="scratch")
+
+# Hugging Face: the presets' code at full size, and each family small.
+_GPT2_HF = dict(ffn="gelu", norm="layernorm", bias=True, positions="learned", tied=True, implementation="hf",
+                activation="gelu_new", fused_qkv=True, vocab=50257, context=1024, max_positions=1024)
+_LLAMA_HF = dict(implementation="hf")
+HF_PRESETS = {
+    "gpt2-small": dict(_GPT2_HF, layers=12, d_model=768, heads=12, kv_heads=12, d_ff=3072),
+    "gpt2-medium": dict(_GPT2_HF, layers=24, d_model=1024, heads=16, kv_heads=16, d_ff=4096),
+    "gpt2-large": dict(_GPT2_HF, layers=36, d_model=1280, heads=20, kv_heads=20, d_ff=5120),
+    "gpt2-xl": dict(_GPT2_HF, layers=48, d_model=1600, heads=25, kv_heads=25, d_ff=6400),
+    "cs336-gpt2-xl": dict(_XL, **_LLAMA_HF),
+    "llama-2-7b": dict(vocab=32000, context=4096, layers=32, d_model=4096, heads=32, kv_heads=32, d_ff=11008, **_LLAMA_HF),
+    "llama-3-8b": dict(vocab=128256, context=8192, layers=32, d_model=4096, heads=32, kv_heads=8, d_ff=14336,
+                       **_LLAMA_HF),
+    "mistral-7b": dict(vocab=32000, context=8192, max_positions=32768, layers=32, d_model=4096, heads=32, kv_heads=8,
+                       d_ff=14336, sliding_window=4096, **_LLAMA_HF),
+}
+HF_DROPOUT = {"gpt2-small": 0.1, "gpt2-medium": 0.1, "gpt2-large": 0.1, "gpt2-xl": 0.1}
+"""The published configs' dropout where it is not 0 (GPT-2's attn_pdrop, resid_pdrop, embd_pdrop)."""
+_SMALL_LLAMA = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=2, d_ff=48, implementation="hf")
+HF_SMALL = {
+    "small-hf-gpt2": dict(_GPT2_HF, vocab=64, context=16, max_positions=16, layers=2, d_model=32, heads=4, kv_heads=4,
+                          d_ff=128),
+    "small-hf-llama": _SMALL_LLAMA,
+    "small-hf-mistral": dict(_SMALL_LLAMA, sliding_window=8),
+    "small-hf-qwen2": dict(_SMALL_LLAMA, qkv_bias=True),
+}
+
 
 def cases():
+    """(name, shape, batch, attention, checkpoint, dtype, fake only) for every measurement."""
     for name, shape in SMALL_SHAPES.items():
         for batch in (1, 3):
             for attention, checkpoint, dtype in OPTIONS:
@@ -51,10 +90,41 @@ def cases():
         for batch in batches:
             for attention, checkpoint, dtype in OPTIONS:
                 yield name, shape, batch, attention, checkpoint, dtype, True
+    for softmax, cross_entropy, pick in SCRATCH_VARIANTS:
+        variant = dict(SCRATCH, softmax=softmax, cross_entropy=cross_entropy, pick=pick)
+        for batch, dtype in itertools.product((1, 3), ("fp32", "bf16")):
+            yield "small-scratch", dict(_SMALL, **variant), batch, "explicit", "none", dtype, False
+        if (softmax, cross_entropy, pick) != ("max", "logsumexp", "gather"):  # the default is measured below
+            yield "cs336-gpt2-xl-scratch", dict(FULL_SHAPES["cs336-gpt2-xl"], **variant), 1, "explicit", "none", "fp32", True
+    for batch, dtype in itertools.product((1, 3), ("fp32", "bf16")):
+        yield "small-gqa-scratch", dict(SMALL_SHAPES["small-gqa"], **SCRATCH), batch, "explicit", "none", dtype, False
+    for batch, dtype in itertools.product((1, 2), ("fp32", "bf16")):
+        yield "cs336-gpt2-xl-scratch", dict(FULL_SHAPES["cs336-gpt2-xl"], **SCRATCH), batch, "explicit", "none", dtype, True
+    hf_options = list(itertools.product(("explicit", "flash"), ("none", "block"), ("fp32", "bf16"), (False, True)))
+    for name, shape in HF_SMALL.items():
+        for batch, (attention, checkpoint, dtype, cache), dropout in itertools.product((1, 3), hf_options, (0.0, 0.1)):
+            yield name, dict(shape, dropout=dropout, use_cache=cache), batch, attention, checkpoint, dtype, False
+    for name, shape in HF_PRESETS.items():
+        for batch, (attention, checkpoint, dtype, cache) in itertools.product((1, 2), hf_options):
+            for dropout in sorted({0.0, HF_DROPOUT.get(name, 0.0)}):
+                yield f"{name}-hf", dict(shape, dropout=dropout, use_cache=cache), batch, attention, checkpoint, dtype, True
+
+
+def parameter_counts() -> dict[str, int]:
+    """Each published config.json's model, built by transformers on the meta device (no
+    memory, no weights): its parameter count."""
+    counts = {}
+    for path in sorted(CONFIGS.glob("*.json")):
+        config = transformers.AutoConfig.for_model(**json.loads(path.read_text()))
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        counts[path.stem] = sum(p.numel() for p in model.parameters())
+    return counts
 
 
 def run_grid(log=sys.stderr) -> dict:
     results = []
+    start = time.perf_counter()
     for name, shape, batch, attention, checkpoint, dtype, fake_only in cases():
         measured = measure(shape, batch, attention, checkpoint, dtype, fake=True)
         if not fake_only:
@@ -65,8 +135,10 @@ def run_grid(log=sys.stderr) -> dict:
             "name": name, "shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
             "dtype": dtype, "tensors": "fake" if fake_only else "real and fake", **measured,
         })
-        print(f"{name:28} B={batch} {attention:8} {checkpoint:5} {dtype}: {measured['activations']:,} bytes", file=log)
-    return {"torch": torch.__version__.split("+")[0], "device": "cpu", "cases": results}
+        print(f"{time.perf_counter() - start:6.0f} s  {name:28} B={batch} {attention:8} {checkpoint:5} {dtype}: "
+              f"{measured['activations']:,} bytes", file=log)
+    return {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "device": "cpu",
+            "parameter_counts": parameter_counts(), "cases": results}
 
 
 def main(argv=None) -> int:
@@ -79,7 +151,8 @@ def main(argv=None) -> int:
         if committed != fresh:
             print(f"validation: fresh measurement differs from {RESULTS.name}; run python -m validation.run", file=sys.stderr)
             return 1
-        print(f"validation: {len(fresh['cases'])} measurements match {RESULTS.name} (torch {fresh['torch']})")
+        print(f"validation: {len(fresh['cases'])} measurements match {RESULTS.name} "
+              f"(torch {fresh['torch']}, transformers {fresh['transformers']})")
         return 0
     RESULTS.write_text(json.dumps(fresh, indent=1) + "\n")
     print(f"validation: wrote {len(fresh['cases'])} measurements to {RESULTS}")

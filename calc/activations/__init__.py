@@ -1,4 +1,5 @@
-"""Activation accountings, one module each: seed, cs336, autograd, megatron."""
+"""Activation accountings, one module each: seed, cs336, megatron (lists from papers and
+courses) and what autograd keeps, per implementation: reference (autograd), scratch, hf."""
 
 from __future__ import annotations
 
@@ -7,13 +8,48 @@ from functools import lru_cache
 
 from calc.activations.autograd import autograd_table
 from calc.activations.cs336 import cs336_table
+from calc.activations.hf import hf_table, is_gpt2
 from calc.activations.megatron import megatron_table
+from calc.activations.scratch import scratch_table
 from calc.activations.seed import seed_table
+from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table
 
-_TABLES = {"seed": seed_table, "cs336": cs336_table, "autograd": autograd_table, "megatron": megatron_table}
+_TABLES = {"seed": seed_table, "cs336": cs336_table, "megatron": megatron_table}
+_IMPLEMENTATIONS = {"reference": autograd_table, "scratch": scratch_table, "hf": hf_table}
+"""What autograd keeps, by the implementation that runs the model."""
+
+
+def check_implementation(shape: ModelShape, setup: TrainingSetup) -> None:
+    """FieldError where the autograd accounting has no measured rows for this combination
+    of implementation, architecture and options."""
+    if setup.accounting != "autograd":
+        return
+    if shape.implementation == "scratch":
+        if (shape.ffn, shape.norm, shape.positions) != ("swiglu", "rmsnorm", "rope"):
+            raise FieldError("implementation", "a from-scratch CS336 model is SwiGLU, RMSNorm and RoPE: choose those, "
+                                               "or another implementation")
+        if setup.attention != "explicit":
+            raise FieldError("attention", "a from-scratch CS336 model writes attention out: choose explicit")
+        if setup.checkpoint != "none":
+            raise FieldError("checkpoint", "checkpointing a from-scratch model is not measured yet: choose none")
+    if shape.implementation == "hf":
+        llama = (shape.ffn, shape.norm, shape.positions) == ("swiglu", "rmsnorm", "rope")
+        if not (is_gpt2(shape) or llama):
+            raise FieldError("implementation", "Hugging Face code here is GPT-2 (LayerNorm, GELU MLP, learned "
+                                               "positions) or Llama-style (RMSNorm, SwiGLU, RoPE)")
+        if shape.fused_qkv != is_gpt2(shape):
+            raise FieldError("fused_qkv", "GPT-2's code makes Q, K and V in one projection (c_attn), Llama-style code "
+                                          f"in three: fused_qkv must be {str(is_gpt2(shape)).lower()} here")
+        if is_gpt2(shape) and shape.kv_heads != shape.heads:
+            raise FieldError("kv_heads", "GPT-2 has as many key/value heads as heads")
+        if shape.kv_heads == 1 < shape.heads:
+            raise FieldError("kv_heads", "one key/value head (multi-query attention) is not measured for Hugging "
+                                         "Face code: its repeated K and V are views or copies depending on the batch")
+        if setup.checkpoint == "selective":
+            raise FieldError("checkpoint", "Hugging Face models checkpoint whole layers: choose none or block")
 
 
 def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -30,7 +66,14 @@ def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 
 @lru_cache(maxsize=512)
 def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
-    table = _TABLES[setup.accounting](shape, setup)
+    check_implementation(shape, setup)  # never rows of a setup nobody measured
+    make = _IMPLEMENTATIONS[shape.implementation] if setup.accounting == "autograd" else _TABLES[setup.accounting]
+    table = make(shape, setup)
+    unused = hf_settings(shape) if shape.implementation != "hf" and setup.accounting == "autograd" else ()
+    if unused:
+        table = replace(table, notes=table.notes + (
+            f"{', '.join(unused)}: Hugging Face settings, which the {shape.implementation} implementation does not have "
+            "(it computes GELU with F.gelu, has no dropout and returns no cache).",))
     if setup.checkpoint == "selective" and setup.accounting != "megatron":
         kept = tuple(r for r in table.rows if r.category != "quadratic")
         table = replace(table, rows=kept, notes=table.notes + ("Selective recomputation: the attention core is recomputed.",))
@@ -47,3 +90,18 @@ def bytes_per_block(shape: ModelShape, table: Table, batch: int = 1) -> int:
 def quadratic_bytes(table: Table, batch: int = 1) -> int:
     """Bytes of the rows that grow with the square of the context (category "quadratic")."""
     return sum(r.bytes_for_batch(batch) for r in table.rows if r.category == "quadratic")
+
+
+def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
+    """The rows all L blocks keep under the autograd accounting, nothing recomputed (each
+    count has the factor L; rows kept once per step included)."""
+    table = activation_table(shape, setup.replace(accounting="autograd", checkpoint="none", batch=1))
+    return tuple(r for r in table.rows if r.stage == "block")
+
+
+def hf_settings(shape: ModelShape) -> tuple[str, ...]:
+    """The shape's settings that only Hugging Face code has, where set."""
+    return tuple(text for text, present in (
+        (f"dropout {shape.dropout:g}", shape.dropout > 0), ("use_cache", shape.use_cache),
+        ("fused Q/K/V", shape.fused_qkv), ("activation gelu_new", shape.activation == "gelu_new"),
+        (f"sliding window {shape.sliding_window}", shape.sliding_window is not None)) if present)

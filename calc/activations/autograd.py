@@ -148,4 +148,4 @@ def autograd_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """What autograd keeps at the end of the forward pass; rows per batch element."""
     blocks = checkpointed_block_rows(shape, setup) if setup.checkpoint == "block" else block_rows(shape, setup)
     rows = [*embedding_rows(shape, setup), *blocks, *head_rows(shape, setup)]
-    return Table("autograd", "What autograd keeps", tuple(rows), batch=setup.batch)
+    return Table("autograd", "What autograd keeps: the reference implementation", tuple(rows), batch=setup.batch)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 
 from calc.catalog import STATIC_VIEWS, VIEWS
-from calc.errors import InputError
+from calc.errors import FieldError, InputError
 from calc.fields import NAMES
 from calc.inputs import field_values, forget_parsed, inputs_to_params, parse_inputs
+from calc.site.html import unavailable_html
 from calc.site.views import forget_rendered, render_value, render_view
 
 MAX_REQUEST = 100_000
@@ -34,6 +35,8 @@ def handle(request_json: str) -> str:
         return json.dumps(_handle(request_json))
     except InputError as e:
         return json.dumps({"ok": False, "errors": e.errors, "html": []})
+    except FieldError as e:  # a view asked for a combination its inputs allow but it cannot show
+        return json.dumps({"ok": False, "errors": {e.field: e.message}, "html": []})
     except Exception as e:  # noqa: BLE001 — the page shows a plain message, never a traceback
         return json.dumps({"ok": False, "errors": {}, "html": [],
                            "internal": f"calc could not compute this ({type(e).__name__}); the tables show the last "
@@ -60,12 +63,16 @@ def _handle(request_json: str) -> dict:
         params = {**state, **{str(k): _text(v) for k, v in item.get("params", {}).items()}}
         name, key = item.get("name"), item.get("key")
         key = key if isinstance(key, str) and key else None
-        if item.get("kind") == "value" and isinstance(name, str):
-            html.append(render_value(name, params))
-        elif name in VIEWS and name not in STATIC_VIEWS:
-            html.append(render_view(name, params, key or name))
-        else:
-            html.append(None)
+        try:
+            if item.get("kind") == "value" and isinstance(name, str):
+                html.append(render_value(name, params))
+            elif name in VIEWS and name not in STATIC_VIEWS:
+                html.append(render_view(name, params, key or name))
+            else:
+                html.append(None)
+        except (InputError, FieldError) as e:  # the reader's inputs are fine; this view's pinned ones do not go with them
+            messages = e.errors.values() if isinstance(e, InputError) else [e.message]
+            html.append(unavailable_html(key or str(name), list(messages)))
     return {"ok": True, "errors": {}, "resolved": field_values(inputs), "canonical": inputs_to_params(inputs),
             "html": html}
 

@@ -14,9 +14,9 @@ from calc.fields import GROUPS, PRESET_FIELDS, Field, in_group
 from calc.inputs import field_values, parse_inputs
 from calc.site.escape import escape
 
-ALWAYS = ("model", "architecture", "step")
+ALWAYS = ("model", "config", "architecture", "implementation", "step")
 """The groups every panel shows (the GPU's comes last); the others only where a view reads them."""
-FOLDED = {"architecture"}
+FOLDED = {"config", "architecture", "implementation"}
 """Groups folded away under their legend."""
 
 
@@ -30,6 +30,8 @@ def _control(field: Field, value: str) -> str:
         return f"<select {common}{extra}>{options}</select>"
     if field.kind == "whole":
         return f'<input {common} type="text" inputmode="numeric" value="{escape(value)}" spellcheck="false">'
+    if field.kind == "json":
+        return f'<textarea {common} rows="3" spellcheck="false" placeholder="{{&quot;model_type&quot;: …}}">{escape(value)}</textarea>'
     return f'<input {common} type="text" value="{escape(value)}" spellcheck="false">'
 
 

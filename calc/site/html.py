@@ -80,6 +80,13 @@ def sentence_html(s: Sentence, prefix: str, link=None) -> str:
     return f'<p class="calc-answer" id="{escape(prefix)}-{escape(s.key)}">{escape(s.text)}{after}</p>'
 
 
+def unavailable_html(key: str, messages: list[str]) -> str:
+    """What a view shows when the reader's inputs are valid but do not go with the
+    parameters the page pins for it (a from-scratch table when flash attention is chosen)."""
+    return (f'<p class="calc-answer calc-unavailable" id="{escape(key)}-unavailable">'
+            f'{escape("Not shown for these inputs: " + "; ".join(messages) + ".")}</p>')
+
+
 def formula_html(formula: Formula) -> str:
     """A display formula, typeset by KaTeX; its plain text kept for readers without it."""
     return (f'<div class="arithmatex calc-formula" data-text="{escape(formula.text())}">'

@@ -30,6 +30,8 @@ def _linker(name: str, inputs: Inputs):
         return lambda params: query_link(ACCOUNTING_PAGES[params["accounting"]], {**carried, **params})
     if name == "solver":
         return lambda params: query_link("", {**carried, **params})
+    if name == "scratch-variants":
+        return lambda params: query_link("", {**carried, **params})
     return None
 
 

@@ -10,7 +10,7 @@ const SLOW_LOAD_MS = 8000;
 function bind(form) {
   if (form.dataset.bound) return;
   form.dataset.bound = "true";
-  const fields = [...form.querySelectorAll("input[name], select[name]")];
+  const fields = [...form.querySelectorAll("input[name], select[name], textarea[name]")];
   const byName = Object.fromEntries(fields.map((el) => [el.name, el]));
   const fieldNames = form.dataset.fields.split(" "); // calc's field list (calc/fields.py)
   const status = form.querySelector(".calc-status");

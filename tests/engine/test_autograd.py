@@ -1,8 +1,11 @@
 """calc's `autograd` accounting against PyTorch's own saved tensors, and by hand.
 
 validation/results.json holds what `python -m validation.run` measured with saved-tensor
-hooks (torch on CPU, storages de-duplicated, parameters apart). calc must equal it to the
-byte on every case; these tests need no torch.
+hooks (torch and transformers on the CPU, storages de-duplicated, parameters apart) for
+three implementations: calc's reference model, a from-scratch CS336 model in every way
+of writing its softmax, cross-entropy and pick, and Hugging Face transformers (GPT-2,
+Llama, Mistral, Qwen2). calc must equal it to the byte on every case; these tests need
+no torch.
 """
 
 import json
@@ -10,22 +13,38 @@ from pathlib import Path
 
 import pytest
 
-from calc import PRESETS, ModelShape, TrainingSetup, activation_table
+from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count
 from calc.fixed import weight_copy_count
+from calc.inputs import parse_inputs
 
-RESULTS = json.loads((Path(__file__).resolve().parents[2] / "validation" / "results.json").read_text())
+VALIDATION = Path(__file__).resolve().parents[2] / "validation"
+RESULTS = json.loads((VALIDATION / "results.json").read_text())
 SEED = PRESETS["cs336-gpt2-xl"]
 
 
 def case_id(case):
-    return f"{case['name']}-B{case['batch']}-{case['attention']}-{case['checkpoint']}-{case['dtype']}"
+    shape = case["shape"]
+    options = [shape.get("implementation", "reference")] + [f"{k}={shape[k]}" for k in (
+        "softmax", "cross_entropy", "pick", "dropout", "use_cache") if k in shape]
+    return f"{case['name']}-B{case['batch']}-{case['attention']}-{case['checkpoint']}-{case['dtype']}-{'-'.join(options)}"
 
 
-def test_the_grid_covers_the_seed_shape_at_batch_1_and_every_option():
-    seed_cases = {(c["attention"], c["checkpoint"], c["dtype"]) for c in RESULTS["cases"]
+def test_the_grid_covers_every_preset_as_it_runs_and_the_seed_model_three_ways():
+    cases = RESULTS["cases"]
+    seed_cases = {(c["attention"], c["checkpoint"], c["dtype"]) for c in cases
                   if c["name"] == "cs336-gpt2-xl" and c["batch"] == 1}
     assert len(seed_cases) == 8
-    assert len(RESULTS["cases"]) >= 100
+    for name, shape in PRESETS.items():
+        implementation = shape.implementation
+        measured = {(c["batch"], c["attention"], c["checkpoint"], c["dtype"], c["shape"].get("use_cache", False),
+                     c["shape"].get("dropout", 0.0)) for c in cases
+                    if ModelShape(**c["shape"]).replace(use_cache=shape.use_cache, dropout=shape.dropout) == shape}
+        expected = {(b, a, k, d, cache, drop) for b in (1, 2) for a in ("explicit", "flash") for k in ("none", "block")
+                    for d in ("fp32", "bf16") for cache in {False, implementation == "hf"}
+                    for drop in {0.0, shape.dropout}}
+        assert expected <= measured, (name, implementation, sorted(expected - measured)[:3])
+    implementations = {c["shape"].get("implementation", "reference") for c in cases if c["name"].startswith("cs336-gpt2-xl")}
+    assert implementations == {"reference", "scratch", "hf"}
 
 
 @pytest.mark.parametrize("case", RESULTS["cases"], ids=case_id)
@@ -34,6 +53,12 @@ def test_autograd_accounting_equals_pytorch_to_the_byte(case):
     setup = TrainingSetup(batch=case["batch"], attention=case["attention"], checkpoint=case["checkpoint"], dtype=case["dtype"])
     assert activation_table(shape, setup).bytes_for_batch() == case["activations"]
     assert 2 * weight_copy_count(shape, setup) == case["weight_copies"]
+
+
+@pytest.mark.parametrize("name, counted", sorted(RESULTS["parameter_counts"].items()))
+def test_a_config_json_gives_the_parameters_transformers_builds(name, counted):
+    config = (VALIDATION / "hf_configs" / f"{name}.json").read_text()
+    assert parameter_count(parse_inputs({"hf_config": config}).shape) == counted
 
 
 def test_seed_model_fp32_explicit_by_hand():
@@ -71,8 +96,18 @@ def test_per_block_checkpointing_keeps_block_inputs_only():
 
 
 def test_grouped_query_attention_keeps_k_and_v_after_repeating_them():
-    llama3 = PRESETS["llama-3-8b"]
+    llama3 = PRESETS["llama-3-8b"].replace(implementation="reference")
     as_mha = llama3.replace(kv_heads=llama3.heads)
     for attention in ("explicit", "flash"):
         setup = TrainingSetup(attention=attention)
         assert activation_table(llama3, setup).bytes_for_batch() == activation_table(as_mha, setup).bytes_for_batch()
+
+
+def test_hugging_face_sdpa_keeps_k_and_v_unrepeated():
+    # transformers passes enable_gqa=True to SDPA: K and V are kept with h_kv heads, not h,
+    # which saves 2·L·s·(h − h_kv)·d_h fp32 values against multi-head attention
+    llama3, (L, s, h, kv, dh) = PRESETS["llama-3-8b"], (32, 8192, 32, 8, 128)
+    as_mha = llama3.replace(kv_heads=h)
+    setup = TrainingSetup(attention="flash")
+    saved = activation_table(as_mha, setup).bytes_for_batch() - activation_table(llama3, setup).bytes_for_batch()
+    assert saved == 4 * 2 * L * s * (h - kv) * dh

@@ -22,10 +22,12 @@ def test_json_has_the_promised_fields_for_the_seed_model():
 
 def test_shape_flags_override_the_preset():
     result = json.loads(run("--preset", "gpt2-small", "--layers", "1", "--d-model", "64", "--heads", "2",
-                            "--kv-heads", "1", "--d-ff", "256", "--vocab", "10", "--context", "8", "--json").stdout)
-    assert result["shape"] == {"vocab": 10, "context": 8, "layers": 1, "d_model": 64, "heads": 2, "kv_heads": 1,
-                               "d_ff": 256, "ffn": "gelu", "norm": "layernorm", "bias": True, "positions": "learned",
-                               "tied": True, "max_positions": 1024}  # GPT-2 keeps its 1,024 learned positions
+                            "--kv-heads", "1", "--d-ff", "256", "--vocab", "10", "--context", "8",
+                            "--implementation", "reference", "--json").stdout)  # GPT-2 as HF writes it has no GQA
+    expected = {"vocab": 10, "context": 8, "layers": 1, "d_model": 64, "heads": 2, "kv_heads": 1, "d_ff": 256,
+                "ffn": "gelu", "norm": "layernorm", "bias": True, "positions": "learned", "tied": True,
+                "max_positions": 1024}  # GPT-2 keeps its 1,024 learned positions
+    assert {k: result["shape"][k] for k in expected} == expected
 
 
 def test_list_presets_prints_one_name_a_line():
@@ -133,3 +135,19 @@ def test_random_argument_lists_give_output_or_one_line_per_error(argv):
     assert "Traceback" not in err
     if code == 2:
         assert out == "" and err and all(line.startswith("calc: error: ") for line in err.splitlines())
+
+
+@pytest.mark.parametrize("config, published", [("meta-llama-3-8b", 8_030_261_248), ("qwen2-7b", 7_615_616_512)])
+def test_hf_config_reads_a_config_file(config, published):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "validation" / "hf_configs" / f"{config}.json"
+    out = run("--hf-config", str(path), "--context", "4096", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["parameters"] == published and result["shape"]["implementation"] == "hf"
+
+
+def test_hf_config_names_a_file_it_cannot_read():
+    out = run("--hf-config", "/no/such/config.json")
+    assert out.returncode == 2 and out.stderr.startswith("calc: error: --hf-config: cannot read")

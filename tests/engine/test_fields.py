@@ -31,7 +31,9 @@ def test_every_choice_and_flag_value_is_accepted_as_shown():
         for value in field.values:
             if field.name in ("tp",):
                 continue
-            params = {field.name: value, **({"tp": "5", "context": "1000"} if field.name == "sp" else {})}
+            needs = {"sp": {"tp": "5", "context": "1000"},  # sequence parallelism needs tp dividing the context
+                     "activation": {} if value == "silu" else {"ffn": "gelu"}}  # SwiGLU's is SiLU
+            params = {field.name: value, **needs.get(field.name, {})}
             inputs = parse_inputs(params)
             assert field_values(inputs)[field.name] == value
 

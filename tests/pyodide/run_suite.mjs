@@ -3,7 +3,8 @@
 //   node tests/pyodide/run_suite.mjs <pyodide dir> <calc wheel> <wheel dir> <repo root> <test file>...
 //
 // calc comes from its wheel (the one the site ships), the test tools from <wheel dir>,
-// the test files and validation/results.json are copied into Pyodide's file system.
+// the test files, validation/results.json and the configs in validation/hf_configs/ are
+// copied into Pyodide's file system.
 // Exits with pytest's exit code.
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +21,10 @@ const home = "/home/pyodide/project";
 pyodide.FS.mkdirTree(`${home}/tests`);
 pyodide.FS.mkdirTree(`${home}/validation`);
 pyodide.FS.writeFile(`${home}/validation/results.json`, readFileSync(join(root, "validation/results.json")));
+pyodide.FS.mkdirTree(`${home}/validation/hf_configs`);
+for (const name of readdirSync(join(root, "validation/hf_configs")).filter((f) => f.endsWith(".json"))) {
+  pyodide.FS.writeFile(`${home}/validation/hf_configs/${name}`, readFileSync(join(root, "validation/hf_configs", name)));
+}
 for (const file of testFiles) {  // tests/engine/test_x.py keeps its folder
   pyodide.FS.mkdirTree(`${home}/${file.split("/").slice(0, -1).join("/")}`);
   pyodide.FS.writeFile(`${home}/${file}`, readFileSync(join(root, file)));

@@ -277,3 +277,19 @@ def test_pages_without_live_tables_load_no_pyodide(page: Page, site_url, errors)
     assert not [u for u in fetched if "/vendor/pyodide/" in u or "/vendor/calc/" in u]
     assert page.locator("form.calc-inputs").count() == 0
     assert not errors
+
+
+def test_a_pasted_config_json_sets_the_model(page: Page, site_url, errors):
+    # Qwen2-7B's published config: 7,615,616,512 parameters (tests/engine/test_hf_config.py)
+    from pathlib import Path
+
+    config = (Path(__file__).resolve().parents[2] / "validation" / "hf_configs" / "qwen2-7b.json").read_text()
+    open_live(page, site_url + "the-model/")
+    page.click("details.calc-config summary")
+    page.fill("#calc-in-hf_config", config)
+    expect(page.locator("#parameters-total")).to_contain_text("7,615,616,512", timeout=10_000)
+    expect(page.locator("#calc-in-d_model")).to_have_value("3584")
+    page.wait_for_url(lambda url: "d_model=3584" in url and "hf_config" not in url)
+    page.fill("#calc-in-hf_config", '{"model_type": "falcon"}')
+    expect(page.locator("#calc-in-hf_config-error")).to_contain_text("model_type 'falcon' is not supported")
+    assert not errors

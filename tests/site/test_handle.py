@@ -135,3 +135,13 @@ def test_valid_extremes_render_every_view_in_bounded_time(state):
     for view in EVERY_VIEW:  # one view a request: each within the second
         reply, seconds = ask(state, [view])
         assert_sound(reply, seconds)
+
+
+def test_a_view_whose_pinned_inputs_do_not_go_with_the_readers_says_so_alone():
+    # the page pins a from-scratch table; the reader chooses flash attention, which a
+    # from-scratch model does not have: that view says why, the others render
+    views = [{"kind": "view", "name": "activations", "key": "ref", "params": {}},
+             {"kind": "view", "name": "activations", "key": "scratch", "params": {"implementation": "scratch"}}]
+    reply, _ = ask({"attention": "flash"}, views)
+    assert reply["ok"] and "calc-unavailable" not in reply["html"][0] and "logsumexp" in reply["html"][0]
+    assert 'id="scratch-unavailable"' in reply["html"][1] and "choose explicit" in reply["html"][1]

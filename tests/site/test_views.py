@@ -52,6 +52,9 @@ class Tables(HTMLParser):
 @pytest.mark.parametrize("params", [{}, {"preset": "gpt2-small", "dtype": "bf16"},
                                     {"preset": "llama-3-8b", "context": "4096", "batch": "3"},
                                     {"checkpoint": "selective", "attention": "flash"},
+                                    {"implementation": "scratch", "softmax": "amax", "dtype": "bf16"},
+                                    {"preset": "mistral-7b", "context": "4096", "attention": "flash"},
+                                    {"preset": "gpt2-small", "implementation": "reference"},
                                     {"dp": "4", "zero": "3", "tp": "5", "sp": "true", "context": "1000", "pp": "2", "microbatches": "4"}])
 def test_every_view_renders_tables_whose_rows_match_their_headers(name, params):
     html = render_view(name, params, key="k")

@@ -15,6 +15,7 @@ from pathlib import Path
 from calc.catalog import OPTIONS, VIEWS, answer, view_options
 from calc.errors import InputError
 from calc.fields import FIELDS, BY_NAME
+from calc.gpus import GPUS
 from calc.fixed import fixed_table
 from calc.activations import activation_table
 from calc.inputs import Inputs, parse_inputs
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"the {option} option of the views that have one")
     out.add_argument("--list-presets", action="store_true", help="print the preset names, one a line, and exit")
     out.add_argument("--list-views", action="store_true", help="print the view names, one a line, and exit")
+    out.add_argument("--list-gpus", action="store_true", help="print the GPUs, their reported memory and its source")
     out.add_argument("--markdown", action="store_true", help="Markdown tables instead of plain text")
     out.add_argument("--json", action="store_true", help="one JSON object with every number and row")
     return p
@@ -91,6 +93,10 @@ def main(argv=None) -> int:
         return 0
     if args.list_views:
         print("\n".join(VIEWS))
+        return 0
+    if args.list_gpus:
+        print("\n".join(f"{key:10} {g.name:17} {g.mib:>7,} MiB = {g.nbytes:>14,} bytes  ({g.source})"
+                        for key, g in GPUS.items()))
         return 0
     params = {f.name: getattr(args, f.name) for f in FIELDS if getattr(args, f.name) is not None}
     for field in FIELDS:
@@ -153,7 +159,7 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
         print(part_text(t, unit, args.markdown))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], unit)}")
     print(f"Peak of the training step on one GPU: {b['peak']:,} bytes = {in_unit(b['peak'], unit)}")
-    print(f"Largest batch on one GPU of {in_unit(inputs.budget, unit, trim=True)}: {result['largest_batch']:,}")
+    print(f"Largest batch in {inputs.budget_label}: {result['largest_batch']:,}")
     if setup.parallel:
         g = result["per_gpu"]
         print(f"On the fullest of {g['gpus']:,} GPUs: {g['total']:,} bytes = {in_unit(g['total'], unit)}")

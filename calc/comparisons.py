@@ -54,7 +54,7 @@ def ratio(x: Fraction) -> str:
 
 
 def budget_text(i: Inputs) -> str:
-    return in_unit(i.budget, i.unit, trim=True)
+    return i.budget_label
 
 
 def supported(shape: ModelShape, setup: TrainingSetup) -> bool:
@@ -452,8 +452,7 @@ def solver_sentence(i: Inputs) -> Sentence:
     return Sentence("answer", text, tuple(sorted(layout.items())))
 
 
-IMPLEMENTATIONS = (("reference", "reference (torch.nn.functional)"), ("scratch", "from scratch (CS336 rules)"),
-                   ("hf", "Hugging Face transformers"))
+IMPLEMENTATIONS = (("reference", "Reference"), ("scratch", "From scratch"), ("hf", "Hugging Face"))
 
 
 def implementations_grid(i: Inputs) -> Grid:

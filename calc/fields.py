@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from calc.errors import FieldError, echo
+from calc.gpus import DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
@@ -240,7 +241,12 @@ FIELDS: tuple[Field, ...] = (
           _NO_YES),
     Field("pp", "parallel", "whole", *_LAYOUT_LABELS["pp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
-    Field("budget", "gpu", "size", "GPU memory", "memory of one GPU, such as '80 GB' or '80 GiB'", "inputs"),
+    Field("gpu", "gpu", "choice", "GPU", "the card: its memory as the driver reports it, less the reserve", "inputs",
+          tuple((key, f"{g.name} ({g.mib:,} MiB)") for key, g in GPUS.items()) + (("custom", "another: type its memory"),)),
+    Field("reserve", "gpu", "size", "Reserve (CUDA context, allocator)", "memory a step cannot use, taken off the "
+          "card's total (an assumption: set yours)", "inputs"),
+    Field("budget", "gpu", "size", "GPU memory for tensors", "with GPU \"another\": memory for tensors, such as "
+          "'80 GB' or '80 GiB'; a link that gives it picks \"another\"", "inputs"),
     Field("unit", "gpu", "choice", "Show sizes in", "unit of the rounded figures", "inputs",
           (("GB", "GB (10⁹ bytes)"), ("GiB", "GiB (2³⁰ bytes)"))),
 )
@@ -252,7 +258,7 @@ assert {f.attribute for f in FIELDS if f.target == "setup"} == set(TrainingSetup
 assert len(NAMES) == len(FIELDS), "field names are unique"
 
 DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
-                "claim_scope": "sequence", "hf_config": ""}
+                "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE}
 """The defaults of the fields that set neither the shape (the preset's) nor a setup."""
 COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}
 """Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""

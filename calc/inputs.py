@@ -19,7 +19,8 @@ from calc.parallel import check_layout
 from calc.presets import PRESETS
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.units import parse_size
+from calc.gpus import GPUS
+from calc.units import in_unit, parse_size
 
 DEFAULT_SETUP = TrainingSetup()
 
@@ -49,10 +50,22 @@ class Inputs:
     compare: TrainingSetup
     claim: Claim
     hf_config: str = ""
+    gpu: str = "custom"
+    reserve: int = 0
 
     @property
     def unit_bytes(self) -> int:
         return 10**9 if self.unit == "GB" else 2**30
+
+    @property
+    def budget_label(self) -> str:
+        """The memory a step may use, as a sentence names it: '80 GB', or 'an H100 80GB
+        (84.447 GB after the reserve)'."""
+        usable = in_unit(self.budget, self.unit, trim=True)
+        if self.gpu == "custom":
+            return usable
+        gpu = GPUS[self.gpu]
+        return f"{gpu.article} {gpu.name} ({usable} after the reserve)"
 
 
 def parse_inputs(params: Mapping[str, str]) -> Inputs:
@@ -126,10 +139,15 @@ def _parse(params: Mapping[str, str]) -> Inputs:
             errors[e.field] = e.message
     if errors:
         raise InputError(errors)
+    gpu = "custom" if "budget" in params and "gpu" not in params else values["gpu"]
+    reserve = values["reserve"][0]
+    budget = values["budget"][0] if gpu == "custom" else GPUS[gpu].nbytes - reserve
+    if budget < 1:
+        raise InputError({"reserve": f"reserve must be less than the {GPUS[gpu].name}'s {GPUS[gpu].mib:,} MiB"})
     claim_bytes, claim_unit = values["claim"]
     claim_text = str(params.get("claim", DEFAULT_TEXT["claim"])).strip()
-    return Inputs(preset, shape, setup, values["budget"][0], values["unit"], compare,
-                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text)
+    return Inputs(preset, shape, setup, budget, values["unit"], compare,
+                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve)
 
 
 def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
@@ -171,7 +189,8 @@ def _value(inputs: Inputs, name: str):
     if field.target == "compare":
         return getattr(inputs.compare, field.attribute)
     return {"preset": inputs.preset, "budget": budget_text(inputs.budget), "unit": inputs.unit,
-            "claim": inputs.claim.text, "claim_scope": inputs.claim.scope, "hf_config": inputs.hf_config}[name]
+            "claim": inputs.claim.text, "claim_scope": inputs.claim.scope, "hf_config": inputs.hf_config,
+            "gpu": inputs.gpu, "reserve": budget_text(inputs.reserve)}[name]
 
 
 def inputs_to_params(inputs: Inputs) -> dict[str, str]:
@@ -181,13 +200,15 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
                 "compare": compare_base(inputs.shape, inputs.setup)}
     out = {}
     for field in FIELDS:
-        if not field.in_link:
+        if not field.in_link or (field.name == "budget" and inputs.gpu != "custom"):  # a card's budget follows from it
             continue
         shown = field.text(_value(inputs, field.name))
         if field.target in defaults:
             default = field.text(getattr(defaults[field.target], field.attribute))
+        elif field.kind == "size" and field.name != "claim":  # written back as budget_text writes it
+            default = budget_text(parse_size(DEFAULT_TEXT[field.name]))
         else:
-            default = DEFAULT_TEXT[field.name] if field.name != "budget" else budget_text(parse_size(DEFAULT_TEXT["budget"]))
+            default = DEFAULT_TEXT[field.name]
         if shown != default:
             out[field.name] = shown
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from calc.activations import activation_table
 from calc.fixed import OPTIMIZER_BYTES, fixed_table
+from calc.gpus import GPUS
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.setup import TrainingSetup
@@ -61,7 +62,9 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 
 
 def value_text(inputs, name: str) -> str:
-    """One number of the summary as text: `parameters`, `largest_batch`, `budget`,
+    """One number of the summary as text: `parameters`, `largest_batch`, `budget` (the
+    memory a step may use, named), `gpu_reported` and `reserve` (the card's total, the
+    reserve taken off it),
     `bytes.<key>` (in the inputs' unit) or `exact.<key>` (bytes, grouped), keys as in
     summary()['bytes']. KeyError for any other name."""
     s = summary(inputs.shape, inputs.setup, inputs.budget)
@@ -70,7 +73,12 @@ def value_text(inputs, name: str) -> str:
     if name == "largest_batch":
         return grouped(s["largest_batch"])
     if name == "budget":
-        return in_unit(inputs.budget, inputs.unit, trim=True)
+        return inputs.budget_label
+    if name in ("gpu_reported", "reserve"):  # the card's total as its driver reports it; the reserve taken off
+        if inputs.gpu == "custom":
+            return "—" if name == "gpu_reported" else in_unit(0, inputs.unit, trim=True)
+        nbytes = GPUS[inputs.gpu].nbytes if name == "gpu_reported" else inputs.reserve
+        return f"{nbytes // 2**20:,} MiB ({in_unit(nbytes, inputs.unit)})"
     kind, _, key = name.partition(".")
     if kind in ("bytes", "exact") and key in s["bytes"]:
         return in_unit(s["bytes"][key], inputs.unit) if kind == "bytes" else grouped(s["bytes"][key])

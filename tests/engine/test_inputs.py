@@ -6,7 +6,24 @@ from calc.inputs import InputError, field_values, inputs_to_params, parse_inputs
 def test_no_parameters_means_the_seed_model_and_defaults():
     inputs = parse_inputs({})
     assert inputs.preset == "cs336-gpt2-xl" and inputs.shape.d_model == 1600
-    assert inputs.setup.batch == 1 and inputs.budget == 80 * 10**9 and inputs.unit == "GB"
+    assert inputs.setup.batch == 1 and inputs.unit == "GB"
+    assert (inputs.gpu, inputs.budget) == ("h100-80gb", 81_559 * 2**20 - 2**30)  # its driver's total, less 1 GiB
+
+
+def test_a_typed_budget_is_another_gpu_and_keeps_its_link():
+    inputs = parse_inputs({"budget": "40 GiB"})
+    assert (inputs.gpu, inputs.budget) == ("custom", 40 * 2**30)
+    assert inputs_to_params(inputs) == {"gpu": "custom", "budget": "40 GiB"}
+    assert parse_inputs(inputs_to_params(inputs)) == inputs
+
+
+def test_a_card_less_its_reserve():
+    inputs = parse_inputs({"gpu": "a100-40gb", "reserve": "512 MiB"})
+    assert inputs.budget == 40_960 * 2**20 - 512 * 2**20
+    assert inputs_to_params(inputs) == {"gpu": "a100-40gb", "reserve": "512 MiB"}
+    with pytest.raises(InputError) as error:
+        parse_inputs({"gpu": "t4", "reserve": "16 GiB"})
+    assert list(error.value.errors) == ["reserve"]
 
 
 def test_every_bad_field_gets_its_own_message():

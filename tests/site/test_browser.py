@@ -51,7 +51,7 @@ def test_static_tables_stay_when_calc_cannot_load(page: Page, site_url, block):
     else:
         page.route("**/vendor/pyodide/**", lambda route: route.abort())
     page.goto(site_url)
-    assert "Largest batch whose peak fits in 80 GB" in page.locator("#summary").text_content()
+    assert "Largest batch whose peak fits in an H100 80GB" in page.locator("#summary").text_content()
     expect(page.locator(".calc-status")).to_contain_text("Live editing is unavailable", timeout=30_000)
     expect(page.locator("#calc-in-batch")).to_be_disabled()
     assert page.locator("#summary .calc-output").text_content()  # the table stays

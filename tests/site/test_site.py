@@ -99,7 +99,7 @@ def test_seed_page_reproduces_the_seeds_figures(built):
 
 def test_home_page_numbers_need_no_javascript(built):
     p = page(built, "")
-    assert "summary-peak" in p.ids and "Largest batch whose peak fits in 80 GB" in p.text
+    assert "summary-peak" in p.ids and "Largest batch whose peak fits in an H100 80GB" in p.text
 
 
 def test_no_broken_internal_link_or_anchor(built):

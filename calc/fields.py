@@ -205,7 +205,8 @@ FIELDS: tuple[Field, ...] = (
             f"{_SIZE_HELP[name]} (default: the preset's)", "shape", limit=MAX_SIZE) for name in SIZES),
     *(Field(name, "architecture", "choice", label, f"{help_text} (default: the preset's)", "shape",
             _labelled(SHAPE_CHOICES[name], labels)) for name, (label, help_text, labels) in _SHAPE_LABELS.items()),
-    *(Field(name, _FLAG_GROUP[name], "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS),
+    *(Field(name, "architecture", "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS
+      if _FLAG_GROUP[name] == "architecture"),
     Field("implementation", "implementation", "choice", "Implementation", "whose code runs the model "
           "(default: the preset's)", "shape", _labelled(SHAPE_CHOICES["implementation"], {
               "reference": "reference (torch.nn.functional)", "scratch": "from scratch (CS336 rules)",
@@ -226,6 +227,8 @@ FIELDS: tuple[Field, ...] = (
           "shape"),
     Field("sliding_window", "implementation", "whole_or_none", "Sliding window", "attend to the last this many "
           "tokens, or none (default: the preset's)", "shape", limit=MAX_SIZE),
+    *(Field(name, "implementation", "flag", *_FLAG_LABELS[name], "shape", _NO_YES) for name in SHAPE_FLAGS
+      if _FLAG_GROUP[name] == "implementation"),
     *_step_fields("", "step", "setup"),
     *_step_fields("b_", "compare", "compare"),
     Field("claim", "claim", "size", "Claimed figure (e.g. 2.265 GB)", "a figure to explain, such as '2.265 GB'",

@@ -9,10 +9,12 @@ the paper, 2 (bf16 weights) + 2 (bf16 gradients) + K with K = 12 (fp32 master we
 Adam's two moments; 8 for SGD).
 
 Activations per GPU: the accounting's rows, tensor-parallel splits applied (exactly as
-Korthikanti et al. for the `megatron` accounting; for the others, attention and
-feed-forward tensors split t ways, norms and block inputs only under sequence parallelism,
-the output layer replicated), for L/p layers; under the 1F1B schedule the first stage
-holds min(p, micro-batches) micro-batches in flight, the last one.
+Korthikanti et al. for the `megatron` accounting; for the others, as
+`_split_by_tensor_parallelism` says: the heads' and the feed-forward width's tensors split
+t ways, the column-parallel linears' inputs, norms and block inputs only under sequence
+parallelism, the loss's s·V tensors by vocabulary-parallel cross-entropy), for L/p
+layers; under the 1F1B schedule the first stage holds min(p, micro-batches) micro-batches
+in flight, the last one.
 
 Total per GPU = model states + activations in flight: the papers' accounting, without a
 backward-pass peak model.
@@ -67,6 +69,9 @@ def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
         raise FieldError("tp", f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
     if shape.layers % p:
         raise FieldError("pp", f"pp ({p}) must divide layers ({shape.layers})")
+    if p > 1 and setup.zero >= 2:
+        raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
+                                 "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
 
 
 @dataclass(frozen=True)
@@ -121,13 +126,35 @@ def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup) -> tuple:
     table = activation_table(shape, setup)
     if setup.accounting == "megatron" or setup.tp == 1:
         return table.rows
-    t = setup.tp
-    out = []
-    for r in table.rows:
-        if r.stage == "block" and (r.category in ("attention", "quadratic", "ffn") or setup.sp):
-            r = replace(r, count=ceil_div(r.count, t))
-        out.append(r)
-    return tuple(out)
+    return tuple(replace(r, count=ceil_div(r.count, setup.tp)) if _split_by_tensor_parallelism(r, setup.sp) else r
+                 for r in table.rows)
+
+
+REPLICATED_IN_BLOCKS = {"qkv-input", "ffn-input", "attention-input", "attention-residual-dropout",
+                        "ffn-residual-dropout"}
+"""Block tensors every tensor-parallel rank keeps whole unless sequence parallelism splits
+them (Korthikanti et al. 2022, section 4.2: the inputs of the column-parallel linears and
+the residual dropout masks, with the norms' tensors and the block inputs)."""
+
+
+def _split_by_tensor_parallelism(r, sp: bool) -> bool:
+    """Whether one of t tensor-parallel ranks keeps 1/t of row `r`.
+
+    Split: what belongs to the rank's heads or its share of the feed-forward width (Q, K,
+    V, scores, P, the attention output, W1 x, …), and in the head the s·V tensors, which
+    vocabulary-parallel cross-entropy splits by vocabulary. Kept whole on every rank: rows
+    kept once per step (the causal mask, RoPE's tables); without sequence parallelism also
+    the norms' tensors, the block inputs, the column-parallel linears' inputs and the
+    residual dropout masks; in the head, the final norm and the head's input."""
+    if r.per_step:
+        return False
+    if r.stage == "head":
+        return any("V" in term for term in r.formula.terms)
+    if r.stage != "block":
+        return False
+    if sp:
+        return True
+    return r.category in ("attention", "quadratic", "ffn") and r.key not in REPLICATED_IN_BLOCKS
 
 
 def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -200,7 +227,8 @@ def smallest_layout(shape: ModelShape, setup: TrainingSetup, budget: int) -> Tra
         for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
             for pp in divisors(shape.layers, SOLVER_MAX_PP):
                 def layout(dp: int) -> TrainingSetup:
-                    return setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=3 if dp > 1 else 0, batch=1,
+                    zero = 0 if dp == 1 else 3 if pp == 1 else 1  # DeepSpeed allows stage 1 at most with pipelines
+                    return setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=zero, batch=1,
                                          microbatches=global_batch // dp)
                 low, high = 0, len(replicas)  # the first index whose layout fits, or len(replicas)
                 while low < high:

@@ -103,3 +103,50 @@ def test_impossible_layouts_name_the_field(params, field):
     with pytest.raises(InputError) as error:
         parse_inputs(params)
     assert field in error.value.errors
+
+
+def test_tensor_parallelism_without_sp_keeps_the_linear_inputs_whole():
+    # The reference model in fp32, one sequence, one GPU's share at t = 4 (Korthikanti et al.
+    # 2022, section 4.2: the inputs of the column-parallel linears, the norms and the block
+    # input stay whole on every rank; what belongs to the rank's heads and feed-forward
+    # width is split). Per layer, in fp32 values:
+    #   whole: two norms (2·s·d + s each), the Q/K/V input s·d, the feed-forward input s·d
+    #   split: Q, K, V, the attention output (4·s·d), P (h·s²), W1 x, SiLU, W3 x, the product
+    #          (4·s·d_ff)
+    # and once per step the s² bool causal mask, whole.
+    shape = PRESETS["llama-3-8b"].replace(implementation="reference", context=4096)
+    s, d, h, ff, L, t = 4096, 4096, 32, 14336, 32, 4
+    setup = TrainingSetup(tp=t)
+    (first, _), = [stages(shape, setup)]
+    whole = 2 * (2 * s * d + s) + s * d + s * d
+    split = (4 * s * d + h * s * s + 4 * s * ff) // t
+    blocks = 4 * L * (whole + split)
+    head = 4 * (2 * s * d + s + s * d) + 4 * s * 128256 // t + 8 * s + 4  # final norm, head input, log-probs / t, targets, NLL weight
+    assert first.activations == 8 * s + blocks + s * s + head  # + token ids, the mask
+
+
+def test_sequence_parallelism_splits_the_rest_but_not_the_mask():
+    # with sequence parallelism the whole tensors above are split too (norms, block
+    # inputs, the linears' inputs); the causal mask, one s² tensor a step, stays whole
+    shape = PRESETS["llama-3-8b"].replace(implementation="reference", context=4096)
+    s, d, h, ff, L, t = 4096, 4096, 32, 14336, 32, 4
+    first = stages(shape, TrainingSetup(tp=t, sp=True))[0]
+    blocks = 4 * L * (2 * (2 * s * d + s) + 2 * s * d + 4 * s * d + h * s * s + 4 * s * ff) // t
+    head = 4 * (2 * s * d + s + s * d) + 4 * s * 128256 // t + 8 * s + 4
+    assert first.activations == 8 * s + blocks + s * s + head
+
+
+def test_zero_2_and_3_with_pipelines_are_refused_as_deepspeed_refuses_them():
+    for zero in (2, 3):
+        with pytest.raises(InputError) as error:
+            parse_inputs({"dp": "2", "zero": str(zero), "pp": "2"})
+        assert list(error.value.errors) == ["zero"] and "DeepSpeed" in error.value.errors["zero"]
+    assert parse_inputs({"dp": "2", "zero": "1", "pp": "2"}).setup.zero == 1
+
+
+def test_the_solver_never_combines_zero_2_or_3_with_pipelines():
+    shape = PRESETS["llama-2-7b"]
+    for budget in (24 * 10**9, 40 * 10**9, 80 * 10**9):
+        best = smallest_layout(shape, TrainingSetup(dtype="bf16", attention="flash", batch=8), budget)
+        if best is not None and best.pp > 1:
+            assert best.zero <= 1

@@ -145,8 +145,8 @@ def test_zero_2_and_3_with_pipelines_are_refused_as_deepspeed_refuses_them():
 
 
 def test_the_solver_never_combines_zero_2_or_3_with_pipelines():
-    shape = PRESETS["llama-2-7b"]
-    for budget in (24 * 10**9, 40 * 10**9, 80 * 10**9):
-        best = smallest_layout(shape, TrainingSetup(dtype="bf16", attention="flash", batch=8), budget)
-        if best is not None and best.pp > 1:
-            assert best.zero <= 1
+    # 1 GB a GPU for Llama 2 7B needs pipeline stages and data parallelism together: the
+    # replicas may shard the optimizer state (stage 1), not the gradients or parameters
+    best = smallest_layout(PRESETS["llama-2-7b"], TrainingSetup(dtype="bf16", attention="flash", batch=8), 10**9)
+    assert best.pp > 1 and best.dp > 1
+    assert best.zero == 1

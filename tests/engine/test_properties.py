@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calc import ModelShape, TrainingSetup, activation_table, fixed_table, parameter_table
+from calc import ModelShape, TrainingSetup, activation_table, parameter_table
 from calc.activations import bytes_per_block
 
 

@@ -45,6 +45,7 @@ VIEWS = {
     "output-layer": lambda i, o: (c.output_layer_grid(i),),
     "seed-checks": lambda i, o: (c.seed_checks_grid(i),),
     "validation": lambda i, o: (c.validation_grid(o.get("results") or {}),),
+    "validation-cuda": lambda i, o: (c.validation_grid(o.get("results") or {}),),
     "formulas": lambda i, o: tuple(activation_table(i.shape, i.setup.replace(accounting=a)) for a in FORMULA_ACCOUNTINGS),
     "glossary": lambda i, o: (c.glossary_grid(i),),
     "block-formula": lambda i, o: (c.block_formula(i),),
@@ -68,7 +69,9 @@ COMPARE_VIEWS = {"compare"}
 """Views that read setup B: a page with one shows setup B's inputs."""
 CLAIM_VIEWS = {"reverse"}
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
-STATIC_VIEWS = {"validation"}
+STATIC_VIEWS = {"validation", "validation-cuda"}
+RESULTS_FILES = {"validation": "results.json", "validation-cuda": "results-cuda-derived.json"}
+"""The file in validation/ whose cases each static view shows (passed in as options["results"])."""
 """Views of committed data rather than of the inputs: not recomputed in the browser."""
 
 

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from calc.catalog import OPTIONS, VIEWS, answer, view_options
+from calc.catalog import OPTIONS, RESULTS_FILES, VIEWS, answer, view_options
 from calc.errors import InputError
 from calc.fields import FIELDS, BY_NAME
 from calc.gpus import GPUS
@@ -23,11 +23,12 @@ from calc.parallel import per_gpu_table
 from calc.parameters import parameter_table
 from calc.presets import PRESETS
 from calc.render import part_text
+from calc.setup import DEVICE_NAMES
 from calc.report import summary
 from calc.table import Formula, Grid, Sentence, Table
 from calc.units import in_unit
 
-RESULTS = Path(__file__).resolve().parent.parent / "validation" / "results.json"
+VALIDATION = Path(__file__).resolve().parent.parent / "validation"
 """The committed measurements, for `--view validation` in a checkout."""
 
 
@@ -125,9 +126,11 @@ def _flag(field: str) -> str:
 
 
 def _print_views(inputs: Inputs, names: list[str], options: dict, args) -> int:
-    if "validation" in names and RESULTS.exists():
-        options = {**options, "results": json.loads(RESULTS.read_text())}
-    answers = {name: answer(name, inputs, options) for name in names}
+    def options_for(name: str) -> dict:
+        path = VALIDATION / RESULTS_FILES.get(name, "-")
+        return {**options, "results": json.loads(path.read_text())} if path.is_file() else options
+
+    answers = {name: answer(name, inputs, options_for(name)) for name in names}
     if args.json:
         print(json.dumps({name: [_part_json(p, inputs.unit) for p in parts] for name, parts in answers.items()}, indent=1))
         return 0
@@ -154,7 +157,7 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
     modified = any(BY_NAME[name].target == "shape" for name in params)
     print(f"{inputs.preset}{' (modified)' if modified else ''}: {result['parameters']:,} parameters; "
           f"accounting {setup.accounting}, attention {setup.attention}, checkpoint {setup.checkpoint}, "
-          f"{setup.dtype}, {setup.optimizer}, batch {setup.batch:,}\n")
+          f"{setup.dtype}, {setup.optimizer} ({setup.step_impl}), batch {setup.batch:,}, on {DEVICE_NAMES[setup.device]}\n")
     for t in tables:
         print(part_text(t, unit, args.markdown))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], unit)}")

@@ -20,7 +20,7 @@ from calc.parallel import SOLVER_MAX_PP, SOLVER_MAX_TP, check_layout, per_gpu_by
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.report import summary
-from calc.setup import TrainingSetup
+from calc.setup import DEVICE_NAMES, TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
@@ -185,20 +185,33 @@ def seed_checks_grid(i: Inputs) -> Grid:
     ])
 
 
+_RESULTS_DEVICES = {"cpu": ("cpu", "on the CPU"), "cuda-derived": ("cuda", "under CUDA's rules, derived on fake tensors"),
+                    "cuda": ("cuda", "measured on a GPU")}
+"""A results file's device: the device calc's rows are for, and how the file's cases were found."""
+
+
 def validation_grid(results: dict) -> Grid:
-    """Each committed PyTorch measurement beside calc's prediction for the same setup."""
+    """Each committed PyTorch measurement (or CUDA derivation) beside calc's prediction for
+    the same setup; a case CUDA's rules leave underived shows calc's refusal."""
+    device, how = _RESULTS_DEVICES[results.get("device", "cpu")]
     rows = []
     for c in results.get("cases", []):
         shape = ModelShape(**c["shape"])
-        setup = TrainingSetup(batch=c["batch"], attention=c["attention"], checkpoint=c["checkpoint"], dtype=c["dtype"])
-        predicted = activation_table(shape, setup).bytes_for_batch()
+        setup = TrainingSetup(batch=c["batch"], attention=c["attention"], checkpoint=c["checkpoint"], dtype=c["dtype"],
+                              device=device)
         options = _measured_options(shape)
         rk = "-".join([c["name"], f"b{c['batch']}", c["attention"], c["checkpoint"], c["dtype"], *options.split(", ")])
-        rows.append((rk.replace(" ", "").replace("=", "-"), [
-            c["name"], shape.implementation, options or "—", str(c["batch"]), c["attention"], c["checkpoint"], c["dtype"],
-            str(c["tensors"]), grouped(c["activations"]), grouped(predicted), grouped(predicted - c["activations"])]))
+        cells = [c["name"], shape.implementation, options or "—", str(c["batch"]), c["attention"], c["checkpoint"],
+                 c["dtype"], str(c["tensors"])]
+        if "not_derived" in c:
+            cells += ["not derived", "refused", "—"]
+        else:
+            predicted = activation_table(shape, setup).bytes_for_batch()
+            cells += [grouped(c["activations"]), grouped(predicted), grouped(predicted - c["activations"])]
+        rows.append((rk.replace(" ", "").replace("=", "-"), cells))
     versions = f"PyTorch {results.get('torch', '?')}, transformers {results.get('transformers', '?')}"
-    return grid("validation", f"Saved for backward: {versions} (CPU) against calc, in bytes",
+    return grid("validation" if device == "cpu" else "validation-cuda",
+                f"Saved for backward: {versions} {how}, against calc, in bytes",
                 ["Shape", "Implementation", "Options", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured",
                  "calc", "Difference"], rows, 8)
 
@@ -228,7 +241,7 @@ def block_formula(i: Inputs):
 
 def setup_label(setup: TrainingSetup) -> str:
     return (f"{setup.accounting}, {setup.dtype}, {setup.attention} attention, checkpoint {setup.checkpoint}, "
-            f"{setup.optimizer}, B = {setup.batch:,}")
+            f"{setup.optimizer}, B = {setup.batch:,}, {DEVICE_NAMES[setup.device]}")
 
 
 def compare_grid(i: Inputs) -> Grid:

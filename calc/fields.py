@@ -178,6 +178,11 @@ _STEP_LABELS = {
               {"fp32": "fp32", "bf16": "bf16 autocast"}),
     "optimizer": ("Optimizer", "optimizer state per parameter",
                   {"adamw": "AdamW", "sgd": "SGD with momentum"}),
+    "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries",
+                       {"default": "PyTorch's default (foreach on CUDA, for-loop on CPU)", "foreach": "foreach",
+                        "fused": "fused", "for-loop": "for-loop"}),
+    "device": ("Device", "an NVIDIA GPU (CUDA's autocast lists and kernels) or the CPU",
+               {"cuda": "CUDA (NVIDIA GPU)", "cpu": "CPU"}),
 }
 
 
@@ -187,6 +192,8 @@ def _step_fields(prefix: str, group: str, target: str) -> tuple[Field, ...]:
     for name, allowed in SETUP_CHOICES.items():
         label, help_text, labels = _STEP_LABELS[name]
         out.append(Field(prefix + name, group, "choice", label, help_text, target, _labelled(allowed, labels)))
+    out.append(Field(prefix + "keep_logits", group, "flag", "Logits held through backward",
+                     "the loop keeps `logits = model(x)` referenced until the step ends", target, _NO_YES))
     return tuple(out)
 
 

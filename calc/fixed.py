@@ -16,6 +16,17 @@ OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4}
 """fp32 bytes of optimizer state per parameter: AdamW's two moments, SGD's momentum."""
 
 
+def buffer_bytes(shape: ModelShape) -> int:
+    """Bytes of the model's buffers (fp32, not trained): the reference model's RoPE cos and
+    sin tables, [s, d_h/2] each (registered whatever the positions); the from-scratch
+    model's, one pair per layer; Llama-style Hugging Face code's inverse frequencies and
+    their original, d_h/2 each; GPT-2's code has none."""
+    if shape.implementation == "hf":
+        return 0 if shape.positions == "learned" else 2 * (shape.d_head // 2) * 4
+    tables = 2 * shape.context * (shape.d_head // 2) * 4
+    return tables * shape.layers if shape.implementation == "scratch" else tables
+
+
 def weight_copy_count(shape: ModelShape, setup: TrainingSetup) -> int:
     """Matrix parameters whose bf16 copies the graph holds at the end of the forward pass.
 

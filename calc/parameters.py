@@ -65,3 +65,35 @@ def matrix_parameter_count(shape: ModelShape) -> int:
     attention = d * shape.heads * dh + 2 * d * shape.kv_heads * dh + shape.heads * dh * d
     ffn = (3 if shape.ffn == "swiglu" else 2) * d * shape.d_ff
     return L * (attention + ffn) + shape.vocab * d
+
+
+@lru_cache(maxsize=256)
+def parameter_tensors(shape: ModelShape) -> tuple[int, ...]:
+    """The values in each parameter tensor, in the order model.parameters() yields them to
+    the optimizer (the implementation's order of registration; a tied head once)."""
+    d, dh, d_ff, V, L = shape.d_model, shape.d_head, shape.d_ff, shape.vocab, shape.layers
+    q, kv, o = (d * shape.heads * dh, shape.heads * dh), (d * shape.kv_heads * dh, shape.kv_heads * dh), (dh * shape.heads * d, d)
+    qkv_bias, bias = shape.bias or shape.qkv_bias, shape.bias
+    norm = (d, d) if (shape.norm == "layernorm" and shape.bias) else (d,)
+
+    def linear(weight_and_out, with_bias):
+        weight, out = weight_and_out
+        return (weight, out) if with_bias else (weight,)
+
+    def ffn(*names):
+        shapes = {"w1": (d * d_ff, d_ff), "w3": (d * d_ff, d_ff), "w2": (d_ff * d, d)}
+        return tuple(n for name in names for n in linear(shapes[name], bias))
+
+    gated = ("w1", "w3", "w2") if shape.implementation == "hf" else ("w1", "w2", "w3")
+    mlp = ffn(*(gated if shape.ffn == "swiglu" else ("w1", "w2")))
+    attention = (*linear(q, qkv_bias), *linear(kv, qkv_bias), *linear(kv, qkv_bias), *linear(o, bias))
+    embeddings = (V * d,) + ((shape.max_positions * d,) if shape.positions == "learned" else ())
+    head = () if shape.tied else (V * d,)
+    if shape.implementation == "hf" and shape.norm == "layernorm":  # GPT-2: c_attn makes Q, K and V in one
+        block = (*norm, *linear((3 * d * d, 3 * d), True), *linear((d * d, d), True), *norm, *mlp)
+        return embeddings + block * L + norm + head
+    if shape.implementation == "hf":  # Llama-style: attention, MLP, then the two norms
+        return embeddings + (*attention, *mlp, *norm, *norm) * L + norm + head
+    if shape.implementation == "scratch":
+        return embeddings + (*norm, *attention, *norm, *mlp) * L + norm + head
+    return embeddings + head + (*norm, *attention, *norm, *mlp) * L + norm  # the reference registers its own first

@@ -1,21 +1,33 @@
 """The peak of a training step, and the largest batch that fits a memory budget.
 
-Under the `autograd` accounting the peak is found by walking the step's moments: the
-end of the forward pass, backward through the loss and LM head, backward through the
-last and the first block (the blocks in between lie on a straight line between those
-two), and backward through the embedding. At each moment we add up what is alive: the
-parameters and optimizer state (always), the saved tensors not yet freed, the gradients
-allocated so far (gradients are set to None between steps, PyTorch's default), and the
-moment's working buffers. Saved tensors are exact (measured); the working buffers are a
-stated model, not a measurement:
+Under the `autograd` accounting the peak is found by walking the step's moments, in the
+steady state (the optimizer's state exists; gradients were set to None after the last
+step, PyTorch's default): the end of the forward pass, backward through the loss and LM
+head, backward through the last and the first block (the blocks in between lie on a
+straight line between those two), backward through the embedding, and the optimizer
+step. At each moment we add up what is alive:
 
-- forward end: the logits (and under autocast their fp32 copy) while log-softmax runs;
-- loss and head: the gradients of the log-probabilities and of the logits, B·s·V fp32 each;
-- a block: the largest gradients alive together inside it, 2·B·h·s² (softmax, explicit
-  attention) or 3·B·s·d_ff (SwiGLU; 2 for GELU) values in the compute dtype; under
-  checkpointing, also the block's recomputed saved tensors and bf16 weight copies (under
-  selective recomputation, the recomputed softmax output);
-- embedding: the gradient of its output, B·s·d fp32.
+- always: the parameters and optimizer state, the buffers (RoPE tables) and the
+  optimizer's step counts where they live on the device, the batch's token ids and
+  targets, which the loop holds;
+- the saved tensors not yet freed; autocast's bf16 weight copies (until the autocast
+  region exits its cache holds every copy, even under checkpointing; after it, only the
+  copies the graph keeps);
+- after the forward pass, the loss (and the logits, where the loop keeps them);
+- the gradients made so far, or all of them from the second micro-batch on (gradient
+  accumulation keeps them through every later micro-batch);
+- the moment's working tensors. Exact, and checked against a live-tensor timeline of
+  real CPU steps (validation/timeline.py): the logits and their fp32 copy while
+  log-softmax runs; the gradients of the log-probabilities and of the logits (the head's
+  weight gradient is made only after both are freed); the optimizer step's temporaries:
+  foreach AdamW's sqrt of every second moment (4 bytes a parameter), the for-loop's
+  sqrt and quotient of one parameter while the previous one's denominator is still
+  referenced, nothing for fused AdamW or for SGD. A stated model, not exact: inside a
+  block, the largest gradients alive together, 2·B·h·s² (softmax, explicit attention)
+  or 3·B·s·d_ff (SwiGLU; 2 for GELU) values in the compute dtype; under checkpointing,
+  also the block's recomputed saved tensors and bf16 weight copies (under selective
+  recomputation, the recomputed softmax output); at the embedding, the gradient of its
+  output, B·s·d fp32.
 
 The `seed` and `cs336` accountings have no moments: their peak is their own sum,
 parameters + gradients + optimizer state + activations, as those derivations define it.
@@ -27,24 +39,36 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from calc.activations import activation_table, bytes_per_block
-from calc.fixed import OPTIMIZER_BYTES, weight_copy_count
-from calc.parameters import matrix_parameter_count, parameter_count, parameter_table
+from calc.fixed import OPTIMIZER_BYTES, buffer_bytes, weight_copy_count
+from calc.parameters import matrix_parameter_count, parameter_count, parameter_table, parameter_tensors
 from calc.setup import MAX_BATCH, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
 
+INDEX_BYTES, LOSS_BYTES, STEP_COUNT_BYTES = 8, 4, 4
+
 PART_SYMBOLS = {
     "W": "parameters and optimizer state (held all step)",
-    "A": "saved activations at the end of the forward pass",
-    "C": "bf16 weight copies (autocast)",
+    "X": "buffers, and the optimizer's step counts where they are on the device",
+    "I": "the batch's token ids and targets (int64), held by the loop",
+    "A": "saved activations at the end of the forward pass (the inputs apart)",
+    "C": "bf16 weight copies in autocast's cache (until the autocast region exits)",
+    "C_g": "bf16 weight copies the graph keeps for backward",
+    "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
+    "K_l": "the loss just made, and the last one, referenced until the new one replaces it",
+    "A_w": "saved activations once the log-probabilities are freed",
     "A_e": "saved by the embedding", "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
     "C_b": "one block's bf16 weight copies",
-    "G": "all parameter gradients", "G_e": "embedding gradients", "G_b": "one block's gradients",
-    "G_h": "final norm and LM head gradients (the shared matrix when tied)",
+    "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",
+    "G_b": "one block's new gradients", "G_h": "final norm and LM head's new gradients (the shared matrix when tied)",
     "T_f": "logits while log-softmax runs", "T_h": "gradients of log-probabilities and logits",
     "T_b": "a block's largest gradients alive together", "R_b": "a recomputed block's saved tensors and weight copies",
-    "T_e": "gradient of the embedding output",
+    "T_e": "gradient of the embedding output", "T_o": "the optimizer step's temporaries",
+    "T_w": "the LM head's backward: the logits' gradient, its input's, and (accumulating) its weight's new gradient",
 }
+
+_INPUT_ROWS = {"reference": ("token-ids", "target-ids"), "scratch": ("token-ids", "target-ids"), "hf": ("token-ids",)}
+"""Rows that are the loop's own input tensors (or views of them), counted in I instead."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,19 @@ def _stage_bytes(rows, stage: str, batch: int) -> int:
     return sum(r.bytes_for_batch(batch) for r in rows if r.stage == stage)
 
 
+def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes the optimizer step allocates beyond its state, at its fullest. AdamW foreach:
+    _foreach_sqrt of every second moment at once; for-loop: one parameter's sqrt and the
+    quotient made from it, while the previous parameter's denominator is still held by its
+    Python name; fused (one kernel) and SGD (in place): none (torch/optim/adam.py, sgd.py)."""
+    if setup.optimizer != "adamw" or setup.step_impl == "fused":
+        return 0
+    if setup.step_impl == "foreach":
+        return 4 * parameter_count(shape)
+    sizes = (0, *parameter_tensors(shape))
+    return 4 * max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
+
+
 def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     """Byte values of the parts the moments add up, for the setup's batch."""
     B, L, s, V = setup.batch, shape.layers, shape.context, shape.vocab
@@ -68,28 +105,37 @@ def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     head_params = params["final-norm"] + params.get("lm-head", 0)
     block_params = (P - embedding_params - head_params) // L
     tied_grad = shape.vocab * shape.d_model if shape.tied else 0
+    accumulating = setup.microbatches > 1
 
     saved_table = activation_table(shape, setup)
-    saved = saved_table.rows
+    inputs = _INPUT_ROWS[shape.implementation]
+    saved = tuple(r for r in saved_table.rows if r.key not in inputs)
     per_step_block = sum(r.bytes for r in saved if r.stage == "block" and r.per_step)
-    copies = 2 * weight_copy_count(shape, setup)
     block_copies = 2 * (matrix_parameter_count(shape) - V * shape.d_model) // L if setup.dtype == "bf16" else 0
     widest = 3 * shape.d_ff if shape.ffn == "swiglu" else 2 * shape.d_ff
     if setup.attention == "explicit":
         widest = max(widest, 2 * shape.heads * s)
     checkpointed = setup.checkpoint == "block"
+    steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
     return {
         "W": P * 4 + P * OPTIMIZER_BYTES[setup.optimizer],
+        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * len(parameter_tensors(shape))
+                                    if steps_on_device and setup.optimizer == "adamw" else 0),
+        "I": 2 * B * s * INDEX_BYTES,
         "A": sum(r.bytes_for_batch(B) for r in saved),
-        "C": copies,
+        "C": 2 * matrix_parameter_count(shape) if setup.dtype == "bf16" else 0,
+        "C_g": 2 * weight_copy_count(shape, setup),
+        "K": LOSS_BYTES + (B * s * V * a if setup.keep_logits else 0),
+        "K_l": 2 * LOSS_BYTES,
+        "A_w": sum(r.bytes_for_batch(B) for r in saved if r.key != "log-probs"),
         "A_e": _stage_bytes(saved, "embedding", B) + per_step_block,
         "A_b": bytes_per_block(shape, saved_table, B),
         "A_h": _stage_bytes(saved, "head", B),
         "C_b": 0 if checkpointed else block_copies,
         "G": P * 4,
-        "G_e": (embedding_params - tied_grad) * 4,
-        "G_b": block_params * 4,
-        "G_h": (head_params + tied_grad) * 4,
+        "G_a": P * 4 if accumulating else 0,
+        "G_b": 0 if accumulating else block_params * 4,
+        "G_h": 0 if accumulating else (head_params + tied_grad) * 4,
         "T_f": B * s * V * (a + (4 if setup.dtype == "bf16" else 0)),
         "T_h": B * s * V * 8,
         "T_b": B * s * widest * a,
@@ -97,17 +143,24 @@ def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
         if checkpointed
         else B * shape.heads * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit") else 0,
         "T_e": B * s * shape.d_model * 4,
+        "T_o": optimizer_temporaries(shape, setup),
+        "T_w": 4 * B * s * (V + shape.d_model) + (V * shape.d_model * (6 if setup.dtype == "bf16" else 4)
+                                                 if accumulating else 0),
     }
 
 
+_HELD = (("W",), ("X",), ("I",))
 MOMENTS = (
-    Moment("forward-end", "End of the forward pass", (("W",), ("A",), ("C",), ("T_f",))),
-    Moment("head-backward", "Backward through the loss and LM head", (("W",), ("A",), ("C",), ("G_h",), ("T_h",))),
+    Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("C",), ("K_l",), ("G_a",), ("T_f",))),
+    Moment("head-backward", "Backward through the loss and LM head", (*_HELD, ("A",), ("C_g",), ("K",), ("G_a",), ("T_h",))),
+    Moment("head-weight-gradient", "The LM head's weight gradient",
+           (*_HELD, ("A_w",), ("C_g",), ("K",), ("G_a",), ("G_h",), ("T_w",))),
     Moment("last-block-backward", "Backward through the last block",
-           (("W",), ("A_e",), ("L", "A_b"), ("L", "C_b"), ("G_h",), ("G_b",), ("T_b",), ("R_b",))),
+           (*_HELD, ("A_e",), ("L", "A_b"), ("L", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",), ("R_b",))),
     Moment("first-block-backward", "Backward through the first block",
-           (("W",), ("A_e",), ("A_b",), ("C_b",), ("G_h",), ("L", "G_b"), ("T_b",), ("R_b",))),
-    Moment("embedding-backward", "Backward through the embedding", (("W",), ("A_e",), ("G",), ("T_e",))),
+           (*_HELD, ("A_e",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("L", "G_b"), ("T_b",), ("R_b",))),
+    Moment("embedding-backward", "Backward through the embedding", (*_HELD, ("A_e",), ("K",), ("G",), ("T_e",))),
+    Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
 )
 
 

@@ -12,6 +12,14 @@ ATTENTION_KINDS = ("explicit", "flash")
 CHECKPOINT_KINDS = ("none", "selective", "block")
 DTYPES = ("fp32", "bf16")
 OPTIMIZERS = ("adamw", "sgd")
+DEVICES = ("cuda", "cpu")
+DEVICE_NAMES = {"cuda": "CUDA (derived from PyTorch's source)", "cpu": "the CPU (measured)"}
+"""Each device as a sentence names it, with how its figures are known."""
+OPTIMIZER_IMPLS = ("default", "foreach", "fused", "for-loop")
+DEFAULT_OPTIMIZER_IMPL = {"cuda": "foreach", "cpu": "for-loop"}
+"""What torch.optim picks when neither foreach nor fused is given: foreach where every
+parameter is on a device with foreach kernels (CUDA), else the for-loop
+(torch/optim/optimizer.py, _default_to_fused_or_foreach; torch 2.13)."""
 
 MAX_BATCH = 10**6
 MAX_PARALLEL = 65536
@@ -22,6 +30,8 @@ CHOICES = {
     "checkpoint": CHECKPOINT_KINDS,
     "dtype": DTYPES,
     "optimizer": OPTIMIZERS,
+    "optimizer_impl": OPTIMIZER_IMPLS,
+    "device": DEVICES,
 }
 """The allowed values of each of the setup's text fields."""
 LAYOUT_SIZES = ("dp", "tp", "pp", "microbatches")
@@ -39,7 +49,11 @@ class TrainingSetup:
     log-sum-exp kept); checkpoint: "none", "selective" (the attention core recomputed:
     nothing quadratic kept) or "block" (each block recomputed in backward); dtype: "fp32",
     or "bf16" autocast with fp32 master weights; optimizer: "adamw" (two fp32 moments) or
-    "sgd" (one fp32 momentum buffer).
+    "sgd" (one fp32 momentum buffer); optimizer_impl: how its step runs, "foreach",
+    "fused", "for-loop" or "default" (PyTorch's choice on the device); device: "cuda" (an
+    NVIDIA GPU: CUDA's autocast op lists, attention kernels and dropout) or "cpu";
+    keep_logits: the training loop holds the logits (`logits = model(x)`, then the loss)
+    until the step ends, so they stay alive through backward and the optimizer step.
 
     Spreading training over GPUs (see calc.parallel): dp data-parallel replicas with ZeRO
     stage `zero`; tp-way tensor parallelism, with sequence parallelism if `sp`; pp pipeline
@@ -52,6 +66,9 @@ class TrainingSetup:
     checkpoint: str = "none"
     dtype: str = "fp32"
     optimizer: str = "adamw"
+    optimizer_impl: str = "default"
+    device: str = "cuda"
+    keep_logits: bool = False
     dp: int = 1
     zero: int = 0
     tp: int = 1
@@ -68,8 +85,9 @@ class TrainingSetup:
             check_whole(name, getattr(self, name), MAX_PARALLEL)
         if isinstance(self.zero, bool) or self.zero not in ZERO_STAGES:
             raise FieldError("zero", f"zero must be 0, 1, 2 or 3, not {echo(self.zero)}")
-        if not isinstance(self.sp, bool):
-            raise FieldError("sp", f"sp must be true or false, not {echo(self.sp)}")
+        for name in ("sp", "keep_logits"):
+            if not isinstance(getattr(self, name), bool):
+                raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.sp and self.tp == 1:
             raise FieldError("sp", "sp (sequence parallelism) needs tp above 1")
 
@@ -82,6 +100,11 @@ class TrainingSetup:
     def global_batch(self) -> int:
         """Sequences per optimizer step across all replicas: dp · microbatches · batch."""
         return self.dp * self.microbatches * self.batch
+
+    @property
+    def step_impl(self) -> str:
+        """The optimizer step's implementation as it runs: "foreach", "fused" or "for-loop"."""
+        return DEFAULT_OPTIMIZER_IMPL[self.device] if self.optimizer_impl == "default" else self.optimizer_impl
 
     @property
     def bytes_per_value(self) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
 
+from calc.cuda import LOGSUMEXP_ROWS_ALIGNMENT
 from calc.shape import ModelShape
 
 # Each symbol: (plain-text name, LaTeX, meaning). Text uses the field's own name.
@@ -23,6 +24,7 @@ SYMBOLS = {
     "d_ff": ("d_ff", "d_{ff}", "feed-forward width"),
     "V": ("V", "V", "vocabulary size"),
     "n_pos": ("n_pos", r"n_{\mathrm{pos}}", "rows of the learned position table (max_positions)"),
+    "s_32": ("s₃₂", "s_{32}", "the context rounded up to a multiple of 32 (the memory-efficient kernel's rows)"),
     "P": ("P", "P", "trainable parameters"),
     "P_w": ("P_w", "P_w", "parameters in weight matrices (what linear layers multiply by)"),
     "t": ("t", "t", "tensor-parallel size"),
@@ -38,6 +40,7 @@ def symbol_values(shape: ModelShape) -> dict[str, int]:
     return {
         "L": shape.layers, "s": shape.context, "d": shape.d_model, "h": shape.heads,
         "h_kv": shape.kv_heads, "d_h": shape.d_head, "d_ff": shape.d_ff, "V": shape.vocab, "n_pos": shape.max_positions,
+        "s_32": -(-shape.context // LOGSUMEXP_ROWS_ALIGNMENT) * LOGSUMEXP_ROWS_ALIGNMENT,
     }
 
 

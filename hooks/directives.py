@@ -27,7 +27,8 @@ from mkdocs.exceptions import PluginError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from calc.catalog import CLAIM_VIEWS, COMPARE_VIEWS, OPTIONS, PARALLEL_VIEWS, STATIC_VIEWS, VIEWS  # noqa: E402
+from calc.catalog import (CLAIM_VIEWS, COMPARE_VIEWS, OPTIONS, PARALLEL_VIEWS, RESULTS_FILES, STATIC_VIEWS,  # noqa: E402
+                          VIEWS)
 from calc.errors import FieldError, InputError  # noqa: E402
 from calc.site.form import inputs_panel  # noqa: E402
 from calc.site.views import render_value, render_view  # noqa: E402
@@ -36,18 +37,18 @@ BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)
 INLINE = re.compile(r"\[\[value (?P<name>[a-z_.]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
 LEFTOVER = re.compile(r"\[\[(calc|value)\b[^\]]*\]\]")
 
-_results = None
+_results: dict[str, dict] = {}
 
 
 def _params(args: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in args.split())
 
 
-def _validation_results() -> dict:
-    global _results
-    if _results is None:
-        _results = json.loads((ROOT / "validation" / "results.json").read_text())
-    return _results
+def _validation_results(view: str) -> dict:
+    """The committed cases a static view shows, read once per build."""
+    if view not in _results:
+        _results[view] = json.loads((ROOT / "validation" / RESULTS_FILES[view]).read_text())
+    return _results[view]
 
 
 def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> str:
@@ -67,7 +68,7 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
             raise PluginError(f"{where}: [[calc {m['view']}]] needs an id=… for its row ids")
         if m["view"] not in VIEWS:
             raise PluginError(f"{where}: unknown calc view {m['view']!r}; known: {', '.join(VIEWS)}")
-        extra = {"results": _validation_results()} if m["view"] == "validation" else {}
+        extra = {"results": _validation_results(m["view"])} if m["view"] in RESULTS_FILES else {}
         try:
             html = render_view(m["view"], {**defaults, **params}, key, **extra)
         except (InputError, FieldError) as e:

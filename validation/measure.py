@@ -77,8 +77,15 @@ def _model(cfg: dict, attention: str, checkpoint: str):
     return model, lambda m, ids, targets: m(ids, targets, attention=attention, checkpoint=checkpoint)
 
 
-def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, fake: bool) -> dict:
-    """Bytes saved for backward by one forward pass (loss included) of the model."""
+def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, fake: bool,
+            device: str = "cpu") -> dict:
+    """Bytes saved for backward by one forward pass (loss included) of the model.
+
+    device "cpu" runs PyTorch as it is; "cuda-derived" runs it on CPU tensors under CUDA's
+    rules (validation.cuda_rules: autocast's op lists, attention kernels, dropout); "cuda"
+    on a GPU, real tensors only.
+    """
+    assert not (fake and device == "cuda"), "on a GPU, measure real tensors"
     mode = contextlib.nullcontext()
     if fake:
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -91,7 +98,8 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
             from validation.hf_models import as_on_real_tensors
 
             as_real.enter_context(as_on_real_tensors())
-    with mode, as_real:
+    on_gpu = torch.device("cuda") if device == "cuda" else contextlib.nullcontext()
+    with mode, as_real, on_gpu:
         torch.manual_seed(0)
         model, run = _model(cfg, attention, checkpoint)
         model.train()
@@ -109,7 +117,14 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
                 totals[kind] += t.untyped_storage().nbytes()
             return t
 
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+        if device == "cuda-derived":
+            from validation.cuda_rules import CudaRules
+
+            autocast = CudaRules(autocast=dtype == "bf16")
+        elif device == "cuda":
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+        else:
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
             loss = run(model, ids, targets)
         if not fake:

@@ -151,6 +151,14 @@ class Transformer(nn.Module):
         With `checkpoint="block"` each block runs under non-reentrant activation
         checkpointing, which saves the block's inputs through the saved-tensor hooks too.
         """
+        return self.loss(self.logits(ids, attention, checkpoint), targets)
+
+    @staticmethod
+    def loss(logits, targets):
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+    def logits(self, ids, attention="explicit", checkpoint="none"):
+        """The logits [batch, seq, vocab] for `ids`."""
         seq = ids.shape[1]
         x = F.embedding(ids, self.embed)
         if self.pos_embed is not None:
@@ -165,5 +173,4 @@ class Transformer(nn.Module):
             else:
                 x = block(x, attention, causal_mask, cos, sin)
         x = self.final_norm(x)
-        logits = F.linear(x, self.embed if self.head is None else self.head)
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        return F.linear(x, self.embed if self.head is None else self.head)

@@ -1,7 +1,9 @@
 """Measure the grid of setups calc's autograd accounting is checked on; write or check JSON.
 
-    python -m validation.run            # measure and write validation/results.json
-    python -m validation.run --check    # measure again; exit 1 if it differs from the file
+    python -m validation.run                         # measure on the CPU, write validation/results.json
+    python -m validation.run --check                 # measure again; exit 1 if it differs from the file
+    python -m validation.run --device cuda-derived   # CUDA's rules on CPU fake tensors: results-cuda-derived.json
+    python -m validation.run --device cuda           # on a real GPU: results-cuda.json
 
 Three implementations of the model: calc's reference (validation/reference_model.py), a
 from-scratch CS336 model (validation/scratch_model.py) in each way of writing softmax,
@@ -9,6 +11,12 @@ cross-entropy and the target's pick, and Hugging Face transformers (GPT-2, Llama
 Mistral, Qwen2). Small shapes run twice, on real CPU tensors and on fake tensors, and
 must agree; the full-size shapes (every preset) run on fake tensors only. Needs torch and
 transformers (the validation extra), never calc.
+
+`--device cuda-derived` runs every case on fake tensors under CUDA's rules
+(validation.cuda_rules: autocast's op lists read from the installed torch, the attention
+kernels' own meta functions, the fused dropout): a derivation, which calc's CUDA rows must
+equal. A case whose rules are not derived (the math kernel's dropout on CUDA) is recorded
+with its reason, and calc must refuse it too. `--device cuda` measures on a GPU.
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import transformers
 
 from validation.measure import measure
 
-RESULTS = Path(__file__).with_name("results.json")
+RESULTS = {device: Path(__file__).with_name(name) for device, name in (
+    ("cpu", "results.json"), ("cuda-derived", "results-cuda-derived.json"), ("cuda", "results-cuda.json"))}
 CONFIGS = Path(__file__).with_name("hf_configs")
 
 _SMALL = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=4, d_ff=48,
@@ -122,40 +131,62 @@ def parameter_counts() -> dict[str, int]:
     return counts
 
 
-def run_grid(log=sys.stderr) -> dict:
+def run_grid(device: str = "cpu", log=sys.stderr) -> dict:
+    """Every case of `cases()` measured on `device` ("cpu", "cuda-derived" or "cuda")."""
     results = []
     start = time.perf_counter()
     for name, shape, batch, attention, checkpoint, dtype, fake_only in cases():
-        measured = measure(shape, batch, attention, checkpoint, dtype, fake=True)
-        if not fake_only:
-            real = measure(shape, batch, attention, checkpoint, dtype, fake=False)
-            if real != measured:
-                raise SystemExit(f"{name} {batch} {attention} {checkpoint} {dtype}: real {real} != fake {measured}")
-        results.append({
-            "name": name, "shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
-            "dtype": dtype, "tensors": "fake" if fake_only else "real and fake", **measured,
-        })
+        if device == "cuda" and fake_only:
+            continue  # full sizes do not fit one GPU in fp32; the small shapes test the same rules
+        case = {"name": name, "shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
+                "dtype": dtype}
+        if device == "cpu":
+            measured = measure(shape, batch, attention, checkpoint, dtype, fake=True)
+            if not fake_only:
+                real = measure(shape, batch, attention, checkpoint, dtype, fake=False)
+                if real != measured:
+                    raise SystemExit(f"{name} {batch} {attention} {checkpoint} {dtype}: real {real} != fake {measured}")
+            case["tensors"] = "fake" if fake_only else "real and fake"
+        elif device == "cuda-derived":
+            try:
+                measured = measure(shape, batch, attention, checkpoint, dtype, fake=True, device=device)
+            except NotImplementedError as e:
+                measured = {"not_derived": str(e)}
+            case["tensors"] = "fake, CUDA's rules"
+        else:
+            measured = measure(shape, batch, attention, checkpoint, dtype, fake=False, device="cuda")
+            case["tensors"] = "real, CUDA"
+        results.append({**case, **measured})
         print(f"{time.perf_counter() - start:6.0f} s  {name:28} B={batch} {attention:8} {checkpoint:5} {dtype}: "
-              f"{measured['activations']:,} bytes", file=log)
-    return {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "device": "cpu",
-            "parameter_counts": parameter_counts(), "cases": results}
+              f"{measured.get('activations', 'not derived')} bytes", file=log)
+    versions = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "device": device}
+    if device == "cuda":
+        versions["gpu"] = torch.cuda.get_device_name()
+    return {**versions, "parameter_counts": parameter_counts(), "cases": results}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed results; exit 1 if they differ")
+    parser.add_argument("--device", choices=tuple(RESULTS), default="cpu",
+                        help="cpu (measured), cuda-derived (CUDA's rules on CPU fake tensors) or cuda (a real GPU)")
     args = parser.parse_args(argv)
-    fresh = run_grid()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("validation: --device cuda needs a GPU; torch sees none", file=sys.stderr)
+        return 2
+    path = RESULTS[args.device]
+    fresh = run_grid(args.device)
     if args.check:
-        committed = json.loads(RESULTS.read_text())
+        committed = json.loads(path.read_text())
         if committed != fresh:
-            print(f"validation: fresh measurement differs from {RESULTS.name}; run python -m validation.run", file=sys.stderr)
+            print(f"validation: fresh measurement differs from {path.name}; run python -m validation.run "
+                  f"--device {args.device}", file=sys.stderr)
             return 1
-        print(f"validation: {len(fresh['cases'])} measurements match {RESULTS.name} "
-              f"(torch {fresh['torch']}, transformers {fresh['transformers']})")
+        print(f"validation: {len(fresh['cases'])} cases match {path.name} "
+              f"(torch {fresh['torch']}, transformers {fresh['transformers']}, {args.device})")
         return 0
-    RESULTS.write_text(json.dumps(fresh, indent=1) + "\n")
-    print(f"validation: wrote {len(fresh['cases'])} measurements to {RESULTS}")
+    path.write_text(json.dumps(fresh, indent=1) + "\n")
+    print(f"validation: wrote {len(fresh['cases'])} cases to {path}")
     return 0
 
 

@@ -1,27 +1,28 @@
 """A live-tensor timeline of whole training steps on the CPU: the peak of allocated bytes
 that calc's moments model must reproduce (issue: the whole step's peak).
 
-    python -m validation.timeline    # the reference model at small shapes: measured peak and calc's
+    python -m validation.timeline           # the reference model at small shapes: write timeline.json
+    python -m validation.timeline --check   # measure again; exit 1 if it differs
 
 Every op's outputs are recorded by storage (a TorchDispatchMode); each storage is held by
 a weak reference, so it leaves the count the moment PyTorch frees it. After every op the
-live bytes are summed; the parameters, buffers, inputs and optimizer state, alive before
-the step, are added once (views of them, such as W.T, are not new storage). The step is the second one (optimizer state allocated), with
+live bytes are summed; the parameters, buffers, inputs and optimizer state, alive all
+step, are added once (views of them, such as W.T, are not new storage); the last step's
+loss and logits are counted until the loop drops them. The step is the second one (optimizer state allocated), with
 zero_grad(set_to_none=True). What one op allocates and frees inside itself (a kernel's
 workspace) is not seen; CUDA's max_memory_allocated() would see it.
 
-Not yet used by calc's tests: calc's moments are a stated model, and this tool shows where
-they miss. Seen at these small shapes (fp32, explicit attention): at batch 4 the peak is
-inside log-softmax's backward, where calc's moment also counts the head's weight gradient,
-not yet made; at batch 1 AdamW's step is the peak with foreach (its sqrt temporaries) and
-for-loop, and a block's backward with fused, below calc's block moment.
+tests/engine/test_step_peak.py compares calc's peak with every step in timeline.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
@@ -30,6 +31,8 @@ from torch.utils._pytree import tree_flatten
 
 from validation.reference_model import Transformer
 
+RESULTS = Path(__file__).with_name("timeline.json")
+
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 
@@ -37,10 +40,12 @@ class LiveBytes(TorchDispatchMode):
     """The bytes of storages made since the mode started and not yet freed, after every op;
     the most of them, and the op it came after."""
 
-    def __init__(self, held=()):
+    def __init__(self, held=(), alive=()):
         super().__init__()
-        self.held = {t.untyped_storage().data_ptr() for t in held}  # alive before; views of them are not new
+        self.held = {t.untyped_storage().data_ptr() for t in held}  # alive all step; views of them are not new
         self.refs: dict[tuple, tuple] = {}
+        for t in alive:  # alive before the step, until the loop drops them (the last step's loss and logits)
+            self._track(t)
         self.ops = 0
         self.peak = 0
         self.peak_op = ""
@@ -50,16 +55,17 @@ class LiveBytes(TorchDispatchMode):
             del self.refs[key]
         return sum(n for _, n in self.refs.values())
 
+    def _track(self, t: torch.Tensor) -> None:
+        storage = t.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if storage.data_ptr() not in self.held and storage.nbytes() and (key not in self.refs or self.refs[key][0].expired()):
+            self.refs[key] = (StorageWeakRef(storage), storage.nbytes())
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type == "cpu":
-                storage = t.untyped_storage()
-                key = (storage.data_ptr(), storage.nbytes())
-                if storage.data_ptr() in self.held:
-                    continue
-                if storage.nbytes() and (key not in self.refs or self.refs[key][0].expired()):
-                    self.refs[key] = (StorageWeakRef(storage), storage.nbytes())
+                self._track(t)
         self.ops += 1
         now = self.live()
         if now > self.peak:
@@ -68,20 +74,31 @@ class LiveBytes(TorchDispatchMode):
 
 
 def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "fp32", attention: str = "explicit",
-              checkpoint: str = "none") -> tuple[int, str]:
-    """(peak bytes of the step, the op after which it was reached) for the reference model
-    with AdamW (`optimizer`: "for-loop", "foreach" or "fused")."""
+              checkpoint: str = "none", microbatches: int = 1, keep_logits: bool = False) -> tuple[int, str]:
+    """(peak bytes of a steady-state step, the op after which it was reached) for the
+    reference model with AdamW (`optimizer`: "for-loop", "foreach" or "fused").
+
+    The loop is written as readers write it: `loss` (and with keep_logits `logits`) are
+    names that keep their tensors until the next micro-batch rebinds them; gradients are
+    accumulated over `microbatches` micro-batches, then the optimizer steps and
+    zero_grad(set_to_none=True) drops them."""
     torch.manual_seed(0)
     model = Transformer(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=optimizer == "foreach", fused=optimizer == "fused")
     ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
     targets = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+    names: dict[str, torch.Tensor] = {}  # the loop's local variables
 
     def step():
-        with autocast:
-            loss = model(ids, targets, attention=attention, checkpoint=checkpoint)
-        loss.backward()
+        for _ in range(microbatches):
+            with autocast:
+                if keep_logits:
+                    names["logits"] = model.logits(ids, attention, checkpoint)
+                    names["loss"] = model.loss(names["logits"], targets)
+                else:
+                    names["loss"] = model(ids, targets, attention=attention, checkpoint=checkpoint)
+            names["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -89,19 +106,53 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
     held = [*model.parameters(), *model.buffers(), ids, targets,
             *(t for state in opt.state.values() for t in state.values() if isinstance(t, torch.Tensor))]
     held_bytes = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in held}.values())
-    mode = LiveBytes(held)
+    mode = LiveBytes(held, alive=names.values())
     with mode:
         step()
     return held_bytes + mode.peak, mode.peak_op
 
 
-def main() -> int:
-    cfg = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=4, d_ff=48, ffn="swiglu", norm="rmsnorm",
-               bias=False, positions="rope", tied=False)
+SMALL = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=4, d_ff=48, ffn="swiglu", norm="rmsnorm",
+             bias=False, positions="rope", tied=False)
+"""The reference model's small shape (as validation.run's small-cs336)."""
+
+
+def cases():
+    """(batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits) of every
+    measured step."""
     for batch in (1, 4):
         for optimizer in ("for-loop", "foreach", "fused"):
-            peak, where = step_peak(cfg, batch, optimizer)
-            print(f"B={batch} AdamW {optimizer:8}: peak {peak:,} bytes, after {where}")
+            for dtype, attention, checkpoint in (("fp32", "explicit", "none"), ("bf16", "explicit", "none"),
+                                                 ("bf16", "flash", "block"), ("fp32", "flash", "none")):
+                for microbatches, keep_logits in ((1, False), (1, True), (3, False)):
+                    yield batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits
+
+
+def run() -> dict:
+    results = []
+    for batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits in cases():
+        peak, where = step_peak(SMALL, batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits)
+        results.append(dict(batch=batch, optimizer=optimizer, dtype=dtype, attention=attention, checkpoint=checkpoint,
+                            microbatches=microbatches, keep_logits=keep_logits, peak=peak,
+                            at=where.split(", ", 1)[1]))
+    return {"torch": torch.__version__.split("+")[0], "device": "cpu", "shape": SMALL, "steps": results}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed timeline.json")
+    args = parser.parse_args(argv)
+    fresh = run()
+    if args.check:
+        if json.loads(RESULTS.read_text()) != fresh:
+            print(f"timeline: fresh steps differ from {RESULTS.name}; run python -m validation.timeline", file=sys.stderr)
+            return 1
+        print(f"timeline: {len(fresh['steps'])} steps match {RESULTS.name}")
+        return 0
+    RESULTS.write_text(json.dumps(fresh, indent=1) + "\n")
+    for r in fresh["steps"]:
+        print(f"B={r['batch']} {r['optimizer']:8} {r['dtype']} {r['attention']:8} {r['checkpoint']:5} "
+              f"M={r['microbatches']} logits={r['keep_logits']!s:5}: {r['peak']:,} bytes after {r['at']}")
     return 0
 
 

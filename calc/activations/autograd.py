@@ -17,12 +17,20 @@ Measured facts the rows encode:
   and masked_fill its (bool) mask;
 - grouped-query attention keeps K and V after they are repeated to all h heads;
 - CPU autocast runs cross-entropy in fp32: the log-probabilities are fp32 either way.
+
+On CUDA (device "cuda", calc.cuda; derived from PyTorch's source and checked on fake
+tensors by validation/cuda_rules.py, not yet measured on a GPU): autocast runs softmax in
+fp32, so explicit attention keeps P in fp32 and again as the bf16 copy P·V reads; SDPA
+runs the flash kernel in bf16 and the memory-efficient one in fp32, which pads its
+log-sum-exp to 32 rows and returns its output in the [B, s, h, d_h] layout that W_O reads
+without a copy; each call keeps the RNG's seed and offset.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from calc.cuda import RNG_STATE_BYTES, attention_kernel, check_kernel
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row, symbol_values
@@ -74,23 +82,26 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
             row(v, "k", f"K{rope}, repeated to all h heads, kept by QKᵀ", f(heads), a, stage="block", category="attention"),
             row(v, "causal-mask", "Causal mask (bool), kept by masked_fill", f(("s", "s")), BOOL, per_step=True,
                 stage="block", category="quadratic", note="one tensor shared by every block and sequence"),
-            row(v, "probabilities", "Softmax output P, kept by softmax and P·V", f(("L", "h", "s", "s")), a, stage="block", category="quadratic",
-                note="the scores QKᵀ/√d_h and the masked scores are not kept"),
-            row(v, "v", "V repeated to all h heads, kept by P·V", f(heads), a, stage="block", category="attention"),
         ]
+        if setup.device == "cuda" and setup.dtype == "bf16":
+            rows += [
+                row(v, "probabilities", "Softmax output P (fp32: CUDA autocast runs softmax in fp32), kept by softmax",
+                    f(("L", "h", "s", "s")), FP32, stage="block", category="quadratic",
+                    note="the scores QKᵀ/√d_h and the masked scores are not kept"),
+                row(v, "probabilities-bf16", "P's bf16 copy, kept by P·V", f(("L", "h", "s", "s")), 2, stage="block",
+                    category="quadratic"),
+            ]
+        else:
+            rows.append(row(v, "probabilities", "Softmax output P, kept by softmax and P·V", f(("L", "h", "s", "s")), a,
+                            stage="block", category="quadratic", note="the scores QKᵀ/√d_h and the masked scores are not kept"))
+        rows.append(row(v, "v", "V repeated to all h heads, kept by P·V", f(heads), a, stage="block", category="attention"))
     else:
-        rows += [
-            row(v, "q", f"Q{rope}, kept by flash attention", f(heads), a, stage="block", category="attention"),
-            row(v, "k", f"K{rope}, repeated to all h heads", f(heads), a, stage="block", category="attention"),
-            row(v, "v", "V repeated to all h heads", f(heads), a, stage="block", category="attention"),
-            row(v, "logsumexp", "Log-sum-exp per head and token (fp32)", f(("L", "h", "s")), FP32, stage="block", category="attention"),
-        ]
-        if shape.positions == "rope":
-            rows.append(row(v, "flash-output", "Attention output in head layout, kept by flash attention", f(heads), a,
-                            stage="block", category="attention", note="Q is a fresh [B,h,s,d_h] tensor after RoPE, so the output is too"))
-    rows.append(row(v, "attention-output", "Attention output, heads concatenated, kept by W_O", f(heads), a, stage="block", category="attention",
-                    note="" if setup.attention == "explicit" or shape.positions == "rope"
-                    else "the same storage flash attention keeps as its output"))
+        rows += _fused_attention_rows(v, shape, setup, heads, rope)
+    if not (setup.attention == "flash" and _kernel(shape, setup) == "efficient"):
+        rows.append(row(v, "attention-output", "Attention output, heads concatenated, kept by W_O", f(heads), a,
+                        stage="block", category="attention",
+                        note="" if setup.attention == "explicit" or shape.positions == "rope"
+                        else "the same storage flash attention keeps as its output"))
     rows += _norm_rows(v, shape, "norm2", "Feed-forward norm", True, "block", "norms")
     ffn_users = 2 if shape.ffn == "swiglu" else 1
     rows.append(_linear_input_row(v, setup, "ffn-input", "Feed-forward input", ffn_users, True, "block", "ffn"))
@@ -108,6 +119,46 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
             row(v, "gelu-output", "GELU(W1 x), kept by W2", f(wide), a, stage="block", category="ffn"),
         ]
     return tuple(rows)
+
+
+def _kernel(shape: ModelShape, setup: TrainingSetup) -> str:
+    """The fused attention kernel that runs: "cpu-flash" on the CPU; on CUDA "flash" or
+    "efficient" (the reference model repeats K and V itself and passes no mask)."""
+    if setup.device == "cpu":
+        return "cpu-flash"
+    kernel = attention_kernel(shape.d_head, setup.dtype)
+    check_kernel(kernel, ("flash", "efficient"))
+    return kernel
+
+
+def _fused_attention_rows(v, shape: ModelShape, setup: TrainingSetup, heads: tuple, rope: str) -> list:
+    """What scaled_dot_product_attention's kernel keeps: Q, K, V, its output, an fp32
+    log-sum-exp (and on CUDA the RNG state)."""
+    a, kernel = setup.bytes_per_value, _kernel(shape, setup)
+    name = {"cpu-flash": "flash attention", "flash": "the flash kernel", "efficient": "the memory-efficient kernel"}[kernel]
+    rows = [
+        row(v, "q", f"Q{rope}, kept by {name}", f(heads), a, stage="block", category="attention"),
+        row(v, "k", f"K{rope}, repeated to all h heads", f(heads), a, stage="block", category="attention"),
+        row(v, "v", "V repeated to all h heads", f(heads), a, stage="block", category="attention"),
+    ]
+    if kernel == "efficient":
+        rows += [
+            row(v, "logsumexp", "Log-sum-exp per head, rows padded to a multiple of 32 (fp32)", f(("L", "h", "s_32")),
+                FP32, stage="block", category="attention"),
+            row(v, "attention-output", "Attention output, kept by the kernel and by W_O", f(heads), a, stage="block",
+                category="attention", note="made in the [B, s, h, d_h] layout, so W_O reads it without a copy"),
+        ]
+    else:
+        rows.append(row(v, "logsumexp", "Log-sum-exp per head and token (fp32)", f(("L", "h", "s")), FP32,
+                        stage="block", category="attention"))
+        if shape.positions == "rope":
+            rows.append(row(v, "flash-output", f"Attention output in head layout, kept by {name}", f(heads), a,
+                            stage="block", category="attention",
+                            note="Q is a fresh [B,h,s,d_h] tensor after RoPE, so the output is too"))
+    if kernel != "cpu-flash":
+        rows.append(row(v, "rng-state", "The RNG's seed and offset, kept by every call", f(("L", RNG_STATE_BYTES[kernel])),
+                        1, per_step=True, stage="block", category="attention", note="the same bytes for any batch"))
+    return rows
 
 
 def embedding_rows(shape: ModelShape, setup: TrainingSetup) -> list:
@@ -146,6 +197,8 @@ def checkpointed_block_rows(shape: ModelShape, setup: TrainingSetup) -> list:
 
 def autograd_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """What autograd keeps at the end of the forward pass; rows per batch element."""
+    if setup.attention == "flash":
+        _kernel(shape, setup)  # a checkpointed block runs the same kernel, in forward and again in backward
     blocks = checkpointed_block_rows(shape, setup) if setup.checkpoint == "block" else block_rows(shape, setup)
     rows = [*embedding_rows(shape, setup), *blocks, *head_rows(shape, setup)]
     return Table("autograd", "What autograd keeps: the reference implementation", tuple(rows), batch=setup.batch)

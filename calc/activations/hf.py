@@ -26,10 +26,19 @@ real and fake tensors): see validation/results.json. Measured facts the rows enc
   the cache's copies; Llama-style models keep the same bytes either way;
 - the loss shifts the labels with a pad and a slice: one sequence keeps the padded
   (s + 1)-long labels, a batch a contiguous copy of B·s.
+
+On CUDA (device "cuda", calc.cuda; derived, checked on fake tensors by
+validation/cuda_rules.py, not yet measured on a GPU): dropout keeps 1-byte bool masks;
+SDPA never takes the math path for dropout (the flash and memory-efficient kernels drop
+inside), but does for fp32 grouped-query attention, which the memory-efficient kernel
+lacks; GPT-2's gelu_new runs its pow in fp32 under autocast, so its tanh branch is kept
+in fp32.
 """
 
 from __future__ import annotations
 
+from calc.cuda import MASK_BYTES_ON_CUDA, RNG_STATE_BYTES, attention_kernel, check_kernel
+from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row, symbol_values
@@ -44,10 +53,46 @@ def is_gpt2(shape: ModelShape) -> bool:
 
 def hf_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """What autograd keeps at the end of the forward pass; rows per sequence."""
+    if setup.attention == "flash":  # a checkpointed layer runs the same kernel, in forward and again in backward
+        _sdpa_kernel(shape, setup, _sliding_mask(shape))
     family = _gpt2_rows if is_gpt2(shape) else _llama_rows
     rows = family(shape, setup)
     title = f"What autograd keeps: Hugging Face {'GPT-2' if is_gpt2(shape) else 'Llama-style'} code"
     return Table("autograd", title, tuple(rows), batch=setup.batch)
+
+
+def _sdpa_kernel(shape: ModelShape, setup: TrainingSetup, masked: bool = False) -> str:
+    """The kernel transformers' SDPA call runs: "cpu-flash" (or "math" with dropout) on the
+    CPU; on CUDA "flash", "efficient" or "math" (fp32 with K and V unrepeated)."""
+    if setup.device == "cpu":
+        return "math" if shape.dropout > 0 else "cpu-flash"
+    grouped = shape.kv_heads < shape.heads and not masked  # transformers passes enable_gqa when there is no mask
+    kernel = attention_kernel(shape.d_head, setup.dtype, masked=masked, grouped=grouped)
+    derived_math = grouped and setup.dtype == "fp32" and shape.d_head % 4 == 0 and shape.dropout == 0
+    if kernel == "math" and not derived_math:
+        check_kernel(kernel, ("flash", "efficient"))
+    return kernel
+
+
+def _sliding_mask(shape: ModelShape) -> bool:
+    """Whether SDPA gets a mask of its own: a sliding window the context reaches (Mistral)."""
+    return shape.sliding_window is not None and shape.context >= shape.sliding_window
+
+
+def _mask_bytes(setup: TrainingSetup, cpu_bytes: int) -> int:
+    """Bytes per value of a dropout mask: CUDA's bool, or the CPU's noise tensor."""
+    return MASK_BYTES_ON_CUDA if setup.device == "cuda" else cpu_bytes
+
+
+def _kernel_rows(v, kernel: str) -> list:
+    """The log-sum-exp of a fused kernel, and on CUDA the RNG state of every call."""
+    rows = [row(v, "logsumexp", "Log-sum-exp per head, rows padded to a multiple of 32 (fp32)" if kernel == "efficient"
+                else "Log-sum-exp per head and token (fp32)", f(("L", "h", "s_32" if kernel == "efficient" else "s")),
+                FP32, stage="block", category="attention")]
+    if kernel in RNG_STATE_BYTES:
+        rows.append(row(v, "rng-state", "The RNG's seed and offset, kept by every call", f(("L", RNG_STATE_BYTES[kernel])),
+                        1, per_step=True, stage="block", category="attention", note="the same bytes for any batch"))
+    return rows
 
 
 def _norm(v, shape, prefix: str, label: str, layers: bool, stage: str, category: str) -> list:
@@ -118,16 +163,17 @@ def _gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     dropout = shape.dropout > 0
     rows = _embedding_rows(v, shape)
     if dropout:
-        rows.append(row(v, "embedding-dropout", "Embedding dropout mask (fp32 noise)", f(("s", "d")), FP32,
-                        stage="embedding", category="inputs"))
+        rows.append(row(v, "embedding-dropout", "Embedding dropout mask" + (" (bool)" if setup.device == "cuda" else
+                                                                          " (fp32 noise)"),
+                        f(("s", "d")), _mask_bytes(setup, FP32), stage="embedding", category="inputs"))
     if setup.checkpoint == "block":
         return rows + _checkpointed(v, shape, setup, mask_kept=setup.attention == "explicit") + _head_rows(v, shape, setup)
     block = lambda key, name, terms, nbytes, category, **extra: row(  # noqa: E731
         v, key, name, f(terms), nbytes, stage="block", category=category, **extra)
     rows += _norm(v, shape, "norm1", "Attention norm", True, "block", "norms")
     rows.append(_norm_output(v, setup, "qkv-input", "c_attn input", 1, True, "block", "attention"))
-    math_path = setup.attention == "flash" and dropout
-    if math_path:  # SDPA with dropout: PyTorch's math path, in fp32 on the CPU
+    kernel = _sdpa_kernel(shape, setup) if setup.attention == "flash" else "eager"
+    if kernel == "math":  # SDPA with dropout on the CPU: PyTorch's math path, in fp32
         rows += [block("q", "Q scaled (fp32), math path", ("L", "s", "d"), FP32, "attention"),
                  block("k", "K scaled (fp32), math path", ("L", "s", "d"), FP32, "attention"),
                  block("v", "V, kept by P·V" + (" (its fp32 copy)" if setup.dtype == "bf16" else
@@ -153,8 +199,9 @@ def _gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
         if setup.attention == "explicit":
             rows.append(block("probabilities", "Softmax output P (fp32)", ("L", "h", "s", "s"), FP32, "quadratic"))
             if dropout:
-                rows += [block("attention-dropout", "Attention dropout mask (noise, as P·V's operand)",
-                               ("L", "h", "s", "s"), a, "quadratic"),
+                rows += [block("attention-dropout", "Attention dropout mask" + (
+                               " (bool)" if setup.device == "cuda" else " (noise, as P·V's operand)"),
+                               ("L", "h", "s", "s"), _mask_bytes(setup, a), "quadratic"),
                          block("dropped-probabilities", "P after dropout, kept by P·V", ("L", "h", "s", "s"), a,
                                "quadratic")]
             elif setup.dtype == "bf16":
@@ -163,25 +210,36 @@ def _gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
             rows.append(block("attention-output", "Attention output, heads merged, kept by c_proj", ("L", "s", "d"), a,
                               "attention"))
         else:
-            rows += [block("flash-output", "SDPA output, kept by SDPA and by c_proj", ("L", "s", "d"), a, "attention"),
-                     block("logsumexp", "Log-sum-exp per head and token (fp32)", ("L", "h", "s"), FP32, "attention")]
+            rows.append(block("flash-output", "SDPA output, kept by SDPA and by c_proj", ("L", "s", "d"), a, "attention"))
+            rows += _kernel_rows(v, kernel)
+    residual_mask = " (bool)" if setup.device == "cuda" else " (noise)"
     if dropout:
-        rows.append(block("attention-residual-dropout", "Residual dropout mask after c_proj (noise)", ("L", "s", "d"), a,
-                          "attention"))
+        rows.append(block("attention-residual-dropout", "Residual dropout mask after c_proj" + residual_mask,
+                          ("L", "s", "d"), _mask_bytes(setup, a), "attention"))
     rows += _norm(v, shape, "norm2", "Feed-forward norm", True, "block", "norms")
     rows.append(_norm_output(v, setup, "ffn-input", "c_fc input", 1, True, "block", "ffn"))
-    rows += _gelu_rows(v, shape, a)
+    rows += _gelu_rows(v, shape, setup)
     if dropout:
-        rows.append(block("ffn-residual-dropout", "Residual dropout mask after the MLP (noise)", ("L", "s", "d"), a,
-                          "ffn"))
+        rows.append(block("ffn-residual-dropout", "Residual dropout mask after the MLP" + residual_mask, ("L", "s", "d"),
+                          _mask_bytes(setup, a), "ffn"))
     return rows + _head_rows(v, shape, setup)
 
 
-def _gelu_rows(v, shape, a: int) -> list:
+def _gelu_rows(v, shape, setup) -> list:
     """The MLP between c_fc and c_proj: gelu_new keeps its input, tanh(…), 0.5·x, 1 + tanh(…)
-    and its output; F.gelu (exact or tanh form) its input and output."""
+    and its output; F.gelu (exact or tanh form) its input and output. Under CUDA autocast
+    gelu_new's pow runs in fp32: its input is kept as an fp32 copy, the tanh branch is
+    fp32, and c_proj keeps a bf16 copy of the fp32 output."""
+    a = setup.bytes_per_value
+    fp32_branch = shape.activation == "gelu_new" and setup.device == "cuda" and setup.dtype == "bf16"
     wide = ("L", "s", "d_ff")
-    block = lambda key, name: row(v, key, name, f(wide), a, stage="block", category="ffn")  # noqa: E731
+    block = lambda key, name, nbytes=a: row(v, key, name, f(wide), nbytes, stage="block", category="ffn")  # noqa: E731
+    if fp32_branch:
+        return [block("w1-output", "c_fc output's fp32 copy, kept by pow (fp32 under CUDA autocast)", FP32),
+                block("gelu-tanh", "tanh(√(2/π)(x + 0.044715x³)) (fp32), kept by tanh", FP32),
+                block("gelu-half-x", "0.5·x, kept by the product"),
+                block("gelu-one-plus-tanh", "1 + tanh(…) (fp32), kept by the product", FP32),
+                block("gelu-output", "Activation output's bf16 copy, kept by c_proj")]
     rows = [block("w1-output", "c_fc output, kept by the activation")]
     if shape.activation == "gelu_new":
         rows += [block("gelu-tanh", "tanh(√(2/π)(x + 0.044715x³)), kept by tanh"),
@@ -205,8 +263,10 @@ def _llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     rows.append(row(v, "rope-tables", "RoPE cos and sin (fp32), computed once per step", f((2, "s", "d_h")), FP32,
                     per_step=True, stage="block", category="attention"))
     q = "Q after RoPE" + (" (its bf16 copy)" if setup.dtype == "bf16" else "")
-    if setup.attention == "explicit" or dropout:
-        math_path = setup.attention == "flash"
+    masked = _sliding_mask(shape)
+    kernel = _sdpa_kernel(shape, setup, masked) if setup.attention == "flash" else "eager"
+    if kernel in ("eager", "math"):
+        math_path = kernel == "math"
         n = FP32 if math_path else a
         rows += [block("q", "Q scaled (fp32), math path" if math_path else q, heads, n, "attention"),
                  block("k", "K repeated to all h heads" + (", scaled (fp32)" if math_path else ""), heads, n,
@@ -214,8 +274,9 @@ def _llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
                  block("v", "V repeated to all h heads", heads, n, "attention"),
                  block("probabilities", "Softmax output P (fp32)", ("L", "h", "s", "s"), FP32, "quadratic")]
         if dropout:
-            rows.append(block("attention-dropout", "Attention dropout mask (fp32 noise)", ("L", "h", "s", "s"), FP32,
-                              "quadratic"))
+            rows.append(block("attention-dropout", "Attention dropout mask" + (
+                " (bool)" if setup.device == "cuda" else " (fp32 noise)"), ("L", "h", "s", "s"),
+                _mask_bytes(setup, FP32), "quadratic"))
         if dropout and (setup.dtype == "fp32" or math_path):
             rows.append(block("dropped-probabilities", "P after dropout (fp32), kept by P·V", ("L", "h", "s", "s"),
                               FP32, "quadratic"))
@@ -223,21 +284,25 @@ def _llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
             rows.append(block("probabilities-bf16", "P's bf16 copy" + (" after dropout" if dropout else "")
                               + ", kept by P·V", ("L", "h", "s", "s"), 2, "quadratic"))
         rows.append(block("attention-output", "Attention output, heads merged, kept by o_proj", heads, a, "attention"))
-    elif shape.sliding_window is not None and shape.context >= shape.sliding_window:
+    elif masked:
         # Mistral, once the window is no longer than the context: SDPA with a mask of its own, K and V repeated
+        if setup.device == "cuda" and shape.context % 16:
+            raise FieldError("context", "on CUDA the memory-efficient kernel pads a sliding-window mask to a multiple "
+                                        "of 16 columns, which is not derived yet: choose a context that 16 divides")
         rows += [block("q", q, heads, a, "attention"),
                  block("k", "K repeated to all h heads", heads, a, "attention"),
                  block("v", "V repeated to all h heads", heads, a, "attention"),
                  block("sliding-mask", "Sliding-window mask, kept by SDPA in every layer", ("L", "s", "s"), a,
                        "quadratic"),
-                 block("flash-output", "SDPA output, kept by SDPA and by o_proj", heads, a, "attention"),
-                 block("logsumexp", "Log-sum-exp per head and token (fp32)", ("L", "h", "s"), FP32, "attention")]
+                 block("flash-output", "SDPA output, kept by SDPA and by o_proj", heads, a, "attention")]
+        rows += _kernel_rows(v, kernel)
     else:
+        grouped = kernel != "efficient"  # the memory-efficient kernel runs only with as many K/V heads as Q heads
         rows += [block("q", q, heads, a, "attention"),
-                 block("k", "K after RoPE, not repeated (enable_gqa)", kv, a, "attention"),
-                 block("v", "V, not repeated (enable_gqa)", kv, a, "attention"),
-                 block("flash-output", "SDPA output, kept by SDPA and by o_proj", heads, a, "attention"),
-                 block("logsumexp", "Log-sum-exp per head and token (fp32)", ("L", "h", "s"), FP32, "attention")]
+                 block("k", "K after RoPE, not repeated (enable_gqa)" if grouped else "K after RoPE", kv, a, "attention"),
+                 block("v", "V, not repeated (enable_gqa)" if grouped else "V", kv, a, "attention"),
+                 block("flash-output", "SDPA output, kept by SDPA and by o_proj", heads, a, "attention")]
+        rows += _kernel_rows(v, kernel)
     rows += _norm(v, shape, "norm2", "Feed-forward norm", True, "block", "norms")
     rows.append(_norm_output(v, setup, "ffn-input", "Feed-forward input", 2, True, "block", "ffn"))
     wide = ("L", "s", "d_ff")

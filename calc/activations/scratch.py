@@ -20,6 +20,11 @@ torch 2.13, real and fake tensors). How a line is written decides what it keeps:
   step;
 - under CPU bf16 autocast only the matmuls run in bf16; RMSNorm works in fp32 on the fp32
   residual stream, and each matmul casts its own bf16 copy of a norm's output.
+- under CUDA bf16 autocast (device "cuda"; derived from PyTorch's op lists and checked on
+  fake tensors by validation/cuda_rules.py, not measured on a GPU) exp, log, sum and
+  logsumexp run in fp32: exp(x − m), its row sums, the loss's exp and sums and the
+  log-sum-exp are kept in fp32, logsumexp keeps an fp32 copy of the logits, and the
+  probabilities P·V reads are the bf16 copy of an fp32 quotient.
 RoPE takes a slice of its cos and sin buffers (nothing kept); K and V are repeated to all
 heads with repeat_interleave before attention.
 """
@@ -60,6 +65,12 @@ def _norm_output(v, setup, key: str, name: str, users: int, layers: bool, stage:
     return row(v, key, f"{name}, one bf16 copy per matmul", f((*L, users, "s", "d")), 2, stage=stage, category=category)
 
 
+def _reduction_bytes(setup: TrainingSetup) -> int:
+    """Bytes per value of what exp, log, sum and logsumexp return: fp32 under CUDA autocast
+    (its fp32 lists), else the compute dtype's."""
+    return FP32 if setup.device == "cuda" else setup.bytes_per_value
+
+
 def _block_rows(v, shape: ModelShape, setup: TrainingSetup, a: int) -> list:
     block = lambda key, name, terms, nbytes, category, **extra: row(  # noqa: E731
         v, key, name, f(terms), nbytes, stage="block", category=category, **extra)
@@ -76,8 +87,9 @@ def _block_rows(v, shape: ModelShape, setup: TrainingSetup, a: int) -> list:
     elif shape.softmax == "amax":
         rows += [block("masked-scores", "Masked scores, kept by amax", scores, a, "quadratic"),
                  block("softmax-amax", "Row max, kept by amax", ("L", "h", "s"), a, "attention")]
-    rows += [block("softmax-exp", "exp(x − max), kept by exp and the division", scores, a, "quadratic"),
-             block("softmax-sum", "Row sums of exp, kept by the division", ("L", "h", "s"), a, "attention"),
+    wide = _reduction_bytes(setup)
+    rows += [block("softmax-exp", "exp(x − max), kept by exp and the division", scores, wide, "quadratic"),
+             block("softmax-sum", "Row sums of exp, kept by the division", ("L", "h", "s"), wide, "attention"),
              block("probabilities", "Softmax output P, kept by P·V", scores, a, "quadratic"),
              block("v", "V repeated to all h heads, kept by P·V", heads, a, "attention"),
              block("attention-output", "Attention output, heads merged, kept by W_O", heads, a, "attention")]
@@ -98,21 +110,24 @@ def _head_rows(v, shape: ModelShape, setup: TrainingSetup, a: int) -> list:
     rows = _norm_rows(v, "final-norm", "Final norm", False, "head", "output")
     rows += [_norm_output(v, setup, "head-input", "LM head input", 1, False, "head", "output"),
              head("target-ids", "Target ids (int64), kept by the pick", ("s",), INDEX)]
-    ce = shape.cross_entropy
-    if ce in ("logsumexp", "amax-manual"):
-        rows.append(head("logits", "Logits, kept by " + ("logsumexp" if ce == "logsumexp" else "amax"), ("s", "V"), a))
+    ce, wide = shape.cross_entropy, _reduction_bytes(setup)
+    if ce == "logsumexp":
+        rows.append(head("logits", "Logits" + (" (an fp32 copy)" if wide > a else "") + ", kept by logsumexp",
+                         ("s", "V"), wide))
+    if ce == "amax-manual":
+        rows.append(head("logits", "Logits, kept by amax", ("s", "V"), a))
     if ce == "manual":
         rows.append(head("loss-max-indices", "Row max indices (int64), kept by max(dim)", ("s",), INDEX))
     if ce == "amax-manual":
         rows.append(head("loss-amax", "Row max, kept by amax", ("s",), a))
     if ce == "logsumexp":
-        rows.append(head("logsumexp", "Log-sum-exp, kept by logsumexp", ("s",), a))
+        rows.append(head("logsumexp", "Log-sum-exp, kept by logsumexp", ("s",), wide))
     else:
-        rows += [head("loss-exp", "exp(logits − max), kept by exp", ("s", "V"), a),
-                 head("loss-sum", "Row sums of exp, kept by log", ("s",), a)]
+        rows += [head("loss-exp", "exp(logits − max), kept by exp", ("s", "V"), wide),
+                 head("loss-sum", "Row sums of exp, kept by log", ("s",), wide)]
     if shape.pick == "gather":
         picked = "log-probabilities" if ce == "logsumexp" else "shifted logits"
-        rows.append(head("gathered", f"The {picked}, gather's whole input", ("s", "V"), a))
+        rows.append(head("gathered", f"The {picked}, gather's whole input", ("s", "V"), wide if ce == "logsumexp" else a))
     else:
         rows.append(head("pick-arange", "arange(N) (int64), kept by the indexing", ("s",), INDEX))
     return rows

@@ -6,6 +6,12 @@ three implementations: calc's reference model, a from-scratch CS336 model in eve
 of writing its softmax, cross-entropy and pick, and Hugging Face transformers (GPT-2,
 Llama, Mistral, Qwen2). calc must equal it to the byte on every case; these tests need
 no torch.
+
+validation/results-cuda-derived.json holds the same grid run under CUDA's rules
+(`python -m validation.run --device cuda-derived`: CUDA autocast's op lists read from the
+installed torch, the CUDA attention kernels' meta functions, the fused dropout), which
+calc's device "cuda" must equal; validation/results-cuda.json, where a GPU measured it,
+likewise.
 """
 
 import json
@@ -14,11 +20,14 @@ from pathlib import Path
 import pytest
 
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count
+from calc.errors import FieldError
 from calc.fixed import weight_copy_count
 from calc.inputs import parse_inputs
 
 VALIDATION = Path(__file__).resolve().parents[2] / "validation"
 RESULTS = json.loads((VALIDATION / "results.json").read_text())
+CUDA_RESULTS = [json.loads(path.read_text()) for path in (VALIDATION / "results-cuda-derived.json",
+                                                           VALIDATION / "results-cuda.json") if path.exists()]
 SEED = PRESETS["cs336-gpt2-xl"]
 
 
@@ -47,12 +56,35 @@ def test_the_grid_covers_every_preset_as_it_runs_and_the_seed_model_three_ways()
     assert implementations == {"reference", "scratch", "hf"}
 
 
+def _setup(case, device):
+    return TrainingSetup(batch=case["batch"], attention=case["attention"], checkpoint=case["checkpoint"],
+                         dtype=case["dtype"], device=device)
+
+
 @pytest.mark.parametrize("case", RESULTS["cases"], ids=case_id)
 def test_autograd_accounting_equals_pytorch_to_the_byte(case):
-    shape = ModelShape(**case["shape"])
-    setup = TrainingSetup(batch=case["batch"], attention=case["attention"], checkpoint=case["checkpoint"], dtype=case["dtype"])
+    shape, setup = ModelShape(**case["shape"]), _setup(case, "cpu")
     assert activation_table(shape, setup).bytes_for_batch() == case["activations"]
     assert 2 * weight_copy_count(shape, setup) == case["weight_copies"]
+
+
+@pytest.mark.parametrize("case", [dict(c, results=r["device"]) for r in CUDA_RESULTS for c in r["cases"]],
+                         ids=lambda c: f"{c['results']}-{case_id(c)}")
+def test_cuda_rows_equal_pytorch_under_cudas_rules(case):
+    shape, setup = ModelShape(**case["shape"]), _setup(case, "cuda")
+    if "not_derived" in case:
+        with pytest.raises(FieldError):
+            activation_table(shape, setup)
+        return
+    assert activation_table(shape, setup).bytes_for_batch() == case["activations"]
+    assert 2 * weight_copy_count(shape, setup) == case["weight_copies"]
+
+
+def test_the_cuda_grid_is_the_cpu_grid():
+    derived = CUDA_RESULTS[0]
+    assert derived["device"] == "cuda-derived" and derived["torch"] == RESULTS["torch"]
+    key = lambda c: (c["name"], json.dumps(c["shape"], sort_keys=True), c["batch"], c["attention"], c["checkpoint"], c["dtype"])  # noqa: E731
+    assert sorted(map(key, derived["cases"])) == sorted(map(key, RESULTS["cases"]))
 
 
 @pytest.mark.parametrize("name, counted", sorted(RESULTS["parameter_counts"].items()))
@@ -81,16 +113,37 @@ def test_seed_model_fp32_explicit_by_hand():
 
 def test_flash_keeps_log_sum_exp_instead_of_probabilities():
     L, s, d, h = 48, 1024, 1600, 25
-    explicit = activation_table(SEED, TrainingSetup(attention="explicit")).bytes_for_batch()
-    flash = activation_table(SEED, TrainingSetup(attention="flash")).bytes_for_batch()
+    explicit = activation_table(SEED, TrainingSetup(attention="explicit", device="cpu")).bytes_for_batch()
+    flash = activation_table(SEED, TrainingSetup(attention="flash", device="cpu")).bytes_for_batch()
     # explicit keeps P (h·s²) and the mask (s² bool); flash keeps log-sum-exp (h·s) and its
     # own output in head layout (s·d) beside the concatenated copy W_O keeps.
     assert explicit - flash == L * (4 * h * s * s - 4 * h * s - 4 * s * d) + s * s
 
 
+def test_cuda_autocast_keeps_p_in_fp32_and_again_in_bf16():
+    # CUDA autocast runs softmax in fp32 (AT_FORALL_FP32_SET_OPT_DTYPE in PyTorch's
+    # autocast_mode.h): P is kept as fp32 by softmax and as a bf16 copy by P·V, 4 + 2 bytes
+    # a value where CPU autocast keeps one bf16 P: 4·L·h·s² bytes more a sequence.
+    L, s, h = 48, 1024, 25
+    cpu, cuda = (activation_table(SEED, TrainingSetup(dtype="bf16", device=device)).bytes_for_batch()
+                 for device in ("cpu", "cuda"))
+    assert cuda - cpu == 4 * L * h * s * s == 5_033_164_800
+    assert round(cpu / 1e9, 2) == 7.93 and round(cuda / 1e9, 2) == 12.96  # the figures the issue quotes
+
+
+def test_cuda_fp32_sdpa_runs_the_memory_efficient_kernel():
+    # fp32 has no flash kernel: the memory-efficient one pads its log-sum-exp to 32 rows
+    # (1,024 is already a multiple), keeps an int64 seed and offset per call, and returns
+    # its output in the layout W_O reads, so the separate copy of the output is not made.
+    L, s, d, h = 48, 1024, 1600, 25
+    cpu, cuda = (activation_table(SEED, TrainingSetup(attention="flash", device=device)).bytes_for_batch()
+                 for device in ("cpu", "cuda"))
+    assert cpu - cuda == L * (4 * s * d - 16)
+
+
 def test_per_block_checkpointing_keeps_block_inputs_only():
     L, s, d, V = 48, 1024, 1600, 50257
-    kept = activation_table(SEED, TrainingSetup(checkpoint="block", attention="flash")).bytes_for_batch()
+    kept = activation_table(SEED, TrainingSetup(checkpoint="block", attention="flash", device="cpu")).bytes_for_batch()
     head = 4 * (2 * s * d + s + s * d + s * V)
     assert kept == 4 * L * s * d + head + 8 * s + 8 * s + 4
 
@@ -105,9 +158,11 @@ def test_grouped_query_attention_keeps_k_and_v_after_repeating_them():
 
 def test_hugging_face_sdpa_keeps_k_and_v_unrepeated():
     # transformers passes enable_gqa=True to SDPA: K and V are kept with h_kv heads, not h,
-    # which saves 2·L·s·(h − h_kv)·d_h fp32 values against multi-head attention
+    # which saves 2·L·s·(h − h_kv)·d_h fp32 values against multi-head attention (on the CPU;
+    # on CUDA fp32 with enable_gqa takes the math kernel, the memory-efficient one having
+    # no grouped-query attention)
     llama3, (L, s, h, kv, dh) = PRESETS["llama-3-8b"], (32, 8192, 32, 8, 128)
     as_mha = llama3.replace(kv_heads=h)
-    setup = TrainingSetup(attention="flash")
+    setup = TrainingSetup(attention="flash", device="cpu")
     saved = activation_table(as_mha, setup).bytes_for_batch() - activation_table(llama3, setup).bytes_for_batch()
     assert saved == 4 * 2 * L * s * (h - kv) * dh

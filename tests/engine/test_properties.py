@@ -11,7 +11,7 @@ from calc.activations import bytes_per_block
 def shapes(draw):
     heads = draw(st.integers(1, 8))
     kv_heads = draw(st.sampled_from([k for k in range(1, heads + 1) if heads % k == 0]))
-    d_head = 2 * draw(st.integers(1, 16))
+    d_head = 8 * draw(st.integers(1, 8))  # CUDA's fused attention kernels take head sizes in eights
     return ModelShape(
         vocab=draw(st.integers(1, 5000)), context=draw(st.integers(1, 256)), layers=draw(st.integers(1, 12)),
         d_model=heads * d_head, heads=heads, kv_heads=kv_heads, d_ff=draw(st.integers(1, 512)),
@@ -25,6 +25,7 @@ setups = st.builds(
     batch=st.integers(1, 64), accounting=st.sampled_from(["seed", "cs336", "autograd"]),
     attention=st.sampled_from(["explicit", "flash"]), checkpoint=st.sampled_from(["none", "block"]),
     dtype=st.sampled_from(["fp32", "bf16"]), optimizer=st.sampled_from(["adamw", "sgd"]),
+    device=st.sampled_from(["cuda", "cpu"]),
 )
 
 
@@ -42,13 +43,15 @@ def test_activations_are_affine_in_batch(shape, setup):
 @given(shapes(), setups)
 def test_one_more_layer_adds_exactly_one_blocks_worth(shape, setup):
     # The embedding and the head do not grow with depth, and every block keeps the same:
-    # a layer more adds one block's bytes, and a block's bytes do not depend on depth.
+    # a layer more adds one block's bytes (and what each block keeps once per step, such as
+    # CUDA attention's RNG state), and a block's bytes do not depend on depth.
     setup = setup.replace(batch=1)
     shallow, deep = activation_table(shape, setup), activation_table(shape.replace(layers=shape.layers + 1), setup)
     block = bytes_per_block(shape, shallow)
+    per_step_per_block = sum(r.bytes for r in shallow.rows if r.per_step and r.formula.terms[0][0] == "L") // shape.layers
     assert block > 0
     assert bytes_per_block(shape.replace(layers=shape.layers + 1), deep) == block
-    assert deep.bytes_for_batch(1) - shallow.bytes_for_batch(1) == block
+    assert deep.bytes_for_batch(1) - shallow.bytes_for_batch(1) == block + per_step_per_block
 
 
 @settings(max_examples=200)

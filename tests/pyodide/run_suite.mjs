@@ -3,8 +3,8 @@
 //   node tests/pyodide/run_suite.mjs <pyodide dir> <calc wheel> <wheel dir> <repo root> <test file>...
 //
 // calc comes from its wheel (the one the site ships), the test tools from <wheel dir>,
-// the test files, validation/results.json and the configs in validation/hf_configs/ are
-// copied into Pyodide's file system.
+// the test files, validation's committed JSON (results, the CUDA derivation, the step
+// timeline) and the configs in validation/hf_configs/ are copied into Pyodide's file system.
 // Exits with pytest's exit code.
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +20,9 @@ for (const wheel of wheels) {
 const home = "/home/pyodide/project";
 pyodide.FS.mkdirTree(`${home}/tests`);
 pyodide.FS.mkdirTree(`${home}/validation`);
-pyodide.FS.writeFile(`${home}/validation/results.json`, readFileSync(join(root, "validation/results.json")));
+for (const name of readdirSync(join(root, "validation")).filter((f) => f.endsWith(".json"))) {
+  pyodide.FS.writeFile(`${home}/validation/${name}`, readFileSync(join(root, "validation", name)));
+}
 pyodide.FS.mkdirTree(`${home}/validation/hf_configs`);
 for (const name of readdirSync(join(root, "validation/hf_configs")).filter((f) => f.endsWith(".json"))) {
   pyodide.FS.writeFile(`${home}/validation/hf_configs/${name}`, readFileSync(join(root, "validation/hf_configs", name)));

@@ -16,7 +16,8 @@ from calc.categories import CATEGORIES
 from calc.errors import FieldError
 from calc.fixed import fixed_table
 from calc.inputs import Inputs
-from calc.parallel import SOLVER_MAX_PP, SOLVER_MAX_TP, check_layout, per_gpu_bytes, per_gpu_table, smallest_layout
+from calc.parallel import SOLVER_MAX_PP, SOLVER_MAX_TP, per_gpu_bytes, per_gpu_table, smallest_layout
+from calc.splits import check_layout
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.report import summary
@@ -37,7 +38,9 @@ OPTION_SETS = (
 
 REGIMES = (("fp32-adamw", "fp32, AdamW", "fp32", "adamw"), ("fp32-sgd", "fp32, SGD with momentum", "fp32", "sgd"),
            ("bf16-adamw", "bf16 autocast, AdamW", "bf16", "adamw"),
-           ("bf16-sgd", "bf16 autocast, SGD with momentum", "bf16", "sgd"))
+           ("bf16-sgd", "bf16 autocast, SGD with momentum", "bf16", "sgd"),
+           ("bf16-master-adamw", "bf16 weights, fp32 master, AdamW", "bf16-master", "adamw"),
+           ("bf16-master-sgd", "bf16 weights, fp32 master, SGD with momentum", "bf16-master", "sgd"))
 
 QUADRATIC_CONTEXTS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 """Context lengths of the quadratic-term table (the reader's own is added)."""
@@ -442,10 +445,11 @@ def gpu_bars(i: Inputs, vary: str = "zero") -> Bars:
         rows = {r.key: r.bytes for r in per_gpu_table(i.shape, setup).rows}
         parts = (("parameters", "Parameters", rows["parameters"]), ("gradients", "Gradients", rows["gradients"]),
                  ("optimizer", "Optimizer state", rows["optimizer"]),
+                 ("weight-copies", "bf16 weight copies", rows.get("weight-copies", 0)),
                  ("activations", "Activations in flight", rows["activations"]))
-        bars.append(Bar(rk, label, parts))
-    return Bars("chart-gpu", "Memory per GPU", "Stacked bars of the fullest GPU's memory for each layout.", tuple(bars),
-                None, i.budget, i.unit)
+        bars.append(Bar(rk, label, parts, rows["peak"]))
+    return Bars("chart-gpu", "Memory per GPU", "Stacked bars of the fullest GPU's memory for each layout; the tick is "
+                "the peak of its step.", tuple(bars), "Peak", i.budget, i.unit)
 
 
 def solver_sentence(i: Inputs) -> Sentence:

@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from calc.errors import FieldError
 
+FP32_ON_CUDA = ("softmax", "log_softmax", "sum", "exp", "log", "pow", "rsqrt", "layer_norm", "logsumexp")
+"""Ops the implementations call that CUDA autocast runs in fp32 (AT_FORALL_FP32, and
+AT_FORALL_FP32_SET_OPT_DTYPE for softmax, log_softmax and sum); CPU autocast does not."""
+LOWERED_ON_BOTH = ("linear", "matmul", "addmm", "bmm", "scaled_dot_product_attention")
+"""Ops autocast runs in bf16 on both devices (AT_FORALL_LOWER_PRECISION_FP on CUDA)."""
 MASK_BYTES_ON_CUDA = 1
 """Bytes per value of a dropout mask on CUDA (native_dropout's bool mask)."""
 RNG_STATE_BYTES = {"flash": 24, "efficient": 16}
@@ -36,7 +41,7 @@ def attention_kernel(d_head: int, dtype: str, masked: bool = False, grouped: boo
 
     `masked`: an explicit mask is passed (not is_causal); `grouped`: K and V have fewer
     heads than Q and are passed with enable_gqa."""
-    half = dtype == "bf16"
+    half = dtype in ("bf16", "bf16-master")
     if half and not masked and d_head <= FLASH_MAX_HEAD_SIZE and d_head % 8 == 0:
         return "flash"
     if not grouped and d_head % (8 if half else 4) == 0:

@@ -174,8 +174,9 @@ _STEP_LABELS = {
                   {"explicit": "explicit (softmax kept)", "flash": "flash (fused)"}),
     "checkpoint": ("Checkpointing", "what is recomputed in backward",
                    {"none": "none", "selective": "selective (attention core)", "block": "every block"}),
-    "dtype": ("Precision", "fp32, or bf16 autocast with fp32 master weights",
-              {"fp32": "fp32", "bf16": "bf16 autocast"}),
+    "dtype": ("Precision", "fp32; bf16 autocast over fp32 weights (4+4+8 bytes, plus bf16 copies); or bf16 "
+              "weights with an fp32 master copy in the optimizer (2+2+12)",
+              {"fp32": "fp32", "bf16": "bf16 autocast (fp32 weights)", "bf16-master": "bf16 weights, fp32 master"}),
     "optimizer": ("Optimizer", "optimizer state per parameter",
                   {"adamw": "AdamW", "sgd": "SGD with momentum"}),
     "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries",

@@ -1,19 +1,27 @@
 """Fixed memory: parameters, gradients, optimizer state, and autocast's weight copies.
 
-Independent of the batch. Two regimes: fp32 everywhere, and bf16 autocast, where the fp32
-parameters are the master weights and autocast makes a bf16 copy of every weight matrix
-that the graph keeps for backward (2 bytes per matrix parameter).
+Independent of the batch. Three regimes (calc.setup.STATE_BYTES): fp32 everywhere; bf16
+autocast, where the fp32 parameters are the master weights and autocast makes a bf16 copy
+of every weight matrix that the graph keeps for backward (2 bytes per matrix parameter);
+and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 """
 
 from __future__ import annotations
 
 from calc.parameters import matrix_parameter_count, parameter_count
-from calc.setup import TrainingSetup
+from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 
 OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4}
 """fp32 bytes of optimizer state per parameter: AdamW's two moments, SGD's momentum."""
+
+
+def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
+    """Bytes per parameter of (weights, gradients, optimizer state) in the setup's regime:
+    the optimizer's state holds the fp32 master weights where the weights are bf16."""
+    weights, gradients, master = STATE_BYTES[setup.dtype]
+    return weights, gradients, master + OPTIMIZER_BYTES[setup.optimizer]
 
 
 def buffer_bytes(shape: ModelShape) -> int:
@@ -44,10 +52,14 @@ def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes."""
     values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
+    weights, gradients, kept = state_bytes(setup)
+    master = weights == 2
     rows = [
-        row(values, "parameters", "Parameters (fp32 master weights)", f(("P",)), 4),
-        row(values, "gradients", "Gradients (fp32)", f(("P",)), 4),
-        row(values, "optimizer", f"Optimizer state: {optimizer} (fp32)", f(("P",)), OPTIMIZER_BYTES[setup.optimizer]),
+        row(values, "parameters", "Parameters (bf16 weights)" if master else "Parameters (fp32 master weights)",
+            f(("P",)), weights),
+        row(values, "gradients", f"Gradients ({'bf16' if master else 'fp32'})", f(("P",)), gradients),
+        row(values, "optimizer", f"Optimizer state: {'fp32 master weights and ' if master else ''}{optimizer} (fp32)",
+            f(("P",)), kept),
     ]
     if setup.dtype == "bf16":
         if setup.checkpoint == "block":

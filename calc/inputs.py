@@ -15,7 +15,7 @@ from typing import Mapping
 from calc.activations import check_implementation
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
-from calc.parallel import check_layout
+from calc.splits import check_layout
 from calc.presets import PRESETS
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape

@@ -35,23 +35,26 @@ parameters + gradients + optimizer state + activations, as those derivations def
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from calc.activations import activation_table, bytes_per_block
-from calc.fixed import OPTIMIZER_BYTES, buffer_bytes, weight_copy_count
-from calc.parameters import matrix_parameter_count, parameter_count, parameter_table, parameter_tensors
+from calc.activations import bytes_per_block
+from calc.fixed import buffer_bytes, state_bytes
+from calc.splits import ceil_div, split_rows, stages, zero_states
+from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import MAX_BATCH, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
 
-INDEX_BYTES, LOSS_BYTES, STEP_COUNT_BYTES = 8, 4, 4
+INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 
 PART_SYMBOLS = {
     "W": "parameters and optimizer state (held all step)",
     "X": "buffers, and the optimizer's step counts where they are on the device",
     "I": "the batch's token ids and targets (int64), held by the loop",
     "A": "saved activations at the end of the forward pass (the inputs apart)",
+    "A_m": "the other micro-batches in flight on a first pipeline stage (1F1B)",
+    "L_s": "the blocks on this GPU's pipeline stage",
     "C": "bf16 weight copies in autocast's cache (until the autocast region exits)",
     "C_g": "bf16 weight copies the graph keeps for backward",
     "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
@@ -82,109 +85,184 @@ def _stage_bytes(rows, stage: str, batch: int) -> int:
     return sum(r.bytes_for_batch(batch) for r in rows if r.stage == stage)
 
 
-def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup) -> int:
+def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: int | None = None) -> int:
     """Bytes the optimizer step allocates beyond its state, at its fullest. AdamW foreach:
     _foreach_sqrt of every second moment at once; for-loop: one parameter's sqrt and the
     quotient made from it, while the previous parameter's denominator is still held by its
     Python name; fused (one kernel) and SGD (in place): none (torch/optim/adam.py, sgd.py)."""
-    if setup.optimizer != "adamw" or setup.step_impl == "fused":
-        return 0
+    if setup.optimizer != "adamw" or setup.step_impl == "fused" or setup.dtype == "bf16-master":
+        return 0  # bf16-master: the frameworks' own fused steps over the fp32 master copy, taken as none
+    sharded = setup.dp > 1 and setup.zero >= 1
+    held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
     if setup.step_impl == "foreach":
-        return 4 * parameter_count(shape)
+        return 4 * (ceil_div(held, setup.dp) if sharded else held)
     sizes = (0, *parameter_tensors(shape))
-    return 4 * max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
+    if (setup.tp, setup.pp) == (1, 1) and not sharded:
+        return 4 * max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
+    return 4 * 3 * ceil_div(max(sizes), setup.tp)  # an upper bound once tensors are split or sharded
 
 
-def _parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
-    """Byte values of the parts the moments add up, for the setup's batch."""
-    B, L, s, V = setup.batch, shape.layers, shape.context, shape.vocab
+def _per_step_bytes(rows, layers: int, all_layers: int) -> int:
+    """Bytes of rows kept once per step, for a stage of `layers` blocks: a row counted per
+    block (such as CUDA attention's RNG state, L·24 bytes) scales with the stage's blocks."""
+    total = 0
+    for r in rows:
+        per_block = r.formula.terms and r.formula.terms[0] and r.formula.terms[0][0] == "L"
+        total += r.bytes * layers // all_layers if per_block else r.bytes
+    return total
+
+
+def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict[str, int]:
+    """Byte values of the parts the moments add up on one GPU, for the setup's batch: the
+    `stage` ("first" or "last"; the same when pp = 1) of the layout's pipeline, its states
+    under ZeRO, its tensor-parallel share of the activations. One GPU is the layout
+    dp = tp = pp = 1."""
+    B, L, s, V, d = setup.batch, shape.layers, shape.context, shape.vocab, shape.d_model
+    t, p, N = setup.tp, setup.pp, setup.dp
     a = setup.bytes_per_value
-    P = parameter_count(shape)
-    params = {r.key: r.count for r in parameter_table(shape).rows}
-    embedding_params = params["token-embedding"] + params.get("position-embedding", 0)
-    head_params = params["final-norm"] + params.get("lm-head", 0)
-    block_params = (P - embedding_params - head_params) // L
-    tied_grad = shape.vocab * shape.d_model if shape.tied else 0
+    first_stage, last_stage = stages(shape, setup)
+    here = first_stage if stage == "first" else last_stage
+    has_embedding, has_head = here.embedding > 0, here.head > 0
+    layers = here.layers
+    in_flight = min(p, setup.microbatches) if (p > 1 and stage == "first") else 1
     accumulating = setup.microbatches > 1
+    weights, grad, kept = state_bytes(setup)
+    held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
+    fresh_grads = not accumulating or (setup.zero >= 2 and N > 1)  # new gradients not yet in the held ones
+    stream = 2 if setup.dtype == "bf16-master" else 4  # the loss, the log-probabilities and their gradients
+    loss = stream if has_head else 0
+    vocab = ceil_div(V, t)  # vocabulary-parallel: the head's and the loss's share
+    bf16 = setup.dtype == "bf16"
 
-    saved_table = activation_table(shape, setup)
     inputs = _INPUT_ROWS[shape.implementation]
-    saved = tuple(r for r in saved_table.rows if r.key not in inputs)
-    per_step_block = sum(r.bytes for r in saved if r.stage == "block" and r.per_step)
-    block_copies = 2 * (matrix_parameter_count(shape) - V * shape.d_model) // L if setup.dtype == "bf16" else 0
-    widest = 3 * shape.d_ff if shape.ffn == "swiglu" else 2 * shape.d_ff
+    saved = tuple(r for r in split_rows(shape, setup) if r.key not in inputs)
+
+    def bytes_of(where: str, per_step: bool) -> int:
+        return sum(r.bytes_for_batch(B) for r in saved if r.stage == where and r.per_step == per_step)
+
+    block = bytes_of("block", False) // L
+    embedding = bytes_of("embedding", False) if has_embedding else 0
+    head = bytes_of("head", False) if has_head else 0
+    per_step = (_per_step_bytes([r for r in saved if r.stage == "block" and r.per_step], layers, L)
+                + (bytes_of("embedding", True) if has_embedding else 0))
+    head_per_step = bytes_of("head", True) if has_head else 0
+    one_micro_batch = embedding + layers * block + head
+    log_probs = sum(r.bytes_for_batch(B) for r in saved if r.key == "log-probs") if has_head else 0
+    block_copies = 2 * here.block_matrices if bf16 else 0
+    head_copy = 2 * here.head_matrix if bf16 else 0
+    widest = (3 if shape.ffn == "swiglu" else 2) * shape.d_ff // t
     if setup.attention == "explicit":
-        widest = max(widest, 2 * shape.heads * s)
+        widest = max(widest, 2 * shape.heads // t * s)
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
+    tensors = len(parameter_tensors(shape))
+    unsplit = replace(setup, checkpoint="none")
     return {
-        "W": P * 4 + P * OPTIMIZER_BYTES[setup.optimizer],
-        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * len(parameter_tensors(shape))
+        "W": held_weights + held_optimizer,
+        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * ceil_div(tensors, p)
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
-        "I": 2 * B * s * INDEX_BYTES,
-        "A": sum(r.bytes_for_batch(B) for r in saved),
-        "C": 2 * matrix_parameter_count(shape) if setup.dtype == "bf16" else 0,
-        "C_g": 2 * weight_copy_count(shape, setup),
-        "K": LOSS_BYTES + (B * s * V * a if setup.keep_logits else 0),
-        "K_l": 2 * LOSS_BYTES,
-        "A_w": sum(r.bytes_for_batch(B) for r in saved if r.key != "log-probs"),
-        "A_e": _stage_bytes(saved, "embedding", B) + per_step_block,
-        "A_b": bytes_per_block(shape, saved_table, B),
-        "A_h": _stage_bytes(saved, "head", B),
+        "I": B * s * INDEX_BYTES * (has_embedding + has_head),
+        "A": one_micro_batch + per_step + head_per_step,
+        "A_m": (in_flight - 1) * one_micro_batch,
+        "C": layers * block_copies + head_copy,
+        "C_g": (0 if checkpointed else layers * block_copies) + head_copy,
+        "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
+        "K_l": 2 * loss,
+        "A_w": one_micro_batch + per_step + head_per_step - log_probs,
+        "A_e": embedding + per_step,
+        "A_b": block,
+        "A_h": head + head_per_step,
         "C_b": 0 if checkpointed else block_copies,
-        "G": P * 4,
-        "G_a": P * 4 if accumulating else 0,
-        "G_b": 0 if accumulating else block_params * 4,
-        "G_h": 0 if accumulating else (head_params + tied_grad) * 4,
-        "T_f": B * s * V * (a + (4 if setup.dtype == "bf16" else 0)),
-        "T_h": B * s * V * 8,
+        "G": held_grads,
+        "G_a": held_grads if accumulating else 0,
+        "G_b": here.block * grad if fresh_grads else 0,
+        "G_h": (here.head + (here.head_matrix if shape.tied and p == 1 else 0)) * grad if fresh_grads else 0,
+        "T_f": B * s * vocab * (a + (4 if bf16 else 0)) if has_head else 0,
+        "T_h": B * s * vocab * 2 * stream if has_head else 0,
         "T_b": B * s * widest * a,
-        "R_b": (bytes_per_block(shape, activation_table(shape, setup.replace(checkpoint="none")), B) + block_copies)
-        if checkpointed
-        else B * shape.heads * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit") else 0,
-        "T_e": B * s * shape.d_model * 4,
-        "T_o": optimizer_temporaries(shape, setup),
-        "T_w": 4 * B * s * (V + shape.d_model) + (V * shape.d_model * (6 if setup.dtype == "bf16" else 4)
-                                                 if accumulating else 0),
+        "R_b": (bytes_per_block(shape, _split_table(shape, unsplit), B) + block_copies) if checkpointed
+        else B * shape.heads // t * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit")
+        else 0,
+        "T_e": B * s * d * stream if has_embedding else 0,
+        "T_o": optimizer_temporaries(shape, setup, here.parameters),
+        "T_w": (stream * B * s * (vocab + d) + (here.head_matrix * (6 if bf16 else grad) if accumulating else 0))
+        if has_head else 0,
     }
+
+
+def _split_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """The activation rows one tensor-parallel rank keeps, as a table (for bytes_per_block)."""
+    return Table("split", "", tuple(split_rows(shape, setup)))
 
 
 _HELD = (("W",), ("X",), ("I",))
 MOMENTS = (
-    Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("C",), ("K_l",), ("G_a",), ("T_f",))),
-    Moment("head-backward", "Backward through the loss and LM head", (*_HELD, ("A",), ("C_g",), ("K",), ("G_a",), ("T_h",))),
+    Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",))),
+    Moment("head-backward", "Backward through the loss and LM head",
+           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("T_h",))),
     Moment("head-weight-gradient", "The LM head's weight gradient",
-           (*_HELD, ("A_w",), ("C_g",), ("K",), ("G_a",), ("G_h",), ("T_w",))),
+           (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_h",), ("T_w",))),
     Moment("last-block-backward", "Backward through the last block",
-           (*_HELD, ("A_e",), ("L", "A_b"), ("L", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",), ("R_b",))),
+           (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",),
+            ("R_b",))),
     Moment("first-block-backward", "Backward through the first block",
-           (*_HELD, ("A_e",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("L", "G_b"), ("T_b",), ("R_b",))),
-    Moment("embedding-backward", "Backward through the embedding", (*_HELD, ("A_e",), ("K",), ("G",), ("T_e",))),
+           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("L_s", "G_b"), ("T_b",),
+            ("R_b",))),
+    Moment("embedding-backward", "Backward through the embedding",
+           (*_HELD, ("A_e",), ("A_m",), ("K",), ("G",), ("T_e",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
 )
 
 
 @lru_cache(maxsize=512)
-def moments_table(shape: ModelShape, setup: TrainingSetup) -> Table:
-    """Bytes alive at each moment of the step (autograd accounting), for the setup's batch."""
-    values = _parts(shape, setup) | {"L": shape.layers}
+def _moments(shape: ModelShape, setup: TrainingSetup, stage: str) -> Table:
+    values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
     rows = tuple(row(values, m.key, m.name, f(*m.formula), 1) for m in MOMENTS)
-    return Table("moments", "Moments of a training step", rows, count_label="bytes", show_total=False)
+    where = f" on the {stage} pipeline stage's GPUs" if setup.pp > 1 else " on each GPU" if setup.parallel else ""
+    return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False)
+
+
+def _stage(shape: ModelShape, setup: TrainingSetup, stage: str):
+    first, last = stages(shape, setup)
+    return first if stage == "first" else last
+
+
+def fullest_stage(shape: ModelShape, setup: TrainingSetup) -> str:
+    """The pipeline stage whose GPUs peak highest: "last" (also with one stage) or "first"."""
+    if setup.pp == 1:
+        return "last"
+    peaks = {stage: max(r.count for r in _moments(shape, setup, stage).rows) for stage in ("first", "last")}
+    return "first" if peaks["first"] > peaks["last"] else "last"
+
+
+def moments_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """Bytes alive at each moment of the step (autograd accounting), for the setup's batch,
+    on the fullest GPU of the layout (one GPU when dp = tp = pp = 1)."""
+    return _moments(shape, setup, fullest_stage(shape, setup))
 
 
 def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
-    """The parts the moments add up, each in bytes, for the setup's batch."""
-    values = _parts(shape, setup)
+    """The parts the moments add up, each in bytes, for the setup's batch (fullest GPU)."""
+    stage = fullest_stage(shape, setup)
+    values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
     rows = tuple(row(values, key, PART_SYMBOLS[key], f((key,)), 1) for key in PART_SYMBOLS)
     return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
 
 
+def summed_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> int:
+    """The seed's, CS336's and Megatron's own peak, which is their sum: model states (under
+    ZeRO), autocast's weight copies and the activations in flight on a stage's GPUs."""
+    here = _stage(shape, setup, stage)
+    states = sum(zero_states(here.parameters, setup.dp, setup.zero, state_bytes(setup)))
+    matrices = here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices)
+    return states + (2 * matrices if setup.dtype == "bf16" else 0) + here.activations
+
+
 def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
-    """Bytes at the peak of one training step, for the whole batch."""
+    """Bytes at the peak of one training step on the fullest GPU (the whole batch on one GPU
+    when dp = tp = pp = 1)."""
     if setup.accounting != "autograd":
-        P = parameter_count(shape)
-        fixed = P * (4 + 4 + OPTIMIZER_BYTES[setup.optimizer]) + 2 * weight_copy_count(shape, setup)
-        return fixed + activation_table(shape, setup).bytes_for_batch()
+        return max(summed_bytes(shape, setup, stage) for stage in ("first", "last"))
     return max(r.count for r in moments_table(shape, setup).rows)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from calc.activations import activation_table
-from calc.fixed import OPTIMIZER_BYTES, fixed_table
+from calc.fixed import fixed_table, state_bytes
 from calc.gpus import GPUS
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
@@ -43,11 +43,13 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     s = summary(shape, setup)
     b = s["bytes"]
     values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"]}
-    opt = OPTIMIZER_BYTES[setup.optimizer]
+    weights, gradients, kept = state_bytes(setup)
+    precision = "bf16" if weights == 2 else "fp32"
     rows = [
-        row(values, "parameters", "Parameters (fp32)", f((4, "P")), 1),
-        row(values, "gradients", "Gradients (fp32)", f((4, "P")), 1),
-        row(values, "optimizer", "Optimizer state (fp32)", f((opt, "P")), 1),
+        row(values, "parameters", f"Parameters ({precision})", f((weights, "P")), 1),
+        row(values, "gradients", f"Gradients ({precision})", f((gradients, "P")), 1),
+        row(values, "optimizer", "Optimizer state (fp32" + (", master weights included)" if weights == 2 else ")"),
+            f((kept, "P")), 1),
     ]
     if b["weight_copies"]:
         rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))

@@ -10,7 +10,13 @@ from calc.shape import check_whole
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
 ATTENTION_KINDS = ("explicit", "flash")
 CHECKPOINT_KINDS = ("none", "selective", "block")
-DTYPES = ("fp32", "bf16")
+DTYPES = ("fp32", "bf16", "bf16-master")
+STATE_BYTES = {"fp32": (4, 4, 0), "bf16": (4, 4, 0), "bf16-master": (2, 2, 4)}
+"""The precision regimes' bytes a parameter of (weights, gradients, master weights in the
+optimizer): fp32; bf16 autocast over fp32 weights (PyTorch's torch.autocast: the same 4 + 4,
+plus bf16 copies of the weight matrices); bf16 weights and gradients with an fp32 master
+copy in the optimizer (DeepSpeed's and Megatron-LM's mixed precision, the ZeRO paper's
+2 + 2 + 12 with AdamW)."""
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("cuda", "cpu")
 DEVICE_NAMES = {"cuda": "CUDA (derived from PyTorch's source)", "cpu": "the CPU (measured)"}
@@ -48,7 +54,8 @@ class TrainingSetup:
     "megatron"); attention: "explicit" (softmax kept) or "flash" (fused, only output and
     log-sum-exp kept); checkpoint: "none", "selective" (the attention core recomputed:
     nothing quadratic kept) or "block" (each block recomputed in backward); dtype: "fp32",
-    or "bf16" autocast with fp32 master weights; optimizer: "adamw" (two fp32 moments) or
+    "bf16" (autocast over fp32 weights) or "bf16-master" (bf16 weights, no autocast, an
+    fp32 master copy in the optimizer; see STATE_BYTES); optimizer: "adamw" (two fp32 moments) or
     "sgd" (one fp32 momentum buffer); optimizer_impl: how its step runs, "foreach",
     "fused", "for-loop" or "default" (PyTorch's choice on the device); device: "cuda" (an
     NVIDIA GPU: CUDA's autocast op lists, attention kernels and dropout) or "cpu";

@@ -124,6 +124,8 @@ class CudaRules(TorchFunctionMode):
         kwargs = dict(kwargs or {})
         if func is F.dropout:
             return cuda_dropout(*args, **kwargs)
+        if func is F.layer_norm and not self.autocast and args[0].dtype == torch.bfloat16:
+            raise NotImplementedError("LayerNorm on bf16 keeps fp32 statistics on CUDA (its CUDA kernel): not derived")
         if not self.autocast:
             return cuda_sdpa(*args, **kwargs) if func is F.scaled_dot_product_attention else func(*args, **kwargs)
         if func is F.cross_entropy:  # a composite: log_softmax (fp32 out) then nll_loss (fp32)

@@ -77,10 +77,27 @@ def _model(cfg: dict, attention: str, checkpoint: str):
     return model, lambda m, ids, targets: m(ids, targets, attention=attention, checkpoint=checkpoint)
 
 
+def _cast_module(model, dtype) -> None:
+    """model.to(dtype) for floating parameters and buffers, done by replacing them (fake
+    tensors cannot be swapped in place); a tensor shared by two modules (tied weights) stays
+    shared."""
+    done: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for table, make in ((module._parameters, torch.nn.Parameter), (module._buffers, lambda t: t)):
+            for name, t in table.items():
+                if t is None or not t.is_floating_point():
+                    continue
+                if id(t) not in done:
+                    done[id(t)] = make(t.detach().to(dtype))
+                table[name] = done[id(t)]
+
+
 def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, fake: bool,
             device: str = "cpu") -> dict:
     """Bytes saved for backward by one forward pass (loss included) of the model.
 
+    dtype "fp32"; "bf16" (autocast over fp32 weights); "bf16-master" (the model cast to
+    bf16, no autocast, as frameworks with an fp32 master copy in the optimizer run it).
     device "cpu" runs PyTorch as it is; "cuda-derived" runs it on CPU tensors under CUDA's
     rules (validation.cuda_rules: autocast's op lists, attention kernels, dropout); "cuda"
     on a GPU, real tensors only.
@@ -103,6 +120,8 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
         torch.manual_seed(0)
         model, run = _model(cfg, attention, checkpoint)
         model.train()
+        if dtype == "bf16-master":  # bf16 weights, no autocast: the master copy lives in the optimizer
+            _cast_module(model, torch.bfloat16)
         ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
         targets = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
         fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}

@@ -53,7 +53,9 @@ FULL_SHAPES = {
     "llama-3-8b": dict(vocab=128256, context=8192, layers=32, d_model=4096, heads=32, kv_heads=8, d_ff=14336,
                        ffn="swiglu", norm="rmsnorm", bias=False, positions="rope", tied=False),
 }
-OPTIONS = list(itertools.product(("explicit", "flash"), ("none", "block"), ("fp32", "bf16")))
+OPTIONS = list(itertools.product(("explicit", "flash"), ("none", "block"), ("fp32", "bf16", "bf16-master")))
+"""The reference model's options: attention, checkpointing, precision (bf16-master: the model
+cast to bf16, no autocast)."""
 
 # From scratch: every way of writing softmax, cross-entropy and the pick, on a small model.
 SCRATCH_VARIANTS = list(itertools.product(("max", "amax", "max-detached"), ("logsumexp", "manual", "amax-manual"),
@@ -162,6 +164,10 @@ def run_grid(device: str = "cpu", log=sys.stderr) -> dict:
     versions = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "device": device}
     if device == "cuda":
         versions["gpu"] = torch.cuda.get_device_name()
+    if device == "cuda-derived":
+        from validation.cuda_rules import op_lists
+
+        versions["autocast_op_lists"] = {key: sorted(ops) for key, ops in op_lists().items()}
     return {**versions, "parameter_counts": parameter_counts(), "cases": results}
 
 

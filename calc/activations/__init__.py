@@ -27,6 +27,9 @@ def check_implementation(shape: ModelShape, setup: TrainingSetup) -> None:
     of implementation, architecture and options."""
     if setup.accounting != "autograd":
         return
+    if setup.dtype == "bf16-master" and shape.implementation != "reference":
+        raise FieldError("dtype", "a model cast to bf16 (bf16 weights, fp32 master) is measured for the reference "
+                                  "implementation only so far: choose fp32 or bf16 autocast, or implementation reference")
     if shape.implementation == "scratch":
         if (shape.ffn, shape.norm, shape.positions) != ("swiglu", "rmsnorm", "rope"):
             raise FieldError("implementation", "a from-scratch CS336 model is SwiGLU, RMSNorm and RoPE: choose those, "

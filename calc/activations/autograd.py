@@ -16,7 +16,10 @@ Measured facts the rows encode:
 - the raw scores and the scaled, masked scores are not kept: softmax keeps its output
   and masked_fill its (bool) mask;
 - grouped-query attention keeps K and V after they are repeated to all h heads;
-- CPU autocast runs cross-entropy in fp32: the log-probabilities are fp32 either way.
+- CPU autocast runs cross-entropy in fp32: the log-probabilities are fp32 either way;
+- a model cast to bf16 (dtype "bf16-master": no autocast, the fp32 master copy in the
+  optimizer) keeps every tensor in bf16, the norms' and the loss's included; only the
+  fused attention kernels' log-sum-exp stays fp32.
 
 On CUDA (device "cuda", calc.cuda; derived from PyTorch's source and checked on fake
 tensors by validation/cuda_rules.py, not yet measured on a GPU): autocast runs softmax in
@@ -31,6 +34,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from calc.cuda import RNG_STATE_BYTES, attention_kernel, check_kernel
+from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row, symbol_values
@@ -38,21 +42,31 @@ from calc.table import Table, f, row, symbol_values
 FP32, INDEX, BOOL = 4, 8, 1
 
 
-def _norm_rows(v, shape: ModelShape, prefix: str, label: str, layers: bool, stage: str, category: str) -> list:
+def _stream_bytes(setup: TrainingSetup) -> int:
+    """Bytes per value of the residual stream and what the norms and the loss keep: fp32,
+    also under autocast (the embedding is not autocast), but bf16 in a model cast to bf16."""
+    return 2 if setup.dtype == "bf16-master" else FP32
+
+
+def _norm_rows(v, shape: ModelShape, setup: TrainingSetup, prefix: str, label: str, layers: bool, stage: str,
+               category: str) -> list:
     """What a norm keeps: its input, and the inverse RMS and x·rms (RMSNorm) or the mean
     and 1/σ (F.layer_norm)."""
-    L = ("L",) if layers else ()
-    rows = [row(v, f"{prefix}-input", f"{label} input", f((*L, "s", "d")), FP32, stage=stage, category=category,
+    L, n = (("L",) if layers else ()), _stream_bytes(setup)
+    rows = [row(v, f"{prefix}-input", f"{label} input", f((*L, "s", "d")), n, stage=stage, category=category,
                 note="kept by x² and by x·rms" if shape.norm == "rmsnorm" else "kept by layer_norm")]
     if shape.norm == "rmsnorm":
         rows += [
-            row(v, f"{prefix}-rms", f"{label} inverse RMS, rsqrt(mean(x²)+ε)", f((*L, "s")), FP32, stage=stage, category=category,
+            row(v, f"{prefix}-rms", f"{label} inverse RMS, rsqrt(mean(x²)+ε)", f((*L, "s")), n, stage=stage, category=category,
                 note="kept by rsqrt (its output) and by x·rms"),
-            row(v, f"{prefix}-normalised", f"{label} x·rms, kept by ·g", f((*L, "s", "d")), FP32, stage=stage,
+            row(v, f"{prefix}-normalised", f"{label} x·rms, kept by ·g", f((*L, "s", "d")), n, stage=stage,
                 category=category),
         ]
     else:
-        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ", f((*L, 2, "s")), FP32, stage=stage,
+        if setup.dtype == "bf16-master" and setup.device == "cuda":
+            raise FieldError("norm", "LayerNorm on bf16 weights keeps its statistics in fp32 on CUDA, which is not "
+                                     "derived yet: choose RMSNorm, another precision or device cpu")
+        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ", f((*L, 2, "s")), n, stage=stage,
                         category=category))
     return rows
 
@@ -61,7 +75,7 @@ def _linear_input_row(v, setup, key: str, name: str, users: int, layers: bool, s
     """The input kept by `users` linear layers reading the same tensor: one fp32 tensor, or
     under autocast one bf16 copy per layer."""
     L = ("L",) if layers else ()
-    if setup.dtype == "fp32" or users == 1:
+    if setup.dtype != "bf16" or users == 1:
         return row(v, key, name, f((*L, "s", "d")), setup.bytes_per_value, stage=stage, category=category,
                    note=f"shared by {users} projections" if users > 1 else "")
     return row(v, key, f"{name}, one bf16 copy per projection", f((*L, users, "s", "d")), 2, stage=stage,
@@ -74,7 +88,7 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
     v, a = symbol_values(shape), setup.bytes_per_value
     heads = ("L", "s", "h", "d_h")
     rope = " (after RoPE)" if shape.positions == "rope" else ""
-    rows = _norm_rows(v, shape, "norm1", "Attention norm", True, "block", "norms")
+    rows = _norm_rows(v, shape, setup, "norm1", "Attention norm", True, "block", "norms")
     rows.append(_linear_input_row(v, setup, "qkv-input", "Q/K/V projection input", 3, True, "block", "attention"))
     if setup.attention == "explicit":
         rows += [
@@ -102,7 +116,7 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
                         stage="block", category="attention",
                         note="" if setup.attention == "explicit" or shape.positions == "rope"
                         else "the same storage flash attention keeps as its output"))
-    rows += _norm_rows(v, shape, "norm2", "Feed-forward norm", True, "block", "norms")
+    rows += _norm_rows(v, shape, setup, "norm2", "Feed-forward norm", True, "block", "norms")
     ffn_users = 2 if shape.ffn == "swiglu" else 1
     rows.append(_linear_input_row(v, setup, "ffn-input", "Feed-forward input", ffn_users, True, "block", "ffn"))
     wide = ("L", "s", "d_ff")
@@ -172,14 +186,16 @@ def embedding_rows(shape: ModelShape, setup: TrainingSetup) -> list:
 
 def head_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     v = symbol_values(shape)
-    rows = _norm_rows(v, shape, "final-norm", "Final norm", False, "head", "output")
+    rows = _norm_rows(v, shape, setup, "final-norm", "Final norm", False, "head", "output")
+    n = _stream_bytes(setup)
+    precision = "bf16" if n == 2 else "fp32"
     rows += [
         row(v, "head-input", "LM head input" + (" (its bf16 copy)" if setup.dtype == "bf16" else ""), f(("s", "d")),
             setup.bytes_per_value, stage="head", category="output"),
-        row(v, "log-probs", "Log-probabilities (fp32), kept by log-softmax and NLL", f(("s", "V")), FP32, stage="head", category="output",
+        row(v, "log-probs", f"Log-probabilities ({precision}), kept by log-softmax and NLL", f(("s", "V")), n, stage="head", category="output",
             note="the logits themselves are not kept"),
         row(v, "target-ids", "Target ids (int64), kept by NLL", f(("s",)), INDEX, stage="head", category="output"),
-        row(v, "nll-weight", "NLL total weight (fp32 scalar)", f((1,)), FP32, per_step=True, stage="head", category="output"),
+        row(v, "nll-weight", f"NLL total weight ({precision} scalar)", f((1,)), n, per_step=True, stage="head", category="output"),
     ]
     return rows
 
@@ -187,7 +203,7 @@ def head_rows(shape: ModelShape, setup: TrainingSetup) -> list:
 def checkpointed_block_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     """Under per-block checkpointing the blocks keep only their inputs (and the shared mask)."""
     v = symbol_values(shape)
-    rows = [row(v, "block-input", "Block input, kept by the checkpoint", f(("L", "s", "d")), FP32, stage="block", category="inputs",
+    rows = [row(v, "block-input", "Block input, kept by the checkpoint", f(("L", "s", "d")), _stream_bytes(setup), stage="block", category="inputs",
                 note="everything else in the block is recomputed in backward")]
     if setup.attention == "explicit":
         rows.append(row(v, "causal-mask", "Causal mask (bool), a checkpoint input", f(("s", "s")), BOOL,

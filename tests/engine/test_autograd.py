@@ -42,7 +42,7 @@ def test_the_grid_covers_every_preset_as_it_runs_and_the_seed_model_three_ways()
     cases = RESULTS["cases"]
     seed_cases = {(c["attention"], c["checkpoint"], c["dtype"]) for c in cases
                   if c["name"] == "cs336-gpt2-xl" and c["batch"] == 1}
-    assert len(seed_cases) == 8
+    assert len(seed_cases) == 12  # 2 attentions × 2 checkpointings × 3 precisions
     for name, shape in PRESETS.items():
         implementation = shape.implementation
         measured = {(c["batch"], c["attention"], c["checkpoint"], c["dtype"], c["shape"].get("use_cache", False),

@@ -3,9 +3,10 @@ paper's own, or the paper's formula written out here."""
 
 import pytest
 
-from calc import PRESETS, ModelShape, TrainingSetup, activation_table
+from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count, peak_bytes
 from calc.inputs import InputError, parse_inputs
-from calc.parallel import per_gpu_bytes, per_gpu_table, smallest_layout, stages, zero_states
+from calc.parallel import per_gpu_bytes, per_gpu_table, smallest_layout
+from calc.splits import stages, zero_states
 
 # Rajbhandari et al. 2020, figure 1: a 7.5B-parameter model on 64 GPUs, mixed-precision
 # Adam (K = 12): 120 GB baseline, 31.4 GB (P_os), 16.6 GB (P_os+g), 1.9 GB (P_os+g+p).
@@ -80,10 +81,28 @@ def test_tensor_and_pipeline_split_the_weights():
     assert last.parameters == (L // 2) * block + d + V * d // 4
 
 
-def test_per_gpu_table_adds_up():
+def test_per_gpu_table_ends_with_the_peak_of_the_fullest_gpu():
     setup = TrainingSetup(dtype="bf16", dp=8, zero=2, tp=4, pp=2, microbatches=4)
-    table = per_gpu_table(PRESETS["llama-2-7b"], setup)
-    assert table.total_bytes == per_gpu_bytes(PRESETS["llama-2-7b"], setup)
+    rows = {r.key: r.bytes for r in per_gpu_table(PRESETS["llama-2-7b"], setup).rows}
+    assert rows["peak"] == per_gpu_bytes(PRESETS["llama-2-7b"], setup)
+    # at the end of the forward pass the states, the copies and everything in flight are
+    # alive at once (the gradients are not made yet): the peak is at least their sum
+    assert rows["peak"] >= rows["parameters"] + rows["optimizer"] + rows["weight-copies"] + rows["activations"]
+
+
+@pytest.mark.parametrize("preset", ["cs336-gpt2-xl", "llama-3-8b"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "bf16-master"])
+def test_one_gpu_is_the_home_pages_step_whatever_the_zero_stage(preset, dtype):
+    # one memory model: a layout of one GPU walks the same moments as the one-GPU peak,
+    # and ZeRO shards nothing over a single replica
+    shape = PRESETS[preset].replace(implementation="reference", context=1024)
+    setup = TrainingSetup(dtype=dtype, attention="flash")
+    for zero in (0, 1, 2, 3):
+        assert per_gpu_bytes(shape, setup.replace(zero=zero)) == peak_bytes(shape, setup)
+    rows = {r.key: r.bytes for r in per_gpu_table(shape, setup.replace(zero=3)).rows}
+    weights, gradients, optimizer = {"fp32": (4, 4, 8), "bf16": (4, 4, 8), "bf16-master": (2, 2, 12)}[dtype]
+    P = parameter_count(shape)
+    assert (rows["parameters"], rows["gradients"], rows["optimizer"]) == (weights * P, gradients * P, optimizer * P)
 
 
 def test_the_solver_finds_a_fitting_layout_and_no_smaller_one_fits():

@@ -1,0 +1,160 @@
+"""How a layout splits one model over GPUs: the parameters on each pipeline stage, the
+activation rows one tensor-parallel rank keeps, and ZeRO's shards of the model states.
+
+Model states follow Rajbhandari et al. (2020), "ZeRO": with Ψ parameters per GPU (after
+tensor and pipeline splits) and N data-parallel replicas, stage 1 shards the optimizer
+state, stage 2 the gradients too, stage 3 the parameters too, in the precision regime's
+bytes a parameter (calc.fixed.state_bytes).
+
+Activations per GPU: the accounting's rows, tensor-parallel splits applied (exactly as
+Korthikanti et al. for the `megatron` accounting; for the others, as
+`_split_by_tensor_parallelism` says: the heads' and the feed-forward width's tensors split
+t ways, the column-parallel linears' inputs, norms and block inputs only under sequence
+parallelism, the loss's s·V tensors by vocabulary-parallel cross-entropy), for L/p
+layers; under the 1F1B schedule the first stage holds min(p, micro-batches) micro-batches
+in flight, the last one.
+
+Used by calc.peak, which walks the step's moments on the fullest GPU, and calc.parallel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from calc.activations import activation_table
+from calc.errors import FieldError
+from calc.parameters import matrix_parameter_count, parameter_table
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def zero_states(psi: int, replicas: int, stage: int, per_param: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Bytes of (parameters, gradients, optimizer state) on one GPU under ZeRO `stage`."""
+    p, g, o = (psi * b for b in per_param)
+    shard = lambda x: ceil_div(x, replicas)  # noqa: E731
+    if stage >= 1:
+        o = shard(o)
+    if stage >= 2:
+        g = shard(g)
+    if stage >= 3:
+        p = shard(p)
+    return p, g, o
+
+
+def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
+    """FieldError naming the layout's field when the layout cannot split this model."""
+    t, p = setup.tp, setup.pp
+    for name, size in (("heads", shape.heads), ("kv_heads", shape.kv_heads), ("d_ff", shape.d_ff)):
+        if size % t:
+            raise FieldError("tp", f"tp ({t}) must divide {name} ({size})")
+    if setup.sp and shape.context % t:
+        raise FieldError("tp", f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
+    if shape.layers % p:
+        raise FieldError("pp", f"pp ({p}) must divide layers ({shape.layers})")
+    if p > 1 and setup.zero >= 2:
+        raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
+                                 "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage's share on one GPU: `parameters` in all; of them, one block's
+    (`block`, and its weight matrices `block_matrices`), the embedding's and the final
+    norm and head's (0 where the stage has none; `head_matrix`, the head's weight matrix
+    shard, which autocast copies); the layers it runs; and `activations`, the bytes in
+    flight under 1F1B (the papers' sum)."""
+
+    parameters: int
+    activations: int
+    layers: int = 0
+    block: int = 0
+    block_matrices: int = 0
+    embedding: int = 0
+    head: int = 0
+    head_matrix: int = 0
+
+
+def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
+    """(first, last) pipeline stage: parameters per GPU and activation bytes in flight.
+    Neither depends on data parallelism (ZeRO shards the states afterwards)."""
+    return _stages(shape, setup.replace(dp=1, zero=0))
+
+
+@lru_cache(maxsize=512)
+def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
+    check_layout(shape, setup)
+    t, p, L = setup.tp, setup.pp, shape.layers
+    params = {r.key: r.count for r in parameter_table(shape).rows}
+    head_matrix = shape.vocab * shape.d_model
+    block_matrix = (matrix_parameter_count(shape) - head_matrix) // L
+    block_all = sum(c for k, c in params.items() if k not in ("token-embedding", "position-embedding", "final-norm", "lm-head")) // L
+    block = block_matrix // t + (block_all - block_matrix)
+    vocab_shard = ceil_div(shape.vocab, t) * shape.d_model
+    embedding = vocab_shard + params.get("position-embedding", 0)
+    head = params["final-norm"] + (vocab_shard if (not shape.tied or p > 1) else 0)
+    layers = L // p
+    first_params = embedding + layers * block + (head if p == 1 else 0)
+    last_params = layers * block + head + (embedding if p == 1 else 0)
+
+    rows = split_rows(shape, setup)
+    in_flight = min(p, setup.microbatches)
+    B = setup.batch
+    blocks = sum(r.bytes_for_batch(B) for r in rows if r.stage == "block" and not r.per_step) * layers // L
+    per_step = sum(r.bytes_for_batch(B) for r in rows if r.per_step)
+    emb = sum(r.bytes_for_batch(B) for r in rows if r.stage == "embedding" and not r.per_step)
+    out = sum(r.bytes_for_batch(B) for r in rows if r.stage == "head" and not r.per_step)
+    first = in_flight * (emb + blocks + (out if p == 1 else 0)) + per_step
+    last = blocks + out + (emb if p == 1 else 0) + per_step
+    common = dict(layers=layers, block=block, block_matrices=block_matrix // t)
+    head_matrix = vocab_shard if (not shape.tied or p > 1) else ceil_div(shape.vocab, t) * shape.d_model
+    return (Stage(first_params, first, embedding=embedding, head=head if p == 1 else 0,
+                  head_matrix=head_matrix if p == 1 else 0, **common),
+            Stage(last_params, last, embedding=embedding if p == 1 else 0, head=head, head_matrix=head_matrix, **common))
+
+
+def split_rows(shape: ModelShape, setup: TrainingSetup):
+    """The accounting's rows (per sequence) for one GPU under tensor (and sequence)
+    parallelism. They depend on neither the batch nor the data or pipeline split, so the
+    solver's many candidates share them."""
+    return _split_rows_remembered(shape, setup.replace(batch=1, dp=1, zero=0, pp=1, microbatches=1))
+
+
+@lru_cache(maxsize=256)
+def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup) -> tuple:
+    table = activation_table(shape, setup)
+    if setup.accounting == "megatron" or setup.tp == 1:
+        return table.rows
+    return tuple(replace(r, count=ceil_div(r.count, setup.tp)) if _split_by_tensor_parallelism(r, setup.sp) else r
+                 for r in table.rows)
+
+
+REPLICATED_IN_BLOCKS = {"qkv-input", "ffn-input", "attention-input", "attention-residual-dropout",
+                        "ffn-residual-dropout"}
+"""Block tensors every tensor-parallel rank keeps whole unless sequence parallelism splits
+them (Korthikanti et al. 2022, section 4.2: the inputs of the column-parallel linears and
+the residual dropout masks, with the norms' tensors and the block inputs)."""
+
+
+def _split_by_tensor_parallelism(r, sp: bool) -> bool:
+    """Whether one of t tensor-parallel ranks keeps 1/t of row `r`.
+
+    Split: what belongs to the rank's heads or its share of the feed-forward width (Q, K,
+    V, scores, P, the attention output, W1 x, …), and in the head the s·V tensors, which
+    vocabulary-parallel cross-entropy splits by vocabulary. Kept whole on every rank: rows
+    kept once per step (the causal mask, RoPE's tables); without sequence parallelism also
+    the norms' tensors, the block inputs, the column-parallel linears' inputs and the
+    residual dropout masks; in the head, the final norm and the head's input."""
+    if r.per_step:
+        return False
+    if r.stage == "head":
+        return any("V" in term for term in r.formula.terms)
+    if r.stage != "block":
+        return False
+    if sp:
+        return True
+    return r.category in ("attention", "quadratic", "ffn") and r.key not in REPLICATED_IN_BLOCKS

@@ -67,6 +67,13 @@ def matrix_parameter_count(shape: ModelShape) -> int:
     return L * (attention + ffn) + shape.vocab * d
 
 
+def parameter_tensor_count(shape: ModelShape) -> int:
+    """How many parameter tensors the model has (the optimizer keeps a step count for each):
+    the tensors of one block times L, and the rest."""
+    one, two = (len(parameter_tensors(shape.replace(layers=n))) for n in (1, 2))
+    return one + (two - one) * (shape.layers - 1)
+
+
 @lru_cache(maxsize=256)
 def parameter_tensors(shape: ModelShape) -> tuple[int, ...]:
     """The values in each parameter tensor, in the order model.parameters() yields them to

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from math import prod
 
 from calc.activations import bytes_per_block
 from calc.fixed import buffer_bytes, state_bytes
 from calc.splits import ceil_div, split_rows, stages, zero_states
-from calc.parameters import parameter_count, parameter_tensors
+from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
 from calc.setup import MAX_BATCH, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
@@ -96,7 +97,7 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
     if setup.step_impl == "foreach":
         return 4 * (ceil_div(held, setup.dp) if sharded else held)
-    sizes = (0, *parameter_tensors(shape))
+    sizes = (0, *parameter_tensors(shape.replace(layers=min(shape.layers, 2))))  # two blocks show every neighbour
     if (setup.tp, setup.pp) == (1, 1) and not sharded:
         return 4 * max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
     return 4 * 3 * ceil_div(max(sizes), setup.tp)  # an upper bound once tensors are split or sharded
@@ -155,7 +156,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         widest = max(widest, 2 * shape.heads // t * s)
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
-    tensors = len(parameter_tensors(shape))
+    tensors = parameter_tensor_count(shape)
     unsplit = replace(setup, checkpoint="none")
     return {
         "W": held_weights + held_optimizer,
@@ -227,12 +228,19 @@ def _stage(shape: ModelShape, setup: TrainingSetup, stage: str):
     return first if stage == "first" else last
 
 
+@lru_cache(maxsize=4096)
+def _moment_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[int, ...]:
+    """Each moment's bytes on a stage's GPUs: the same sums as _moments' rows, without
+    building them (the solver asks for thousands)."""
+    values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
+    return tuple(sum(prod(values[symbol] for symbol in term) for term in m.formula) for m in MOMENTS)
+
+
 def fullest_stage(shape: ModelShape, setup: TrainingSetup) -> str:
     """The pipeline stage whose GPUs peak highest: "last" (also with one stage) or "first"."""
     if setup.pp == 1:
         return "last"
-    peaks = {stage: max(r.count for r in _moments(shape, setup, stage).rows) for stage in ("first", "last")}
-    return "first" if peaks["first"] > peaks["last"] else "last"
+    return "first" if max(_moment_bytes(shape, setup, "first")) > max(_moment_bytes(shape, setup, "last")) else "last"
 
 
 def moments_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -263,7 +271,7 @@ def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     when dp = tp = pp = 1)."""
     if setup.accounting != "autograd":
         return max(summed_bytes(shape, setup, stage) for stage in ("first", "last"))
-    return max(r.count for r in moments_table(shape, setup).rows)
+    return max(max(_moment_bytes(shape, setup, stage)) for stage in (("first", "last") if setup.pp > 1 else ("last",)))
 
 
 def largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) -> int:
@@ -290,7 +298,7 @@ def largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) ->
 def _moment_values(shape: ModelShape, setup: TrainingSetup) -> list[int]:
     if setup.accounting != "autograd":
         return [peak_bytes(shape, setup)]
-    return [r.count for r in moments_table(shape, setup).rows]
+    return list(_moment_bytes(shape, setup, fullest_stage(shape, setup)))
 
 
 assert not set(PART_SYMBOLS) & set(SYMBOLS), "part symbols must not shadow shape symbols"

@@ -22,6 +22,15 @@ _IMPLEMENTATIONS = {"reference": autograd_table, "scratch": scratch_table, "hf":
 """What autograd keeps, by the implementation that runs the model."""
 
 
+PROVENANCE = {
+    "cpu": "Every row measured: PyTorch 2.13 on the CPU, saved-tensor hooks (validation/results.json).",
+    "cuda": "Every row derived for CUDA from PyTorch 2.13's source (autocast's op lists, the attention kernel's "
+            "own saved tensors, the fused dropout) and checked on fake tensors (validation/results-cuda-derived"
+            ".json); not yet measured on a GPU.",
+}
+"""Where the rows of the autograd accounting come from, by device."""
+
+
 def check_implementation(shape: ModelShape, setup: TrainingSetup) -> None:
     """FieldError where the autograd accounting has no measured rows for this combination
     of implementation, architecture and options."""
@@ -77,6 +86,8 @@ def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
         table = replace(table, notes=table.notes + (
             f"{', '.join(unused)}: Hugging Face settings, which the {shape.implementation} implementation does not have "
             "(it computes GELU with F.gelu, has no dropout and returns no cache).",))
+    if setup.accounting == "autograd":
+        table = replace(table, notes=table.notes + (PROVENANCE[setup.device],))
     if setup.checkpoint == "selective" and setup.accounting != "megatron":
         kept = tuple(r for r in table.rows if r.category != "quadratic")
         table = replace(table, rows=kept, notes=table.notes + ("Selective recomputation: the attention core is recomputed.",))

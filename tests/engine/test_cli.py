@@ -151,3 +151,21 @@ def test_hf_config_reads_a_config_file(config, published):
 def test_hf_config_names_a_file_it_cannot_read():
     out = run("--hf-config", "/no/such/config.json")
     assert out.returncode == 2 and out.stderr.startswith("calc: error: --hf-config: cannot read")
+
+
+def test_cuda_is_the_default_and_device_cpu_gives_the_measured_figures():
+    results = json.loads((__import__("pathlib").Path(__file__).resolve().parents[2] / "validation" / "results.json").read_text())
+    measured = next(c for c in results["cases"] if c["name"] == "cs336-gpt2-xl" and c["batch"] == 1
+                    and (c["attention"], c["checkpoint"], c["dtype"]) == ("explicit", "none", "bf16"))
+    cpu = json.loads(run("--dtype", "bf16", "--device", "cpu", "--json").stdout)
+    cuda = json.loads(run("--dtype", "bf16", "--json").stdout)
+    assert cuda["setup"]["device"] == "cuda" and cpu["setup"]["device"] == "cpu"
+    assert cpu["bytes"]["activations"] == measured["activations"] == 7_930_732_548
+    # CUDA autocast keeps the softmax output in fp32 and again in bf16: 4·L·h·s² bytes more
+    assert cuda["bytes"]["activations"] - cpu["bytes"]["activations"] == 4 * 48 * 25 * 1024 * 1024
+
+
+def test_the_optimizer_step_is_a_moment_the_cli_prints():
+    out = run("--view", "moments", "--optimizer-impl", "foreach")
+    assert out.returncode == 0, out.stderr
+    assert "The optimizer step" in out.stdout and "The peak is the optimizer step" in out.stdout

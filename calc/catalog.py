@@ -59,7 +59,7 @@ VIEWS = {
     "reverse": lambda i, o: reverse_answer(i),
     "per-gpu": lambda i, o: (per_gpu_table(i.shape, i.setup),),
     "chart-gpu": lambda i, o: (c.gpu_bars(i, o.get("vary", "zero")),),
-    "solver": lambda i, o: (c.solver_sentence(i),),
+    "solver": lambda i, o: c.solver_answer(i),
 }
 OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
 """Options a page pins for a view (not reader inputs), with their allowed values."""
@@ -68,6 +68,9 @@ PARALLEL_VIEWS = {"per-gpu", "chart-gpu", "solver"}
 COMPARE_VIEWS = {"compare"}
 """Views that read setup B: a page with one shows setup B's inputs."""
 CLAIM_VIEWS = {"reverse"}
+SOLVER_VIEWS = {"solver"}
+GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PARALLEL_VIEWS, "solver": SOLVER_VIEWS}
+"""The inputs groups a panel shows only on pages with one of these views."""
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
 STATIC_VIEWS = {"validation", "validation-cuda"}
 RESULTS_FILES = {"validation": "results.json", "validation-cuda": "results-cuda-derived.json"}

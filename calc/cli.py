@@ -24,6 +24,7 @@ from calc.parameters import parameter_table
 from calc.presets import PRESETS
 from calc.render import part_text
 from calc.setup import DEVICE_NAMES
+from calc.solver import FSDP_STAGES
 from calc.report import summary
 from calc.table import Formula, Grid, Sentence, Table
 from calc.units import in_unit
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     for option, allowed in {o: a for options in OPTIONS.values() for o, a in options.items()}.items():
         out.add_argument("--" + option, dest="option_" + option, metavar="{" + ",".join(allowed) + "}",
                          help=f"the {option} option of the views that have one")
+    out.add_argument("--solve", action="store_true",
+                     help="answer: the fewest GPUs for this step (the solver view); --zero or --fsdp fixes the stage, "
+                          "--gpu or --budget the memory, --max-microbatches and --allow-tp/--allow-pp the rest")
     out.add_argument("--list-presets", action="store_true", help="print the preset names, one a line, and exit")
     out.add_argument("--list-views", action="store_true", help="print the view names, one a line, and exit")
     out.add_argument("--list-gpus", action="store_true", help="print the GPUs, their reported memory and its source")
@@ -106,6 +110,13 @@ def main(argv=None) -> int:
                 params[field.name] = Path(params[field.name]).read_text()
             except (OSError, UnicodeDecodeError) as e:
                 parser.exit(2, f"calc: error: {field.flag}: cannot read {params[field.name]!r} ({e.__class__.__name__})\n")
+    if args.solve:
+        args.view = [*args.view, "solver"]
+        stage = params.pop("zero", None)  # on the command line, a stage given with --solve is the one to use
+        if "fsdp" in params:
+            stage = str(FSDP_STAGES.get(params.pop("fsdp"), params.get("fsdp")))
+        if stage is not None:
+            params.setdefault("solve_zero", stage)
     options = {o: getattr(args, "option_" + o) for opts in OPTIONS.values() for o in opts
                if getattr(args, "option_" + o) is not None}
     try:

@@ -15,8 +15,10 @@ from calc.activations.seed import SEED_PRINTED
 from calc.categories import CATEGORIES
 from calc.errors import FieldError
 from calc.fixed import fixed_table
+from calc.gpus import GPUS
 from calc.inputs import Inputs
-from calc.parallel import SOLVER_MAX_PP, SOLVER_MAX_TP, per_gpu_bytes, per_gpu_table, smallest_layout
+from calc.parallel import per_gpu_table
+from calc.solver import SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, solve
 from calc.splits import check_layout
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
@@ -452,21 +454,62 @@ def gpu_bars(i: Inputs, vary: str = "zero") -> Bars:
                 "the peak of its step.", tuple(bars), "Peak", i.budget, i.unit)
 
 
-def solver_sentence(i: Inputs) -> Sentence:
-    """The fewest GPUs whose fullest GPU fits the budget, said in one sentence, with the
-    layout's inputs (every other input as the reader set it)."""
-    best = smallest_layout(i.shape, i.setup, i.budget)
-    if best is None:
-        return Sentence("answer", f"No layout with up to {SOLVER_MAX_TP}-way tensor parallelism and "
-                                  f"{SOLVER_MAX_PP} pipeline stages fits {budget_text(i)} per GPU for a global batch of "
-                                  f"{i.setup.global_batch:,}.")
-    gpus = best.dp * best.tp * best.pp
-    text = (f"Fewest GPUs for a global batch of {i.setup.global_batch:,} in {budget_text(i)} each: "
-            f"{gpus:,} — dp {best.dp} (ZeRO stage {best.zero}) × tp {best.tp}{' with sequence parallelism' if best.sp else ''} "
-            f"× pp {best.pp}, {best.microbatches:,} micro-batch{'es' if best.microbatches != 1 else ''} of one sequence; "
-            f"the fullest GPU holds {in_unit(per_gpu_bytes(i.shape, best), i.unit)}.")
-    layout = {name: str(getattr(best, name)).lower() for name in ("dp", "zero", "tp", "sp", "pp", "microbatches", "batch")}
-    return Sentence("answer", text, tuple(sorted(layout.items())))
+def _layout_text(layout: Layout, stage: bool = True) -> str:
+    """dp 2 (ZeRO-3) × tp 2 with sequence parallelism, 4 micro-batches of 1 sequence"""
+    s = layout.setup
+    parts = [f"dp {s.dp}" + (f" (ZeRO-{s.zero})" if stage and s.dp > 1 and s.zero else "")]
+    if s.tp > 1:
+        parts.append(f"tp {s.tp}" + (" with sequence parallelism" if s.sp else ""))
+    if s.pp > 1:
+        parts.append(f"pp {s.pp}")
+    return (" × ".join(parts) + f", {s.microbatches:,} micro-batch{'es' if s.microbatches != 1 else ''} of "
+            f"{s.batch:,} sequence{'s' if s.batch != 1 else ''}")
+
+
+def _gpus_text(i: Inputs, gpus: int) -> str:
+    card = GPUS[i.gpu].name if i.gpu != "custom" else f"GPUs of {in_unit(i.budget, i.unit, trim=True)}"
+    return f"{gpus:,} × {card}" if i.gpu != "custom" else f"{gpus:,} {card}" if gpus != 1 else f"1 GPU of {in_unit(i.budget, i.unit, trim=True)}"
+
+
+def _layout_params(layout: Layout) -> tuple:
+    return tuple(sorted((name, str(getattr(layout.setup, name)).lower())
+                        for name in ("dp", "zero", "tp", "sp", "pp", "microbatches", "batch")))
+
+
+def solver_answer(i: Inputs) -> tuple:
+    """The reader's question answered in one sentence, and the runner-up layouts with why
+    each is not the answer. Each names its layout's inputs (links carry every other input
+    as the reader set it)."""
+    layouts = solve(i.shape, i.setup, i.budget, i.question)
+    sequences = i.setup.global_batch
+    tokens = sequences * i.shape.context
+    if not layouts:
+        limits = [f"up to {SOLVER_MAX_TP if i.question.allow_tp else 1}-way tensor parallelism",
+                  f"{SOLVER_MAX_PP if i.question.allow_pp else 1} pipeline stages"]
+        if i.question.stage != "any":
+            limits.append(f"ZeRO stage {i.question.stage}")
+        if i.question.max_microbatches:
+            limits.append(f"at most {i.question.max_microbatches:,} micro-batches")
+        return (Sentence("answer", f"No layout with {', '.join(limits)} fits {sequences:,} sequences "
+                                   f"({tokens:,} tokens) a step in {budget_text(i)} per GPU."),)
+    best = layouts[0]
+    stage = f" with ZeRO-{best.setup.zero}" if best.setup.dp > 1 and best.setup.zero else ""
+    text = (f"{sequences:,} sequences of {i.shape.context:,} tokens a step fit on {_gpus_text(i, best.gpus)}{stage}: "
+            f"{_layout_text(best, stage=False)}; peak {in_unit(best.peak, i.unit)} of {in_unit(i.budget, i.unit)} usable per GPU.")
+    rows = []
+    for layout in layouts[1:8]:
+        why = (f"{layout.gpus - best.gpus:,} more GPUs" if layout.gpus > best.gpus
+               else f"{layout.setup.microbatches - best.setup.microbatches:,} more micro-batches"
+               if layout.setup.microbatches > best.setup.microbatches
+               else "a higher ZeRO stage" if layout.setup.zero > best.setup.zero
+               else "more tensor or pipeline parallelism" if layout.setup.tp * layout.setup.pp > best.setup.tp * best.setup.pp
+               else "more memory per GPU")
+        rows.append(("-".join(f"{k}{v}" for k, v in _layout_params(layout)),
+                     [_layout_text(layout), grouped(layout.gpus), str(layout.setup.zero), in_unit(layout.peak, i.unit),
+                      why], dict(_layout_params(layout))))
+    runners = grid("runner-ups", "Other layouts that fit, and why each is not the answer",
+                   ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Not chosen: needs"], rows, 1)
+    return Sentence("answer", text, _layout_params(best)), runners
 
 
 IMPLEMENTATIONS = (("reference", "Reference"), ("scratch", "From scratch"), ("hf", "Hugging Face"))

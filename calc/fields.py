@@ -24,6 +24,7 @@ from calc.setup import MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
 from calc.shape import CHOICES as SHAPE_CHOICES
 from calc.shape import FLAGS as SHAPE_FLAGS
 from calc.shape import MAX_SIZE, SIZES
+from calc.solver import FSDP_STAGES
 from calc.units import parse_size_as_typed
 
 GROUPS = {
@@ -35,6 +36,7 @@ GROUPS = {
     "compare": "Setup B, to compare",
     "claim": "The claim to explain",
     "parallel": "Across GPUs (batch above is the micro-batch per GPU)",
+    "solver": "The question: the fewest GPUs for this step",
     "gpu": "GPU",
 }
 """Each group's legend, in the order the inputs panel shows them."""
@@ -53,7 +55,9 @@ class Field:
     (a Hugging Face config.json, which stands for the fields it sets; not `in_link`: a link
     carries those fields instead).
     target: where the value goes — "shape", "setup", "compare" (setup B, the name less
-    its b_ prefix) or "inputs" (preset, budget, unit, claim)."""
+    its b_ prefix), "question" (the solver's constraints, calc.solver.Question; the name
+    less a solve_ prefix) or "inputs" (preset, budget, unit, claim, and the fsdp alias,
+    whose group "aliases" no panel shows)."""
 
     name: str
     group: str
@@ -73,8 +77,10 @@ class Field:
 
     @property
     def attribute(self) -> str:
-        """The ModelShape or TrainingSetup attribute the field sets."""
-        return self.name[2:] if self.target == "compare" else self.name
+        """The ModelShape, TrainingSetup or Question attribute the field sets."""
+        if self.target == "compare":
+            return self.name[2:]
+        return self.name.removeprefix("solve_").replace("zero", "stage") if self.target == "question" else self.name
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -198,6 +204,8 @@ def _step_fields(prefix: str, group: str, target: str) -> tuple[Field, ...]:
     return tuple(out)
 
 
+_ZERO_LABELS = {"0": "0: none (FSDP NO_SHARD, DDP)", "1": "1: optimizer state", "2": "2: + gradients (FSDP SHARD_GRAD_OP)",
+                "3": "3: + parameters (FSDP FULL_SHARD)"}
 _LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
                   "tp": ("Tensor-parallel size tp", "tensor-parallel size"),
                   "pp": ("Pipeline stages pp", "pipeline stages"),
@@ -244,14 +252,24 @@ FIELDS: tuple[Field, ...] = (
     Field("claim_scope", "claim", "choice", "The figure is", "per sequence, or for the whole batch", "inputs",
           (("sequence", "per sequence"), ("batch", "for the batch"))),
     Field("dp", "parallel", "whole", *_LAYOUT_LABELS["dp"], "setup", limit=MAX_PARALLEL),
-    Field("zero", "parallel", "choice", "ZeRO stage", "what ZeRO shards over the replicas", "setup",
-          _labelled(tuple(map(str, ZERO_STAGES)), {"0": "0 (none)", "1": "1: optimizer state", "2": "2: + gradients",
-                                                   "3": "3: + parameters"}), cast=int),
+    Field("zero", "parallel", "choice", "ZeRO stage", "what ZeRO shards over the replicas (FSDP's names in brackets)",
+          "setup", _labelled(tuple(map(str, ZERO_STAGES)), _ZERO_LABELS), cast=int),
+    Field("fsdp", "aliases", "choice", "FSDP sharding", "PyTorch FSDP's name for a ZeRO stage: full = 3, grad-op = 2, "
+          "no-shard = 0 (sets zero)", "inputs", (("", "—"),) + tuple((name, name) for name in FSDP_STAGES),
+          in_link=False),
     Field("tp", "parallel", "whole", *_LAYOUT_LABELS["tp"], "setup", limit=MAX_PARALLEL),
     Field("sp", "parallel", "flag", "Sequence parallelism", "split norms and dropout by sequence (with tp)", "setup",
           _NO_YES),
     Field("pp", "parallel", "whole", *_LAYOUT_LABELS["pp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
+    Field("solve_zero", "solver", "choice", "ZeRO stage to use", "a stage the answer must use, or any", "question",
+          (("any", "any"),) + tuple((k, v) for k, v in _ZERO_LABELS.items())),
+    Field("max_microbatches", "solver", "whole_or_none", "Most micro-batches", "the most micro-batches (gradient "
+          "accumulation steps) a step may take, or none for no limit", "question", limit=MAX_PARALLEL),
+    Field("allow_tp", "solver", "flag", "Tensor parallelism allowed", "may the answer split layers over GPUs",
+          "question", _NO_YES),
+    Field("allow_pp", "solver", "flag", "Pipeline parallelism allowed", "may the answer split the layers into stages",
+          "question", _NO_YES),
     Field("gpu", "gpu", "choice", "GPU", "the card: its memory as the driver reports it, less the reserve", "inputs",
           tuple((key, f"{g.name} ({g.mib:,} MiB)") for key, g in GPUS.items()) + (("custom", "another: type its memory"),)),
     Field("reserve", "gpu", "size", "Reserve (CUDA context, allocator)", "memory a step cannot use, taken off the "
@@ -269,7 +287,8 @@ assert {f.attribute for f in FIELDS if f.target == "setup"} == set(TrainingSetup
 assert len(NAMES) == len(FIELDS), "field names are unique"
 
 DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
-                "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE}
+                "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE, "fsdp": "",
+                "solve_zero": "any", "max_microbatches": "none", "allow_tp": "true", "allow_pp": "true"}
 """The defaults of the fields that set neither the shape (the preset's) nor a setup."""
 COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}
 """Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""

@@ -19,6 +19,7 @@ from calc.splits import check_layout
 from calc.presets import PRESETS
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
+from calc.solver import FSDP_STAGES, Question
 from calc.gpus import GPUS
 from calc.units import in_unit, parse_size
 
@@ -52,6 +53,7 @@ class Inputs:
     hf_config: str = ""
     gpu: str = "custom"
     reserve: int = 0
+    question: Question = Question()
 
     @property
     def unit_bytes(self) -> int:
@@ -110,9 +112,17 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         except FieldError as e:
             errors[e.field] = e.message
 
+    fsdp = values.pop("fsdp", "")
+    if fsdp:  # FSDP's name for a ZeRO stage
+        if "zero" in params and values.get("zero") != FSDP_STAGES[fsdp]:
+            errors["fsdp"] = f"fsdp {fsdp} is ZeRO stage {FSDP_STAGES[fsdp]}, but zero is {params['zero']}: give one"
+        values["zero"] = FSDP_STAGES[fsdp]
+
     def build(make, target: str, name_of=lambda f: f.attribute):
         """`make(**changes)` from the fields of `target`; its FieldError kept by field."""
         changes = {f.attribute: values[f.name] for f in FIELDS if f.target == target and f.name in values}
+        if target == "setup" and "zero" in values:  # set by the fsdp alias, which targets the inputs
+            changes["zero"] = values["zero"]
         try:
             return make(**changes)
         except FieldError as e:
@@ -122,6 +132,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     preset = values.get("preset", DEFAULT_TEXT["preset"])
     shape = build(PRESETS[preset].replace, "shape") if "preset" not in errors else None
     setup = build(DEFAULT_SETUP.replace, "setup")
+    question = build(Question().replace, "question")
     compare = None
     if setup is not None and shape is not None:
         compare = build(compare_base(shape, setup).replace, "compare", name_of=lambda f: "b_" + f.attribute)
@@ -147,7 +158,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     claim_bytes, claim_unit = values["claim"]
     claim_text = str(params.get("claim", DEFAULT_TEXT["claim"])).strip()
     return Inputs(preset, shape, setup, budget, values["unit"], compare,
-                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve)
+                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve, question)
 
 
 def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
@@ -188,7 +199,9 @@ def _value(inputs: Inputs, name: str):
         return getattr(inputs.setup, name)
     if field.target == "compare":
         return getattr(inputs.compare, field.attribute)
-    return {"preset": inputs.preset, "budget": budget_text(inputs.budget), "unit": inputs.unit,
+    if field.target == "question":
+        return getattr(inputs.question, field.attribute)
+    return {"preset": inputs.preset, "fsdp": "", "budget": budget_text(inputs.budget), "unit": inputs.unit,
             "claim": inputs.claim.text, "claim_scope": inputs.claim.scope, "hf_config": inputs.hf_config,
             "gpu": inputs.gpu, "reserve": budget_text(inputs.reserve)}[name]
 
@@ -197,7 +210,7 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
     the defaults (so a shared link stays short). Setup B's defaults follow setup A."""
     defaults = {"shape": PRESETS[inputs.preset], "setup": DEFAULT_SETUP,
-                "compare": compare_base(inputs.shape, inputs.setup)}
+                "compare": compare_base(inputs.shape, inputs.setup), "question": Question()}
     out = {}
     for field in FIELDS:
         if not field.in_link or (field.name == "budget" and inputs.gpu != "custom"):  # a card's budget follows from it

@@ -3,13 +3,15 @@
 
 How a layout splits the model is calc.splits; the peak of the fullest GPU's step is
 calc.peak's, the same moments as on one GPU (so a layout of one GPU gives the one-GPU
-peak). The precision regimes are calc.setup.STATE_BYTES: fp32 (4 + 4 + K bytes a
+peak; calc.solver finds the layout with the fewest GPUs). The precision regimes are calc.setup.STATE_BYTES: fp32 (4 + 4 + K bytes a
 parameter, K = 8 for AdamW, 4 for SGD with momentum), bf16 autocast over fp32 weights (the
 same, plus bf16 weight copies) and bf16 weights with an fp32 master copy in the optimizer
 (2 + 2 + 4 + K: the ZeRO paper's 2 + 2 + 12).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 from calc.fixed import state_bytes
 from calc.peak import fullest_stage, peak_bytes, summed_bytes
@@ -70,49 +72,7 @@ def per_gpu_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     return peak_bytes(shape, setup)
 
 
-def divisors(n: int, limit: int) -> list[int]:
+@lru_cache(maxsize=1024)
+def divisors(n: int, limit: int) -> tuple[int, ...]:
     """The divisors of n up to `limit`, ascending: at most `limit` trials, whatever n."""
-    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
-
-
-SOLVER_MAX_TP = 8
-SOLVER_MAX_PP = 128
-"""The solver tries tensor parallelism up to 8-way (one node) and up to 128 pipeline stages."""
-
-
-def smallest_layout(shape: ModelShape, setup: TrainingSetup, budget: int) -> TrainingSetup | None:
-    """The layout with the fewest GPUs whose fullest GPU fits `budget` bytes, for the
-    setup's global batch (dp · microbatches · batch) in micro-batches of one sequence;
-    ties go to the least memory per GPU. None if nothing within the limits fits.
-
-    Bounded: dp runs over the divisors of the global batch up to MAX_PARALLEL that leave
-    at most MAX_PARALLEL micro-batches; for each tensor and pipeline split the smallest dp
-    that fits is found by bisection, since the fullest GPU's memory never grows with dp
-    (ZeRO-3 shards more, and fewer micro-batches are in flight). At most
-    |tp| · 2 · |pp| · log2|dp| setups are built, a few hundred."""
-    global_batch = setup.global_batch
-    replicas = [d for d in divisors(global_batch, MAX_PARALLEL) if global_batch // d <= MAX_PARALLEL]
-    best = None
-    for tp in divisors(shape.heads, SOLVER_MAX_TP):
-        if shape.kv_heads % tp or shape.d_ff % tp:
-            continue
-        for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
-            for pp in divisors(shape.layers, SOLVER_MAX_PP):
-                def layout(dp: int) -> TrainingSetup:
-                    zero = 0 if dp == 1 else 3 if pp == 1 else 1  # DeepSpeed allows stage 1 at most with pipelines
-                    return setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=zero, batch=1,
-                                         microbatches=global_batch // dp)
-                low, high = 0, len(replicas)  # the first index whose layout fits, or len(replicas)
-                while low < high:
-                    middle = (low + high) // 2
-                    if per_gpu_bytes(shape, layout(replicas[middle])) <= budget:
-                        high = middle
-                    else:
-                        low = middle + 1
-                if low == len(replicas):
-                    continue
-                candidate = layout(replicas[low])
-                key = (replicas[low] * tp * pp, per_gpu_bytes(shape, candidate))
-                if best is None or key < best[0]:
-                    best = (key, candidate)
-    return best[1] if best else None
+    return tuple(d for d in range(1, min(n, limit) + 1) if n % d == 0)

@@ -64,7 +64,10 @@ PART_SYMBOLS = {
     "A_e": "saved by the embedding", "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
     "C_b": "one block's bf16 weight copies",
     "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",
-    "G_b": "one block's new gradients", "G_h": "final norm and LM head's new gradients (the shared matrix when tied)",
+    "G_b": "one block's new gradients",
+    "G_B": "the blocks' new gradients at the first block (ZeRO-2/3: the last block's alone, the rest reduced)",
+    "G_w": "the final norm's and LM head's new gradients as they are made",
+    "G_h": "final norm and LM head's new gradients, still held in the blocks (the shared matrix when tied)",
     "T_f": "logits while log-softmax runs", "T_h": "gradients of log-probabilities and logits",
     "T_b": "a block's largest gradients alive together", "R_b": "a recomputed block's saved tensors and weight copies",
     "T_e": "gradient of the embedding output", "T_o": "the optimizer step's temporaries",
@@ -129,7 +132,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     accumulating = setup.microbatches > 1
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
-    fresh_grads = not accumulating or (setup.zero >= 2 and N > 1)  # new gradients not yet in the held ones
+    reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
+    fresh_grads = not accumulating or reduced  # new gradients not yet in the held ones
     stream = 2 if setup.dtype == "bf16-master" else 4  # the loss, the log-probabilities and their gradients
     loss = stream if has_head else 0
     vocab = ceil_div(V, t)  # vocabulary-parallel: the head's and the loss's share
@@ -158,6 +162,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
     tensors = parameter_tensor_count(shape)
     unsplit = replace(setup, checkpoint="none")
+    head_grads = (here.head + (here.head_matrix if shape.tied and p == 1 else 0)) * grad
     return {
         "W": held_weights + held_optimizer,
         "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * ceil_div(tensors, p)
@@ -177,7 +182,9 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
         "G_b": here.block * grad if fresh_grads else 0,
-        "G_h": (here.head + (here.head_matrix if shape.tied and p == 1 else 0)) * grad if fresh_grads else 0,
+        "G_B": (here.block if reduced else layers * here.block) * grad if fresh_grads else 0,
+        "G_w": head_grads if fresh_grads else 0,
+        "G_h": head_grads if fresh_grads and not reduced else 0,
         "T_f": B * s * vocab * (a + (4 if bf16 else 0)) if has_head else 0,
         "T_h": B * s * vocab * 2 * stream if has_head else 0,
         "T_b": B * s * widest * a,
@@ -202,12 +209,12 @@ MOMENTS = (
     Moment("head-backward", "Backward through the loss and LM head",
            (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("T_h",))),
     Moment("head-weight-gradient", "The LM head's weight gradient",
-           (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_h",), ("T_w",))),
+           (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_w",), ("T_w",))),
     Moment("last-block-backward", "Backward through the last block",
            (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",),
             ("R_b",))),
     Moment("first-block-backward", "Backward through the first block",
-           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("L_s", "G_b"), ("T_b",),
+           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("T_b",),
             ("R_b",))),
     Moment("embedding-backward", "Backward through the embedding",
            (*_HELD, ("A_e",), ("A_m",), ("K",), ("G",), ("T_e",))),

@@ -27,8 +27,7 @@ from mkdocs.exceptions import PluginError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from calc.catalog import (CLAIM_VIEWS, COMPARE_VIEWS, OPTIONS, PARALLEL_VIEWS, RESULTS_FILES, STATIC_VIEWS,  # noqa: E402
-                          VIEWS)
+from calc.catalog import GROUP_READERS, OPTIONS, RESULTS_FILES, STATIC_VIEWS, VIEWS  # noqa: E402
 from calc.errors import FieldError, InputError  # noqa: E402
 from calc.site.form import inputs_panel  # noqa: E402
 from calc.site.views import render_value, render_view  # noqa: E402
@@ -78,8 +77,7 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
         panel = ""
         if live and not panel_placed:
             views = set(re.findall(r"^\[\[calc ([a-z-]+)", markdown, re.M))
-            groups = tuple(group for group, readers in (("compare", COMPARE_VIEWS), ("claim", CLAIM_VIEWS),
-                                                          ("parallel", PARALLEL_VIEWS)) if views & readers)
+            groups = tuple(group for group, readers in GROUP_READERS.items() if views & readers)
             panel = inputs_panel(defaults, groups) + "\n\n"
             panel_placed = True
         fixed = ", ".join(f"{k} = {v}" for k, v in sorted(params.items()) if k not in OPTIONS.get(m["view"], {}))

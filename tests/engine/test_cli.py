@@ -90,7 +90,7 @@ def test_every_view_prints_in_the_terminal():
     out = run(*[a for name in VIEWS for a in ("--view", name)])
     assert out.returncode == 0, out.stderr
     assert "Bytes per parameter by regime" in out.stdout and "The numbers in this picture" in out.stdout
-    assert "Nearest to 2.265 GB per sequence" in out.stdout and "Fewest GPUs" in out.stdout
+    assert "Nearest to 2.265 GB per sequence" in out.stdout and "a step fit on" in out.stdout
     assert "16,262,172,672" in out.stdout  # the seed checks: the seed's total bytes
 
 

@@ -19,17 +19,27 @@ def test_every_shape_and_setup_attribute_is_one_field():
 
 
 def test_every_field_is_a_cli_flag_and_an_input_of_the_panel():
+    # fsdp, an alias of zero for the command line and links, is the one field no panel shows
     flags = {option for action in build_parser()._actions for option in action.option_strings}
-    panel = inputs_panel({}, ("compare", "claim", "parallel"))
+    panel = inputs_panel({}, ("compare", "claim", "parallel", "solver"))
     for field in FIELDS:
         assert field.flag in flags
-        assert f'name="{field.name}"' in panel
+        assert (f'name="{field.name}"' in panel) == (field.group != "aliases"), field.name
+    assert [f.name for f in FIELDS if f.group == "aliases"] == ["fsdp"]
+
+
+def test_fsdp_names_set_the_zero_stage_and_a_contradiction_is_named():
+    assert [parse_inputs({"dp": "2", "fsdp": name}).setup.zero for name in ("no-shard", "grad-op", "full")] == [0, 2, 3]
+    assert parse_inputs({"dp": "2", "fsdp": "full", "zero": "3"}).setup.zero == 3
+    with pytest.raises(InputError) as error:
+        parse_inputs({"dp": "2", "fsdp": "full", "zero": "1"})
+    assert list(error.value.errors) == ["fsdp"]
 
 
 def test_every_choice_and_flag_value_is_accepted_as_shown():
     for field in FIELDS:
         for value in field.values:
-            if field.name in ("tp",):
+            if field.name in ("tp",) or field.group == "aliases":  # an alias shows as the field it sets
                 continue
             needs = {"sp": {"tp": "5", "context": "1000"},  # sequence parallelism needs tp dividing the context
                      "activation": {} if value == "silu" else {"ffn": "gelu"}}  # SwiGLU's is SiLU

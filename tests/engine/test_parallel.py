@@ -5,7 +5,8 @@ import pytest
 
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count, peak_bytes
 from calc.inputs import InputError, parse_inputs
-from calc.parallel import per_gpu_bytes, per_gpu_table, smallest_layout
+from calc.parallel import per_gpu_bytes, per_gpu_table
+from calc.solver import Question, solve
 from calc.splits import stages, zero_states
 
 # Rajbhandari et al. 2020, figure 1: a 7.5B-parameter model on 64 GPUs, mixed-precision
@@ -105,15 +106,39 @@ def test_one_gpu_is_the_home_pages_step_whatever_the_zero_stage(preset, dtype):
     assert (rows["parameters"], rows["gradients"], rows["optimizer"]) == (weights * P, gradients * P, optimizer * P)
 
 
-def test_the_solver_finds_a_fitting_layout_and_no_smaller_one_fits():
-    shape = PRESETS["llama-2-7b"]
-    setup = TrainingSetup(dtype="bf16", attention="flash", batch=8)
-    best = smallest_layout(shape, setup, 80 * 10**9)
-    assert per_gpu_bytes(shape, best) <= 80 * 10**9
-    assert best.dp * best.microbatches * best.batch == 8
+def every_layout(shape, sequences):
+    """Every layout of `sequences` a step within the solver's bounds, by brute force."""
+    for tp in (1, 2, 4, 8):
+        for sp in (False, True) if tp > 1 else (False,):
+            for pp in (p for p in range(1, shape.layers + 1) if shape.layers % p == 0 and p <= 128):
+                for dp in (d for d in range(1, sequences + 1) if sequences % d == 0):
+                    for m in (m for m in range(1, sequences // dp + 1) if (sequences // dp) % m == 0):
+                        for zero in (0, 1, 2, 3) if pp == 1 else (0, 1):
+                            yield TrainingSetup(dtype="bf16", attention="flash", tp=tp, sp=sp, pp=pp, dp=dp, zero=zero,
+                                                microbatches=m, batch=sequences // dp // m)
+
+
+def test_the_solver_finds_the_fewest_gpus_then_the_fewest_micro_batches():
+    shape, budget = PRESETS["llama-2-7b"], 80 * 10**9
+    best = solve(shape, TrainingSetup(dtype="bf16", attention="flash", batch=8), budget)[0]
+    assert best.peak == per_gpu_bytes(shape, best.setup) <= budget
+    assert best.setup.global_batch == 8
     # one GPU cannot: 16 bytes of state per parameter alone exceed 80 GB
-    assert 16 * 6_738_415_616 > 80 * 10**9
-    assert best.dp * best.tp * best.pp > 1
+    assert 16 * 6_738_415_616 > 80 * 10**9 and best.gpus > 1
+    # by brute force: no layout with fewer GPUs fits, nor one as small with fewer micro-batches
+    fitting = [s for s in every_layout(shape, 8) if per_gpu_bytes(shape, s) <= budget]
+    fewest = min(s.dp * s.tp * s.pp for s in fitting)
+    assert best.gpus == fewest
+    assert best.setup.microbatches == min(s.microbatches for s in fitting if s.dp * s.tp * s.pp == fewest)
+
+
+def test_a_fixed_stage_and_a_micro_batch_limit_are_kept():
+    shape, budget = PRESETS["llama-2-7b"], 80 * 10**9
+    for stage in ("1", "3"):
+        for layout in solve(shape, TrainingSetup(dtype="bf16", attention="flash", batch=8), budget,
+                            Question(stage=stage, max_microbatches=2, allow_pp=False)):
+            assert layout.setup.dp == 1 or layout.setup.zero == int(stage)
+            assert layout.setup.microbatches <= 2 and layout.setup.pp == 1
 
 
 @pytest.mark.parametrize("params, field", [({"tp": "3"}, "tp"), ({"pp": "5"}, "pp"), ({"sp": "true"}, "sp"),
@@ -166,6 +191,5 @@ def test_zero_2_and_3_with_pipelines_are_refused_as_deepspeed_refuses_them():
 def test_the_solver_never_combines_zero_2_or_3_with_pipelines():
     # 1 GB a GPU for Llama 2 7B needs pipeline stages and data parallelism together: the
     # replicas may shard the optimizer state (stage 1), not the gradients or parameters
-    best = smallest_layout(PRESETS["llama-2-7b"], TrainingSetup(dtype="bf16", attention="flash", batch=8), 10**9)
-    assert best.pp > 1 and best.dp > 1
-    assert best.zero == 1
+    layouts = solve(PRESETS["llama-2-7b"], TrainingSetup(dtype="bf16", attention="flash", batch=8), 10**9)
+    assert layouts and all(layout.setup.zero <= 1 for layout in layouts if layout.setup.pp > 1)

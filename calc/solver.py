@@ -1,0 +1,144 @@
+"""The reader's question, answered: on how few GPUs does this step fit, and how?
+
+The reader gives the model, the step (its sequences per optimizer step are the setup's
+global batch, dp · micro-batches · batch), the card or a budget, and constraints: a fixed
+ZeRO stage (or FSDP's name for it), the most micro-batches allowed, whether tensor and
+pipeline parallelism may be used. Every layout is judged by the peak of its fullest GPU's
+step (calc.peak, the same moments as on one GPU). The answer is the layout with the fewest
+GPUs; among those, the fewest micro-batches (least accumulation); then the lowest ZeRO
+stage and the least tensor and pipeline parallelism (least communication); then the least
+memory.
+
+Bounded: tensor parallelism up to 8-way (one node), pipelines up to 128 stages; for each
+tensor, sequence, pipeline and ZeRO choice, a bisection over the data-parallel sizes and
+one over the micro-batch counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from calc.parallel import divisors
+from calc.peak import peak_bytes
+from calc.setup import MAX_PARALLEL, TrainingSetup
+from calc.shape import ModelShape
+from calc.splits import check_layout
+
+SOLVER_MAX_TP = 8
+SOLVER_MAX_PP = 128
+"""Tensor parallelism up to 8-way (one node), pipelines up to 128 stages."""
+FSDP_STAGES = {"no-shard": 0, "grad-op": 2, "full": 3}
+"""PyTorch FSDP's sharding strategies as ZeRO stages: NO_SHARD (DDP), SHARD_GRAD_OP, FULL_SHARD."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """The solver's constraints: `stage` "any" or a ZeRO stage "0"-"3"; `max_microbatches`
+    (None: as many as the global batch allows); whether tensor (`allow_tp`) and pipeline
+    (`allow_pp`) parallelism may be used."""
+
+    stage: str = "any"
+    max_microbatches: int | None = None
+    allow_tp: bool = True
+    allow_pp: bool = True
+
+    def replace(self, **changes) -> "Question":
+        return Question(**{**self.__dict__, **changes})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A layout that fits: the setup (dp, zero, tp, sp, pp, micro-batches, batch set), its
+    GPU count and the peak of its fullest GPU, in bytes."""
+
+    setup: TrainingSetup
+    gpus: int
+    peak: int
+
+    @property
+    def order(self) -> tuple:
+        """Fewest GPUs, then least accumulation, then the lowest ZeRO stage, then the least
+        model parallelism (tp · pp), then memory."""
+        return self.gpus, self.setup.microbatches, self.setup.zero, self.setup.tp * self.setup.pp, self.peak
+
+
+RUNNER_UPS = 7
+"""Layouts shown beside the answer."""
+
+
+def solve(shape: ModelShape, setup: TrainingSetup, budget: int, question: Question = Question()) -> tuple[Layout, ...]:
+    """The best fitting layout of each family (tensor, pipeline and ZeRO choice), best first:
+    the answer, then up to RUNNER_UPS runner-ups. Empty if nothing within the bounds fits
+    `budget` bytes. Families are tried by their model-parallel size (tp · pp), smallest
+    first; one that cannot beat the runner-ups found so far is not tried."""
+    sequences = setup.global_batch
+    best: dict[tuple, Layout] = {}
+    for tp, sp, pp, zero in sorted(_families(shape, question), key=lambda f: (f[0] * f[2], f)):
+        ranked = sorted(best.values(), key=lambda layout: layout.order)
+        bound = ranked[RUNNER_UPS].gpus if len(ranked) > RUNNER_UPS else None
+        if bound is not None and tp * pp > bound:
+            break  # every later family needs more GPUs than the answer and its runner-ups
+        found = _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, zero, bound)
+        if found is not None:
+            key = (tp, pp, found.setup.zero)
+            if key not in best or found.order < best[key].order:
+                best[key] = found
+    return tuple(sorted(best.values(), key=lambda layout: layout.order))[:RUNNER_UPS + 1]
+
+
+def _families(shape: ModelShape, question: Question):
+    """(tp, sp, pp, zero) of every layout family the question allows."""
+    tps = [t for t in divisors(shape.heads, SOLVER_MAX_TP if question.allow_tp else 1)
+           if shape.kv_heads % t == 0 and shape.d_ff % t == 0]
+    pps = divisors(shape.layers, SOLVER_MAX_PP if question.allow_pp else 1)
+    stages = (0, 1, 2, 3) if question.stage == "any" else (int(question.stage),)
+    for tp in tps:
+        for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
+            for pp in pps:
+                for zero in stages:
+                    if pp > 1 and zero >= 2:
+                        continue  # DeepSpeed refuses ZeRO-2/3 with pipeline parallelism
+                    yield tp, sp, pp, zero
+
+
+def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, zero, bound=None) -> Layout | None:
+    """The family's layout with the fewest replicas that fits, with its fewest micro-batches.
+
+    The replicas are found by bisection over the global batch's divisors, at the most
+    micro-batches each allows: the fullest GPU's memory does not grow with dp (ZeRO shards
+    more, each replica's micro-batches get no larger, fewer are in flight)."""
+    cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
+    replicas = [d for d in divisors(sequences, MAX_PARALLEL)
+                if not (zero > 0 and d == 1 and question.stage == "any")  # stage 0 says the same
+                and (bound is None or d * tp * pp <= bound)]
+
+    def layout(dp: int, m: int) -> TrainingSetup:
+        return setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=zero, microbatches=m, batch=sequences // dp // m)
+
+    def most_micro_batches(dp: int) -> int:
+        return divisors(sequences // dp, cap)[-1]
+
+    def fits(dp: int, m: int) -> bool:
+        return peak_bytes(shape, layout(dp, m)) <= budget
+
+    low, high = 0, len(replicas)  # the first replica count that fits, or len(replicas)
+    while low < high:
+        middle = (low + high) // 2
+        if fits(replicas[middle], most_micro_batches(replicas[middle])):
+            high = middle
+        else:
+            low = middle + 1
+    if low == len(replicas):
+        return None
+    dp = replicas[low]
+    counts = divisors(sequences // dp, cap)  # micro-batch counts allowed, ascending
+    low, high = 0, len(counts) - 1  # the fewest micro-batches that fit: memory falls as they grow
+    while low < high:
+        middle = (low + high) // 2
+        if fits(dp, counts[middle]):
+            high = middle
+        else:
+            low = middle + 1
+    chosen = layout(dp, counts[low])
+    check_layout(shape, chosen)
+    return Layout(chosen, dp * tp * pp, peak_bytes(shape, chosen))

@@ -209,6 +209,8 @@ _ZERO_LABELS = {"0": "0: none (FSDP NO_SHARD, DDP)", "1": "1: optimizer state", 
 _LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
                   "tp": ("Tensor-parallel size tp", "tensor-parallel size"),
                   "pp": ("Pipeline stages pp", "pipeline stages"),
+                  "virtual_stages": ("Virtual stages v", "chunks each pipeline stage is split into (interleaved 1F1B); 1: "
+                                                         "not interleaved"),
                   "microbatches": ("Micro-batches per step", "micro-batches per step and replica")}
 
 FIELDS: tuple[Field, ...] = (
@@ -261,6 +263,7 @@ FIELDS: tuple[Field, ...] = (
     Field("sp", "parallel", "flag", "Sequence parallelism", "split norms and dropout by sequence (with tp)", "setup",
           _NO_YES),
     Field("pp", "parallel", "whole", *_LAYOUT_LABELS["pp"], "setup", limit=MAX_PARALLEL),
+    Field("virtual_stages", "parallel", "whole", *_LAYOUT_LABELS["virtual_stages"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
     Field("solve_zero", "solver", "choice", "ZeRO stage to use", "a stage the answer must use, or any", "question",
           (("any", "any"),) + tuple((k, v) for k, v in _ZERO_LABELS.items())),

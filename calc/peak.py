@@ -128,7 +128,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     here = first_stage if stage == "first" else last_stage
     has_embedding, has_head = here.embedding > 0, here.head > 0
     layers = here.layers
-    in_flight = min(p, setup.microbatches) if (p > 1 and stage == "first") else 1
+    chunks, in_flight = setup.in_flight() if (p > 1 and stage == "first") else (setup.virtual_stages, 1)
     accumulating = setup.microbatches > 1
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
@@ -169,7 +169,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
         "I": B * s * INDEX_BYTES * (has_embedding + has_head),
         "A": one_micro_batch + per_step + head_per_step,
-        "A_m": (in_flight - 1) * one_micro_batch,
+        "A_m": (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
         "C": layers * block_copies + head_copy,
         "C_g": (0 if checkpointed else layers * block_copies) + head_copy,
         "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),

@@ -40,7 +40,7 @@ CHOICES = {
     "device": DEVICES,
 }
 """The allowed values of each of the setup's text fields."""
-LAYOUT_SIZES = ("dp", "tp", "pp", "microbatches")
+LAYOUT_SIZES = ("dp", "tp", "pp", "virtual_stages", "microbatches")
 """The parallel layout's whole-number fields, each from 1 to MAX_PARALLEL."""
 ZERO_STAGES = (0, 1, 2, 3)
 
@@ -64,7 +64,8 @@ class TrainingSetup:
 
     Spreading training over GPUs (see calc.parallel): dp data-parallel replicas with ZeRO
     stage `zero`; tp-way tensor parallelism, with sequence parallelism if `sp`; pp pipeline
-    stages; `microbatches` micro-batches of `batch` sequences per replica and step.
+    stages, each split into `virtual_stages` chunks under the interleaved 1F1B schedule (1:
+not interleaved); `microbatches` micro-batches of `batch` sequences per replica and step.
     """
 
     batch: int = 1
@@ -81,6 +82,7 @@ class TrainingSetup:
     tp: int = 1
     sp: bool = False
     pp: int = 1
+    virtual_stages: int = 1
     microbatches: int = 1
 
     def __post_init__(self):
@@ -97,11 +99,25 @@ class TrainingSetup:
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.sp and self.tp == 1:
             raise FieldError("sp", "sp (sequence parallelism) needs tp above 1")
+        if self.virtual_stages > 1 and (self.pp == 1 or self.microbatches % self.pp):
+            raise FieldError("virtual_stages", "the interleaved schedule needs pipeline stages (pp above 1) and a number "
+                                               "of micro-batches that pp divides, as Megatron-LM requires")
 
     @property
     def parallel(self) -> bool:
         """Spread over more than one GPU, or in several micro-batches."""
         return (self.dp, self.tp, self.pp, self.microbatches) != (1, 1, 1, 1)
+
+    def in_flight(self) -> tuple[int, int]:
+        """(chunks, micro-batches) the first pipeline stage holds at its fullest under 1F1B:
+        min(pp, micro-batches) micro-batches of its pp-th of the layers; interleaved over v
+        virtual stages, pp·v + pp − 1 chunks of 1/(pp·v) of the layers (Megatron-LM's
+        1 + (pp − 1)/(pp·v) times pp micro-batches) and, of its embedding, that factor's
+        ceiling in micro-batches."""
+        p, v = self.pp, self.virtual_stages
+        if v == 1:
+            return min(p, self.microbatches) * v, min(p, self.microbatches)
+        return p * v + p - 1, -(-(p * v + p - 1) // v)
 
     @property
     def global_batch(self) -> int:

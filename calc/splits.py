@@ -56,6 +56,9 @@ def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
         raise FieldError("tp", f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
     if shape.layers % p:
         raise FieldError("pp", f"pp ({p}) must divide layers ({shape.layers})")
+    if shape.layers % (p * setup.virtual_stages):
+        raise FieldError("virtual_stages", f"pp × virtual_stages ({p * setup.virtual_stages}) must divide layers "
+                                           f"({shape.layers})")
     if p > 1 and setup.zero >= 2:
         raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
                                  "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
@@ -102,13 +105,14 @@ def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     last_params = layers * block + head + (embedding if p == 1 else 0)
 
     rows = split_rows(shape, setup)
-    in_flight = min(p, setup.microbatches)
+    chunks, micro_batches = setup.in_flight()
     B = setup.batch
     blocks = sum(r.bytes_for_batch(B) for r in rows if r.stage == "block" and not r.per_step) * layers // L
     per_step = sum(r.bytes_for_batch(B) for r in rows if r.per_step)
     emb = sum(r.bytes_for_batch(B) for r in rows if r.stage == "embedding" and not r.per_step)
     out = sum(r.bytes_for_batch(B) for r in rows if r.stage == "head" and not r.per_step)
-    first = in_flight * (emb + blocks + (out if p == 1 else 0)) + per_step
+    chunk = blocks // setup.virtual_stages  # one chunk's layers (all the stage's when not interleaved)
+    first = chunks * chunk + micro_batches * (emb + (out if p == 1 else 0)) + per_step
     last = blocks + out + (emb if p == 1 else 0) + per_step
     common = dict(layers=layers, block=block, block_matrices=block_matrix // t)
     head_matrix = vocab_shard if (not shape.tied or p > 1) else ceil_div(shape.vocab, t) * shape.d_model
@@ -121,7 +125,7 @@ def split_rows(shape: ModelShape, setup: TrainingSetup):
     """The accounting's rows (per sequence) for one GPU under tensor (and sequence)
     parallelism. They depend on neither the batch nor the data or pipeline split, so the
     solver's many candidates share them."""
-    return _split_rows_remembered(shape, setup.replace(batch=1, dp=1, zero=0, pp=1, microbatches=1))
+    return _split_rows_remembered(shape, setup.replace(batch=1, dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1))
 
 
 @lru_cache(maxsize=256)

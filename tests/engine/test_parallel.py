@@ -1,6 +1,8 @@
 """Parallel training against the papers that introduced it; every expected number is the
 paper's own, or the paper's formula written out here."""
 
+from fractions import Fraction
+
 import pytest
 
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count, peak_bytes
@@ -193,3 +195,34 @@ def test_the_solver_never_combines_zero_2_or_3_with_pipelines():
     # replicas may shard the optimizer state (stage 1), not the gradients or parameters
     layouts = solve(PRESETS["llama-2-7b"], TrainingSetup(dtype="bf16", attention="flash", batch=8), 10**9)
     assert layouts and all(layout.setup.zero <= 1 for layout in layouts if layout.setup.pp > 1)
+
+
+def test_megatron_lm_theoretical_memory_usage_with_the_interleaved_schedule():
+    # Megatron-LM's megatron/training/theoretical_memory_usage.py, compute_activation_memory
+    # (sequence parallelism and selective recomputation), for GPT-3 175B on tp 8 × pp 8 with
+    # 3 virtual stages: per layer s·b·h·(18 + 4·ffn/h) bytes, times L; plus the embedding's
+    # input (8·s·b·p) and dropout (s·b·h·p); times the interleaved schedule's penalty
+    # 1 + (p − 1)/(p·v); divided by t.
+    s, b, h, ffn, L, p, t, v = 2048, 1, 12288, 4 * 12288, 96, 8, 8, 3
+    per_layer = s * b * h * (18 + 4 * ffn // h)
+    embedding = 8 * s * b * p + s * b * h * p
+    penalty = Fraction(1) + Fraction(p - 1, p * v)
+    megatron = (L * per_layer + embedding) * penalty / t
+    assert penalty == Fraction(31, 24)
+    setup = TrainingSetup(accounting="megatron", dtype="bf16", checkpoint="selective", tp=t, sp=True, pp=p,
+                          virtual_stages=v, microbatches=8)
+    first, _ = stages(GPT3_175B, setup)
+    # calc's megatron accounting counts the layers (Korthikanti's per-layer form), not the embedding
+    assert first.activations == L * per_layer * penalty / t
+    assert first.activations + embedding * penalty / t == megatron
+    # without interleaving the first stage holds p micro-batches of L/p layers: the model's worth
+    plain = stages(GPT3_175B, setup.replace(virtual_stages=1))[0].activations
+    assert plain == L * per_layer / t
+
+
+def test_virtual_stages_need_pipelines_and_micro_batches_pp_divides():
+    for params in ({"virtual_stages": "2"}, {"pp": "4", "virtual_stages": "2", "microbatches": "6"},
+                   {"pp": "4", "virtual_stages": "5", "microbatches": "8"}):
+        with pytest.raises(InputError) as error:
+            parse_inputs(params)
+        assert list(error.value.errors) == ["virtual_stages"]

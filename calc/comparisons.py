@@ -18,7 +18,7 @@ from calc.fixed import fixed_table
 from calc.gpus import GPUS
 from calc.inputs import Inputs
 from calc.parallel import per_gpu_table
-from calc.solver import SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, solve
+from calc.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
 from calc.splits import check_layout
 from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
@@ -462,6 +462,8 @@ def _layout_text(layout: Layout, stage: bool = True) -> str:
         parts.append(f"tp {s.tp}" + (" with sequence parallelism" if s.sp else ""))
     if s.pp > 1:
         parts.append(f"pp {s.pp}")
+    if s.cp > 1:
+        parts.append(f"cp {s.cp}")
     return (" × ".join(parts) + f", {s.microbatches:,} micro-batch{'es' if s.microbatches != 1 else ''} of "
             f"{s.batch:,} sequence{'s' if s.batch != 1 else ''}")
 
@@ -473,14 +475,17 @@ def _gpus_text(i: Inputs, gpus: int) -> str:
 
 def _layout_params(layout: Layout) -> tuple:
     return tuple(sorted((name, str(getattr(layout.setup, name)).lower())
-                        for name in ("dp", "zero", "tp", "sp", "pp", "microbatches", "batch")))
+                        for name in ("dp", "zero", "tp", "sp", "pp", "cp", "virtual_stages", "microbatches", "batch")))
 
 
 def solver_answer(i: Inputs) -> tuple:
     """The reader's question answered in one sentence, and the runner-up layouts with why
     each is not the answer. Each names its layout's inputs (links carry every other input
     as the reader set it)."""
-    layouts = solve(i.shape, i.setup, i.budget, i.question)
+    found = search(i.shape, i.setup, i.budget, i.question)
+    layouts = found.layouts
+    stopped = "" if found.complete else (f" The search stopped after {MAX_EVALUATIONS:,} layouts: a layout it did "
+                                         "not reach may need fewer GPUs.")
     sequences = i.setup.global_batch
     tokens = sequences * i.shape.context
     if not layouts:
@@ -491,18 +496,22 @@ def solver_answer(i: Inputs) -> tuple:
         if i.question.max_microbatches:
             limits.append(f"at most {i.question.max_microbatches:,} micro-batches")
         return (Sentence("answer", f"No layout with {', '.join(limits)} fits {sequences:,} sequences "
-                                   f"({tokens:,} tokens) a step in {budget_text(i)} per GPU."),)
+                                   f"({tokens:,} tokens) a step in {budget_text(i)} per GPU.{stopped}"),)
     best = layouts[0]
-    stage = f" with ZeRO-{best.setup.zero}" if best.setup.dp > 1 and best.setup.zero else ""
+    replicas = best.setup.dp * best.setup.cp
+    stage = (f" with ZeRO-{best.setup.zero}" if replicas > 1 and best.setup.zero
+             else f" (ZeRO-{best.setup.zero} shards nothing over one replica)" if best.setup.zero else "")
     text = (f"{sequences:,} sequences of {i.shape.context:,} tokens a step fit on {_gpus_text(i, best.gpus)}{stage}: "
-            f"{_layout_text(best, stage=False)}; peak {in_unit(best.peak, i.unit)} of {in_unit(i.budget, i.unit)} usable per GPU.")
+            f"{_layout_text(best, stage=False)}; peak {in_unit(best.peak, i.unit)} of {in_unit(i.budget, i.unit)} usable "
+            f"per GPU.{stopped}")
     rows = []
     for layout in layouts[1:8]:
         why = (f"{layout.gpus - best.gpus:,} more GPUs" if layout.gpus > best.gpus
                else f"{layout.setup.microbatches - best.setup.microbatches:,} more micro-batches"
                if layout.setup.microbatches > best.setup.microbatches
                else "a higher ZeRO stage" if layout.setup.zero > best.setup.zero
-               else "more tensor or pipeline parallelism" if layout.setup.tp * layout.setup.pp > best.setup.tp * best.setup.pp
+               else "more tensor, pipeline or context parallelism"
+               if layout.setup.tp * layout.setup.pp * layout.setup.cp > best.setup.tp * best.setup.pp * best.setup.cp
                else "more memory per GPU")
         rows.append(("-".join(f"{k}{v}" for k, v in _layout_params(layout)),
                      [_layout_text(layout), grouped(layout.gpus), str(layout.setup.zero), in_unit(layout.peak, i.unit),

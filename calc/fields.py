@@ -211,7 +211,8 @@ _LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
                   "pp": ("Pipeline stages pp", "pipeline stages"),
                   "virtual_stages": ("Virtual stages v", "chunks each pipeline stage is split into (interleaved 1F1B); 1: "
                                                          "not interleaved"),
-                  "microbatches": ("Micro-batches per step", "micro-batches per step and replica")}
+                  "microbatches": ("Micro-batches per step", "micro-batches per step and replica"),
+                  "cp": ("Context-parallel size cp", "GPUs splitting each sequence's tokens (ring attention)")}
 
 FIELDS: tuple[Field, ...] = (
     Field("preset", "model", "choice", "Model preset", "published shape to start from", "inputs",
@@ -264,6 +265,7 @@ FIELDS: tuple[Field, ...] = (
           _NO_YES),
     Field("pp", "parallel", "whole", *_LAYOUT_LABELS["pp"], "setup", limit=MAX_PARALLEL),
     Field("virtual_stages", "parallel", "whole", *_LAYOUT_LABELS["virtual_stages"], "setup", limit=MAX_PARALLEL),
+    Field("cp", "parallel", "whole", *_LAYOUT_LABELS["cp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
     Field("solve_zero", "solver", "choice", "ZeRO stage to use", "a stage the answer must use, or any", "question",
           (("any", "any"),) + tuple((k, v) for k, v in _ZERO_LABELS.items())),
@@ -273,6 +275,8 @@ FIELDS: tuple[Field, ...] = (
           "question", _NO_YES),
     Field("allow_pp", "solver", "flag", "Pipeline parallelism allowed", "may the answer split the layers into stages",
           "question", _NO_YES),
+    Field("allow_cp", "solver", "flag", "Context parallelism allowed", "may the answer split each sequence's tokens "
+          "(with flash attention)", "question", _NO_YES),
     Field("gpu", "gpu", "choice", "GPU", "the card: its memory as the driver reports it, less the reserve", "inputs",
           tuple((key, f"{g.name} ({g.mib:,} MiB)") for key, g in GPUS.items()) + (("custom", "another: type its memory"),)),
     Field("reserve", "gpu", "size", "Reserve (CUDA context, allocator)", "memory a step cannot use, taken off the "
@@ -291,7 +295,8 @@ assert len(NAMES) == len(FIELDS), "field names are unique"
 
 DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
                 "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE, "fsdp": "",
-                "solve_zero": "any", "max_microbatches": "none", "allow_tp": "true", "allow_pp": "true"}
+                "solve_zero": "any", "max_microbatches": "none", "allow_tp": "true", "allow_pp": "true",
+                "allow_cp": "true"}
 """The defaults of the fields that set neither the shape (the preset's) nor a setup."""
 COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}
 """Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""

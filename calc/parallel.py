@@ -30,14 +30,15 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     here = first if stage == "first" else last
     psi = here.parameters
     per = state_bytes(setup)
-    p, g, o = zero_states(psi, setup.dp, setup.zero, per)
+    replicas = setup.dp * setup.cp  # ZeRO shards over the data-parallel and context-parallel ranks
+    p, g, o = zero_states(psi, replicas, setup.zero, per)
     sharded = {"parameters": setup.zero >= 3, "gradients": setup.zero >= 2, "optimizer": setup.zero >= 1}
     rows = []
     for (key, label), bytes_each, nbytes in zip((("parameters", "Parameters"), ("gradients", "Gradients"),
                                                  ("optimizer", "Optimizer state")), per, (p, g, o)):
-        split = sharded[key] and setup.dp > 1
+        split = sharded[key] and replicas > 1
         name = f"{label}, {bytes_each} bytes each" + (", sharded over the N replicas" if split else "")
-        rows.append(_state_row(key, name, psi, bytes_each, setup.dp if split else 1, nbytes))
+        rows.append(_state_row(key, name, psi, bytes_each, replicas if split else 1, nbytes))
     if setup.dtype == "bf16":
         copies = 2 * (here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices))
         rows.append(row({"C": copies}, "weight-copies", "bf16 weight copies autocast keeps", f(("C",)), 1))
@@ -48,8 +49,8 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     rows.append(row({"M": peak}, "peak", "Peak of the step on this GPU", f(("M",)), 1,
                     note="the largest moment of its step: see Peak, not sum" if setup.accounting == "autograd"
                     else "this accounting's peak is the sum of the rows above"))
-    gpus = setup.dp * setup.tp * setup.pp
-    note = (f"{gpus:,} GPU{'s' if gpus != 1 else ''}: dp {setup.dp} × tp {setup.tp} × pp {setup.pp}; "
+    gpus = setup.gpus
+    note = (f"{gpus:,} GPU{'s' if gpus != 1 else ''}: dp {setup.dp} × tp {setup.tp} × pp {setup.pp} × cp {setup.cp}; "
             f"{psi:,} parameters on {'the ' + stage + ' stage' if setup.pp > 1 else 'each GPU'} before ZeRO; "
             f"global batch {setup.global_batch:,}.")
     return Table("per-gpu", "Memory per GPU", tuple(rows), count_label="bytes", notes=(note,), show_total=False)

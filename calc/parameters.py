@@ -67,6 +67,7 @@ def matrix_parameter_count(shape: ModelShape) -> int:
     return L * (attention + ffn) + shape.vocab * d
 
 
+@lru_cache(maxsize=256)
 def parameter_tensor_count(shape: ModelShape) -> int:
     """How many parameter tensors the model has (the optimizer keeps a step count for each):
     the tensors of one block times L, and the rest."""

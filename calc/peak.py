@@ -71,6 +71,8 @@ PART_SYMBOLS = {
     "T_f": "logits while log-softmax runs", "T_h": "gradients of log-probabilities and logits",
     "T_b": "a block's largest gradients alive together", "R_b": "a recomputed block's saved tensors and weight copies",
     "T_e": "gradient of the embedding output", "T_o": "the optimizer step's temporaries",
+    "T_c": "ring attention's K and V chunks in flight (context parallelism): the next one arriving, in backward with "
+           "its gradients",
     "T_w": "the LM head's backward: the logits' gradient, its input's, and (accumulating) its weight's new gradient",
 }
 
@@ -96,14 +98,27 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     Python name; fused (one kernel) and SGD (in place): none (torch/optim/adam.py, sgd.py)."""
     if setup.optimizer != "adamw" or setup.step_impl == "fused" or setup.dtype == "bf16-master":
         return 0  # bf16-master: the frameworks' own fused steps over the fp32 master copy, taken as none
-    sharded = setup.dp > 1 and setup.zero >= 1
+    replicas = setup.dp * setup.cp
+    sharded = replicas > 1 and setup.zero >= 1
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
     if setup.step_impl == "foreach":
-        return 4 * (ceil_div(held, setup.dp) if sharded else held)
-    sizes = (0, *parameter_tensors(shape.replace(layers=min(shape.layers, 2))))  # two blocks show every neighbour
+        return 4 * (ceil_div(held, replicas) if sharded else held)
     if (setup.tp, setup.pp) == (1, 1) and not sharded:
-        return 4 * max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
-    return 4 * 3 * ceil_div(max(sizes), setup.tp)  # an upper bound once tensors are split or sharded
+        return 4 * _for_loop_peak(shape)
+    return 4 * 3 * ceil_div(_largest_tensor(shape), setup.tp)  # an upper bound once tensors are split or sharded
+
+
+@lru_cache(maxsize=256)
+def _for_loop_peak(shape: ModelShape) -> int:
+    """Values of the for-loop's fullest moment: the previous tensor's denominator and the
+    current one's sqrt and quotient, at the worst neighbours (two blocks show them all)."""
+    sizes = (0, *parameter_tensors(shape.replace(layers=min(shape.layers, 2))))
+    return max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
+
+
+@lru_cache(maxsize=256)
+def _largest_tensor(shape: ModelShape) -> int:
+    return max(parameter_tensors(shape.replace(layers=min(shape.layers, 2))))
 
 
 def _per_step_bytes(rows, layers: int, all_layers: int) -> int:
@@ -122,7 +137,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     under ZeRO, its tensor-parallel share of the activations. One GPU is the layout
     dp = tp = pp = 1."""
     B, L, s, V, d = setup.batch, shape.layers, shape.context, shape.vocab, shape.d_model
-    t, p, N = setup.tp, setup.pp, setup.dp
+    t, p, N = setup.tp, setup.pp, setup.dp * setup.cp  # ZeRO shards over the data-parallel and context ranks
+    s = ceil_div(s, setup.cp)  # the tokens of each sequence on this GPU
     a = setup.bytes_per_value
     first_stage, last_stage = stages(shape, setup)
     here = first_stage if stage == "first" else last_stage
@@ -181,6 +197,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "C_b": 0 if checkpointed else block_copies,
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
+        "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
         "G_b": here.block * grad if fresh_grads else 0,
         "G_B": (here.block if reduced else layers * here.block) * grad if fresh_grads else 0,
         "G_w": head_grads if fresh_grads else 0,
@@ -212,10 +229,10 @@ MOMENTS = (
            (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_w",), ("T_w",))),
     Moment("last-block-backward", "Backward through the last block",
            (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",),
-            ("R_b",))),
+            ("R_b",), ("T_c",))),
     Moment("first-block-backward", "Backward through the first block",
            (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("T_b",),
-            ("R_b",))),
+            ("R_b",), ("T_c",))),
     Moment("embedding-backward", "Backward through the embedding",
            (*_HELD, ("A_e",), ("A_m",), ("K",), ("G",), ("T_e",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
@@ -268,7 +285,7 @@ def summed_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> int:
     """The seed's, CS336's and Megatron's own peak, which is their sum: model states (under
     ZeRO), autocast's weight copies and the activations in flight on a stage's GPUs."""
     here = _stage(shape, setup, stage)
-    states = sum(zero_states(here.parameters, setup.dp, setup.zero, state_bytes(setup)))
+    states = sum(zero_states(here.parameters, setup.dp * setup.cp, setup.zero, state_bytes(setup)))
     matrices = here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices)
     return states + (2 * matrices if setup.dtype == "bf16" else 0) + here.activations
 

@@ -40,7 +40,7 @@ CHOICES = {
     "device": DEVICES,
 }
 """The allowed values of each of the setup's text fields."""
-LAYOUT_SIZES = ("dp", "tp", "pp", "virtual_stages", "microbatches")
+LAYOUT_SIZES = ("dp", "tp", "pp", "virtual_stages", "cp", "microbatches")
 """The parallel layout's whole-number fields, each from 1 to MAX_PARALLEL."""
 ZERO_STAGES = (0, 1, 2, 3)
 
@@ -65,7 +65,9 @@ class TrainingSetup:
     Spreading training over GPUs (see calc.parallel): dp data-parallel replicas with ZeRO
     stage `zero`; tp-way tensor parallelism, with sequence parallelism if `sp`; pp pipeline
     stages, each split into `virtual_stages` chunks under the interleaved 1F1B schedule (1:
-not interleaved); `microbatches` micro-batches of `batch` sequences per replica and step.
+not interleaved); cp-way context parallelism (ring attention: each of cp GPUs keeps 1/cp of
+every sequence's tokens); `microbatches` micro-batches of `batch` sequences per replica
+and step.
     """
 
     batch: int = 1
@@ -83,6 +85,7 @@ not interleaved); `microbatches` micro-batches of `batch` sequences per replica 
     sp: bool = False
     pp: int = 1
     virtual_stages: int = 1
+    cp: int = 1
     microbatches: int = 1
 
     def __post_init__(self):
@@ -106,7 +109,12 @@ not interleaved); `microbatches` micro-batches of `batch` sequences per replica 
     @property
     def parallel(self) -> bool:
         """Spread over more than one GPU, or in several micro-batches."""
-        return (self.dp, self.tp, self.pp, self.microbatches) != (1, 1, 1, 1)
+        return (self.dp, self.tp, self.pp, self.cp, self.microbatches) != (1, 1, 1, 1, 1)
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the layout takes: dp · tp · pp · cp."""
+        return self.dp * self.tp * self.pp * self.cp
 
     def in_flight(self) -> tuple[int, int]:
         """(chunks, micro-batches) the first pipeline stage holds at its fullest under 1F1B:

@@ -34,13 +34,14 @@ FSDP_STAGES = {"no-shard": 0, "grad-op": 2, "full": 3}
 @dataclass(frozen=True)
 class Question:
     """The solver's constraints: `stage` "any" or a ZeRO stage "0"-"3"; `max_microbatches`
-    (None: as many as the global batch allows); whether tensor (`allow_tp`) and pipeline
-    (`allow_pp`) parallelism may be used."""
+    (None: as many as the global batch allows); whether tensor (`allow_tp`), pipeline
+    (`allow_pp`) and context (`allow_cp`, with flash attention) parallelism may be used."""
 
     stage: str = "any"
     max_microbatches: int | None = None
     allow_tp: bool = True
     allow_pp: bool = True
+    allow_cp: bool = True
 
     def replace(self, **changes) -> "Question":
         return Question(**{**self.__dict__, **changes})
@@ -59,49 +60,95 @@ class Layout:
     def order(self) -> tuple:
         """Fewest GPUs, then least accumulation, then the lowest ZeRO stage, then the least
         model parallelism (tp · pp), then memory."""
-        return self.gpus, self.setup.microbatches, self.setup.zero, self.setup.tp * self.setup.pp, self.peak
+        return (self.gpus, self.setup.microbatches, self.setup.zero, self.setup.tp * self.setup.pp * self.setup.cp,
+                self.peak)
 
 
 RUNNER_UPS = 7
 """Layouts shown beside the answer."""
+MAX_EVALUATIONS = 1500
+"""The most layouts judged for one answer (a few hundred for real models); a search that
+reaches it stops and says so."""
+
+
+@dataclass
+class _Budget:
+    left: int = MAX_EVALUATIONS
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            raise _Exhausted
+        self.left -= 1
+
+
+class _Exhausted(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The fitting layouts, best first (the answer, then runner-ups), and whether the search
+    stopped at MAX_EVALUATIONS before trying every family."""
+
+    layouts: tuple
+    complete: bool = True
 
 
 def solve(shape: ModelShape, setup: TrainingSetup, budget: int, question: Question = Question()) -> tuple[Layout, ...]:
-    """The best fitting layout of each family (tensor, pipeline and ZeRO choice), best first:
-    the answer, then up to RUNNER_UPS runner-ups. Empty if nothing within the bounds fits
-    `budget` bytes. Families are tried by their model-parallel size (tp · pp), smallest
+    """The best fitting layout of each family, best first: the answer, then up to
+    RUNNER_UPS runner-ups (empty if nothing within the bounds fits `budget` bytes)."""
+    return search(shape, setup, budget, question).layouts
+
+
+def search(shape: ModelShape, setup: TrainingSetup, budget: int, question: Question = Question()) -> Answer:
+    """solve(), saying whether every family was tried. Families (tensor, sequence, pipeline,
+    context and ZeRO choice) are tried by their model-parallel size (tp · pp · cp), smallest
     first; one that cannot beat the runner-ups found so far is not tried."""
     sequences = setup.global_batch
     best: dict[tuple, Layout] = {}
-    for tp, sp, pp, zero in sorted(_families(shape, question), key=lambda f: (f[0] * f[2], f)):
+    spent = _Budget()
+    complete = True
+    for tp, sp, pp, cp, zero in sorted(_families(shape, setup, question), key=lambda f: (f[0] * f[2] * f[3], f)):
         ranked = sorted(best.values(), key=lambda layout: layout.order)
         bound = ranked[RUNNER_UPS].gpus if len(ranked) > RUNNER_UPS else None
-        if bound is not None and tp * pp > bound:
+        if bound is not None and tp * pp * cp > bound:
             break  # every later family needs more GPUs than the answer and its runner-ups
-        found = _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, zero, bound)
+        try:
+            found = _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero, bound, spent)
+        except _Exhausted:
+            complete = False
+            break
         if found is not None:
-            key = (tp, pp, found.setup.zero)
+            key = (tp, pp, cp, found.setup.zero)
             if key not in best or found.order < best[key].order:
                 best[key] = found
-    return tuple(sorted(best.values(), key=lambda layout: layout.order))[:RUNNER_UPS + 1]
+    return Answer(tuple(sorted(best.values(), key=lambda layout: layout.order))[:RUNNER_UPS + 1], complete)
 
 
-def _families(shape: ModelShape, question: Question):
-    """(tp, sp, pp, zero) of every layout family the question allows."""
+SOLVER_MAX_CP = 8
+"""Context parallelism up to 8-way."""
+
+
+def _families(shape: ModelShape, setup: TrainingSetup, question: Question):
+    """(tp, sp, pp, cp, zero) of every layout family the question allows."""
     tps = [t for t in divisors(shape.heads, SOLVER_MAX_TP if question.allow_tp else 1)
            if shape.kv_heads % t == 0 and shape.d_ff % t == 0]
     pps = divisors(shape.layers, SOLVER_MAX_PP if question.allow_pp else 1)
+    cps = [c for c in divisors(shape.context, SOLVER_MAX_CP if question.allow_cp and setup.attention == "flash" else 1)
+           if shape.context % (2 * c) == 0 or c == 1]
     stages = (0, 1, 2, 3) if question.stage == "any" else (int(question.stage),)
     for tp in tps:
         for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
             for pp in pps:
-                for zero in stages:
-                    if pp > 1 and zero >= 2:
-                        continue  # DeepSpeed refuses ZeRO-2/3 with pipeline parallelism
-                    yield tp, sp, pp, zero
+                for cp in cps:
+                    for zero in stages:
+                        if pp > 1 and zero >= 2:
+                            continue  # DeepSpeed refuses ZeRO-2/3 with pipeline parallelism
+                        yield tp, sp, pp, cp, zero
 
 
-def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, zero, bound=None) -> Layout | None:
+def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero, bound=None,
+                 spent: _Budget | None = None) -> Layout | None:
     """The family's layout with the fewest replicas that fits, with its fewest micro-batches.
 
     The replicas are found by bisection over the global batch's divisors, at the most
@@ -109,16 +156,19 @@ def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, zero, bo
     more, each replica's micro-batches get no larger, fewer are in flight)."""
     cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
     replicas = [d for d in divisors(sequences, MAX_PARALLEL)
-                if not (zero > 0 and d == 1 and question.stage == "any")  # stage 0 says the same
-                and (bound is None or d * tp * pp <= bound)]
+                if not (zero > 0 and d * cp == 1 and question.stage == "any")  # stage 0 says the same
+                and (bound is None or d * tp * pp * cp <= bound)]
 
     def layout(dp: int, m: int) -> TrainingSetup:
-        return setup.replace(tp=tp, sp=sp, pp=pp, dp=dp, zero=zero, microbatches=m, batch=sequences // dp // m)
+        return setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, dp=dp, zero=zero, microbatches=m, batch=sequences // dp // m,
+                             virtual_stages=1)
 
     def most_micro_batches(dp: int) -> int:
         return divisors(sequences // dp, cap)[-1]
 
     def fits(dp: int, m: int) -> bool:
+        if spent is not None:
+            spent.spend()
         return peak_bytes(shape, layout(dp, m)) <= budget
 
     low, high = 0, len(replicas)  # the first replica count that fits, or len(replicas)
@@ -141,4 +191,4 @@ def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, zero, bo
             low = middle + 1
     chosen = layout(dp, counts[low])
     check_layout(shape, chosen)
-    return Layout(chosen, dp * tp * pp, peak_bytes(shape, chosen))
+    return Layout(chosen, chosen.gpus, peak_bytes(shape, chosen))

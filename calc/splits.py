@@ -56,6 +56,13 @@ def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
         raise FieldError("tp", f"tp ({t}) must divide context ({shape.context}) for sequence parallelism")
     if shape.layers % p:
         raise FieldError("pp", f"pp ({p}) must divide layers ({shape.layers})")
+    if setup.cp > 1:
+        if shape.context % (2 * setup.cp):
+            raise FieldError("cp", f"2 × cp ({2 * setup.cp}) must divide context ({shape.context:,}): each GPU takes two "
+                                   "chunks of every sequence, one early and one late, to balance causal attention")
+        if setup.attention != "flash" or setup.accounting not in ("autograd", "megatron"):
+            raise FieldError("cp", "context parallelism runs fused attention across the GPUs: choose flash attention "
+                                   "and the autograd or megatron accounting")
     if shape.layers % (p * setup.virtual_stages):
         raise FieldError("virtual_stages", f"pp × virtual_stages ({p * setup.virtual_stages}) must divide layers "
                                            f"({shape.layers})")
@@ -130,11 +137,20 @@ def split_rows(shape: ModelShape, setup: TrainingSetup):
 
 @lru_cache(maxsize=256)
 def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup) -> tuple:
-    table = activation_table(shape, setup)
-    if setup.accounting == "megatron" or setup.tp == 1:
-        return table.rows
-    return tuple(replace(r, count=ceil_div(r.count, setup.tp)) if _split_by_tensor_parallelism(r, setup.sp) else r
-                 for r in table.rows)
+    rows = activation_table(shape, setup.replace(cp=1)).rows
+    if setup.accounting != "megatron" and setup.tp > 1:
+        rows = tuple(replace(r, count=ceil_div(r.count, setup.tp)) if _split_by_tensor_parallelism(r, setup.sp) else r
+                     for r in rows)
+    if setup.cp > 1:  # each GPU keeps its 1/cp of every sequence's tokens
+        rows = tuple(replace(r, count=ceil_div(r.count, setup.cp)) if _has_tokens(r) and not r.per_step else r
+                     for r in rows)
+    return rows
+
+
+def _has_tokens(r) -> bool:
+    """Whether every term of row r's formula counts tokens (s), so that splitting the
+    sequence splits it."""
+    return all(any(symbol in ("s", "s_32") for symbol in term) for term in r.formula.terms)
 
 
 REPLICATED_IN_BLOCKS = {"qkv-input", "ffn-input", "attention-input", "attention-residual-dropout",

@@ -226,3 +226,28 @@ def test_virtual_stages_need_pipelines_and_micro_batches_pp_divides():
         with pytest.raises(InputError) as error:
             parse_inputs(params)
         assert list(error.value.errors) == ["virtual_stages"]
+
+
+def test_context_parallelism_splits_every_sequence_and_zero_shards_over_its_ranks():
+    # ring attention: each of cp GPUs keeps its 1/cp of every sequence's tokens; the model
+    # states are replicated over the cp ranks, so ZeRO shards them over dp × cp
+    shape = PRESETS["llama-3-8b"].replace(context=4096)
+    setup = TrainingSetup(dtype="bf16", attention="flash", checkpoint="block")
+    whole = {r.key: r.bytes for r in per_gpu_table(shape, setup).rows}
+    split = {r.key: r.bytes for r in per_gpu_table(shape, setup.replace(cp=4, zero=3)).rows}
+    P = parameter_count(shape)
+    assert (split["parameters"], split["gradients"], split["optimizer"]) == (4 * P // 4, 4 * P // 4, 8 * P // 4)
+    # everything kept per sequence counts tokens: a quarter of each (the RoPE tables once a step)
+    rows = activation_table(shape, setup).rows
+    per_step = sum(r.bytes for r in rows if r.per_step)
+    quarter = sum(-(-r.count // 4) * r.bytes_per_value for r in rows if not r.per_step)
+    assert split["activations"] == quarter + per_step
+    assert whole["activations"] == sum(r.bytes for r in rows)
+
+
+@pytest.mark.parametrize("params, field", [({"cp": "2", "attention": "explicit", "context": "1024"}, "cp"),
+                                           ({"cp": "3", "attention": "flash", "context": "1030"}, "cp")])
+def test_context_parallelism_needs_flash_attention_and_two_chunks_a_gpu(params, field):
+    with pytest.raises(InputError) as error:
+        parse_inputs(params)
+    assert list(error.value.errors) == [field]

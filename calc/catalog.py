@@ -69,7 +69,8 @@ COMPARE_VIEWS = {"compare"}
 """Views that read setup B: a page with one shows setup B's inputs."""
 CLAIM_VIEWS = {"reverse"}
 SOLVER_VIEWS = {"solver"}
-GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PARALLEL_VIEWS, "solver": SOLVER_VIEWS}
+GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PARALLEL_VIEWS, "solver": SOLVER_VIEWS,
+                 "buffers": PARALLEL_VIEWS}
 """The inputs groups a panel shows only on pages with one of these views."""
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
 STATIC_VIEWS = {"validation", "validation-cuda"}

@@ -158,8 +158,7 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
     if setup.parallel:
         per_gpu = per_gpu_table(shape, setup)
         tables.append(per_gpu)
-        result["per_gpu"] = {r.key: r.bytes for r in per_gpu.rows} | {"total": per_gpu.total_bytes,
-                                                                    "gpus": setup.dp * setup.tp * setup.pp}
+        result["per_gpu"] = {r.key: r.bytes for r in per_gpu.rows} | {"gpus": setup.gpus}
     if args.json:
         result["tables"] = {t.key: _table_json(t) for t in tables}
         print(json.dumps(result, indent=1))
@@ -172,11 +171,9 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
     for t in tables:
         print(part_text(t, unit, args.markdown))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], unit)}")
-    print(f"Peak of the training step on one GPU: {b['peak']:,} bytes = {in_unit(b['peak'], unit)}")
+    where = f"on the fullest of {setup.gpus:,} GPUs" if setup.gpus > 1 else "on one GPU"
+    print(f"Peak of the training step {where}: {b['peak']:,} bytes = {in_unit(b['peak'], unit)}")
     print(f"Largest batch in {inputs.budget_label}: {result['largest_batch']:,}")
-    if setup.parallel:
-        g = result["per_gpu"]
-        print(f"On the fullest of {g['gpus']:,} GPUs: {g['total']:,} bytes = {in_unit(g['total'], unit)}")
     return 0
 
 

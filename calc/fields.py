@@ -37,6 +37,7 @@ GROUPS = {
     "claim": "The claim to explain",
     "parallel": "Across GPUs (batch above is the micro-batch per GPU)",
     "solver": "The question: the fewest GPUs for this step",
+    "buffers": "Communication buffers (DeepSpeed, DDP)",
     "gpu": "GPU",
 }
 """Each group's legend, in the order the inputs panel shows them."""
@@ -267,6 +268,14 @@ FIELDS: tuple[Field, ...] = (
     Field("virtual_stages", "parallel", "whole", *_LAYOUT_LABELS["virtual_stages"], "setup", limit=MAX_PARALLEL),
     Field("cp", "parallel", "whole", *_LAYOUT_LABELS["cp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
+    Field("reduce_bucket", "buffers", "whole", "Reduce bucket (values)", "DeepSpeed's reduce_bucket_size: gradients "
+          "reduced at once under ZeRO", "setup", limit=10**12),
+    Field("allgather_bucket", "buffers", "whole", "All-gather bucket (values)", "DeepSpeed's allgather_bucket_size: "
+          "updated parameters gathered at once under ZeRO-1 and 2", "setup", limit=10**12),
+    Field("prefetch_bucket", "buffers", "whole", "ZeRO-3 prefetch (values)", "DeepSpeed's stage3_prefetch_bucket_size: "
+          "parameters gathered ahead of the layer that needs them", "setup", limit=10**12),
+    Field("ddp_bucket_view", "buffers", "flag", "DDP gradient_as_bucket_view", "DDP's gradients are views of its "
+          "buckets (else the buckets are a second copy of the gradients)", "setup", _NO_YES),
     Field("solve_zero", "solver", "choice", "ZeRO stage to use", "a stage the answer must use, or any", "question",
           (("any", "any"),) + tuple((k, v) for k, v in _ZERO_LABELS.items())),
     Field("max_microbatches", "solver", "whole_or_none", "Most micro-batches", "the most micro-batches (gradient "

@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from calc.fixed import state_bytes
-from calc.peak import fullest_stage, peak_bytes, summed_bytes
+from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, peak_bytes, summed_bytes
 from calc.setup import MAX_PARALLEL, TrainingSetup
 from calc.splits import check_layout, stages, zero_states
 from calc.shape import ModelShape
@@ -42,6 +42,11 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if setup.dtype == "bf16":
         copies = 2 * (here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices))
         rows.append(row({"C": copies}, "weight-copies", "bf16 weight copies autocast keeps", f(("C",)), 1))
+    if setup.accounting == "autograd":
+        for key, nbytes in buffer_parts(shape, setup).items():
+            if nbytes:
+                rows.append(row({key: nbytes}, "buffer-" + key.lower().replace("_", "-"), PART_SYMBOLS[key][0].upper()
+                                + PART_SYMBOLS[key][1:], f((key,)), 1))
     where = f"{stage} pipeline stage" if setup.pp > 1 else "each GPU"
     rows.append(row({"A_gpu": here.activations}, "activations",
                     f"Activations in flight ({setup.accounting}, {where})", f(("A_gpu",)), 1))

@@ -52,6 +52,10 @@ INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 PART_SYMBOLS = {
     "W": "parameters and optimizer state (held all step)",
     "X": "buffers, and the optimizer's step counts where they are on the device",
+    "B_d": "DDP's gradient buckets, a second copy of the gradients (unless gradient_as_bucket_view)",
+    "B_r": "ZeRO's reduce bucket, while backward reduces gradients",
+    "B_p": "ZeRO-3's gathered parameters: the layer at work and the prefetch bucket",
+    "B_g": "ZeRO-1/2's all-gather bucket, while the updated parameters are gathered",
     "I": "the batch's token ids and targets (int64), held by the loop",
     "A": "saved activations at the end of the forward pass (the inputs apart)",
     "A_m": "the other micro-batches in flight on a first pipeline stage (1F1B)",
@@ -210,6 +214,10 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         else 0,
         "T_e": B * s * d * stream if has_embedding else 0,
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
+        "B_d": held_grads if (setup.zero == 0 and N > 1 and not setup.ddp_bucket_view) else 0,
+        "B_r": min(setup.reduce_bucket, here.parameters) * grad if (setup.zero >= 1 and N > 1) else 0,
+        "B_p": (here.block + min(setup.prefetch_bucket, here.parameters)) * weights if (setup.zero == 3 and N > 1) else 0,
+        "B_g": min(setup.allgather_bucket, here.parameters) * weights if (setup.zero in (1, 2) and N > 1) else 0,
         "T_w": (stream * B * s * (vocab + d) + (here.head_matrix * (6 if bf16 else grad) if accumulating else 0))
         if has_head else 0,
     }
@@ -220,22 +228,22 @@ def _split_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     return Table("split", "", tuple(split_rows(shape, setup)))
 
 
-_HELD = (("W",), ("X",), ("I",))
+_HELD = (("W",), ("X",), ("I",), ("B_d",))
 MOMENTS = (
-    Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",))),
+    Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",))),
     Moment("head-backward", "Backward through the loss and LM head",
-           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("T_h",))),
+           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("T_h",), ("B_p",))),
     Moment("head-weight-gradient", "The LM head's weight gradient",
-           (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_w",), ("T_w",))),
+           (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_w",), ("T_w",), ("B_p",), ("B_r",))),
     Moment("last-block-backward", "Backward through the last block",
            (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",),
-            ("R_b",), ("T_c",))),
+            ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
     Moment("first-block-backward", "Backward through the first block",
            (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("T_b",),
-            ("R_b",), ("T_c",))),
+            ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
     Moment("embedding-backward", "Backward through the embedding",
-           (*_HELD, ("A_e",), ("A_m",), ("K",), ("G",), ("T_e",))),
-    Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
+           (*_HELD, ("A_e",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",))),
+    Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",), ("B_g",))),
 )
 
 
@@ -279,6 +287,16 @@ def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
     rows = tuple(row(values, key, PART_SYMBOLS[key], f((key,)), 1) for key in PART_SYMBOLS)
     return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
+
+
+BUFFER_PARTS = ("B_d", "B_r", "B_p", "B_g")
+
+
+def buffer_parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
+    """The communication buffers on the fullest GPU, by part symbol (PART_SYMBOLS names
+    them), in bytes; zero where the layout has none."""
+    parts = _parts(shape, setup, fullest_stage(shape, setup))
+    return {key: parts[key] for key in BUFFER_PARTS}
 
 
 def summed_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> int:

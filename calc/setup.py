@@ -68,6 +68,11 @@ class TrainingSetup:
 not interleaved); cp-way context parallelism (ring attention: each of cp GPUs keeps 1/cp of
 every sequence's tokens); `microbatches` micro-batches of `batch` sequences per replica
 and step.
+
+    Communication buffers, in values (elements) as the frameworks' settings count them:
+    DeepSpeed's reduce_bucket_size and allgather_bucket_size (5e8 by default) and
+    stage3_prefetch_bucket_size (5e7); PyTorch DDP's buckets hold a second copy of the
+    gradients unless gradient_as_bucket_view (`ddp_bucket_view`).
     """
 
     batch: int = 1
@@ -87,6 +92,10 @@ and step.
     virtual_stages: int = 1
     cp: int = 1
     microbatches: int = 1
+    reduce_bucket: int = 500_000_000
+    allgather_bucket: int = 500_000_000
+    prefetch_bucket: int = 50_000_000
+    ddp_bucket_view: bool = False
 
     def __post_init__(self):
         check_whole("batch", self.batch, MAX_BATCH)
@@ -97,7 +106,9 @@ and step.
             check_whole(name, getattr(self, name), MAX_PARALLEL)
         if isinstance(self.zero, bool) or self.zero not in ZERO_STAGES:
             raise FieldError("zero", f"zero must be 0, 1, 2 or 3, not {echo(self.zero)}")
-        for name in ("sp", "keep_logits"):
+        for name in ("reduce_bucket", "allgather_bucket", "prefetch_bucket"):
+            check_whole(name, getattr(self, name), 10**12)
+        for name in ("sp", "keep_logits", "ddp_bucket_view"):
             if not isinstance(getattr(self, name), bool):
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.sp and self.tp == 1:

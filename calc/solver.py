@@ -152,8 +152,9 @@ def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero
     """The family's layout with the fewest replicas that fits, with its fewest micro-batches.
 
     The replicas are found by bisection over the global batch's divisors, at the most
-    micro-batches each allows: the fullest GPU's memory does not grow with dp (ZeRO shards
-    more, each replica's micro-batches get no larger, fewer are in flight)."""
+    micro-batches each allows: from two replicas on, the fullest GPU's memory does not grow
+    with dp (ZeRO shards more, each replica's micro-batches get no larger, fewer are in
+    flight); one replica, which needs no communication buffers, is tried first."""
     cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
     replicas = [d for d in divisors(sequences, MAX_PARALLEL)
                 if not (zero > 0 and d * cp == 1 and question.stage == "any")  # stage 0 says the same
@@ -171,7 +172,11 @@ def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero
             spent.spend()
         return peak_bytes(shape, layout(dp, m)) <= budget
 
-    low, high = 0, len(replicas)  # the first replica count that fits, or len(replicas)
+    # one replica has no communication buffers, so it is tried on its own; from two on, memory
+    # does not grow with the replicas
+    if not replicas:
+        return None
+    low, high = (0, 0) if fits(replicas[0], most_micro_batches(replicas[0])) else (1, len(replicas))
     while low < high:
         middle = (low + high) // 2
         if fits(replicas[middle], most_micro_batches(replicas[middle])):

@@ -16,7 +16,7 @@ from calc.site.escape import escape
 
 ALWAYS = ("model", "config", "architecture", "implementation", "step")
 """The groups every panel shows (the GPU's comes last); the others only where a view reads them."""
-FOLDED = {"config", "architecture", "implementation"}
+FOLDED = {"config", "architecture", "implementation", "buffers"}
 """Groups folded away under their legend."""
 
 

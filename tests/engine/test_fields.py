@@ -21,7 +21,7 @@ def test_every_shape_and_setup_attribute_is_one_field():
 def test_every_field_is_a_cli_flag_and_an_input_of_the_panel():
     # fsdp, an alias of zero for the command line and links, is the one field no panel shows
     flags = {option for action in build_parser()._actions for option in action.option_strings}
-    panel = inputs_panel({}, ("compare", "claim", "parallel", "solver"))
+    panel = inputs_panel({}, ("compare", "claim", "parallel", "solver", "buffers"))
     for field in FIELDS:
         assert field.flag in flags
         assert (f'name="{field.name}"' in panel) == (field.group != "aliases"), field.name

@@ -251,3 +251,24 @@ def test_context_parallelism_needs_flash_attention_and_two_chunks_a_gpu(params, 
     with pytest.raises(InputError) as error:
         parse_inputs(params)
     assert list(error.value.errors) == [field]
+
+
+def test_communication_buffers_with_the_frameworks_defaults():
+    shape = PRESETS["llama-2-7b"]
+    P = parameter_count(shape)
+    setup = TrainingSetup(dtype="bf16-master", attention="flash", checkpoint="block", dp=8)
+    shape = shape.replace(implementation="reference")
+
+    def rows(**changes):
+        return {r.key: r.bytes for r in per_gpu_table(shape, setup.replace(**changes)).rows}
+
+    # PyTorch DDP: its buckets are a second copy of the (bf16) gradients, unless the
+    # gradients are views of them (gradient_as_bucket_view=True)
+    assert rows(zero=0)["buffer-b-d"] == 2 * P
+    assert "buffer-b-d" not in rows(zero=0, ddp_bucket_view=True)
+    # DeepSpeed ZeRO-1/2: a reduce bucket and an all-gather bucket of 5e8 values each
+    assert rows(zero=2)["buffer-b-r"] == 2 * 500_000_000 and rows(zero=2)["buffer-b-g"] == 2 * 500_000_000
+    # ZeRO-3: the layer at work, gathered whole, and a prefetch bucket of 5e7 values
+    block = 4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096
+    assert rows(zero=3)["buffer-b-p"] == 2 * (block + 50_000_000)
+    assert rows(zero=3, prefetch_bucket=1)["buffer-b-p"] == 2 * (block + 1)

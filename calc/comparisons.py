@@ -486,7 +486,7 @@ def solver_answer(i: Inputs) -> tuple:
     layouts = found.layouts
     stopped = "" if found.complete else (f" The search stopped after {MAX_EVALUATIONS:,} layouts: a layout it did "
                                          "not reach may need fewer GPUs.")
-    sequences = i.setup.global_batch
+    sequences = i.question.sequences or i.setup.global_batch
     tokens = sequences * i.shape.context
     if not layouts:
         limits = [f"up to {SOLVER_MAX_TP if i.question.allow_tp else 1}-way tensor parallelism",

@@ -276,6 +276,8 @@ FIELDS: tuple[Field, ...] = (
           "parameters gathered ahead of the layer that needs them", "setup", limit=10**12),
     Field("ddp_bucket_view", "buffers", "flag", "DDP gradient_as_bucket_view", "DDP's gradients are views of its "
           "buckets (else the buckets are a second copy of the gradients)", "setup", _NO_YES),
+    Field("solve_sequences", "solver", "whole_or_none", "Sequences per step", "sequences one optimizer step trains "
+          "on, or none: replicas × micro-batches × batch above", "question", limit=MAX_BATCH * MAX_PARALLEL),
     Field("solve_zero", "solver", "choice", "ZeRO stage to use", "a stage the answer must use, or any", "question",
           (("any", "any"),) + tuple((k, v) for k, v in _ZERO_LABELS.items())),
     Field("max_microbatches", "solver", "whole_or_none", "Most micro-batches", "the most micro-batches (gradient "
@@ -304,7 +306,7 @@ assert len(NAMES) == len(FIELDS), "field names are unique"
 
 DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
                 "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE, "fsdp": "",
-                "solve_zero": "any", "max_microbatches": "none", "allow_tp": "true", "allow_pp": "true",
+                "solve_zero": "any", "solve_sequences": "none", "max_microbatches": "none", "allow_tp": "true", "allow_pp": "true",
                 "allow_cp": "true"}
 """The defaults of the fields that set neither the shape (the preset's) nor a setup."""
 COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}

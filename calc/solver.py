@@ -33,11 +33,13 @@ FSDP_STAGES = {"no-shard": 0, "grad-op": 2, "full": 3}
 
 @dataclass(frozen=True)
 class Question:
-    """The solver's constraints: `stage` "any" or a ZeRO stage "0"-"3"; `max_microbatches`
+    """The solver's question: `sequences` a step trains on (None: the setup's global batch,
+    dp · micro-batches · batch); its constraints: `stage` "any" or a ZeRO stage "0"-"3"; `max_microbatches`
     (None: as many as the global batch allows); whether tensor (`allow_tp`), pipeline
     (`allow_pp`) and context (`allow_cp`, with flash attention) parallelism may be used."""
 
     stage: str = "any"
+    sequences: int | None = None
     max_microbatches: int | None = None
     allow_tp: bool = True
     allow_pp: bool = True
@@ -104,7 +106,7 @@ def search(shape: ModelShape, setup: TrainingSetup, budget: int, question: Quest
     """solve(), saying whether every family was tried. Families (tensor, sequence, pipeline,
     context and ZeRO choice) are tried by their model-parallel size (tp · pp · cp), smallest
     first; one that cannot beat the runner-ups found so far is not tried."""
-    sequences = setup.global_batch
+    sequences = question.sequences or setup.global_batch
     best: dict[tuple, Layout] = {}
     spent = _Budget()
     complete = True
@@ -157,7 +159,9 @@ def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero
     flight); one replica, which needs no communication buffers, is tried first."""
     cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
     replicas = [d for d in divisors(sequences, MAX_PARALLEL)
-                if not (zero > 0 and d * cp == 1 and question.stage == "any")  # stage 0 says the same
+                # over one replica ZeRO shards nothing: with any stage, stage 0 says the same; a stage the
+                # reader fixes must shard, unless one GPU holds everything
+                if not (zero > 0 and d * cp == 1 and (question.stage == "any" or tp * pp > 1))
                 and (bound is None or d * tp * pp * cp <= bound)]
 
     def layout(dp: int, m: int) -> TrainingSetup:

@@ -272,3 +272,14 @@ def test_communication_buffers_with_the_frameworks_defaults():
     block = 4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096
     assert rows(zero=3)["buffer-b-p"] == 2 * (block + 50_000_000)
     assert rows(zero=3, prefetch_bucket=1)["buffer-b-p"] == 2 * (block + 1)
+
+
+def test_a_fixed_stage_shards_over_two_gpus_at_least_and_sequences_are_the_questions():
+    # Llama 3 8B, 8 sequences of 4,096 tokens, bf16 autocast (16 bytes of state a parameter,
+    # 128 GB in all): no single H100 holds it, and a ZeRO stage the reader fixes is used
+    shape = PRESETS["llama-3-8b"].replace(context=4096)
+    setup = TrainingSetup(dtype="bf16", attention="flash", checkpoint="block", dp=64)  # the page's 64 replicas
+    budget = 81_559 * 2**20 - 2**30
+    for layout in solve(shape, setup, budget, Question(stage="3", sequences=8)):
+        assert layout.setup.dp * layout.setup.cp >= 2 and layout.setup.zero == 3
+        assert layout.setup.dp * layout.setup.microbatches * layout.setup.batch == 8

@@ -39,9 +39,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
-from calc.activations import bytes_per_block
 from calc.fixed import buffer_bytes, state_bytes
-from calc.splits import ceil_div, split_rows, stages, zero_states
+from calc.splits import ROWS_DEPEND_ON, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
 from calc.setup import MAX_BATCH, TrainingSetup
 from calc.shape import ModelShape
@@ -125,14 +124,10 @@ def _largest_tensor(shape: ModelShape) -> int:
     return max(parameter_tensors(shape.replace(layers=min(shape.layers, 2))))
 
 
-def _per_step_bytes(rows, layers: int, all_layers: int) -> int:
-    """Bytes of rows kept once per step, for a stage of `layers` blocks: a row counted per
-    block (such as CUDA attention's RNG state, L·24 bytes) scales with the stage's blocks."""
-    total = 0
-    for r in rows:
-        per_block = r.formula.terms and r.formula.terms[0] and r.formula.terms[0][0] == "L"
-        total += r.bytes * layers // all_layers if per_block else r.bytes
-    return total
+def _counted_per_block(row) -> bool:
+    """Whether a row kept once a step is kept by every block (its formula starts with L:
+    CUDA attention's RNG state, L·24 bytes), not once in all (the causal mask)."""
+    return bool(row.formula.terms and row.formula.terms[0] and row.formula.terms[0][0] == "L")
 
 
 def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict[str, int]:
@@ -159,20 +154,15 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     vocab = ceil_div(V, t)  # vocabulary-parallel: the head's and the loss's share
     bf16 = setup.dtype == "bf16"
 
-    inputs = _INPUT_ROWS[shape.implementation]
-    saved = tuple(r for r in split_rows(shape, setup) if r.key not in inputs)
-
-    def bytes_of(where: str, per_step: bool) -> int:
-        return sum(r.bytes_for_batch(B) for r in saved if r.stage == where and r.per_step == per_step)
-
-    block = bytes_of("block", False) // L
-    embedding = bytes_of("embedding", False) if has_embedding else 0
-    head = bytes_of("head", False) if has_head else 0
-    per_step = (_per_step_bytes([r for r in saved if r.stage == "block" and r.per_step], layers, L)
-                + (bytes_of("embedding", True) if has_embedding else 0))
-    head_per_step = bytes_of("head", True) if has_head else 0
+    sums = _saved_sums(shape, setup)
+    block = sums["block"] // L
+    embedding = sums["embedding"] if has_embedding else 0
+    head = sums["head"] if has_head else 0
+    per_step = (sums["block-per-step"] * layers // L + sums["block-once"]
+                + (sums["embedding-per-step"] if has_embedding else 0))
+    head_per_step = sums["head-per-step"] if has_head else 0
     one_micro_batch = embedding + layers * block + head
-    log_probs = sum(r.bytes_for_batch(B) for r in saved if r.key == "log-probs") if has_head else 0
+    log_probs = sums["log-probs"] if has_head else 0
     block_copies = 2 * here.block_matrices if bf16 else 0
     head_copy = 2 * here.head_matrix if bf16 else 0
     widest = (3 if shape.ffn == "swiglu" else 2) * shape.d_ff // t
@@ -181,7 +171,6 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
     tensors = parameter_tensor_count(shape)
-    unsplit = replace(setup, checkpoint="none")
     head_grads = (here.head + (here.head_matrix if shape.tied and p == 1 else 0)) * grad
     return {
         "W": held_weights + held_optimizer,
@@ -209,7 +198,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "T_f": B * s * vocab * (a + (4 if bf16 else 0)) if has_head else 0,
         "T_h": B * s * vocab * 2 * stream if has_head else 0,
         "T_b": B * s * widest * a,
-        "R_b": (bytes_per_block(shape, _split_table(shape, unsplit), B) + block_copies) if checkpointed
+        "R_b": (sums["recomputed-block"] // L + block_copies) if checkpointed
         else B * shape.heads // t * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit")
         else 0,
         "T_e": B * s * d * stream if has_embedding else 0,
@@ -223,9 +212,31 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     }
 
 
-def _split_table(shape: ModelShape, setup: TrainingSetup) -> Table:
-    """The activation rows one tensor-parallel rank keeps, as a table (for bytes_per_block)."""
-    return Table("split", "", tuple(split_rows(shape, setup)))
+SUMS_DEPEND_ON = (*ROWS_DEPEND_ON, "batch")
+
+
+def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
+    """A GPU's saved bytes for the setup's batch, summed by where they are kept: the blocks'
+    (all L), the embedding's, the head's (the loop's inputs apart), what is kept once a step
+    (by every block, with the factor L, and once in all), the log-probabilities, and under
+    checkpointing the blocks' saved bytes had they not been recomputed."""
+    def make() -> dict[str, int]:
+        B, inputs = setup.batch, _INPUT_ROWS[shape.implementation]
+        saved = tuple(r for r in split_rows(shape, setup) if r.key not in inputs)
+
+        def total(rows) -> int:
+            return sum(r.bytes_for_batch(B) for r in rows)
+
+        per_block = [r for r in saved if r.stage == "block" and r.per_step]
+        sums = {f"{where}{'-per-step' if once else ''}": total(r for r in saved if r.stage == where and r.per_step == once)
+                for where in ("block", "embedding", "head") for once in (False, True)}
+        sums["block-per-step"] = sum(r.bytes for r in per_block if _counted_per_block(r))
+        sums["block-once"] = sum(r.bytes for r in per_block if not _counted_per_block(r))
+        sums["log-probs"] = total(r for r in saved if r.key == "log-probs")
+        recomputed = split_rows(shape, replace(setup, checkpoint="none")) if setup.checkpoint == "block" else ()
+        sums["recomputed-block"] = total(r for r in recomputed if r.stage == "block" and not r.per_step)
+        return sums
+    return remember("sums", shape, setup, SUMS_DEPEND_ON, make)
 
 
 _HELD = (("W",), ("X",), ("I",), ("B_d",))
@@ -265,7 +276,8 @@ def _moment_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[
     """Each moment's bytes on a stage's GPUs: the same sums as _moments' rows, without
     building them (the solver asks for thousands)."""
     values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
-    return tuple(sum(prod(values[symbol] for symbol in term) for term in m.formula) for m in MOMENTS)
+    return tuple(sum(values[term[0]] if len(term) == 1 else prod(values[symbol] for symbol in term)
+                     for term in m.formula) for m in MOMENTS)
 
 
 def fullest_stage(shape: ModelShape, setup: TrainingSetup) -> str:

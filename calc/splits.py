@@ -89,10 +89,29 @@ class Stage:
     head_matrix: int = 0
 
 
+ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp")
+"""The setup's fields a GPU's activation rows (per sequence) depend on."""
+STAGES_DEPEND_ON = (*ROWS_DEPEND_ON, "pp", "virtual_stages", "microbatches", "batch")
+"""The setup's fields the pipeline stages depend on (ZeRO shards their states afterwards)."""
+
+_remembered: dict[tuple, object] = {}
+
+
+def remember(kind: str, shape: ModelShape, setup: TrainingSetup, fields: tuple, make):
+    """make() once per model and values of `fields`: the solver judges thousands of layouts
+    that differ only in fields these answers do not read."""
+    key = (kind, shape, *(getattr(setup, name) for name in fields))
+    if key not in _remembered:
+        if len(_remembered) > 8192:
+            _remembered.clear()
+        _remembered[key] = make()
+    return _remembered[key]
+
+
 def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     """(first, last) pipeline stage: parameters per GPU and activation bytes in flight.
     Neither depends on data parallelism (ZeRO shards the states afterwards)."""
-    return _stages(shape, setup.replace(dp=1, zero=0))
+    return remember("stages", shape, setup, STAGES_DEPEND_ON, lambda: _stages(shape, setup.replace(dp=1, zero=0)))
 
 
 @lru_cache(maxsize=512)
@@ -132,7 +151,8 @@ def split_rows(shape: ModelShape, setup: TrainingSetup):
     """The accounting's rows (per sequence) for one GPU under tensor (and sequence)
     parallelism. They depend on neither the batch nor the data or pipeline split, so the
     solver's many candidates share them."""
-    return _split_rows_remembered(shape, setup.replace(batch=1, dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1))
+    return remember("rows", shape, setup, ROWS_DEPEND_ON, lambda: _split_rows_remembered(
+        shape, setup.replace(batch=1, dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1)))
 
 
 @lru_cache(maxsize=256)

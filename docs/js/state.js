@@ -18,3 +18,20 @@ export function writeState(canonical) {
     history.replaceState(history.state, "", url);
   }
 }
+
+// Links to the site's other pages carry the inputs the reader set, so the next page of the
+// derivation opens with the same model (and a copied link still reproduces). calc's own
+// links (inside its views) carry their setups already and are left alone.
+export function carryState(inputs) {
+  const query = new URLSearchParams(inputs).toString();
+  for (const a of document.querySelectorAll(".md-content a[href], .md-nav a[href], .md-footer a[href], .md-tabs a[href]")) {
+    if (a.closest(".calc-view")) continue;
+    const base = a.dataset.calcHref ?? a.getAttribute("href");
+    const url = new URL(base, window.location.href);
+    const page = url.pathname.endsWith("/") || url.pathname.endsWith(".html");
+    if (url.origin !== window.location.origin || !page || (url.pathname === window.location.pathname && url.hash)) continue;
+    a.dataset.calcHref = base;
+    url.search = query;
+    a.setAttribute("href", url.pathname + url.search + url.hash);
+  }
+}

@@ -2,7 +2,7 @@
 // inputs' values go to calc, calc's HTML comes back into the page. No arithmetic here.
 import { patchHTML, patchText } from "./patch.js";
 import { calcRuntime } from "./runtime.js";
-import { readState, writeState } from "./state.js";
+import { carryState, readState, writeState } from "./state.js";
 
 const URL_DELAY_MS = 150;
 const SLOW_LOAD_MS = 8000;
@@ -44,9 +44,21 @@ function bind(form) {
     if (el.textContent !== text) el.textContent = text;
   };
 
-  function markStale(stale) {
-    for (const view of views) view.classList.toggle("calc-stale", stale);
+  // Why the tables do not match the inputs: "link" (calc is still computing a link's
+  // inputs), "input" (an input is not valid) or "failure" (calc could not compute).
+  function markStale(stale, why = "input") {
+    for (const view of views) {
+      view.classList.toggle("calc-stale", stale);
+      if (stale) view.dataset.stale = why;
+      else delete view.dataset.stale;
+    }
     document.body.classList.toggle("calc-has-stale", stale);
+  }
+
+  // The inputs the reader set (by link or by hand) travel with every link to another page.
+  function carry() {
+    const own = Object.fromEntries(Object.entries(state).filter(([name, value]) => defaults[name] !== value));
+    carryState(own);
   }
 
   function showErrors(errors) {
@@ -68,7 +80,7 @@ function bind(form) {
   // A failure that is not the reader's (calc's own, or the runtime's): said plainly beside
   // the tables, which keep their last good values and are marked stale.
   function showFailure(message) {
-    markStale(true);
+    markStale(true, "failure");
     say(`${message} The tables show the last good values, marked stale.`);
   }
 
@@ -120,6 +132,7 @@ function bind(form) {
         });
         fill(reply.resolved);
         scheduleUrl(reply.canonical);
+        carry();
         showErrors({});
         say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
         document.dispatchEvent(new CustomEvent("calc:rendered"));
@@ -166,9 +179,13 @@ function bind(form) {
     }
   });
 
+  // A link's inputs are shown at once (calc's field list is in the page); its tables are
+  // marked until calc has computed them.
+  fill(readState(fieldNames));
+  carry();
   say(fromLink ? "Loading calc in your browser… the tables below show this page's defaults until calc has computed them for your link."
                : "Loading calc in your browser… the tables below are already correct for these inputs.");
-  markStale(fromLink);
+  markStale(fromLink, "link");
   const slow = setTimeout(() => {
     say("calc is taking longer than usual to load; the tables show what the page was built with" +
         (fromLink ? ", not your link's inputs (marked stale)." : "."));
@@ -183,7 +200,7 @@ function bind(form) {
     (error) => {
       say(`Live editing is unavailable here (${error.message}). The tables show this page's defaults` +
           (fromLink ? ", not your link's inputs (marked stale)." : " and stay correct for them."));
-      markStale(fromLink);
+      markStale(fromLink, "failure");
     },
   );
 }

@@ -4,6 +4,7 @@ instant navigation. Expected tables come from calc itself (the same code, in CPy
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -293,3 +294,39 @@ def test_a_pasted_config_json_sets_the_model(page: Page, site_url, errors):
     page.fill("#calc-in-hf_config", '{"model_type": "falcon"}')
     expect(page.locator("#calc-in-hf_config-error")).to_contain_text("model_type 'falcon' is not supported")
     assert not errors
+
+
+def test_a_shared_link_shows_its_inputs_at_once_and_marks_its_tables_until_computed(page: Page, site_url):
+    # calc never finishes loading here (its WebAssembly never arrives): the link's inputs
+    # must still show at once, and the built tables say they are not yet the link's
+    page.route("**/pyodide.asm.wasm", lambda route: None)
+    page.goto(site_url + "?preset=llama-3-8b&batch=3")
+    expect(page.locator("#calc-in-batch")).to_have_value("3", timeout=5_000)
+    expect(page.locator("#calc-in-preset")).to_have_value("llama-3-8b")
+    expect(page.locator("#summary")).to_have_attribute("data-stale", "link")
+    expect(page.locator(".calc-status")).to_contain_text("until calc has computed them for your link")
+    note = page.locator("#summary .calc-view-note").evaluate("el => getComputedStyle(el, '::after').content")
+    assert "Computing for your link" in note
+
+
+def test_the_readers_inputs_travel_with_links_to_the_other_pages(page: Page, site_url, errors):
+    open_live(page, site_url + "?preset=llama-3-8b&batch=2")
+    link = page.locator(".md-footer a.md-footer__link--next")
+    expect(link).to_have_attribute("href", re.compile(r"[?&]preset=llama-3-8b"))
+    expect(link).to_have_attribute("href", re.compile(r"[?&]batch=2"))
+    page.locator("#calc-in-batch").fill("5")
+    expect(link).to_have_attribute("href", re.compile(r"[?&]batch=5"), timeout=10_000)
+    link.click()
+    page.wait_for_selector(READY, timeout=60_000)
+    expect(page.locator("#calc-in-preset")).to_have_value("llama-3-8b")
+    expect(page.locator("#calc-in-batch")).to_have_value("5")
+    assert not errors
+
+
+def test_without_javascript_a_line_says_a_links_inputs_cannot_be_applied(browser, site_url):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(site_url + "?batch=3")
+    expect(page.locator(".calc-noscript")).to_be_visible()
+    expect(page.locator(".calc-noscript")).to_contain_text("inputs in a link cannot be applied")
+    context.close()

@@ -61,17 +61,15 @@ def _formula_cell(formula: Formula) -> str:
 
 
 def grid_html(g: Grid, prefix: str, link=None) -> str:
-    """A Grid; with `link` (a function of a row's params to a URL), rows that carry params
-    get a last cell linking to the setup they describe."""
+    """A Grid; with `link` (a function of a row's params to a URL), the first cell of a row
+    that carries params links to the setup it describes, named by that cell."""
     rows = []
     for r in g.rows:
         cells = [escape(c) for c in r.cells]
-        if link is not None:
-            cells.append(f'<a href="{escape(link(dict(r.params)))}" aria-label="{escape("Open " + r.cells[0])}">open</a>'
-                         if r.params else "")
+        if link is not None and r.params:
+            cells[0] = f'<a href="{escape(link(dict(r.params)))}">{cells[0]}</a>'
         rows.append((r.key, cells))
-    headers = [*g.headers, "Link"] if link is not None else g.headers
-    return table_html(g.key, escape(prefix), g.caption, headers, rows, g.numeric_from, notes=g.notes)
+    return table_html(g.key, escape(prefix), g.caption, g.headers, rows, g.numeric_from, notes=g.notes)
 
 
 def sentence_html(s: Sentence, prefix: str, link=None) -> str:

@@ -1,6 +1,7 @@
 """Every view renders well-formed HTML whose tables have one cell per header, for every
 kind of model; views follow their inputs; bad inputs are errors, not pages."""
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -96,3 +97,12 @@ def test_generated_links_carry_every_input_the_reader_set():
     assert links and all("preset=llama-3-8b" in link and "context=2048" in link and "batch=3" in link for link in links)
     solver = render_view("solver", {"preset": "llama-3-8b", "context": "2048", "batch": "8", "dtype": "bf16"}, "s")
     assert "preset=llama-3-8b" in solver and "context=2048" in solver and "dtype=bf16" in solver
+
+
+def test_a_linked_row_is_named_by_its_own_label_not_open():
+    # the reverse calculator's rows link to the setups they describe, named by them: in a
+    # screen reader's list of links, two links with one name go to one place
+    html = render_view("reverse", {}, "rev")
+    links = re.findall(r"<a href=\"([^\"]+)\">([^<]+)</a>", html)
+    assert len(links) > 1 and "open" not in {name for _, name in links}
+    assert len({name for _, name in links}) == len({(href, name) for href, name in links}) > 1

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from calc.catalog import GROUP_READERS, OPTIONS, RESULTS_FILES, STATIC_VIEWS, VIEWS  # noqa: E402
 from calc.errors import FieldError, InputError  # noqa: E402
+from calc.fields import BY_NAME  # noqa: E402
 from calc.site.form import inputs_panel  # noqa: E402
 from calc.site.views import render_value, render_view  # noqa: E402
 
@@ -48,6 +49,15 @@ def _validation_results(view: str) -> dict:
     if view not in _results:
         _results[view] = json.loads((ROOT / "validation" / RESULTS_FILES[view]).read_text())
     return _results[view]
+
+
+def _reader_text(name: str, value: str) -> str:
+    """A pinned input as the inputs panel names it: 'Optimizer step: fused'."""
+    field = BY_NAME.get(name)
+    if field is None:
+        return f"{name} {value}"
+    shown = dict(field.choices).get(value, value)
+    return f"{field.label}: {shown}"
 
 
 def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> str:
@@ -80,7 +90,7 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
             groups = tuple(group for group, readers in GROUP_READERS.items() if views & readers)
             panel = inputs_panel(defaults, groups) + "\n\n"
             panel_placed = True
-        fixed = ", ".join(f"{k} = {v}" for k, v in sorted(params.items()) if k not in OPTIONS.get(m["view"], {}))
+        fixed = "; ".join(_reader_text(k, v) for k, v in sorted(params.items()) if k not in OPTIONS.get(m["view"], {}))
         note = (f'<p class="calc-view-note">Follows the <a href="#inputs">inputs above</a>'
                 f'{escape("; fixed for this table: " + fixed) if fixed else ""}.</p>') if live else ""
         return (f'{panel}<div class="calc-view{" calc-live" if live else ""}" id="{escape(key)}" data-view="{escape(m["view"])}" '

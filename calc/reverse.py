@@ -1,5 +1,7 @@
-"""The reverse calculator: which accounting, options and reading of a claimed figure come
-nearest to it? Searches every setup calc knows for the page's model, exactly."""
+"""The reverse calculator: which accounting, options, context, batch and reading of a
+claimed figure come nearest to it? Searches every setup calc knows for the page's model,
+exactly, and counts how many land within NEAR of the figure: with enough knobs something
+always does, which is itself evidence against any one derivation of it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ SWAPPED = {"GB": ("GiB", 2**30, 10**9), "GiB": ("GB", 10**9, 2**30), "MB": ("MiB
            "MiB": ("MB", 10**6, 2**20)}
 """A figure typed in one unit, read in the unit it is often confused with: (other unit,
 its bytes, the typed unit's bytes)."""
+CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192)
+"""Context lengths tried besides the model's own (up to its learned positions, if any)."""
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+"""Batch sizes tried for a figure claimed for the whole batch, besides the inputs' own."""
+NEAR = Fraction(5, 100)
+"""Within 5 % of the claim counts as landing near it."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,9 @@ class Match:
     reading: str
     predicted: int
     claimed: int
+    context: int
+    batch: int
+    per_batch: bool = False  # the claim is for the whole batch, so the batch is part of the setup
 
     @property
     def error(self) -> Fraction:
@@ -45,7 +56,7 @@ class Match:
     def params(self) -> dict[str, str]:
         """The inputs that select this setup."""
         out = {"accounting": self.accounting, "attention": self.attention, "checkpoint": self.checkpoint,
-               "dtype": self.dtype}
+               "dtype": self.dtype, "context": str(self.context)} | ({"batch": str(self.batch)} if self.per_batch else {})
         return out | ({"implementation": self.implementation} if self.accounting == "autograd" else {})
 
     @property
@@ -54,6 +65,11 @@ class Match:
             return f"{self.accounting}, {self.dtype}"
         return (f"autograd ({IMPLEMENTATION_NAMES[self.implementation]}), {self.dtype}, {self.attention} attention, "
                 f"checkpoint {self.checkpoint}")
+
+    @property
+    def where(self) -> str:
+        """The context (and batch) it was found at: '256 tokens', '1,024 tokens, batch 8'."""
+        return f"{self.context:,} tokens" + (f", batch {self.batch:,}" if self.per_batch else "")
 
 
 def _candidates(inputs: Inputs, accounting: str):
@@ -75,28 +91,56 @@ def _candidates(inputs: Inputs, accounting: str):
 
 def search(inputs: Inputs, claimed: int, unit: str, scope: str, limit: int = 8) -> list[Match]:
     """The `limit` setups nearest to `claimed` bytes, per sequence or for the page's batch,
-    reading the figure as typed and with GB and GiB swapped."""
+    reading the figure as typed and with GB and GiB swapped, at the model's context."""
+    batches = (inputs.setup.batch,) if scope == "batch" else (1,)
+    return _search(inputs, claimed, unit, scope, (inputs.shape.context,), batches)[:limit]
+
+
+def _contexts(inputs: Inputs) -> tuple[int, ...]:
+    """The inputs' context and CONTEXTS, up to the learned position table where there is one."""
+    shape = inputs.shape
+    ceiling = shape.max_positions if shape.positions == "learned" else max(CONTEXTS)
+    return tuple(sorted({shape.context, *(c for c in CONTEXTS if c <= ceiling)}))
+
+
+def search_wide(inputs: Inputs, claimed: int, unit: str, scope: str) -> list[Match]:
+    """Every setup, context (and for a batch's figure, batch) tried, nearest first."""
+    batches = tuple(sorted({inputs.setup.batch, *BATCHES})) if scope == "batch" else (1,)
+    return _search(inputs, claimed, unit, scope, _contexts(inputs), batches)
+
+
+def _search(inputs: Inputs, claimed: int, unit: str, scope: str, contexts, batches) -> list[Match]:
     readings = [("as typed", claimed)]
     if unit in SWAPPED:
         other, size, typed = SWAPPED[unit]
         swapped = claimed * size // typed
         if swapped:  # under one byte in the other unit is no reading
             readings.append((f"read as {other}", swapped))
-    batch = inputs.setup.batch if scope == "batch" else 1
     found: dict[tuple, Match] = {}
-    for accounting in ("seed", "cs336", "autograd"):
-        for implementation, attention, checkpoint, dtype in _candidates(inputs, accounting):
-            setup = inputs.setup.replace(accounting=accounting, attention=attention, checkpoint=checkpoint, dtype=dtype)
-            rows = activation_table(inputs.shape.replace(implementation=implementation), setup).rows
-            for filter_key, _, keep in ROW_FILTERS:
-                value = sum(r.bytes_for_batch(batch) for r in rows if keep(r.category, r.stage))
-                for reading, target in readings:
-                    m = Match(accounting, implementation, attention, checkpoint, dtype, filter_key, reading, value, target)
-                    key = (accounting, implementation, attention, checkpoint, dtype, value, reading)
-                    if key not in found or filter_key == "all":
-                        found[key] = m
-    ranked = sorted(found.values(), key=lambda m: (m.error, m.rows != "all", m.reading != "as typed"))
-    return ranked[:limit]
+    for context in contexts:
+        try:
+            shape = inputs.shape.replace(context=context)
+        except FieldError:
+            continue
+        for accounting in ("seed", "cs336", "autograd"):
+            for implementation, attention, checkpoint, dtype in _candidates(inputs, accounting):
+                setup = inputs.setup.replace(accounting=accounting, attention=attention, checkpoint=checkpoint,
+                                             dtype=dtype, batch=1)
+                try:
+                    rows = activation_table(shape.replace(implementation=implementation), setup).rows
+                except FieldError:
+                    continue
+                for batch in batches:
+                    for filter_key, _, keep in ROW_FILTERS:
+                        value = sum(r.bytes_for_batch(batch) for r in rows if keep(r.category, r.stage))
+                        for reading, target in readings:
+                            m = Match(accounting, implementation, attention, checkpoint, dtype, filter_key, reading,
+                                      value, target, context, batch, scope == "batch")
+                            key = (accounting, implementation, attention, checkpoint, dtype, value, reading, context, batch)
+                            if key not in found or filter_key == "all":
+                                found[key] = m
+    return sorted(found.values(), key=lambda m: (m.error, m.rows != "all", m.reading != "as typed",
+                                                 m.context != inputs.shape.context))
 
 
 def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
@@ -104,17 +148,29 @@ def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
     that reproduce it."""
     claim = inputs.claim
     scope_text = "per sequence" if claim.scope == "sequence" else f"for a batch of {inputs.setup.batch:,}"
-    matches = search(inputs, claim.nbytes, claim.unit, claim.scope)
+    everything = search_wide(inputs, claim.nbytes, claim.unit, claim.scope)
+    near = [m for m in everything if m.error <= NEAR]
+    at_own = [m for m in everything if m.context == inputs.shape.context and m.batch == (
+        inputs.setup.batch if claim.scope == "batch" else 1)]
+    matches = everything[:8]
     filters = {k: label for k, label, _ in ROW_FILTERS}
     typed = in_unit(claim.nbytes, claim.unit, trim=True)
-    best = matches[0]
-    verdict = (f"Nearest to {typed} {scope_text}: {best.description}, {filters[best.rows]}, {best.reading} — "
-               + ("exactly." if best.error == 0 else f"{percent(best.error)} away."))
-    rows = [(str(n), [m.description, filters[m.rows], m.reading, in_unit(m.predicted, "GB"), in_unit(m.predicted, "GiB"),
-                      percent(m.error)], m.params()) for n, m in enumerate(matches, 1)]
+    best, own = matches[0], at_own[0]
+    verdict = (f"Nearest to {typed} {scope_text} at this model's {inputs.shape.context:,} tokens: {own.description}, "
+               f"{filters[own.rows]}, {own.reading} — "
+               + ("exactly." if own.error == 0 else f"{percent(own.error)} away.")
+               + f" Varying the context ({', '.join(f'{c:,}' for c in _contexts(inputs))} tokens)"
+               + (" and the batch" if claim.scope == "batch" else "")
+               + f" too, the nearest is {best.description} at {best.where}, "
+               + ("exactly" if best.error == 0 else f"{percent(best.error)} away")
+               + f"; {len(near):,} of the {len(everything):,} setups tried land within {percent(NEAR)} of it."
+               + (" With enough knobs something always lands near a figure, which is itself evidence that it has no "
+                  "unique derivation." if len(near) > 1 else ""))
+    rows = [(str(n), [m.description, m.where, filters[m.rows], m.reading, in_unit(m.predicted, "GB"),
+                      in_unit(m.predicted, "GiB"), percent(m.error)], m.params()) for n, m in enumerate(matches, 1)]
     table = grid("reverse", f"Nearest setups to {typed} {scope_text}",
-                 ["Accounting and options", "Rows counted", "Reading of the figure", "Predicted (GB)", "Predicted (GiB)",
-                  "Off by"], rows, numeric_from=3)
+                 ["Accounting and options", "Context" + (" and batch" if claim.scope == "batch" else ""), "Rows counted", "Reading of the figure",
+                  "Predicted (GB)", "Predicted (GiB)", "Off by"], rows, numeric_from=4)
     return Sentence("verdict", verdict), table
 
 

@@ -312,6 +312,11 @@ DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "clai
 COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"}
 """Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""
 PRESET_FIELDS = tuple(f.name for f in FIELDS if f.target == "shape")
+KEPT_ACROSS_PRESETS = ("context",)
+"""What a reader set that choosing another preset keeps: the context is the run's choice
+more than the model's (a model with learned positions says so if it cannot take it)."""
+KEY_FIELDS = ("preset", "context", "batch", "dtype", "attention", "checkpoint", "gpu")
+"""The inputs most readers change, which every panel shows first; the rest fold by group."""
 """The fields a preset sets: choosing another preset replaces them."""
 
 

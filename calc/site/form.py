@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 
-from calc.fields import GROUPS, PRESET_FIELDS, Field, in_group
+from calc.fields import BY_NAME, GROUPS, KEPT_ACROSS_PRESETS, KEY_FIELDS, PRESET_FIELDS, Field, in_group
 from calc.inputs import field_values, parse_inputs
 from calc.site.escape import escape
 
 ALWAYS = ("model", "config", "architecture", "implementation", "step")
 """The groups every panel shows (the GPU's comes last); the others only where a view reads them."""
-FOLDED = {"config", "architecture", "implementation", "buffers"}
-"""Groups folded away under their legend."""
+OPEN = {"compare", "claim", "parallel", "solver"}
+"""Groups shown open on the pages whose views read them; every other group, the key inputs
+apart (calc.fields.KEY_FIELDS, shown first), is folded away under its legend."""
+FOLDED_LEGENDS = {"model": "Model shape: vocabulary, layers, widths, heads", "step": "More of the step: accounting, "
+                  "optimizer, device, logits", "gpu": "GPU: reserve, budget, unit"}
+"""What a folded group's summary says where its legend alone would not."""
 
 
 def _control(field: Field, value: str) -> str:
@@ -26,7 +30,8 @@ def _control(field: Field, value: str) -> str:
     if field.kind in ("choice", "flag"):
         options = "".join(f'<option value="{escape(v)}"{" selected" if v == value else ""}>{escape(label)}</option>'
                           for v, label in field.choices)
-        extra = f' data-clears="{" ".join(PRESET_FIELDS)}"' if field.name == "preset" else ""
+        clears = [name for name in PRESET_FIELDS if name not in KEPT_ACROSS_PRESETS]
+        extra = f' data-clears="{" ".join(clears)}"' if field.name == "preset" else ""
         return f"<select {common}{extra}>{options}</select>"
     if field.kind == "whole":
         return f'<input {common} type="text" inputmode="numeric" value="{escape(value)}" spellcheck="false">'
@@ -41,23 +46,34 @@ def _field(field: Field, value: str) -> str:
             f'{escape(field.label)}</label>{_control(field, value)}<span class="calc-error" id="{fid}-error"></span></div>')
 
 
-def _group(group: str, values: dict, legend: str | None = None) -> str:
-    inner = "".join(_field(f, values[f.name]) for f in in_group(group))
-    fieldset = (f'<fieldset><legend>{escape(legend or GROUPS[group].split(":")[0])}</legend>'
+def _group(group: str, values: dict) -> str:
+    inner = "".join(_field(f, values[f.name]) for f in in_group(group) if f.name not in KEY_FIELDS)
+    fieldset = (f'<fieldset><legend>{escape(GROUPS[group].split(":")[0])}</legend>'
                 f'<div class="calc-fields">{inner}</div></fieldset>')
-    if group in FOLDED:
-        return f'<details class="calc-{group}"><summary>{escape(GROUPS[group])}</summary>{fieldset}</details>'
+    if group not in OPEN:
+        summary = FOLDED_LEGENDS.get(group, GROUPS[group])
+        return f'<details class="calc-{group}"><summary>{escape(summary)}</summary>{fieldset}</details>'
     return fieldset
+
+
+def _key_group(values: dict, legend: str) -> str:
+    inner = "".join(_field(BY_NAME[name], values[name]) for name in KEY_FIELDS)
+    return (f'<fieldset class="calc-key"><legend>{escape(legend)}</legend>'
+            f'<div class="calc-fields">{inner}</div></fieldset>')
 
 
 def inputs_panel(params: dict | None = None, groups: tuple = ()) -> str:
     """The page's inputs panel, filled with `params` (defaults when empty), disabled. It
-    shows the groups every page has, then `groups` (compare, claim, parallel), then the GPU."""
+    shows the inputs most readers change first, then `groups` (compare, claim, parallel,
+    solver) open, then every other group folded: the model's shape, config, architecture,
+    implementation, the rest of the step, the GPU's details."""
     values = field_values(parse_inputs(params or {}))
     shown = [g for g in GROUPS if g in ALWAYS or g in groups or g == "gpu"]
     names = [f.name for g in shown for f in in_group(g)]
-    body = "".join(_group(g, values, "Training step (setup A)" if g == "step" and "compare" in groups else None)
-                   for g in shown)
+    opened = [g for g in shown if g in OPEN]
+    body = (_key_group(values, "Model and step (setup A)" if "compare" in groups else "Model and step")
+            + "".join(_group(g, values) for g in opened)
+            + "".join(_group(g, values) for g in shown if g not in OPEN))
     return (
         f'<form class="calc-inputs" id="inputs" aria-label="Inputs for the tables on this page" autocomplete="off" '
         f'data-defaults="{escape(json.dumps(params or {}, sort_keys=True))}" data-fields="{escape(" ".join(names))}">'

@@ -67,6 +67,8 @@ function bind(form) {
       const invalid = message ? "true" : "false";
       if (el.getAttribute("aria-invalid") !== invalid) el.setAttribute("aria-invalid", invalid);
       setText(form.querySelector(`#calc-in-${name}-error`), message);
+      const folded = el.closest("details");
+      if (message && folded && !folded.open) folded.open = true; // an error is never folded away
     }
     const stale = Object.keys(errors).length > 0;
     markStale(stale);

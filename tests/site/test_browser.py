@@ -34,6 +34,11 @@ def open_live(page: Page, url: str):
     page.wait_for_selector(READY, timeout=60_000)
 
 
+def unfold(page: Page, name: str):
+    """Open the folded group that holds input `name`: the panel shows the key inputs only."""
+    page.locator(f"#calc-in-{name}").evaluate("el => { const group = el.closest('details'); if (group) group.open = true; }")
+
+
 def expected(page: Page, key: str, state: dict) -> str:
     view = page.locator(f"#{key}")
     defaults = json.loads(page.locator("form.calc-inputs").get_attribute("data-defaults") or "{}")
@@ -108,6 +113,18 @@ def test_a_preset_fills_the_shape_and_reset_restores_defaults(page: Page, site_u
     assert not errors
 
 
+def test_another_preset_keeps_the_context_the_reader_typed(page: Page, site_url, errors):
+    open_live(page, site_url)
+    page.fill("#calc-in-context", "4096")
+    wait_for_table(page, "summary", {"context": "4096"})
+    page.select_option("#calc-in-preset", "llama-3-8b")
+    wait_for_table(page, "summary", {"context": "4096", "preset": "llama-3-8b"})
+    expect(page.locator("#calc-in-context")).to_have_value("4096")
+    unfold(page, "d_model")
+    expect(page.locator("#calc-in-d_model")).to_have_value("4096")  # the preset's own width
+    assert not errors
+
+
 def test_a_shared_link_reproduces_the_view(page: Page, site_url, errors):
     open_live(page, site_url + "what-autograd-keeps/?batch=2&attention=flash&unit=GiB#the-table")
     state = {"batch": "2", "attention": "flash", "unit": "GiB"}
@@ -121,11 +138,13 @@ def test_a_shared_link_reproduces_the_view(page: Page, site_url, errors):
 def test_bad_input_is_caught_beside_the_field_and_the_table_goes_stale(page: Page, site_url, errors):
     open_live(page, site_url + "fixed-memory/")
     before = page.locator("#fixed .calc-output").inner_html()
+    unfold(page, "heads")
     page.fill("#calc-in-heads", "7")
     expect(page.locator("#calc-in-heads-error")).to_have_text("heads (7) must divide d_model (1600)")
     expect(page.locator("#calc-in-heads")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#fixed")).to_have_class("calc-view calc-live calc-stale")
     assert page.locator("#fixed .calc-output").inner_html() == before
+    unfold(page, "heads")
     page.fill("#calc-in-heads", "50")  # 1,600 / 50 = 32 features a head; 25 KV heads divide 50
     wait_for_table(page, "fixed", {"heads": "50"})
     expect(page.locator("#calc-in-heads-error")).to_have_text("")
@@ -172,6 +191,7 @@ def test_instant_navigation_binds_each_page_and_loads_pyodide_once(page: Page, s
 def test_a_picture_redraws_when_an_input_changes(page: Page, site_url, errors):
     open_live(page, site_url + "peak-not-sum/")
     before = page.locator("#batch-chart-svg").inner_html()
+    unfold(page, "budget")
     page.fill("#calc-in-budget", "40 GiB")
     wait_for_table(page, "batch-chart", {"budget": "40 GiB"})
     assert page.locator("#batch-chart-svg").inner_html() != before
@@ -263,7 +283,9 @@ def test_a_numbers_only_recompute_changes_text_and_keeps_the_rows(page: Page, si
     wait_for_table(page, "seed", {"batch": "5"})
     assert f"{5 * 16_262_172_672:,}" in page.locator("#seed-total").text_content()  # the seed's bytes, five times
     assert page.evaluate("document.querySelector('#seed-total').calcMarker") == "kept"  # the same row, new text
+    unfold(page, "accounting")
     page.select_option("#calc-in-accounting", "autograd")  # the view's accounting is pinned: rows stay seed's
+    unfold(page, "layers")
     page.fill("#calc-in-layers", "2")  # fewer layers: the same rows, other numbers
     wait_for_table(page, "seed", {"batch": "5", "accounting": "autograd", "layers": "2"})
     assert not errors
@@ -330,3 +352,16 @@ def test_without_javascript_a_line_says_a_links_inputs_cannot_be_applied(browser
     expect(page.locator(".calc-noscript")).to_be_visible()
     expect(page.locator(".calc-noscript")).to_contain_text("inputs in a link cannot be applied")
     context.close()
+
+
+
+def test_the_panel_shows_the_key_inputs_and_folds_the_rest_opening_a_group_with_an_error(page: Page, site_url, errors):
+    open_live(page, site_url)
+    for name in ("preset", "context", "batch", "dtype", "attention", "checkpoint", "gpu"):
+        expect(page.locator(f"#calc-in-{name}")).to_be_visible()
+    for name in ("layers", "d_model", "accounting", "reserve"):
+        expect(page.locator(f"#calc-in-{name}")).to_be_hidden()
+    page.goto(site_url + "?layers=-3")
+    page.wait_for_selector(READY, timeout=60_000)
+    expect(page.locator("#calc-in-layers")).to_be_visible()  # its group opened to show the error
+    expect(page.locator("#calc-in-layers-error")).to_contain_text("layers must be a whole number")

@@ -15,8 +15,8 @@ from functools import lru_cache
 
 from calc.fixed import state_bytes
 from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, peak_bytes, summed_bytes
-from calc.setup import MAX_PARALLEL, TrainingSetup
-from calc.splits import check_layout, stages, zero_states
+from calc.setup import TrainingSetup
+from calc.splits import stages, zero_states
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 

@@ -135,7 +135,7 @@ def test_cuda_fp32_sdpa_runs_the_memory_efficient_kernel():
     # fp32 has no flash kernel: the memory-efficient one pads its log-sum-exp to 32 rows
     # (1,024 is already a multiple), keeps an int64 seed and offset per call, and returns
     # its output in the layout W_O reads, so the separate copy of the output is not made.
-    L, s, d, h = 48, 1024, 1600, 25
+    L, s, d = 48, 1024, 1600
     cpu, cuda = (activation_table(SEED, TrainingSetup(attention="flash", device=device)).bytes_for_batch()
                  for device in ("cpu", "cuda"))
     assert cpu - cuda == L * (4 * s * d - 16)

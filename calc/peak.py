@@ -29,8 +29,14 @@ step. At each moment we add up what is alive:
   recomputation, the recomputed softmax output); at the embedding, the gradient of its
   output, B·s·d fp32.
 
-The `seed` and `cs336` accountings have no moments: their peak is their own sum,
-parameters + gradients + optimizer state + activations, as those derivations define it.
+Spread over GPUs (calc.splits), the same moments are walked on the fullest GPU: its
+pipeline stage's layers (and, on a first stage, the other micro-batches in flight), its
+tensor- and context-parallel share of the activations, its ZeRO shard of the states, and
+the communication buffers its framework keeps (DDP's bucket copy of the gradients, ZeRO's
+reduce and all-gather buckets, ZeRO-3's gathered layer).
+
+The `seed`, `cs336` and `megatron` accountings have no moments: their peak is their own
+sum, parameters + gradients + optimizer state + activations, as those derivations define it.
 """
 
 from __future__ import annotations
@@ -88,10 +94,6 @@ class Moment:
     key: str
     name: str
     formula: tuple  # terms for calc.table.f
-
-
-def _stage_bytes(rows, stage: str, batch: int) -> int:
-    return sum(r.bytes_for_batch(batch) for r in rows if r.stage == stage)
 
 
 def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: int | None = None) -> int:

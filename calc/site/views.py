@@ -25,14 +25,12 @@ ID_SUFFIXES = {("moments", "parts"): "-parts"}
 def _linker(name: str, inputs: Inputs):
     """How a row or sentence that names a setup links to it: every input the reader set,
     then the setup's own. None for views whose parts do not link."""
+    if name not in ("reverse", "solver", "scratch-variants"):
+        return None
     carried = inputs_to_params(inputs)
     if name == "reverse":
         return lambda params: query_link(ACCOUNTING_PAGES[params["accounting"]], {**carried, **params})
-    if name == "solver":
-        return lambda params: query_link("", {**carried, **params})
-    if name == "scratch-variants":
-        return lambda params: query_link("", {**carried, **params})
-    return None
+    return lambda params: query_link("", {**carried, **params})
 
 
 def _part_html(name: str, part, inputs: Inputs, key: str) -> str:

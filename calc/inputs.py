@@ -161,6 +161,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
                   Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve, question)
 
 
+@lru_cache(maxsize=256)
 def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
     """Setup B before the reader's b_* fields: setup A with each of COMPARE_DEFAULTS that
     the model's implementation has (a from-scratch model has no flash attention)."""

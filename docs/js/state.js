@@ -30,8 +30,10 @@ export function carryState(inputs) {
     const url = new URL(base, window.location.href);
     const page = url.pathname.endsWith("/") || url.pathname.endsWith(".html");
     if (url.origin !== window.location.origin || !page || (url.pathname === window.location.pathname && url.hash)) continue;
-    a.dataset.calcHref = base;
     url.search = query;
-    a.setAttribute("href", url.pathname + url.search + url.hash);
+    const href = url.pathname + url.search + url.hash;
+    if (a.getAttribute("href") === href) continue; // each write costs a style recalculation
+    a.dataset.calcHref = base;
+    a.setAttribute("href", href);
   }
 }

@@ -91,7 +91,10 @@ function bind(form) {
   function flushUrl() {
     clearTimeout(urlTimer);
     urlTimer = null;
-    if (pendingUrl && form.isConnected) writeState(pendingUrl); // not after a page swap
+    if (pendingUrl && form.isConnected) {  // not after a page swap
+      writeState(pendingUrl);
+      carry(); // the links to other pages follow too, once typing pauses
+    }
     pendingUrl = null;
   }
   function scheduleUrl(canonical) {
@@ -134,7 +137,6 @@ function bind(form) {
         });
         fill(reply.resolved);
         scheduleUrl(reply.canonical);
-        carry();
         showErrors({});
         say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
         document.dispatchEvent(new CustomEvent("calc:rendered"));

@@ -63,10 +63,13 @@ def budget_text(i: Inputs) -> str:
 
 
 def supported(shape: ModelShape, setup: TrainingSetup) -> bool:
-    """Whether the implementation has measured rows for this setup (a from-scratch model
-    has no flash attention, for one)."""
+    """Whether the implementation has rows for this setup (a from-scratch model has no
+    flash attention, for one), and the reader's layout takes it (context parallelism
+    needs fused attention)."""
     try:
         check_implementation(shape, setup)
+        if setup.parallel:
+            check_layout(shape, setup)
     except FieldError:
         return False
     return True
@@ -123,7 +126,7 @@ def accountings_grid(i: Inputs) -> Grid:
               for a in ("seed", "cs336") for dtype in ("fp32", "bf16")]
     setups += [(f"autograd-{rk}", f"autograd, {label}", setup.replace(batch=1)) for rk, label, setup in option_setups(i)]
     rows = []
-    for rk, label, setup in setups:
+    for rk, label, setup in (s for s in setups if supported(i.shape, s[2])):
         kept = activation_table(i.shape, setup).bytes_for_batch(1)
         rows.append((rk, [label, in_unit(kept, "GB"), in_unit(kept, "GiB"), f"{float(Fraction(kept, claim)):.2f}×",
                           grouped(largest_batch(i.shape, setup, i.budget))]))
@@ -525,10 +528,10 @@ IMPLEMENTATIONS = (("reference", "Reference"), ("scratch", "From scratch"), ("hf
 
 
 def implementations_grid(i: Inputs) -> Grid:
-    """The model as each implementation runs it, per sequence, by part of the model, at the
-    inputs' precision (autograd accounting, explicit attention, nothing recomputed; a
-    from-scratch model as the inputs write its softmax and loss)."""
-    setup = i.setup.replace(accounting="autograd", attention="explicit", checkpoint="none", batch=1)
+    """The model as each implementation runs it, per sequence on one GPU, by part of the
+    model, at the inputs' precision (autograd accounting, explicit attention, nothing
+    recomputed; a from-scratch model as the inputs write its softmax and loss)."""
+    setup = i.setup.on_one_gpu().replace(accounting="autograd", attention="explicit", checkpoint="none", batch=1)
     shapes = []
     for key, label in IMPLEMENTATIONS:
         try:

@@ -122,6 +122,10 @@ and step.
         """Spread over more than one GPU, or in several micro-batches."""
         return (self.dp, self.tp, self.pp, self.cp, self.microbatches) != (1, 1, 1, 1, 1)
 
+    def on_one_gpu(self) -> "TrainingSetup":
+        """The same step on one GPU: the layout (replicas, splits, stages, micro-batches) undone."""
+        return self.replace(dp=1, zero=0, tp=1, sp=False, pp=1, virtual_stages=1, cp=1, microbatches=1)
+
     @property
     def gpus(self) -> int:
         """GPUs the layout takes: dp · tp · pp · cp."""

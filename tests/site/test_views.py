@@ -56,7 +56,10 @@ class Tables(HTMLParser):
                                     {"implementation": "scratch", "softmax": "amax", "dtype": "bf16"},
                                     {"preset": "mistral-7b", "context": "4096", "attention": "flash"},
                                     {"preset": "gpt2-small", "implementation": "reference"},
-                                    {"dp": "4", "zero": "1", "tp": "5", "sp": "true", "context": "1000", "pp": "2", "microbatches": "4"}])
+                                    {"dp": "4", "zero": "1", "tp": "5", "sp": "true", "context": "1000", "pp": "2", "microbatches": "4"},
+                                    {"dp": "4", "zero": "3", "cp": "2", "attention": "flash", "solve_sequences": "16"},
+                                    {"pp": "4", "virtual_stages": "2", "microbatches": "8", "keep_logits": "true"},
+                                    {"dtype": "bf16-master", "device": "cpu", "optimizer_impl": "for-loop"}])
 def test_every_view_renders_tables_whose_rows_match_their_headers(name, params):
     html = render_view(name, params, key="k")
     parsed = Tables()

@@ -460,13 +460,14 @@ def gpu_bars(i: Inputs, vary: str = "zero") -> Bars:
 def _layout_text(layout: Layout, stage: bool = True) -> str:
     """dp 2 (ZeRO-3) × tp 2 with sequence parallelism, 4 micro-batches of 1 sequence"""
     s = layout.setup
-    parts = [f"dp {s.dp}" + (f" (ZeRO-{s.zero})" if stage and s.dp > 1 and s.zero else "")]
+    sharded = stage and s.dp * s.cp > 1 and s.zero  # ZeRO shards over the data- and context-parallel ranks
+    parts = [f"dp {s.dp}" + (f" (ZeRO-{s.zero})" if sharded and s.dp > 1 else "")]
     if s.tp > 1:
         parts.append(f"tp {s.tp}" + (" with sequence parallelism" if s.sp else ""))
     if s.pp > 1:
         parts.append(f"pp {s.pp}")
     if s.cp > 1:
-        parts.append(f"cp {s.cp}")
+        parts.append(f"cp {s.cp}" + (f" (ZeRO-{s.zero})" if sharded and s.dp == 1 else ""))
     return (" × ".join(parts) + f", {s.microbatches:,} micro-batch{'es' if s.microbatches != 1 else ''} of "
             f"{s.batch:,} sequence{'s' if s.batch != 1 else ''}")
 

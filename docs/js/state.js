@@ -10,12 +10,14 @@ export function readState(fieldNames) {
   return state;
 }
 
-// Write calc's canonical (shortest) form of the inputs into the address bar.
-export function writeState(canonical) {
+// Write calc's canonical (shortest) form of the inputs into the address bar: a new history
+// entry for a reader's edit (so Back undoes it), the same entry otherwise.
+export function writeState(canonical, edited = false) {
   const query = new URLSearchParams(canonical).toString();
   const url = window.location.pathname + (query ? `?${query}` : "") + window.location.hash;
   if (url !== window.location.pathname + window.location.search + window.location.hash) {
-    history.replaceState(history.state, "", url);
+    if (edited) history.pushState(history.state, "", url);
+    else history.replaceState(history.state, "", url);
   }
 }
 

@@ -35,6 +35,7 @@ function bind(form) {
   let queued = false;
   let urlTimer = null;
   let pendingUrl = null;
+  let edited = false; // the reader changed an input since the address bar last followed
 
   // Writes touch the DOM only when something changed: each write costs a layout.
   const say = (text) => {
@@ -92,7 +93,8 @@ function bind(form) {
     clearTimeout(urlTimer);
     urlTimer = null;
     if (pendingUrl && form.isConnected) {  // not after a page swap
-      writeState(pendingUrl);
+      writeState(pendingUrl, edited); // one history entry a pause in typing: Back undoes it
+      edited = false;
       carry(); // the links to other pages follow too, once typing pauses
     }
     pendingUrl = null;
@@ -160,6 +162,7 @@ function bind(form) {
     const el = event.target;
     if (!el.name || !(el.name in byName)) return;
     state[el.name] = el.value;
+    edited = true;
     // choosing a preset replaces the fields it sets (calc names them in data-clears)
     for (const name of (el.dataset.clears || "").split(" ").filter(Boolean)) delete state[name];
     render();
@@ -171,6 +174,7 @@ function bind(form) {
     const action = event.target.closest("button[data-action]")?.dataset.action;
     if (action === "reset") {
       state = { ...defaults };
+      edited = true;
       render();
     } else if (action === "copy") {
       flushUrl();

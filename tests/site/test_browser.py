@@ -365,3 +365,17 @@ def test_the_panel_shows_the_key_inputs_and_folds_the_rest_opening_a_group_with_
     page.wait_for_selector(READY, timeout=60_000)
     expect(page.locator("#calc-in-layers")).to_be_visible()  # its group opened to show the error
     expect(page.locator("#calc-in-layers-error")).to_contain_text("layers must be a whole number")
+
+
+def test_back_undoes_an_edit(page: Page, site_url, errors):
+    open_live(page, site_url)
+    page.fill("#calc-in-batch", "3")
+    page.wait_for_url(lambda url: "batch=3" in url)
+    page.fill("#calc-in-batch", "5")
+    page.wait_for_url(lambda url: "batch=5" in url)
+    page.go_back()
+    page.wait_for_url(lambda url: "batch=3" in url)
+    page.wait_for_selector(READY, timeout=60_000)
+    expect(page.locator("#calc-in-batch")).to_have_value("3")
+    wait_for_table(page, "summary", {"batch": "3"})
+    assert not errors

@@ -379,3 +379,12 @@ def test_back_undoes_an_edit(page: Page, site_url, errors):
     expect(page.locator("#calc-in-batch")).to_have_value("3")
     wait_for_table(page, "summary", {"batch": "3"})
     assert not errors
+
+
+def test_a_table_wider_than_a_phone_scrolls_and_shows_a_cue(browser, site_url):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(site_url + "what-autograd-keeps/")
+    wrapper = page.locator(".calc-table").first
+    assert wrapper.evaluate("el => el.scrollWidth > el.clientWidth")  # more columns than fit
+    assert "radial-gradient" in wrapper.evaluate("el => getComputedStyle(el).backgroundImage")
+    page.close()

@@ -1,17 +1,17 @@
 """The reader's question, answered: on how few GPUs does this step fit, and how?
 
-The reader gives the model, the step (its sequences per optimizer step are the setup's
-global batch, dp · micro-batches · batch), the card or a budget, and constraints: a fixed
-ZeRO stage (or FSDP's name for it), the most micro-batches allowed, whether tensor and
-pipeline parallelism may be used. Every layout is judged by the peak of its fullest GPU's
-step (calc.peak, the same moments as on one GPU). The answer is the layout with the fewest
-GPUs; among those, the fewest micro-batches (least accumulation); then the lowest ZeRO
-stage and the least tensor and pipeline parallelism (least communication); then the least
-memory.
+The reader gives the model, the step, the sequences one optimizer step trains on (or the
+setup's global batch, dp · micro-batches · batch), the card or a budget, and constraints:
+a fixed ZeRO stage (or FSDP's name for it), the most micro-batches allowed, whether tensor,
+pipeline and context parallelism may be used. Every layout is judged by the peak of its
+fullest GPU's step (calc.peak, the same moments as on one GPU). The answer is the layout
+with the fewest GPUs; among those, the fewest micro-batches (least accumulation); then the
+lowest ZeRO stage and the least tensor, pipeline and context parallelism (least
+communication); then the least memory.
 
-Bounded: tensor parallelism up to 8-way (one node), pipelines up to 128 stages; for each
-tensor, sequence, pipeline and ZeRO choice, a bisection over the data-parallel sizes and
-one over the micro-batch counts.
+Bounded: tensor and context parallelism up to 8-way, pipelines up to 128 stages; for each
+tensor, sequence, pipeline, context and ZeRO choice, a bisection over the data-parallel
+sizes and one over the micro-batch counts; at most MAX_EVALUATIONS layouts in all.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ FSDP_STAGES = {"no-shard": 0, "grad-op": 2, "full": 3}
 
 @dataclass(frozen=True)
 class Question:
-    """The solver's question: `sequences` a step trains on (None: the setup's global batch,
-    dp · micro-batches · batch); its constraints: `stage` "any" or a ZeRO stage "0"-"3"; `max_microbatches`
-    (None: as many as the global batch allows); whether tensor (`allow_tp`), pipeline
-    (`allow_pp`) and context (`allow_cp`, with flash attention) parallelism may be used."""
+    """The solver's question: the `sequences` a step trains on (None: the setup's global
+    batch, dp · micro-batches · batch); its constraints: `stage`, "any" or a ZeRO stage
+    "0"-"3"; `max_microbatches` (None: as many as the sequences allow); whether tensor
+    (`allow_tp`), pipeline (`allow_pp`) and context (`allow_cp`, with flash attention)
+    parallelism may be used."""
 
     stage: str = "any"
     sequences: int | None = None
@@ -51,8 +52,8 @@ class Question:
 
 @dataclass(frozen=True)
 class Layout:
-    """A layout that fits: the setup (dp, zero, tp, sp, pp, micro-batches, batch set), its
-    GPU count and the peak of its fullest GPU, in bytes."""
+    """A layout that fits: the setup (dp, zero, tp, sp, pp, cp, micro-batches, batch set),
+    its GPU count and the peak of its fullest GPU, in bytes."""
 
     setup: TrainingSetup
     gpus: int
@@ -61,7 +62,7 @@ class Layout:
     @property
     def order(self) -> tuple:
         """Fewest GPUs, then least accumulation, then the lowest ZeRO stage, then the least
-        model parallelism (tp · pp), then memory."""
+        model parallelism (tp · pp · cp), then memory."""
         return (self.gpus, self.setup.microbatches, self.setup.zero, self.setup.tp * self.setup.pp * self.setup.cp,
                 self.peak)
 

@@ -112,10 +112,10 @@ def main(argv=None) -> int:
                 parser.exit(2, f"calc: error: {field.flag}: cannot read {params[field.name]!r} ({e.__class__.__name__})\n")
     if args.solve:
         args.view = [*args.view, "solver"]
-        stage = params.pop("zero", None)  # on the command line, a stage given with --solve is the one to use
-        if "fsdp" in params:
-            stage = str(FSDP_STAGES.get(params.pop("fsdp"), params.get("fsdp")))
-        if stage is not None:
+        # on the command line, a stage given with --solve is the one the answer must use; a
+        # value that is not a stage stays with its own flag, whose parser names it
+        stage = str(FSDP_STAGES[params["fsdp"]]) if params.get("fsdp") in FSDP_STAGES else params.get("zero")
+        if stage in BY_NAME["zero"].values:
             params.setdefault("solve_zero", stage)
     options = {o: getattr(args, "option_" + o) for opts in OPTIONS.values() for o in opts
                if getattr(args, "option_" + o) is not None}

@@ -100,7 +100,8 @@ class Field:
             return params_from_hf_config(text)
         if self.kind == "choice":
             if text not in self.values:
-                raise FieldError(self.name, f"{self.name} must be one of {', '.join(self.values)}, not {echo(text)}")
+                raise FieldError(self.name, f"{self.name} must be one of {', '.join(v for v in self.values if v)}, "
+                                            f"not {echo(text)}")
             return self.cast(text)
         if self.kind == "flag":
             if text.lower() in _TRUE + _FALSE:

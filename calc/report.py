@@ -68,7 +68,8 @@ def value_text(inputs, name: str) -> str:
     memory a step may use, named), `gpu_reported` and `reserve` (the card's total, the
     reserve taken off it),
     `bytes.<key>` (in the inputs' unit) or `exact.<key>` (bytes, grouped), keys as in
-    summary()['bytes']. KeyError for any other name."""
+    summary()['bytes'], or `setup.<field>` (a whole-number field of the step as the inputs
+    set it, grouped: a framework's default the prose names). KeyError for any other name."""
     s = summary(inputs.shape, inputs.setup, inputs.budget)
     if name == "parameters":
         return grouped(s["parameters"])
@@ -82,6 +83,8 @@ def value_text(inputs, name: str) -> str:
         nbytes = GPUS[inputs.gpu].nbytes if name == "gpu_reported" else inputs.reserve
         return f"{nbytes // 2**20:,} MiB ({in_unit(nbytes, inputs.unit)})"
     kind, _, key = name.partition(".")
+    if kind == "setup" and isinstance(getattr(inputs.setup, key, None), int) and not isinstance(getattr(inputs.setup, key), bool):
+        return grouped(getattr(inputs.setup, key))
     if kind in ("bytes", "exact") and key in s["bytes"]:
         return in_unit(s["bytes"][key], inputs.unit) if kind == "bytes" else grouped(s["bytes"][key])
     raise KeyError(f"unknown value {name!r}")

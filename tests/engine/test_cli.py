@@ -169,3 +169,15 @@ def test_the_optimizer_step_is_a_moment_the_cli_prints():
     out = run("--view", "moments", "--optimizer-impl", "foreach")
     assert out.returncode == 0, out.stderr
     assert "The optimizer step" in out.stdout and "The peak is the optimizer step" in out.stdout
+
+
+def test_solve_takes_its_stage_from_zero_or_fsdp_and_a_bad_one_is_named_by_its_own_flag():
+    common = ("--preset", "llama-3-8b", "--context", "4096", "--dtype", "bf16", "--attention", "flash",
+              "--checkpoint", "block", "--solve-sequences", "8", "--allow-cp", "false", "--solve")
+    for stage in (("--zero", "3"), ("--fsdp", "full")):
+        out = run(*common, *stage)
+        assert out.returncode == 0, out.stderr
+        assert "with ZeRO-3" in out.stdout.splitlines()[0]
+    for flag, value in (("--fsdp", "bogus"), ("--zero", "9")):
+        out = run("--solve", flag, value)
+        assert out.returncode == 2 and out.stderr.startswith(f"calc: error: {flag}:") and "solve" not in out.stderr

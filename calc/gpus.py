@@ -41,6 +41,7 @@ GPUS: dict[str, Gpu] = {
     "a100-40gb": Gpu("A100 40GB", 40960, _MODAL),
     "a100-80gb": Gpu("A100 80GB", 81920, _MODAL),
     "h100-80gb": Gpu("H100 80GB", 81559, _MODAL + "; NVIDIA/nccl issue #1264 (H100 80GB HBM3, SXM)"),
+    "h200": Gpu("H200", 143771, "nvidia-smi in NVIDIA/cuda-samples issue #311 (H200 SXM, 700 W)"),
     "l4": Gpu("L4", 23034, _MODAL),
     "l40s": Gpu("L40S", 46068, _MODAL),
     "a10": Gpu("A10", 23028, _MODAL),
@@ -49,5 +50,4 @@ GPUS: dict[str, Gpu] = {
     "rtx-4090": Gpu("GeForce RTX 4090", 24564, "nvidia-smi in RLinf/RLinf issue #255", "a"),
     "rtx-5090": Gpu("GeForce RTX 5090", 32607, "nvidia-smi in noonghunna/club-3090 issue #1229", "a"),
 }
-"""The cards calc knows, by the name the inputs use. The H200 is left out until its
-driver total is sourced."""
+"""The cards calc knows, by the name the inputs use."""

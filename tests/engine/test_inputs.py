@@ -26,6 +26,13 @@ def test_a_card_less_its_reserve():
     assert list(error.value.errors) == ["reserve"]
 
 
+def test_an_h200_is_its_driver_total_less_the_reserve():
+    # nvidia-smi on an H200 SXM reads 143771MiB (NVIDIA/cuda-samples issue #311): about
+    # 140.4 GiB, or 150.75 GB, of which the default reserve of 1 GiB is not for tensors.
+    inputs = parse_inputs({"gpu": "h200"})
+    assert inputs.budget == 143_771 * 1_048_576 - 1_073_741_824 == 149_681_078_272
+
+
 def test_every_bad_field_gets_its_own_message():
     with pytest.raises(InputError) as error:
         parse_inputs({"batch": "0", "layers": "two", "dtype": "fp8", "budget": "-1 GB", "unit": "kB", "preset": "nope"})

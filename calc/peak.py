@@ -16,18 +16,22 @@ step. At each moment we add up what is alive:
 - after the forward pass, the loss (and the logits, where the loop keeps them);
 - the gradients made so far, or all of them from the second micro-batch on (gradient
   accumulation keeps them through every later micro-batch);
-- the moment's working tensors. Exact, and checked against a live-tensor timeline of
-  real CPU steps (validation/timeline.py): the logits and their fp32 copy while
-  log-softmax runs; the gradients of the log-probabilities and of the logits (the head's
-  weight gradient is made only after both are freed); the optimizer step's temporaries:
-  foreach AdamW's sqrt of every second moment (4 bytes a parameter), the for-loop's
-  sqrt and quotient of one parameter while the previous one's denominator is still
-  referenced, nothing for fused AdamW or for SGD. A stated model, not exact: inside a
-  block, the largest gradients alive together, 2·B·h·s² (softmax, explicit attention)
-  or 3·B·s·d_ff (SwiGLU; 2 for GELU) values in the compute dtype; under checkpointing,
-  also the block's recomputed saved tensors and bf16 weight copies (under selective
-  recomputation, the recomputed softmax output); at the embedding, the gradient of its
-  output, B·s·d fp32.
+- the moment's working tensors. Exact, and checked phase by phase against a live-tensor
+  timeline of real CPU steps (validation/timeline.py): the logits and their fp32 copy
+  while log-softmax runs; the gradients of the log-probabilities and of the logits; at the
+  embedding, the gradient of its output, B·s·d fp32, and where the embedding's gradient
+  is already held (accumulating, or tied to the head) its new one until it is added in;
+  the optimizer step's temporaries: foreach AdamW's sqrt of every second moment (4 bytes
+  a parameter), the for-loop's sqrt and quotient of one parameter while the previous
+  one's denominator is still referenced, nothing for fused AdamW or for SGD. A stated
+  upper bound, never below the timeline: the head's weight gradient with the final norm's
+  gain gradient and the gradients the head passes on (the final norm's own backward lies
+  under it); inside a block, its saved tensors not yet freed when its backward starts
+  plus the largest gradients alive together, 2·B·h·s² (softmax, explicit attention) or
+  3·B·s·d_ff (SwiGLU; 2 for GELU) values in the compute dtype, all its new weight
+  gradients, and accumulating the largest one's new gradient before it is added in;
+  under checkpointing, also the block's recomputed saved tensors and bf16 weight copies
+  (under selective recomputation, the recomputed softmax output).
 
 Spread over GPUs (calc.splits), the same moments are walked on the fullest GPU: its
 pipeline stage's layers (and, on a first stage, the other micro-batches in flight), its
@@ -41,6 +45,7 @@ sum, parameters + gradients + optimizer state + activations, as those derivation
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
@@ -70,16 +75,23 @@ PART_SYMBOLS = {
     "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
     "K_l": "the loss just made, and the last one, referenced until the new one replaces it",
     "A_w": "saved activations once the log-probabilities are freed",
-    "A_e": "saved by the embedding", "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
+    "A_e": "saved by the embedding, kept once a step (the causal mask, the loss's scalar) and by every block's "
+           "random-number state",
+    "A_z": "saved at the embedding's backward: its own, and the loss's scalar, held until backward ends",
+    "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
     "C_b": "one block's bf16 weight copies",
     "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",
     "G_b": "one block's new gradients",
+    "G_n": "a new gradient not yet added into the held one (accumulating): a block's largest tensor's, with its "
+           "fp32 copy under autocast",
     "G_B": "the blocks' new gradients at the first block (ZeRO-2/3: the last block's alone, the rest reduced)",
     "G_w": "the final norm's and LM head's new gradients as they are made",
     "G_h": "final norm and LM head's new gradients, still held in the blocks (the shared matrix when tied)",
     "T_f": "logits while log-softmax runs", "T_h": "gradients of log-probabilities and logits",
     "T_b": "a block's largest gradients alive together", "R_b": "a recomputed block's saved tensors and weight copies",
-    "T_e": "gradient of the embedding output", "T_o": "the optimizer step's temporaries",
+    "T_e": "gradient of the embedding output, and (accumulating, or tied to the head) the embedding's new "
+           "gradient before it is added into the held one",
+    "T_o": "the optimizer step's temporaries",
     "T_c": "ring attention's K and V chunks in flight (context parallelism): the next one arriving, in backward with "
            "its gradients",
     "T_w": "the LM head's backward: the logits' gradient, its input's, and (accumulating) its weight's new gradient",
@@ -119,6 +131,14 @@ def _for_loop_peak(shape: ModelShape) -> int:
     current one's sqrt and quotient, at the worst neighbours (two blocks show them all)."""
     sizes = (0, *parameter_tensors(shape.replace(layers=min(shape.layers, 2))))
     return max(before + 2 * size for before, size in zip(sizes, sizes[1:]))
+
+
+@lru_cache(maxsize=256)
+def _largest_block_tensor(shape: ModelShape) -> int:
+    """Values of a block's largest parameter tensor: the tensors a model of two blocks has
+    beyond a model of one."""
+    two, one = Counter(parameter_tensors(shape.replace(layers=2))), Counter(parameter_tensors(shape.replace(layers=1)))
+    return max((two - one).elements())
 
 
 @lru_cache(maxsize=256)
@@ -186,7 +206,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
         "K_l": 2 * loss,
         "A_w": one_micro_batch + per_step + head_per_step - log_probs,
-        "A_e": embedding + per_step,
+        "A_e": embedding + per_step + head_per_step,
+        "A_z": embedding + (sums["embedding-per-step"] if has_embedding else 0) + head_per_step,
         "A_b": block,
         "A_h": head + head_per_step,
         "C_b": 0 if checkpointed else block_copies,
@@ -194,6 +215,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "G_a": held_grads if accumulating else 0,
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
         "G_b": here.block * grad if fresh_grads else 0,
+        "G_n": ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad) if not fresh_grads else 0,
         "G_B": (here.block if reduced else layers * here.block) * grad if fresh_grads else 0,
         "G_w": head_grads if fresh_grads else 0,
         "G_h": head_grads if fresh_grads and not reduced else 0,
@@ -203,7 +225,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "R_b": (sums["recomputed-block"] // L + block_copies) if checkpointed
         else B * shape.heads // t * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit")
         else 0,
-        "T_e": B * s * d * stream if has_embedding else 0,
+        "T_e": B * s * d * stream + (here.embedding * grad if (accumulating or shape.tied) and not reduced else 0)
+        if has_embedding else 0,
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         "B_d": held_grads if (setup.zero == 0 and N > 1 and not setup.ddp_bucket_view) else 0,
         "B_r": min(setup.reduce_bucket, here.parameters) * grad if (setup.zero >= 1 and N > 1) else 0,
@@ -249,13 +272,13 @@ MOMENTS = (
     Moment("head-weight-gradient", "The LM head's weight gradient",
            (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_w",), ("T_w",), ("B_p",), ("B_r",))),
     Moment("last-block-backward", "Backward through the last block",
-           (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("T_b",),
-            ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
+           (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("G_n",),
+            ("T_b",), ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
     Moment("first-block-backward", "Backward through the first block",
-           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("T_b",),
+           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("G_n",), ("T_b",),
             ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
     Moment("embedding-backward", "Backward through the embedding",
-           (*_HELD, ("A_e",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",))),
+           (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",), ("B_g",))),
 )
 

@@ -12,7 +12,9 @@ loss and logits are counted until the loop drops them. The step is the second on
 zero_grad(set_to_none=True). What one op allocates and frees inside itself (a kernel's
 workspace) is not seen; CUDA's max_memory_allocated() would see it.
 
-tests/engine/test_step_peak.py compares calc's peak with every step in timeline.json.
+Each step also records the most live bytes of each phase (PHASES: the forward pass, the
+backward through the head, the last block, the first block and the embedding, the
+optimizer step), which tests/engine/test_step_peak.py compares with calc's moments.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class LiveBytes(TorchDispatchMode):
         self.ops = 0
         self.peak = 0
         self.peak_op = ""
+        self.phase = "forward"
+        self.phase_peaks: dict[str, int] = {}
 
     def live(self) -> int:
         for key in [k for k, (ref, _) in self.refs.items() if ref.expired()]:
@@ -70,13 +74,49 @@ class LiveBytes(TorchDispatchMode):
         now = self.live()
         if now > self.peak:
             self.peak, self.peak_op = now, f"op {self.ops}, {func}"
+        self.phase_peaks[self.phase] = max(now, self.phase_peaks.get(self.phase, 0))
         return out
+
+    def enter(self, phase: str) -> None:
+        """From the next op on, count the most live bytes under `phase`, afresh."""
+        self.phase = phase
+        self.phase_peaks.pop(phase, None)
+
+
+PHASES = ("forward", "head", "last-block", "first-block", "embedding", "optimizer")
+"""The phases of a step whose most live bytes the timeline records, as calc's moments
+name them: the forward pass; backward through the loss, LM head and final norm; through
+the last block; through the first block; through the embedding; the optimizer step (and
+zero_grad). Each holds the last micro-batch's figure."""
+
+
+def _mark_blocks(model, mode: LiveBytes) -> list:
+    """Hooks that tell `mode` where backward enters the last block, the first block and the
+    embedding: the gradient of the last block's output, and of the first block's output and
+    input, fire as backward reaches them."""
+    last, first = model.blocks[-1], model.blocks[0]
+
+    def on_output(phase):
+        def hook(module, args, output):
+            if output.requires_grad and torch.is_grad_enabled():
+                output.register_hook(lambda grad: mode.enter(phase))
+        return hook
+
+    def on_input(module, args):
+        if args[0].requires_grad and torch.is_grad_enabled():
+            args[0].register_hook(lambda grad: mode.enter("embedding"))
+
+    return [last.register_forward_hook(on_output("last-block")),
+            *([first.register_forward_hook(on_output("first-block"))] if first is not last else []),
+            first.register_forward_pre_hook(on_input)]
 
 
 def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "fp32", attention: str = "explicit",
-              checkpoint: str = "none", microbatches: int = 1, keep_logits: bool = False) -> tuple[int, str]:
-    """(peak bytes of a steady-state step, the op after which it was reached) for the
-    reference model with AdamW (`optimizer`: "for-loop", "foreach" or "fused").
+              checkpoint: str = "none", microbatches: int = 1, keep_logits: bool = False
+              ) -> tuple[int, str, dict[str, int]]:
+    """(peak bytes of a steady-state step, the op after which it was reached, the peak bytes
+    of each phase in PHASES) for the reference model with AdamW (`optimizer`: "for-loop",
+    "foreach" or "fused").
 
     The loop is written as readers write it: `loss` (and with keep_logits `logits`) are
     names that keep their tensors until the next micro-batch rebinds them; gradients are
@@ -89,16 +129,24 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
     targets = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
     names: dict[str, torch.Tensor] = {}  # the loop's local variables
+    mode = None
+
+    def enter(phase):
+        if mode is not None:
+            mode.enter(phase)
 
     def step():
         for _ in range(microbatches):
+            enter("forward")
             with autocast:
                 if keep_logits:
                     names["logits"] = model.logits(ids, attention, checkpoint)
                     names["loss"] = model.loss(names["logits"], targets)
                 else:
                     names["loss"] = model(ids, targets, attention=attention, checkpoint=checkpoint)
+            enter("head")
             names["loss"].backward()
+        enter("optimizer")
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -107,9 +155,12 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
             *(t for state in opt.state.values() for t in state.values() if isinstance(t, torch.Tensor))]
     held_bytes = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in held}.values())
     mode = LiveBytes(held, alive=names.values())
+    hooks = _mark_blocks(model, mode)
     with mode:
         step()
-    return held_bytes + mode.peak, mode.peak_op
+    for hook in hooks:
+        hook.remove()
+    return held_bytes + mode.peak, mode.peak_op, {phase: held_bytes + mode.phase_peaks[phase] for phase in PHASES}
 
 
 SMALL = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=4, d_ff=48, ffn="swiglu", norm="rmsnorm",
@@ -131,10 +182,11 @@ def cases():
 def run() -> dict:
     results = []
     for batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits in cases():
-        peak, where = step_peak(SMALL, batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits)
+        peak, where, phases = step_peak(SMALL, batch, optimizer, dtype, attention, checkpoint, microbatches,
+                                        keep_logits)
         results.append(dict(batch=batch, optimizer=optimizer, dtype=dtype, attention=attention, checkpoint=checkpoint,
                             microbatches=microbatches, keep_logits=keep_logits, peak=peak,
-                            at=where.split(", ", 1)[1]))
+                            at=where.split(", ", 1)[1], phases=phases))
     return {"torch": torch.__version__.split("+")[0], "device": "cpu", "shape": SMALL, "steps": results}
 
 

@@ -13,30 +13,41 @@ from calc.table import Formula, Grid, Sentence, Table
 _NUM = ' class="num"'
 
 
-def table_html(key: str, prefix: str, caption: str, headers, rows, numeric_from: int, foot: str = "",
+def table_html(key: str, prefix: str, caption: str, headers, rows, numeric, foot: str = "",
                notes=()) -> str:
     """A table: `rows` are (row key, [cell HTML]) with cells already escaped; every row has
-    the stable id `{prefix}-{row key}`; columns from `numeric_from` on are numbers."""
-    head = "".join(f'<th scope="col"{_NUM if n >= numeric_from else ""}>{escape(h)}</th>' for n, h in enumerate(headers))
+    the stable id `{prefix}-{row key}`; the columns whose index is in `numeric` are numbers."""
+    head = "".join(f'<th scope="col"{_NUM if n in numeric else ""}>{escape(h)}</th>' for n, h in enumerate(headers))
     body = "".join(f'<tr id="{prefix}-{escape(rk)}" data-row="{escape(rk)}">'
-                   + "".join(f'<td{_NUM if n >= numeric_from else ""}>{c}</td>' for n, c in enumerate(cells)) + "</tr>"
+                   + "".join(f'<td{_NUM if n in numeric else ""}>{c}</td>' for n, c in enumerate(cells)) + "</tr>"
                    for rk, cells in rows)
     notes_html = "".join(f'<p class="calc-note">{escape(n)}</p>' for n in notes)
-    return (f'<div class="calc-table" data-table="{escape(key)}"><table><caption>{escape(caption)}</caption>'
+    return (f'<div class="calc-table" data-table="{escape(key)}"><table class="calc"><caption>{escape(caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>{notes_html}</div>")
 
 
 def formula_table_html(table: Table, unit: str = "GB", id_prefix: str | None = None) -> str:
-    """A Table of formula rows: name (and note), formula (its LaTeX kept for typesetting),
-    the numbers; the total in the footer."""
+    """A Table of formula rows: name (and note), the figure in the reader's unit, formula
+    (its LaTeX kept for typesetting), then the exact counts and bytes; the total in the
+    footer. The unit comes second so that a phone, which shows about two columns, shows
+    what each row costs; the exact figures are a sideways scroll away."""
     prefix = escape(id_prefix or table.key)
-    rows = [(r.key, [_name_cell(r), _formula_cell(r.formula), *_numbers(table, r, unit)]) for r in table.rows]
+    headers = _unit_second(table_headers(table, unit))
+    numeric = {1, *range(3, len(headers))}
+    rows = [(r.key, _unit_second([_name_cell(r), _formula_cell(r.formula), *_numbers(table, r, unit)]))
+            for r in table.rows]
     foot = ""
     if table.show_total:
-        cells = "".join(f'<td class="num"><strong>{escape(c)}</strong></td>' for c in total_cells(table, unit))
-        foot = (f'<tfoot><tr id="{prefix}-total" data-row="total"><td><strong>Total</strong></td><td></td>'
-                f"{cells}</tr></tfoot>")
-    return table_html(table.key, prefix, table.title, table_headers(table, unit), rows, 2, foot, table.notes)
+        figures = [f"<strong>{escape(c)}</strong>" for c in total_cells(table, unit)]
+        cells = _unit_second(["<strong>Total</strong>", "", *figures])
+        foot = (f'<tfoot><tr id="{prefix}-total" data-row="total">'
+                + "".join(f"<td{_NUM if n in numeric else ''}>{c}</td>" for n, c in enumerate(cells)) + "</tr></tfoot>")
+    return table_html(table.key, prefix, table.title, headers, rows, numeric, foot, table.notes)
+
+
+def _unit_second(cells: list) -> list:
+    """`cells` (name, formula, numbers…, figure in the unit) with the figure moved second."""
+    return [cells[0], cells[-1], *cells[1:-1]]
 
 
 def _numbers(table: Table, r, unit: str) -> list[str]:
@@ -69,7 +80,8 @@ def grid_html(g: Grid, prefix: str, link=None) -> str:
         if link is not None and r.params:
             cells[0] = f'<a href="{escape(link(dict(r.params)))}">{cells[0]}</a>'
         rows.append((r.key, cells))
-    return table_html(g.key, escape(prefix), g.caption, g.headers, rows, g.numeric_from, notes=g.notes)
+    return table_html(g.key, escape(prefix), g.caption, g.headers, rows, range(g.numeric_from, len(g.headers)),
+                      notes=g.notes)
 
 
 def sentence_html(s: Sentence, prefix: str, link=None) -> str:

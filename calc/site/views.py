@@ -53,7 +53,7 @@ def _formulas_html(table: Table, key: str) -> str:
     rows = "".join(f'<tr id="{escape(key)}-{table.key}-{escape(r.key)}"><td>{escape(r.name)}</td>'
                    f'<td><span class="arithmatex calc-math">\\({escape(r.formula.latex())}\\)</span></td>'
                    f'<td class="num">{r.bytes_per_value}</td></tr>' for r in table.rows)
-    return (f'<div class="calc-table" data-table="{table.key}-formulas"><table><caption>{escape(table.title)}'
+    return (f'<div class="calc-table" data-table="{table.key}-formulas"><table class="calc"><caption>{escape(table.title)}'
             f'</caption><thead><tr><th scope="col">Tensor</th><th scope="col">Values per sequence</th>'
             f'<th scope="col" class="num">Bytes each</th></tr></thead><tbody>{rows}</tbody></table></div>')
 

@@ -213,8 +213,26 @@ function bind(form) {
   );
 }
 
+// A link to a table's row shows the row under its table's header: the page scrolls to the
+// table's box (which fits the screen), the box to the row, never sideways.
+function showLinkedRow() {
+  const id = decodeURIComponent(window.location.hash.slice(1));
+  const row = id && document.getElementById(id);
+  const box = row && row.matches("tr") && row.closest(".calc-table");
+  if (!box) return;
+  const header = document.querySelector(".md-header");
+  const below = header ? header.getBoundingClientRect().bottom : 0;
+  window.scrollBy(0, box.getBoundingClientRect().top - below);
+  box.scrollLeft = 0;
+  const head = box.querySelector("thead");
+  const rowTop = row.getBoundingClientRect().top - box.getBoundingClientRect().top + box.scrollTop;
+  box.scrollTop = Math.max(0, rowTop - (head ? head.offsetHeight : 0) - row.offsetHeight);
+}
+
 // mkdocs-material swaps pages without reloading (instant navigation): bind on every swap.
 document$.subscribe(() => {
   const form = document.querySelector("form.calc-inputs");
   if (form) bind(form);
+  requestAnimationFrame(showLinkedRow);
 });
+window.addEventListener("hashchange", showLinkedRow);

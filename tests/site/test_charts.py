@@ -66,7 +66,7 @@ def test_every_picture_is_labelled_and_has_its_numbers_as_a_table():
     for name in ("chart-stack", "chart-batch", "chart-context", "chart-block"):
         html = render_view(name, {}, "p")
         assert 'role="img"' in html and "<title id=" in html and "<desc id=" in html
-        assert "<table>" in html
+        assert "<table class=\"calc\">" in html
 
 
 def test_pictures_follow_the_inputs():

@@ -93,8 +93,9 @@ def test_seed_page_reproduces_the_seeds_figures(built):
     # as printed in the seed: 4,065,543,168 values, 16,262,172,672 bytes; 26,214,400 scores a block
     total = cells(p, "seed-total")
     assert "4,065,543,168" in total and "16,262,172,672" in total
-    assert cells(p, "seed-scores")[2] == f"{48 * 26_214_400:,}"
-    assert cells(p, "seed-logits")[2] == "51,463,168"
+    # columns: name, the figure in GB, formula, values, bytes each, bytes
+    assert cells(p, "seed-scores")[3] == f"{48 * 26_214_400:,}"
+    assert cells(p, "seed-logits")[3] == "51,463,168"
     assert "15.15 GiB = 16.26 GB" in cells(p, "seed-checks-total-unit")
 
 

@@ -1,0 +1,74 @@
+"""Reading the built site as its readers do: on a 1440-px desktop and a 390-px phone, in the
+light and the dark scheme (issue: the reader's experience). Each test leaves a screenshot
+of what it checked in tests/screens/ (not committed: the run produces them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SCREENS = Path(__file__).resolve().parents[1] / "screens"
+SCREENS_AND_SCHEMES = [(1440, 900, "light"), (1440, 900, "dark"), (390, 844, "light"), (390, 844, "dark")]
+
+
+@pytest.fixture(params=SCREENS_AND_SCHEMES, ids=lambda p: f"{p[0]}px-{p[2]}")
+def reader(request, browser):
+    width, height, scheme = request.param
+    page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=scheme)
+    page.screen_name = f"{width}px-{scheme}"
+    yield page
+    page.close()
+
+
+def shot(page, name: str):
+    SCREENS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENS / f"{name}-{page.screen_name}.png"))
+
+
+def box_of(locator) -> dict:
+    return locator.evaluate("el => { const r = el.getBoundingClientRect(); "
+                            "return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; }")
+
+
+@pytest.mark.parametrize("path", ["", "what-autograd-keeps/", "peak-not-sum/", "zero/"])
+def test_each_tables_figure_in_the_readers_unit_is_in_view_without_scrolling_sideways(reader, site_url, path):
+    reader.goto(site_url + path)
+    width = reader.viewport_size["width"]
+    tables = reader.locator(".calc-table:has(thead th:nth-child(2):text-is('GB'))")
+    assert tables.count() > 0
+    for n in range(tables.count()):
+        header = tables.nth(n).locator("thead th").nth(1)
+        assert box_of(header)["right"] <= width, f"table {n}: the GB column is cut off"
+    tables.first.scroll_into_view_if_needed()
+    shot(reader, f"unit-second-{path.strip('/') or 'home'}")
+
+
+def test_a_link_to_a_row_shows_the_row_under_its_tables_header(reader, site_url):
+    reader.goto(site_url + "what-autograd-keeps/#autograd-ffn-input")
+    row = reader.locator("#autograd-ffn-input")
+    reader.wait_for_function("""() => {
+      const row = document.getElementById('autograd-ffn-input'), head = row.closest('table').tHead.rows[0].cells[0];
+      const top = document.querySelector('.md-header').getBoundingClientRect().bottom;
+      return head.getBoundingClientRect().top >= top - 1 && row.getBoundingClientRect().bottom <= innerHeight;
+    }""", timeout=5_000)
+    wrapper = row.locator("xpath=ancestor::div[contains(@class, 'calc-table')]")
+    header = wrapper.locator("thead th").first  # the cells stick, not the row group
+    site_header = box_of(reader.locator(".md-header"))
+    assert site_header["bottom"] <= box_of(header)["top"] + 1  # the table's header is not under the site's
+    assert box_of(header)["bottom"] <= box_of(row)["top"] + 1  # the row is below its header, not under it
+    assert box_of(row)["bottom"] <= reader.viewport_size["height"]
+    assert wrapper.evaluate("el => el.scrollLeft") == 0  # never scrolled sideways
+    shot(reader, "deep-link")
+
+
+def test_a_long_tables_header_stays_in_view_as_its_rows_scroll(reader, site_url):
+    reader.set_viewport_size({"width": reader.viewport_size["width"], "height": 500})  # shorter than the table
+    reader.goto(site_url + "what-autograd-keeps/")
+    wrapper = reader.locator(".calc-table").first
+    wrapper.scroll_into_view_if_needed()
+    assert wrapper.evaluate("el => el.scrollHeight > el.clientHeight")  # it scrolls in its own box
+    wrapper.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    header, box = box_of(wrapper.locator("thead th").first), box_of(wrapper)
+    assert abs(header["top"] - box["top"]) <= 1  # stuck to the top of its box
+    shot(reader, "sticky-header")

@@ -72,3 +72,54 @@ def test_a_long_tables_header_stays_in_view_as_its_rows_scroll(reader, site_url)
     header, box = box_of(wrapper.locator("thead th").first), box_of(wrapper)
     assert abs(header["top"] - box["top"]) <= 1  # stuck to the top of its box
     shot(reader, "sticky-header")
+
+
+CHARTS = [("", "home-stack"), ("peak-not-sum/", "batch-chart"), ("the-quadratic-term/", "context-chart"),
+          ("what-autograd-keeps/", "block-bars"), ("zero/", "zero-chart")]
+
+
+@pytest.mark.parametrize("path, key", CHARTS, ids=[key for _, key in CHARTS])
+def test_each_picture_is_drawn_for_the_screen_with_legible_text(reader, site_url, path, key):
+    reader.goto(site_url + path)
+    phone = reader.viewport_size["width"] < 600
+    shown, hidden = (f"#{key}-narrow-svg", f"#{key}-svg") if phone else (f"#{key}-svg", f"#{key}-narrow-svg")
+    assert reader.locator(shown).is_visible() and not reader.locator(hidden).is_visible()
+    svg = reader.locator(shown)
+    svg.scroll_into_view_if_needed()
+    # the smallest text (axis and legend, 10 SVG units) as the reader sees it, in CSS pixels
+    smallest = svg.evaluate("el => el.getBoundingClientRect().width / el.viewBox.baseVal.width * 10")
+    assert smallest >= 9.5, f"{smallest:.1f}-px labels"
+    assert svg.evaluate("el => el.getBoundingClientRect().right") <= reader.viewport_size["width"]
+    shot(reader, f"chart-{key}")
+
+
+@pytest.mark.parametrize("path, key", [c for c in CHARTS if c[1] in ("batch-chart", "context-chart")],
+                         ids=["batch-chart", "context-chart"])
+def test_lines_differ_by_more_than_colour(reader, site_url, path, key):
+    reader.goto(site_url + path)
+    styles = reader.evaluate(f"""() => [...document.querySelectorAll('#{key}-svg polyline')].map(el => {{
+        const cs = getComputedStyle(el); return [cs.strokeDasharray, cs.strokeWidth].join(' / '); }})""")
+    assert len(styles) >= 3 and len(set(styles)) == len(styles), styles  # each line its own dash and width
+    shapes = reader.evaluate(f"""() => [0, 1, 2, 3].map(n => {{
+        const m = document.querySelector('#{key}-svg .calc-marker.calc-series-' + n); return m && m.dataset.shape; }})""")
+    present = [s for s in shapes if s]
+    assert len(set(present)) == len(present)  # each line its own marker shape
+
+
+def test_the_gpu_line_is_not_the_colour_of_any_setups_line(reader, site_url):
+    reader.goto(site_url + "peak-not-sum/")
+    budget = reader.evaluate("getComputedStyle(document.querySelector('#batch-chart-svg .calc-chart-budget')).stroke")
+    lines = reader.evaluate("[...document.querySelectorAll('#batch-chart-svg polyline')]"
+                            ".map(el => getComputedStyle(el).stroke)")
+    assert budget not in lines
+
+
+def test_the_bars_have_a_value_axis_and_every_drawn_part_in_the_legend(reader, site_url):
+    reader.goto(site_url)
+    svg = "#home-stack-narrow-svg" if reader.viewport_size["width"] < 600 else "#home-stack-svg"
+    ticks = reader.locator(f"{svg} text.calc-chart-axis").all_text_contents()
+    assert "0" in ticks and sum(t.replace(".", "").isdigit() for t in ticks) >= 3 and "Memory (GB)" in ticks
+    drawn = set(reader.evaluate(f"[...document.querySelectorAll('{svg} rect[data-part]')].map(el => el.dataset.part)"))
+    legend = set(reader.evaluate(f"[...document.querySelectorAll('{svg} rect[class^=calc-part]:not([data-part])')]"
+                                 ".map(el => el.getAttribute('class').replace('calc-part-', ''))"))
+    assert drawn == legend

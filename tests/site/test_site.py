@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -161,3 +164,21 @@ def test_formulas_and_math_assets_ship_with_the_site(built):
     assert (built / "vendor" / "katex" / "katex.min.js").exists()
     assert (built / "vendor" / "katex" / "fonts").is_dir()
     assert r"\[" in page(built, "what-autograd-keeps/").text
+
+
+def test_a_project_site_gets_a_working_404_page_and_a_full_sitemap(tmp_path):
+    # Published under a path (a GitHub project site), SITE_URL names it: the 404 page, served
+    # at any depth, links its assets under that path, and the sitemap lists every page.
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SITE_URL="https://example.org/memory/")
+    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    missing = (tmp_path / "404.html").read_text()
+    links = re.findall(r'(?:href|src)="([^"#]+)"', missing)
+    local = [link for link in links if not link.startswith(("https://", "http://", "data:", "mailto:"))]
+    assert local and all(link.startswith("/memory/") for link in local), [x for x in local if not x.startswith("/memory/")]
+    sitemap = (tmp_path / "sitemap.xml").read_text()
+    pages = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("index.html"))
+    for page_path in pages:
+        url = "https://example.org/memory/" + ("" if page_path == "." else page_path + "/")
+        assert f"<loc>{url}</loc>" in sitemap, url

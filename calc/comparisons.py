@@ -264,7 +264,7 @@ def compare_grid(i: Inputs) -> Grid:
         rows.append((rk.replace("_", "-"), [label, in_unit(x, i.unit), in_unit(y, i.unit), _times(y, x)]))
     x, y = sa["largest_batch"], sb["largest_batch"]
     rows.append(("largest-batch", [f"Largest batch in {budget_text(i)}", grouped(x), grouped(y), _times(y, x)]))
-    return grid("compare", f"A: {setup_label(a)}. B: {setup_label(b)}.", ["", "Setup A", "Setup B", "B / A"], rows)
+    return grid("compare", f"A: {setup_label(a)}. B: {setup_label(b)}.", ["Quantity", "Setup A", "Setup B", "B / A"], rows)
 
 
 def _times(y: int, x: int) -> str:

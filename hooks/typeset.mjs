@@ -19,7 +19,8 @@ for (const file of process.argv.slice(2)) {
   const typeset = page.replace(PROSE_MATH, (_, tag, open, tex) => {
     count++;
     const html = katex.renderToString(decode(tex), { displayMode: open === "[", throwOnError: false });
-    return `<${tag} class="arithmatex">${html}</${tag}>`;
+    // a display formula wider than a phone scrolls sideways: keyboards can focus it to scroll
+    return tag === "div" ? `<div class="arithmatex" tabindex="0">${html}</div>` : `<span class="arithmatex">${html}</span>`;
   });
   if (typeset !== page) writeFileSync(file, typeset);
 }

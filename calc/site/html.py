@@ -11,6 +11,10 @@ from calc.site.escape import escape
 from calc.table import Formula, Grid, Sentence, Table
 
 _NUM = ' class="num"'
+SCROLL_BOX = 'tabindex="0"'
+"""A table's box scrolls (sideways on a phone, down when long): keyboards can focus it to
+scroll it. (Its table's caption names the table; the same table twice on a page would give
+two regions one name, so the box is not a region.)"""
 
 
 def table_html(key: str, prefix: str, caption: str, headers, rows, numeric, foot: str = "",
@@ -22,7 +26,8 @@ def table_html(key: str, prefix: str, caption: str, headers, rows, numeric, foot
                    + "".join(f'<td{_NUM if n in numeric else ""}>{c}</td>' for n, c in enumerate(cells)) + "</tr>"
                    for rk, cells in rows)
     notes_html = "".join(f'<p class="calc-note">{escape(n)}</p>' for n in notes)
-    return (f'<div class="calc-table" data-table="{escape(key)}"><table class="calc"><caption>{escape(caption)}</caption>'
+    return (f'<div class="calc-table" data-table="{escape(key)}" {SCROLL_BOX}>'
+            f'<table class="calc"><caption>{escape(caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>{foot}</table>{notes_html}</div>")
 
 

@@ -12,7 +12,7 @@ from calc.inputs import Inputs, inputs_to_params, parse_inputs
 from calc.report import value_text
 from calc.site.charts import chart_html
 from calc.site.escape import escape
-from calc.site.html import formula_html, formula_table_html, grid_html, query_link, sentence_html
+from calc.site.html import formula_html, formula_table_html, grid_html, query_link, sentence_html, table_html
 from calc.table import Formula, Grid, Sentence, Table
 
 ACCOUNTING_PAGES = {"seed": "../counting-every-intermediate/", "cs336": "../", "autograd": "../what-autograd-keeps/"}
@@ -50,12 +50,10 @@ def _part_html(name: str, part, inputs: Inputs, key: str) -> str:
 
 def _formulas_html(table: Table, key: str) -> str:
     """An accounting's formulas in LaTeX (typeset by KaTeX), with bytes per value."""
-    rows = "".join(f'<tr id="{escape(key)}-{table.key}-{escape(r.key)}"><td>{escape(r.name)}</td>'
-                   f'<td><span class="arithmatex calc-math">\\({escape(r.formula.latex())}\\)</span></td>'
-                   f'<td class="num">{r.bytes_per_value}</td></tr>' for r in table.rows)
-    return (f'<div class="calc-table" data-table="{table.key}-formulas"><table class="calc"><caption>{escape(table.title)}'
-            f'</caption><thead><tr><th scope="col">Tensor</th><th scope="col">Values per sequence</th>'
-            f'<th scope="col" class="num">Bytes each</th></tr></thead><tbody>{rows}</tbody></table></div>')
+    rows = [(r.key, [escape(r.name), f'<span class="arithmatex calc-math">\\({escape(r.formula.latex())}\\)</span>',
+                     str(r.bytes_per_value)]) for r in table.rows]
+    return table_html(f"{table.key}-formulas", f"{escape(key)}-{table.key}", table.title,
+                      ["Tensor", "Values per sequence", "Bytes each"], rows, {2})
 
 
 def render_view(name: str, params: dict, key: str | None = None, **extra) -> str:

@@ -229,8 +229,15 @@ function showLinkedRow() {
   box.scrollTop = Math.max(0, rowTop - (head ? head.offsetHeight : 0) - row.offsetHeight);
 }
 
+// The theme's search is a dialog without a name; screen readers announce it as "Search".
+function nameTheSearchDialog() {
+  const dialog = document.querySelector(".md-search[role='dialog']");
+  if (dialog && !dialog.hasAttribute("aria-label")) dialog.setAttribute("aria-label", "Search");
+}
+
 // mkdocs-material swaps pages without reloading (instant navigation): bind on every swap.
 document$.subscribe(() => {
+  nameTheSearchDialog();
   const form = document.querySelector("form.calc-inputs");
   if (form) bind(form);
   requestAnimationFrame(showLinkedRow);

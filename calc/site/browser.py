@@ -7,6 +7,7 @@ raises: a bad input is a field error, anything else a plain internal error.
 
 from __future__ import annotations
 
+import gc
 import json
 
 from calc.catalog import STATIC_VIEWS, VIEWS
@@ -102,5 +103,7 @@ def warm_up(step: int) -> bool:
     if step + 1 >= len(WARM_UP):
         forget_rendered()
         forget_parsed()
+        gc.collect()
+        gc.freeze()  # what exists now (calc's modules, the interpreter's) is never scanned again
         return False
     return True

@@ -61,3 +61,29 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def browser_type_launch_args(browser_type_launch_args):
     """pytest-playwright launches Debian's Chromium: Playwright cannot download its own here."""
     return {**browser_type_launch_args, "executable_path": chromium_path(), "args": CHROMIUM_ARGS}
+
+
+SCREENS = ROOT / "tests" / "screens"
+"""Where the browser tests leave screenshots of what they checked (not committed)."""
+SCREENS_AND_SCHEMES = [(1440, 900, "light"), (1440, 900, "dark"), (390, 844, "light"), (390, 844, "dark")]
+"""The readers the site is checked for: a 1440-px desktop and a 390-px phone, each light and dark."""
+
+
+@pytest.fixture(params=SCREENS_AND_SCHEMES, ids=lambda p: f"{p[0]}px-{p[2]}")
+def reader(request, browser):
+    """A page at one of SCREENS_AND_SCHEMES; `reader.errors` collects console errors and
+    uncaught exceptions, `reader.screen_name` names the screen for screenshots."""
+    width, height, scheme = request.param
+    page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=scheme)
+    page.screen_name = f"{width}px-{scheme}"
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    page.close()
+
+
+def shot(page, name: str) -> None:
+    """Save what `page` shows as tests/screens/{name}-{screen}.png."""
+    SCREENS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENS / f"{name}-{page.screen_name}.png"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.site.test_reading import SCREENS_AND_SCHEMES
+from conftest import SCREENS_AND_SCHEMES
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 PAGES = ["", "the-model/", "fixed-memory/", "counting-every-intermediate/", "what-autograd-keeps/",

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from calc.site.views import render_view
+from conftest import SCREENS_AND_SCHEMES, shot
 
 READY = "form.calc-inputs.calc-ready"
 SAME_TEXT = """([selector, html]) => {
@@ -113,16 +114,18 @@ def test_a_preset_fills_the_shape_and_reset_restores_defaults(page: Page, site_u
     assert not errors
 
 
-def test_another_preset_keeps_the_context_the_reader_typed(page: Page, site_url, errors):
-    open_live(page, site_url)
-    page.fill("#calc-in-context", "4096")
-    wait_for_table(page, "summary", {"context": "4096"})
-    page.select_option("#calc-in-preset", "llama-3-8b")
-    wait_for_table(page, "summary", {"context": "4096", "preset": "llama-3-8b"})
-    expect(page.locator("#calc-in-context")).to_have_value("4096")
-    unfold(page, "d_model")
-    expect(page.locator("#calc-in-d_model")).to_have_value("4096")  # the preset's own width
-    assert not errors
+def test_another_preset_keeps_the_context_the_reader_typed(reader, site_url):
+    open_live(reader, site_url)
+    reader.fill("#calc-in-context", "4096")
+    wait_for_table(reader, "summary", {"context": "4096"})
+    reader.select_option("#calc-in-preset", "llama-3-8b")
+    wait_for_table(reader, "summary", {"context": "4096", "preset": "llama-3-8b"})
+    expect(reader.locator("#calc-in-context")).to_have_value("4096")
+    unfold(reader, "d_model")
+    expect(reader.locator("#calc-in-d_model")).to_have_value("4096")  # the preset's own width
+    assert not reader.errors
+    shot(reader, "preset-keeps-context")
+
 
 
 def test_a_shared_link_reproduces_the_view(page: Page, site_url, errors):
@@ -135,21 +138,24 @@ def test_a_shared_link_reproduces_the_view(page: Page, site_url, errors):
     assert not errors
 
 
-def test_bad_input_is_caught_beside_the_field_and_the_table_goes_stale(page: Page, site_url, errors):
-    open_live(page, site_url + "fixed-memory/")
-    before = page.locator("#fixed .calc-output").inner_html()
-    unfold(page, "heads")
-    page.fill("#calc-in-heads", "7")
-    expect(page.locator("#calc-in-heads-error")).to_have_text("heads (7) must divide d_model (1600)")
-    expect(page.locator("#calc-in-heads")).to_have_attribute("aria-invalid", "true")
-    expect(page.locator("#fixed")).to_have_class("calc-view calc-live calc-stale")
-    assert page.locator("#fixed .calc-output").inner_html() == before
-    unfold(page, "heads")
-    page.fill("#calc-in-heads", "50")  # 1,600 / 50 = 32 features a head; 25 KV heads divide 50
-    wait_for_table(page, "fixed", {"heads": "50"})
-    expect(page.locator("#calc-in-heads-error")).to_have_text("")
-    expect(page.locator("#fixed")).to_have_class("calc-view calc-live")
-    assert not errors
+def test_bad_input_is_caught_beside_the_field_and_the_table_goes_stale(reader, site_url):
+    open_live(reader, site_url + "fixed-memory/")
+    before = reader.locator("#fixed .calc-output").inner_html()
+    unfold(reader, "heads")
+    reader.fill("#calc-in-heads", "7")
+    expect(reader.locator("#calc-in-heads-error")).to_have_text("heads (7) must divide d_model (1600)")
+    expect(reader.locator("#calc-in-heads")).to_have_attribute("aria-invalid", "true")
+    expect(reader.locator("#fixed")).to_have_class("calc-view calc-live calc-stale")
+    assert reader.locator("#fixed .calc-output").inner_html() == before
+    reader.locator("#calc-in-heads").scroll_into_view_if_needed()
+    shot(reader, "bad-input")  # the message beside the field, the last good table marked stale
+    unfold(reader, "heads")
+    reader.fill("#calc-in-heads", "50")  # 1,600 / 50 = 32 features a head; 25 KV heads divide 50
+    wait_for_table(reader, "fixed", {"heads": "50"})
+    expect(reader.locator("#calc-in-heads-error")).to_have_text("")
+    expect(reader.locator("#fixed")).to_have_class("calc-view calc-live")
+    assert not reader.errors
+
 
 
 def test_hostile_url_parameters_are_shown_as_text_never_run(page: Page, site_url, errors):
@@ -199,20 +205,22 @@ def test_a_picture_redraws_when_an_input_changes(page: Page, site_url, errors):
     assert not errors
 
 
-def test_compare_and_reverse_calculator_work_in_the_browser(page: Page, site_url, errors):
-    open_live(page, site_url + "where-2-265-gb-comes-from/")
-    expect(page.locator("#reverse-verdict")).to_contain_text("Nearest to 2.265 GB per sequence")
-    page.fill("#calc-in-claim", "13439033348 B")  # the autograd total for one sequence, fp32
-    wait_for_table(page, "reverse", {"claim": "13439033348 B"})
-    expect(page.locator("#reverse-verdict")).to_contain_text("exactly")
-    page.fill("#calc-in-claim", "minus two")
-    expect(page.locator("#calc-in-claim-error")).to_contain_text("not a size")
-    assert not errors
-    open_live(page, site_url + "making-it-smaller/")
-    page.select_option("#calc-in-b_dtype", "fp32")
-    wait_for_table(page, "compare", {"b_dtype": "fp32"})
-    page.wait_for_url(lambda url: "b_dtype=fp32" in url)
-    assert not errors
+def test_compare_and_reverse_calculator_work_in_the_browser(reader, site_url):
+    open_live(reader, site_url + "where-2-265-gb-comes-from/")
+    expect(reader.locator("#reverse-verdict")).to_contain_text("Nearest to 2.265 GB per sequence")
+    reader.fill("#calc-in-claim", "13439033348 B")  # the autograd total for one sequence, fp32
+    wait_for_table(reader, "reverse", {"claim": "13439033348 B"})
+    expect(reader.locator("#reverse-verdict")).to_contain_text("exactly")
+    reader.fill("#calc-in-claim", "minus two")
+    expect(reader.locator("#calc-in-claim-error")).to_contain_text("not a size")
+    assert not reader.errors
+    open_live(reader, site_url + "making-it-smaller/")
+    reader.select_option("#calc-in-b_dtype", "fp32")
+    wait_for_table(reader, "compare", {"b_dtype": "fp32"})
+    reader.wait_for_url(lambda url: "b_dtype=fp32" in url)
+    assert not reader.errors
+    shot(reader, "reverse-calculator")
+
 
 
 def test_per_gpu_tables_follow_the_layout(page: Page, site_url, errors):
@@ -319,67 +327,80 @@ def test_a_pasted_config_json_sets_the_model(page: Page, site_url, errors):
     assert not errors
 
 
-def test_a_shared_link_shows_its_inputs_at_once_and_marks_its_tables_until_computed(page: Page, site_url):
+def test_a_shared_link_shows_its_inputs_at_once_and_marks_its_tables_until_computed(reader, site_url):
     # calc never finishes loading here (its WebAssembly never arrives): the link's inputs
     # must still show at once, and the built tables say they are not yet the link's
-    page.route("**/pyodide.asm.wasm", lambda route: None)
-    page.goto(site_url + "?preset=llama-3-8b&batch=3")
-    expect(page.locator("#calc-in-batch")).to_have_value("3", timeout=5_000)
-    expect(page.locator("#calc-in-preset")).to_have_value("llama-3-8b")
-    expect(page.locator("#summary")).to_have_attribute("data-stale", "link")
-    expect(page.locator(".calc-status")).to_contain_text("until calc has computed them for your link")
-    note = page.locator("#summary .calc-view-note").evaluate("el => getComputedStyle(el, '::after').content")
+    reader.route("**/pyodide.asm.wasm", lambda route: None)
+    reader.goto(site_url + "?preset=llama-3-8b&batch=3")
+    expect(reader.locator("#calc-in-batch")).to_have_value("3", timeout=5_000)
+    expect(reader.locator("#calc-in-preset")).to_have_value("llama-3-8b")
+    expect(reader.locator("#summary")).to_have_attribute("data-stale", "link")
+    expect(reader.locator(".calc-status")).to_contain_text("until calc has computed them for your link")
+    note = reader.locator("#summary .calc-view-note").evaluate("el => getComputedStyle(el, '::after').content")
     assert "Computing for your link" in note
+    shot(reader, "first-paint-from-a-link")
 
 
-def test_the_readers_inputs_travel_with_links_to_the_other_pages(page: Page, site_url, errors):
-    open_live(page, site_url + "?preset=llama-3-8b&batch=2")
-    link = page.locator(".md-footer a.md-footer__link--next")
+
+def test_the_readers_inputs_travel_with_links_to_the_other_pages(reader, site_url):
+    open_live(reader, site_url + "?preset=llama-3-8b&batch=2")
+    link = reader.locator(".md-footer a.md-footer__link--next")
     expect(link).to_have_attribute("href", re.compile(r"[?&]preset=llama-3-8b"))
     expect(link).to_have_attribute("href", re.compile(r"[?&]batch=2"))
-    page.locator("#calc-in-batch").fill("5")
+    reader.locator("#calc-in-batch").fill("5")
     expect(link).to_have_attribute("href", re.compile(r"[?&]batch=5"), timeout=10_000)
     link.click()
-    page.wait_for_selector(READY, timeout=60_000)
-    expect(page.locator("#calc-in-preset")).to_have_value("llama-3-8b")
-    expect(page.locator("#calc-in-batch")).to_have_value("5")
-    assert not errors
+    reader.wait_for_selector(READY, timeout=60_000)
+    expect(reader.locator("#calc-in-preset")).to_have_value("llama-3-8b")
+    expect(reader.locator("#calc-in-batch")).to_have_value("5")
+    assert not reader.errors
+    shot(reader, "inputs-travel")
 
 
-def test_without_javascript_a_line_says_a_links_inputs_cannot_be_applied(browser, site_url):
-    context = browser.new_context(java_script_enabled=False)
+
+@pytest.mark.parametrize("screen", SCREENS_AND_SCHEMES, ids=lambda p: f"{p[0]}px-{p[2]}")
+def test_without_javascript_a_line_says_a_links_inputs_cannot_be_applied(browser, site_url, screen):
+    width, height, scheme = screen
+    context = browser.new_context(java_script_enabled=False, viewport={"width": width, "height": height},
+                                  color_scheme=scheme)
     page = context.new_page()
+    page.screen_name = f"{width}px-{scheme}"
     page.goto(site_url + "?batch=3")
     expect(page.locator(".calc-noscript")).to_be_visible()
     expect(page.locator(".calc-noscript")).to_contain_text("inputs in a link cannot be applied")
+    shot(page, "without-javascript")
     context.close()
 
 
 
-def test_the_panel_shows_the_key_inputs_and_folds_the_rest_opening_a_group_with_an_error(page: Page, site_url, errors):
-    open_live(page, site_url)
+def test_the_panel_shows_the_key_inputs_and_folds_the_rest_opening_a_group_with_an_error(reader, site_url):
+    open_live(reader, site_url)
     for name in ("preset", "context", "batch", "dtype", "attention", "checkpoint", "gpu"):
-        expect(page.locator(f"#calc-in-{name}")).to_be_visible()
+        expect(reader.locator(f"#calc-in-{name}")).to_be_visible()
     for name in ("layers", "d_model", "accounting", "reserve"):
-        expect(page.locator(f"#calc-in-{name}")).to_be_hidden()
-    page.goto(site_url + "?layers=-3")
-    page.wait_for_selector(READY, timeout=60_000)
-    expect(page.locator("#calc-in-layers")).to_be_visible()  # its group opened to show the error
-    expect(page.locator("#calc-in-layers-error")).to_contain_text("layers must be a whole number")
+        expect(reader.locator(f"#calc-in-{name}")).to_be_hidden()
+    reader.goto(site_url + "?layers=-3")
+    reader.wait_for_selector(READY, timeout=60_000)
+    expect(reader.locator("#calc-in-layers")).to_be_visible()  # its group opened to show the error
+    expect(reader.locator("#calc-in-layers-error")).to_contain_text("layers must be a whole number")
+    shot(reader, "short-panel")
 
 
-def test_back_undoes_an_edit(page: Page, site_url, errors):
-    open_live(page, site_url)
-    page.fill("#calc-in-batch", "3")
-    page.wait_for_url(lambda url: "batch=3" in url)
-    page.fill("#calc-in-batch", "5")
-    page.wait_for_url(lambda url: "batch=5" in url)
-    page.go_back()
-    page.wait_for_url(lambda url: "batch=3" in url)
-    page.wait_for_selector(READY, timeout=60_000)
-    expect(page.locator("#calc-in-batch")).to_have_value("3")
-    wait_for_table(page, "summary", {"batch": "3"})
-    assert not errors
+
+def test_back_undoes_an_edit(reader, site_url):
+    open_live(reader, site_url)
+    reader.fill("#calc-in-batch", "3")
+    reader.wait_for_url(lambda url: "batch=3" in url)
+    reader.fill("#calc-in-batch", "5")
+    reader.wait_for_url(lambda url: "batch=5" in url)
+    reader.go_back()
+    reader.wait_for_url(lambda url: "batch=3" in url)
+    reader.wait_for_selector(READY, timeout=60_000)
+    expect(reader.locator("#calc-in-batch")).to_have_value("3")
+    wait_for_table(reader, "summary", {"batch": "3"})
+    assert not reader.errors
+    shot(reader, "back-undoes")
+
 
 
 def test_a_table_wider_than_a_phone_scrolls_and_shows_a_cue(browser, site_url):

@@ -1,29 +1,12 @@
 """Reading the built site as its readers do: on a 1440-px desktop and a 390-px phone, in the
-light and the dark scheme (issue: the reader's experience). Each test leaves a screenshot
-of what it checked in tests/screens/ (not committed: the run produces them)."""
+light and the dark scheme (the `reader` fixture, tests/conftest.py). Each test leaves a
+screenshot of what it checked in tests/screens/ (not committed: the run produces them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-SCREENS = Path(__file__).resolve().parents[1] / "screens"
-SCREENS_AND_SCHEMES = [(1440, 900, "light"), (1440, 900, "dark"), (390, 844, "light"), (390, 844, "dark")]
-
-
-@pytest.fixture(params=SCREENS_AND_SCHEMES, ids=lambda p: f"{p[0]}px-{p[2]}")
-def reader(request, browser):
-    width, height, scheme = request.param
-    page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=scheme)
-    page.screen_name = f"{width}px-{scheme}"
-    yield page
-    page.close()
-
-
-def shot(page, name: str):
-    SCREENS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENS / f"{name}-{page.screen_name}.png"))
+from conftest import shot
 
 
 def box_of(locator) -> dict:
@@ -123,3 +106,13 @@ def test_the_bars_have_a_value_axis_and_every_drawn_part_in_the_legend(reader, s
     legend = set(reader.evaluate(f"[...document.querySelectorAll('{svg} rect[class^=calc-part]:not([data-part])')]"
                                  ".map(el => el.getAttribute('class').replace('calc-part-', ''))"))
     assert drawn == legend
+
+
+def test_the_key_inputs_take_at_most_half_a_phones_screen(reader, site_url):
+    reader.goto(site_url)
+    first, last = (box_of(reader.locator(f"#calc-in-{name}")) for name in ("preset", "gpu"))
+    rows = len({round(box_of(reader.locator(f"#calc-in-{name}"))["top"]) for name in
+                ("preset", "context", "batch", "dtype", "attention", "checkpoint", "gpu")})
+    assert last["bottom"] - first["top"] <= reader.viewport_size["height"] / 2, f"{rows} rows"
+    reader.locator("form.calc-inputs").scroll_into_view_if_needed()
+    shot(reader, "key-inputs")

@@ -136,14 +136,10 @@ def bar_chart(chart: Bars, key: str, width: int = WIDE) -> str:
 
 
 def _legend_parts(chart: Bars) -> list[tuple[str, str]]:
-    """Every part some bar shows, in the bars' order, once."""
-    seen: dict[str, str] = {}
-    for bar in chart.bars:
-        for part, part_label, nbytes in bar.parts:
-            if nbytes and part not in seen:
-                seen[part] = part_label
-    order = [part for part, _, _ in chart.bars[0].parts]
-    return sorted(seen.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+    """(part, label) of every part some bar shows, in the bars' order (every bar has the
+    same parts, some of them empty)."""
+    shown = {part for bar in chart.bars for part, _, nbytes in bar.parts if nbytes}
+    return [(part, label) for part, label, _ in chart.bars[0].parts if part in shown]
 
 
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -163,6 +159,7 @@ def _series_line(n: int, points: str, key: str, data: str) -> str:
 
 
 def _legend_height(labels: list[str]) -> int:
+    """Height of a legend of one line per label, in SVG units."""
     return 18 * len(labels) + 6
 
 

@@ -75,9 +75,9 @@ PART_SYMBOLS = {
     "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
     "K_l": "the loss just made, and the last one, referenced until the new one replaces it",
     "A_w": "saved activations once the log-probabilities are freed",
-    "A_e": "saved by the embedding, kept once a step (the causal mask, the loss's scalar) and by every block's "
-           "random-number state",
-    "A_z": "saved at the embedding's backward: its own, and the loss's scalar, held until backward ends",
+    "A_e": "saved by the embedding, kept once a step (the causal mask, what the loss keeps once: its total-weight "
+           "scalar) and by every block's random-number state",
+    "A_z": "saved at the embedding's backward: its own, and what the loss keeps once a step, held until backward ends",
     "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
     "C_b": "one block's bf16 weight copies",
     "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",

@@ -116,3 +116,15 @@ def test_the_key_inputs_take_at_most_half_a_phones_screen(reader, site_url):
     assert last["bottom"] - first["top"] <= reader.viewport_size["height"] / 2, f"{rows} rows"
     reader.locator("form.calc-inputs").scroll_into_view_if_needed()
     shot(reader, "key-inputs")
+
+
+@pytest.mark.parametrize("path", ["", "fixed-memory/", "what-autograd-keeps/", "peak-not-sum/", "making-it-smaller/",
+                                  "where-2-265-gb-comes-from/", "zero/", "pipelines/"])
+def test_on_a_desktop_calcs_tables_fit_their_column(browser, site_url, path):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(site_url + path)
+    wider = page.evaluate("""[...document.querySelectorAll('.calc-table')]
+      .filter(box => box.offsetParent && box.querySelector('thead th:nth-child(2)')?.textContent.match(/^Gi?B$/))
+      .map(box => [box.dataset.table, box.scrollWidth - box.clientWidth]).filter(([, over]) => over > 0)""")
+    page.close()
+    assert wider == []

@@ -220,8 +220,8 @@ def validation_grid(results: dict) -> Grid:
     versions = f"PyTorch {results.get('torch', '?')}, transformers {results.get('transformers', '?')}"
     return grid("validation" if device == "cpu" else "validation-cuda",
                 f"Saved for backward: {versions} {how}, against calc, in bytes",
-                ["Shape", "Implementation", "Options", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured",
-                 "calc", "Difference"], rows, 8)
+                ["Shape", "Code", "Options", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured",
+                 "calc", "calc − measured"], rows, 8)
 
 
 def _measured_options(shape: ModelShape) -> str:
@@ -303,10 +303,12 @@ class Bars:
     unit: str
 
     def numbers(self) -> Grid:
-        headers = ["Setup"] + [label for _, label, _ in self.bars[0].parts] + [self.marker_label or "Total"]
-        rows = [(b.key, [b.label] + [in_unit(n, self.unit) for _, _, n in b.parts]
-                 + [in_unit(b.marker if b.marker is not None else b.total, self.unit)]) for b in self.bars]
-        return grid(self.key + "-numbers", "The numbers in this picture", headers, rows)
+        """A row per part and a column per bar (a column per part would not fit a page)."""
+        rows = [(key, [label, *(in_unit(b.parts[n][2], self.unit) for b in self.bars)])
+                for n, (key, label, _) in enumerate(self.bars[0].parts)]
+        last = [in_unit(b.marker if b.marker is not None else b.total, self.unit) for b in self.bars]
+        rows.append(("peak" if self.marker_label else "total", [self.marker_label or "Total", *last]))
+        return grid(self.key + "-numbers", "The numbers in this picture", ["Part", *(b.label for b in self.bars)], rows)
 
 
 def memory_parts(i: Inputs, setup: TrainingSetup) -> tuple:

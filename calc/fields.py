@@ -187,8 +187,9 @@ _STEP_LABELS = {
               {"fp32": "fp32", "bf16": "bf16 autocast (fp32 weights)", "bf16-master": "bf16 weights, fp32 master"}),
     "optimizer": ("Optimizer", "optimizer state per parameter",
                   {"adamw": "AdamW", "sgd": "SGD with momentum"}),
-    "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries",
-                       {"default": "PyTorch's default (foreach on CUDA, for-loop on CPU)", "foreach": "foreach",
+    "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries (PyTorch's default: "
+                       "foreach on CUDA, the for-loop on the CPU)",
+                       {"default": "PyTorch's default", "foreach": "foreach",
                         "fused": "fused", "for-loop": "for-loop"}),
     "device": ("Device", "an NVIDIA GPU (CUDA's autocast lists and kernels) or the CPU",
                {"cuda": "CUDA (NVIDIA GPU)", "cpu": "CPU"}),
@@ -206,8 +207,8 @@ def _step_fields(prefix: str, group: str, target: str) -> tuple[Field, ...]:
     return tuple(out)
 
 
-_ZERO_LABELS = {"0": "0: none (FSDP NO_SHARD, DDP)", "1": "1: optimizer state", "2": "2: + gradients (FSDP SHARD_GRAD_OP)",
-                "3": "3: + parameters (FSDP FULL_SHARD)"}
+_ZERO_LABELS = {"0": "0: none (DDP)", "1": "1: optimizer state", "2": "2: + gradients", "3": "3: + parameters"}
+"""Short enough to read in full in a phone's field; the help text gives FSDP's names."""
 _LAYOUT_LABELS = {"dp": ("Data-parallel replicas dp", "data-parallel replicas"),
                   "tp": ("Tensor-parallel size tp", "tensor-parallel size"),
                   "pp": ("Pipeline stages pp", "pipeline stages"),
@@ -230,7 +231,7 @@ FIELDS: tuple[Field, ...] = (
       if _FLAG_GROUP[name] == "architecture"),
     Field("implementation", "implementation", "choice", "Implementation", "whose code runs the model "
           "(default: the preset's)", "shape", _labelled(SHAPE_CHOICES["implementation"], {
-              "reference": "reference (torch.nn.functional)", "scratch": "from scratch (CS336 rules)",
+              "reference": "reference (nn.functional)", "scratch": "from scratch (CS336 rules)",
               "hf": "Hugging Face transformers"})),
     Field("activation", "implementation", "choice", "Activation", "the feed-forward's function (default: the "
           "preset's)", "shape", _labelled(SHAPE_CHOICES["activation"], {
@@ -257,7 +258,8 @@ FIELDS: tuple[Field, ...] = (
     Field("claim_scope", "claim", "choice", "The figure is", "per sequence, or for the whole batch", "inputs",
           (("sequence", "per sequence"), ("batch", "for the batch"))),
     Field("dp", "parallel", "whole", *_LAYOUT_LABELS["dp"], "setup", limit=MAX_PARALLEL),
-    Field("zero", "parallel", "choice", "ZeRO stage", "what ZeRO shards over the replicas (FSDP's names in brackets)",
+    Field("zero", "parallel", "choice", "ZeRO stage", "what ZeRO shards over the replicas; in FSDP's "
+          "names, NO_SHARD is 0, SHARD_GRAD_OP 2, FULL_SHARD 3",
           "setup", _labelled(tuple(map(str, ZERO_STAGES)), _ZERO_LABELS), cast=int),
     Field("fsdp", "aliases", "choice", "FSDP sharding", "PyTorch FSDP's name for a ZeRO stage: full = 3, grad-op = 2, "
           "no-shard = 0 (sets zero)", "inputs", (("", "—"),) + tuple((name, name) for name in FSDP_STAGES),

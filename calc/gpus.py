@@ -46,8 +46,8 @@ GPUS: dict[str, Gpu] = {
     "l40s": Gpu("L40S", 46068, _MODAL),
     "a10": Gpu("A10", 23028, _MODAL),
     "t4": Gpu("T4", 15360, _MODAL, "a"),
-    "rtx-3090": Gpu("GeForce RTX 3090", 24576, "nvidia-smi in noonghunna/club-3090 issue #390", "a"),
-    "rtx-4090": Gpu("GeForce RTX 4090", 24564, "nvidia-smi in RLinf/RLinf issue #255", "a"),
-    "rtx-5090": Gpu("GeForce RTX 5090", 32607, "nvidia-smi in noonghunna/club-3090 issue #1229", "a"),
+    "rtx-3090": Gpu("RTX 3090", 24576, "nvidia-smi in noonghunna/club-3090 issue #390"),
+    "rtx-4090": Gpu("RTX 4090", 24564, "nvidia-smi in RLinf/RLinf issue #255"),
+    "rtx-5090": Gpu("RTX 5090", 32607, "nvidia-smi in noonghunna/club-3090 issue #1229"),
 }
 """The cards calc knows, by the name the inputs use."""

@@ -130,3 +130,20 @@ def test_on_a_desktop_every_calc_table_fits_its_column(browser, site_url, path):
       .map(box => [box.dataset.table, box.scrollWidth - box.clientWidth]).filter(([, over]) => over > 0)""")
     page.close()
     assert wider == []
+
+
+@pytest.mark.parametrize("path", ["", "zero/"])
+def test_every_choice_reads_in_full_in_its_closed_field(reader, site_url, path):
+    # A closed <select> shows the chosen option's text cut at the field's edge: every
+    # option of every field must fit, as the field's own font draws it.
+    reader.goto(site_url + path)
+    cut = reader.evaluate("""() => {
+      const pen = document.createElement('canvas').getContext('2d');
+      return [...document.querySelectorAll('form.calc-inputs select')].flatMap(field => {
+        const style = getComputedStyle(field);
+        pen.font = style.font;
+        const room = field.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        return [...field.options].filter(o => pen.measureText(o.text).width > room).map(o => `${field.name}: ${o.text}`);
+      });
+    }""")
+    assert cut == []

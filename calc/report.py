@@ -9,6 +9,7 @@ from calc.parameters import parameter_count
 from calc.peak import largest_batch, peak_bytes
 from calc.setup import TrainingSetup
 from calc.shape import IMPLEMENTATION_NAMES, ModelShape
+from calc.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.table import Table, f, row
 from calc.units import grouped, in_unit
 
@@ -63,13 +64,18 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     return Table("summary", "Memory of one training step", tuple(rows), count_label="bytes", show_total=False)
 
 
+SOLVER_BOUNDS = {"max_tp": SOLVER_MAX_TP, "max_pp": SOLVER_MAX_PP, "max_cp": SOLVER_MAX_CP}
+
+
 def value_text(inputs, name: str) -> str:
     """One number of the summary as text: `parameters`, `largest_batch`, `budget` (the
     memory a step may use, named), `gpu_reported` and `reserve` (the card's total, the
     reserve taken off it),
     `bytes.<key>` (in the inputs' unit) or `exact.<key>` (bytes, grouped), keys as in
     summary()['bytes'], or `setup.<field>` (a whole-number field of the step as the inputs
-    set it, grouped: a framework's default the prose names). KeyError for any other name."""
+    set it, grouped: a framework's default the prose names), or `solver.max_tp`, `solver.max_pp`,
+    `solver.max_cp` (the largest tensor-, pipeline- and context-parallel sizes the solver
+    tries). KeyError for any other name."""
     s = summary(inputs.shape, inputs.setup, inputs.budget)
     if name == "parameters":
         return grouped(s["parameters"])
@@ -83,6 +89,8 @@ def value_text(inputs, name: str) -> str:
         nbytes = GPUS[inputs.gpu].nbytes if name == "gpu_reported" else inputs.reserve
         return f"{nbytes // 2**20:,} MiB ({in_unit(nbytes, inputs.unit)})"
     kind, _, key = name.partition(".")
+    if kind == "solver" and key in SOLVER_BOUNDS:
+        return grouped(SOLVER_BOUNDS[key])
     if kind == "setup" and isinstance(getattr(inputs.setup, key, None), int) and not isinstance(getattr(inputs.setup, key), bool):
         return grouped(getattr(inputs.setup, key))
     if kind in ("bytes", "exact") and key in s["bytes"]:

@@ -245,6 +245,19 @@ def test_calc_starts_from_the_snapshot_without_the_standard_library_or_the_wheel
     assert not errors
 
 
+def test_the_search_index_waits_for_calc_and_search_still_answers(page: Page, site_url, errors):
+    # The theme's search index is built in a worker of its own: on a page with live tables
+    # it is fetched only once calc is ready, so the two do not share the CPU while calc boots.
+    open_live(page, site_url + "fixed-memory/")
+    page.wait_for_function("performance.getEntriesByType('resource').some(e => e.name.endsWith('search_index.json'))")
+    index_at = page.evaluate("performance.getEntriesByType('resource').find(e => e.name.endsWith('search_index.json'))"
+                             ".startTime")
+    assert index_at >= page.evaluate("window.calcBoot.python")
+    page.locator("input[name=query]").fill("optimizer")
+    page.wait_for_selector(".md-search-result__item", timeout=10_000)
+    assert not errors
+
+
 def test_without_the_snapshot_calc_still_starts_from_the_wheel(page: Page, site_url, errors):
     page.route("**/vendor/calc/*/snapshot.bin", lambda route: route.abort())
     open_live(page, site_url + "fixed-memory/")

@@ -62,7 +62,7 @@ def to_markdown(table: Table | Grid, unit: str = "GB") -> str:
     """A Markdown pipe table, numbers right-aligned."""
     g = as_grid(table, unit) if isinstance(table, Table) else table
     lines = ["| " + " | ".join(_md_escape(h) or " " for h in g.headers) + " |",
-             "|" + "|".join(":---" if n < g.numeric_from else "---:" for n in range(len(g.headers))) + "|"]
+             "|" + "|".join("---:" if n in g.numeric else ":---" for n in range(len(g.headers))) + "|"]
     for r in g.rows:
         cells = [f"**{c}**" if c and r.key == "total" and isinstance(table, Table) else c for c in r.cells]
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
@@ -76,7 +76,7 @@ def to_text(table: Table | Grid, unit: str = "GB") -> str:
     widths = [max(len(line[n]) for line in lines) for n in range(len(g.headers))]
 
     def fmt(line):
-        return "  ".join(c.ljust(w) if n < g.numeric_from else c.rjust(w)
+        return "  ".join(c.rjust(w) if n in g.numeric else c.ljust(w)
                          for n, (c, w) in enumerate(zip(line, widths))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)

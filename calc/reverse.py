@@ -166,11 +166,13 @@ def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
                + f"; {len(near):,} of the {len(everything):,} setups tried land within {percent(NEAR)} of it."
                + (" With enough knobs something always lands near a figure, which is itself evidence that it has no "
                   "unique derivation." if len(near) > 1 else ""))
-    rows = [(str(n), [m.description, m.where, filters[m.rows], m.reading, in_unit(m.predicted, "GB"),
-                      in_unit(m.predicted, "GiB"), percent(m.error)], m.params()) for n, m in enumerate(matches, 1)]
+    # how near, and the figure, come second: a phone shows about two columns
+    rows = [(str(n), [m.description, percent(m.error), in_unit(m.predicted, "GB"), in_unit(m.predicted, "GiB"),
+                      m.where, filters[m.rows], m.reading], m.params()) for n, m in enumerate(matches, 1)]
     table = grid("reverse", f"Nearest setups to {typed} {scope_text}",
-                 ["Accounting and options", "Context" + (" and batch" if claim.scope == "batch" else ""), "Rows counted", "Reading of the figure",
-                  "Predicted (GB)", "Predicted (GiB)", "Off by"], rows, numeric_from=4)
+                 ["Accounting and options", "Off by", "Predicted (GB)", "Predicted (GiB)",
+                  "Context" + (" and batch" if claim.scope == "batch" else ""), "Rows counted", "Reading of the figure"],
+                 rows, numeric_from=1, numeric_to=4)
     return Sentence("verdict", verdict), table
 
 

@@ -214,7 +214,8 @@ class GridRow:
 @dataclass(frozen=True)
 class Grid:
     """A table of cells already written as text ('16.262 GB', '4,096'): what a comparison
-    of several setups returns. Columns from `numeric_from` on are numbers (right-aligned)."""
+    of several setups returns. Columns from `numeric_from` on (up to `numeric_to`, if set)
+    are numbers (right-aligned)."""
 
     key: str
     caption: str
@@ -222,17 +223,23 @@ class Grid:
     rows: tuple
     numeric_from: int = 1
     notes: tuple = ()
+    numeric_to: int | None = None
 
     def __post_init__(self):
         for r in self.rows:
             assert len(r.cells) == len(self.headers), f"{self.key}: row {r.key} has {len(r.cells)} cells"
 
+    @property
+    def numeric(self) -> range:
+        """The indices of the columns that are numbers."""
+        return range(self.numeric_from, len(self.headers) if self.numeric_to is None else self.numeric_to)
 
-def grid(key: str, caption: str, headers, rows, numeric_from: int = 1, notes=()) -> Grid:
+
+def grid(key: str, caption: str, headers, rows, numeric_from: int = 1, notes=(), numeric_to: int | None = None) -> Grid:
     """A Grid from (key, cells) or (key, cells, params) tuples."""
     return Grid(key, caption, tuple(headers),
                 tuple(GridRow(r[0], tuple(r[1]), tuple(sorted(r[2].items())) if len(r) > 2 else ()) for r in rows),
-                numeric_from, tuple(notes))
+                numeric_from, tuple(notes), numeric_to)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,17 @@ def reader(request, browser):
     page.close()
 
 
+def bring_into_view(locator) -> None:
+    """Scroll `locator` to the top of the screen, and again once the views above it are laid
+    out: a view off screen is not laid out (content-visibility), so its height is a guess
+    until it is, and the first scroll can land short."""
+    for _ in range(2):
+        locator.evaluate("el => new Promise(done => { el.scrollIntoView({block: 'start'}); "
+                         "requestAnimationFrame(() => requestAnimationFrame(done)); })")
+
+
 def shot(page, name: str) -> None:
-    """Save what `page` shows as tests/screens/{name}-{screen}.png."""
+    """Save what `page` shows as tests/screens/{name}-{screen}.png (once it is painted)."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     SCREENS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENS / f"{name}-{page.screen_name}.png"))

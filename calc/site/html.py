@@ -85,7 +85,7 @@ def grid_html(g: Grid, prefix: str, link=None) -> str:
         if link is not None and r.params:
             cells[0] = f'<a href="{escape(link(dict(r.params)))}">{cells[0]}</a>'
         rows.append((r.key, cells))
-    return table_html(g.key, escape(prefix), g.caption, g.headers, rows, range(g.numeric_from, len(g.headers)),
+    return table_html(g.key, escape(prefix), g.caption, g.headers, rows, g.numeric,
                       notes=g.notes)
 
 

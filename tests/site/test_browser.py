@@ -211,6 +211,8 @@ def test_compare_and_reverse_calculator_work_in_the_browser(reader, site_url):
     reader.fill("#calc-in-claim", "13439033348 B")  # the autograd total for one sequence, fp32
     wait_for_table(reader, "reverse", {"claim": "13439033348 B"})
     expect(reader.locator("#reverse-verdict")).to_contain_text("exactly")
+    reader.locator("#reverse-verdict").scroll_into_view_if_needed()
+    shot(reader, "reverse-calculator")
     reader.fill("#calc-in-claim", "minus two")
     expect(reader.locator("#calc-in-claim-error")).to_contain_text("not a size")
     assert not reader.errors
@@ -219,8 +221,8 @@ def test_compare_and_reverse_calculator_work_in_the_browser(reader, site_url):
     wait_for_table(reader, "compare", {"b_dtype": "fp32"})
     reader.wait_for_url(lambda url: "b_dtype=fp32" in url)
     assert not reader.errors
-    shot(reader, "reverse-calculator")
-
+    reader.locator("[data-table=compare]").first.scroll_into_view_if_needed()
+    shot(reader, "compare")
 
 
 def test_per_gpu_tables_follow_the_layout(page: Page, site_url, errors):

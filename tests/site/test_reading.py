@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import shot
+from conftest import bring_into_view, shot
 
 
 def box_of(locator) -> dict:
@@ -147,3 +147,13 @@ def test_every_choice_reads_in_full_in_its_closed_field(reader, site_url, path):
       });
     }""")
     assert cut == []
+
+
+def test_the_reverse_calculators_nearness_and_figure_are_in_view_without_scrolling_sideways(reader, site_url):
+    reader.goto(site_url + "where-2-265-gb-comes-from/")
+    headers = reader.locator("[data-table=reverse] thead th")
+    assert headers.nth(1).text_content() == "Off by" and headers.nth(2).text_content() == "Predicted (GB)"
+    for n in (1, 2):
+        assert box_of(headers.nth(n))["right"] <= reader.viewport_size["width"]
+    bring_into_view(reader.locator("#reverse-verdict"))
+    shot(reader, "reverse-table")

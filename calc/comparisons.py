@@ -98,11 +98,12 @@ def regimes_grid(i: Inputs) -> Grid:
         t = {r.key: r for r in fixed_table(i.shape, i.setup.replace(dtype=dtype, optimizer=optimizer, checkpoint="none")).rows}
         copies = t["weight-copies"].bytes if "weight-copies" in t else 0
         total = sum(r.bytes for r in t.values())
-        rows.append((rk, [label, str(t["parameters"].bytes_per_value), str(t["gradients"].bytes_per_value),
-                          str(t["optimizer"].bytes_per_value), ratio(Fraction(copies, P)), ratio(Fraction(total, P)),
-                          in_unit(total, i.unit)]))
-    return grid("regimes", "Bytes per parameter by regime", ["Regime", "Parameters", "Gradients", "Optimizer state",
-                "bf16 copies (per parameter, averaged)", "Total per parameter", "Total"], rows)
+        rows.append((rk, [label, ratio(Fraction(total, P)), in_unit(total, i.unit), str(t["parameters"].bytes_per_value),
+                          str(t["gradients"].bytes_per_value), str(t["optimizer"].bytes_per_value),
+                          ratio(Fraction(copies, P))]))
+    # the totals come second, where a phone shows them; the parts that add up to them follow
+    return grid("regimes", "Bytes per parameter by regime", ["Regime", "Total per parameter", "Total", "Parameters",
+                "Gradients", "Optimizer state", "bf16 copies (per parameter, averaged)"], rows)
 
 
 def savings_grid(i: Inputs) -> Grid:
@@ -209,19 +210,19 @@ def validation_grid(results: dict) -> Grid:
                               device=device)
         options = _measured_options(shape)
         rk = "-".join([c["name"], f"b{c['batch']}", c["attention"], c["checkpoint"], c["dtype"], *options.split(", ")])
-        cells = [c["name"], shape.implementation, options or "—", str(c["batch"]), c["attention"], c["checkpoint"],
-                 c["dtype"], str(c["tensors"])]
         if "not_derived" in c:
-            cells += ["not derived", "refused", "—"]
+            figures = ["—", "not derived", "refused"]
         else:
             predicted = activation_table(shape, setup).bytes_for_batch()
-            cells += [grouped(c["activations"]), grouped(predicted), grouped(predicted - c["activations"])]
+            figures = [grouped(predicted - c["activations"]), grouped(c["activations"]), grouped(predicted)]
+        cells = [c["name"], *figures, shape.implementation, options or "—", str(c["batch"]), c["attention"],
+                 c["checkpoint"], c["dtype"], str(c["tensors"])]
         rows.append((rk.replace(" ", "").replace("=", "-"), cells))
     versions = f"PyTorch {results.get('torch', '?')}, transformers {results.get('transformers', '?')}"
     return grid("validation" if device == "cpu" else "validation-cuda",
                 f"Saved for backward: {versions} {how}, against calc, in bytes",
-                ["Shape", "Code", "Options", "B", "Attention", "Checkpoint", "dtype", "Tensors", "Measured",
-                 "calc", "calc − measured"], rows, 8)
+                ["Shape", "calc − measured", "Measured", "calc", "Code", "Options", "B", "Attention", "Checkpoint",
+                 "dtype", "Tensors"], rows, numeric_from=1, numeric_to=4)
 
 
 def _measured_options(shape: ModelShape) -> str:

@@ -98,7 +98,9 @@ def test_views_as_json():
     out = run("--view", "regimes", "--json")
     regimes = json.loads(out.stdout)["regimes"][0]
     fp32_adamw = next(r for r in regimes["rows"] if r["key"] == "fp32-adamw")
-    assert fp32_adamw["cells"][1:6] == ["4", "4", "8", "0", "16"]  # 4 + 4 + 8 bytes a parameter
+    cells = dict(zip(regimes["headers"], fp32_adamw["cells"]))
+    assert [cells[h] for h in ("Parameters", "Gradients", "Optimizer state", "Total per parameter")] == ["4", "4", "8", "16"]
+    assert cells["bf16 copies (per parameter, averaged)"] == "0"  # 4 + 4 + 8 bytes a parameter, no copies
 
 
 def cli(argv):

@@ -88,12 +88,16 @@ def bring_into_view(locator) -> None:
     out: a view off screen is not laid out (content-visibility), so its height is a guess
     until it is, and the first scroll can land short."""
     for _ in range(2):
-        locator.evaluate("el => new Promise(done => { el.scrollIntoView({block: 'start'}); "
-                         "requestAnimationFrame(() => requestAnimationFrame(done)); })")
+        locator.evaluate("el => el.scrollIntoView({block: 'start'})")
+        for _ in range(2):
+            locator.page.wait_for_function("() => true", polling="raf")
 
 
 def shot(page, name: str) -> None:
-    """Save what `page` shows as tests/screens/{name}-{screen}.png (once it is painted)."""
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    """Save what `page` shows as tests/screens/{name}-{screen}.png, two frames on, so that
+    what was just scrolled to is painted (Playwright's own frame wait: it works with the
+    page's JavaScript off too)."""
+    for _ in range(2):
+        page.wait_for_function("() => true", polling="raf")
     SCREENS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENS / f"{name}-{page.screen_name}.png"))

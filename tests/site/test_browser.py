@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from calc.site.views import render_view
-from conftest import SCREENS_AND_SCHEMES, shot
+from conftest import SCREENS_AND_SCHEMES, bring_into_view, shot
 
 READY = "form.calc-inputs.calc-ready"
 SAME_TEXT = """([selector, html]) => {
@@ -211,7 +211,7 @@ def test_compare_and_reverse_calculator_work_in_the_browser(reader, site_url):
     reader.fill("#calc-in-claim", "13439033348 B")  # the autograd total for one sequence, fp32
     wait_for_table(reader, "reverse", {"claim": "13439033348 B"})
     expect(reader.locator("#reverse-verdict")).to_contain_text("exactly")
-    reader.locator("#reverse-verdict").scroll_into_view_if_needed()
+    bring_into_view(reader.locator("#reverse-verdict"))
     shot(reader, "reverse-calculator")
     reader.fill("#calc-in-claim", "minus two")
     expect(reader.locator("#calc-in-claim-error")).to_contain_text("not a size")
@@ -221,7 +221,7 @@ def test_compare_and_reverse_calculator_work_in_the_browser(reader, site_url):
     wait_for_table(reader, "compare", {"b_dtype": "fp32"})
     reader.wait_for_url(lambda url: "b_dtype=fp32" in url)
     assert not reader.errors
-    reader.locator("[data-table=compare]").first.scroll_into_view_if_needed()
+    bring_into_view(reader.locator("[data-table=compare]").first)
     shot(reader, "compare")
 
 

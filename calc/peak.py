@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
+from calc.backward import ATTENTION_KEYS, Line, block_walk, embedding_walk, head_walk, rises, sizes, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
 from calc.splits import ROWS_DEPEND_ON, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
@@ -74,27 +75,24 @@ PART_SYMBOLS = {
     "C_g": "bf16 weight copies the graph keeps for backward",
     "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
     "K_l": "the loss just made, and the last one, referenced until the new one replaces it",
-    "A_w": "saved activations once the log-probabilities are freed",
     "A_e": "saved by the embedding, kept once a step (the causal mask, what the loss keeps once: its total-weight "
            "scalar) and by every block's random-number state",
     "A_z": "saved at the embedding's backward: its own, and what the loss keeps once a step, held until backward ends",
     "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
     "C_b": "one block's bf16 weight copies",
     "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",
-    "G_b": "one block's new gradients",
-    "G_n": "a new gradient not yet added into the held one (accumulating): a block's largest tensor's, with its "
-           "fp32 copy under autocast",
-    "G_B": "the blocks' new gradients at the first block (ZeRO-2/3: the last block's alone, the rest reduced)",
-    "G_w": "the final norm's and LM head's new gradients as they are made",
+    "G_B": "the later blocks' new gradients, at the first block (ZeRO-2/3: none, each block's reduced)",
     "G_h": "final norm and LM head's new gradients, still held in the blocks (the shared matrix when tied)",
-    "T_f": "logits while log-softmax runs", "T_h": "gradients of log-probabilities and logits",
-    "T_b": "a block's largest gradients alive together", "R_b": "a recomputed block's saved tensors and weight copies",
+    "T_f": "logits while log-softmax runs",
+    "E_h": "backward through the loss, LM head and final norm at its fullest, above what they saved: the "
+           "gradients and temporaries alive at its highest op (walked op by op, calc.backward)",
+    "E_b": "backward through a block at its fullest, above what the block saved: its gradients, its "
+           "recomputed tensors under checkpointing, the temporaries of its highest op (walked op by op)",
     "T_e": "gradient of the embedding output, and (accumulating, or tied to the head) the embedding's new "
            "gradient before it is added into the held one",
     "T_o": "the optimizer step's temporaries",
     "T_c": "ring attention's K and V chunks in flight (context parallelism): the next one arriving, in backward with "
            "its gradients",
-    "T_w": "the LM head's backward: the logits' gradient, its input's, and (accumulating) its weight's new gradient",
 }
 
 _INPUT_ROWS = {"reference": ("token-ids", "target-ids"), "scratch": ("token-ids", "target-ids"), "hf": ("token-ids",)}
@@ -152,6 +150,7 @@ def _counted_per_block(row) -> bool:
     return bool(row.formula.terms and row.formula.terms[0] and row.formula.terms[0][0] == "L")
 
 
+@lru_cache(maxsize=4096)
 def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict[str, int]:
     """Byte values of the parts the moments add up on one GPU, for the setup's batch: the
     `stage` ("first" or "last"; the same when pp = 1) of the layout's pipeline, its states
@@ -184,16 +183,14 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
                 + (sums["embedding-per-step"] if has_embedding else 0))
     head_per_step = sums["head-per-step"] if has_head else 0
     one_micro_batch = embedding + layers * block + head
-    log_probs = sums["log-probs"] if has_head else 0
     block_copies = 2 * here.block_matrices if bf16 else 0
     head_copy = 2 * here.head_matrix if bf16 else 0
-    widest = (3 if shape.ffn == "swiglu" else 2) * shape.d_ff // t
-    if setup.attention == "explicit":
-        widest = max(widest, 2 * shape.heads // t * s)
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
     tensors = parameter_tensor_count(shape)
-    head_grads = (here.head + (here.head_matrix if shape.tied and p == 1 else 0)) * grad
+    # tied: the head's gradient of the shared matrix waits for the embedding's, to be added to it
+    tied_head_grad = here.head_matrix * grad if shape.tied and p == 1 else 0
+    head_grads = here.head * grad + tied_head_grad
     return {
         "W": held_weights + held_optimizer,
         "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * ceil_div(tensors, p)
@@ -205,7 +202,6 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "C_g": (0 if checkpointed else layers * block_copies) + head_copy,
         "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
         "K_l": 2 * loss,
-        "A_w": one_micro_batch + per_step + head_per_step - log_probs,
         "A_e": embedding + per_step + head_per_step,
         "A_z": embedding + (sums["embedding-per-step"] if has_embedding else 0) + head_per_step,
         "A_b": block,
@@ -214,27 +210,94 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
-        "G_b": here.block * grad if fresh_grads else 0,
-        "G_n": ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad) if not fresh_grads else 0,
-        "G_B": (here.block if reduced else layers * here.block) * grad if fresh_grads else 0,
-        "G_w": head_grads if fresh_grads else 0,
-        "G_h": head_grads if fresh_grads and not reduced else 0,
+        "G_B": (layers - 1) * here.block * grad if fresh_grads and not reduced else 0,
+        "G_h": 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 else 0)) if has_head else 0,
-        "T_h": B * s * vocab * 2 * stream if has_head else 0,
-        "T_b": B * s * widest * a,
-        "R_b": (sums["recomputed-block"] // L + block_copies) if checkpointed
-        else B * shape.heads // t * s * s * a if (setup.checkpoint == "selective" and setup.attention == "explicit")
-        else 0,
-        "T_e": B * s * d * stream + (here.embedding * grad if (accumulating or shape.tied) and not reduced else 0)
-        if has_embedding else 0,
+        **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, stage).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         "B_d": held_grads if (setup.zero == 0 and N > 1 and not setup.ddp_bucket_view) else 0,
         "B_r": min(setup.reduce_bucket, here.parameters) * grad if (setup.zero >= 1 and N > 1) else 0,
         "B_p": (here.block + min(setup.prefetch_bucket, here.parameters)) * weights if (setup.zero == 3 and N > 1) else 0,
         "B_g": min(setup.allgather_bucket, here.parameters) * weights if (setup.zero in (1, 2) and N > 1) else 0,
-        "T_w": (stream * B * s * (vocab + d) + (here.head_matrix * (6 if bf16 else grad) if accumulating else 0))
-        if has_head else 0,
     }
+
+
+def _rise_lines(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict[str, tuple[Line, ...]]:
+    """E_b and E_h on a stage's GPUs, each the highest of some lines in the batch (bytes =
+    per_sequence · B + constant): the backward program's highest points for the reference
+    implementation; elsewhere (and under selective recomputation) one stated upper bound."""
+    first, last = stages(shape, setup)
+    here = first if stage == "first" else last
+    lines = _rise_lines_remembered(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
+                                   here.head, here.head_matrix)
+    return lines | {"T_e": _embedding_lines(shape, setup.replace(batch=1), here.embedding)}
+
+
+@lru_cache(maxsize=512)
+def _embedding_lines(shape: ModelShape, setup: TrainingSetup, embedding_parameters: int) -> tuple[Line, ...]:
+    """T_e: backward through the embeddings at its highest ops, less the gradients G
+    already counts (fresh, G counts the ones it makes)."""
+    if not embedding_parameters:
+        return (Line(0),)
+    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
+    fresh = setup.microbatches == 1 or reduced
+    walk = embedding_walk(shape, setup, sizes(shape, setup, accumulating=not fresh),
+                          tied=shape.tied and setup.pp == 1 and not reduced)
+    made = Line(0, embedding_parameters * state_bytes(setup)[1] if fresh else 0)
+    return tuple(line - made for line in rises(walk))
+
+
+@lru_cache(maxsize=512)
+def _rise_lines_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, block_parameters: int,
+                           block_matrices: int, head_parameters: int, head_matrix: int) -> dict[str, tuple[Line, ...]]:
+    accumulating = setup.microbatches > 1
+    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
+    if walks_apply(shape, setup):
+        z = sizes(shape, setup, accumulating=accumulating and not reduced)
+        return {"E_b": rises(block_walk(shape, setup, z, _attention_rows(shape, setup))),
+                "E_h": rises(head_walk(shape, setup, z)) if has_head else (Line(0),)}
+    # the bound: a block's new gradients (or, accumulating, its largest one's before it is
+    # added in) and its largest gradients alive together, with its recomputed tensors; at the
+    # head, the larger of the log-probabilities' and logits' gradients, and the head's new
+    # gradients with the logits' and its input's
+    t, s, a, bf16 = setup.tp, ceil_div(shape.context, setup.cp), setup.bytes_per_value, setup.dtype == "bf16"
+    _, grad, _ = state_bytes(setup)
+    stream = 2 if setup.dtype == "bf16-master" else 4
+    vocab = ceil_div(shape.vocab, t)
+    fresh = not accumulating or reduced
+    widest = (3 if shape.ffn == "swiglu" else 2) * shape.d_ff // t
+    if setup.attention == "explicit":
+        widest = max(widest, 2 * shape.heads // t * s)
+    copies = 2 * block_matrices if bf16 else 0
+    sums = _saved_sums(shape, setup)
+    recomputed = (Line(sums["recomputed-block"] // shape.layers, copies) if setup.checkpoint == "block"
+                  else Line(shape.heads // t * s * s * a) if (setup.checkpoint == "selective"
+                                                              and setup.attention == "explicit") else Line(0))
+    new = Line(0, block_parameters * grad if fresh else
+               ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad))
+    block = new + Line(s * widest * a) + recomputed
+    if not has_head:
+        return {"E_b": (block,), "E_h": (Line(0),)}
+    head_grads = (head_parameters + (head_matrix if shape.tied and setup.pp == 1 else 0)) * grad
+    weight = Line(stream * s * (vocab + shape.d_model) - sums["log-probs"],
+                  (head_grads if fresh else 0) + (head_matrix * (6 if bf16 else grad) if accumulating else 0))
+    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight)}
+
+
+def _attention_rows(shape: ModelShape, setup: TrainingSetup) -> dict[str, tuple[int, int]]:
+    """The attention core's saved tensors on one GPU: key → (bytes per sequence in one
+    block, how many nodes keep it)."""
+    rows = {r.key: r for r in split_rows(shape, setup.replace(checkpoint="none")) if r.stage == "block"}
+    kept = {}
+    for key in ATTENTION_KEYS:
+        if key in rows:
+            holders = 1
+            if key == "probabilities" and "probabilities-bf16" not in rows:
+                holders = 2  # softmax and P·V
+            if key == "attention-output" and setup.attention == "flash" and "flash-output" not in rows:
+                holders = 2  # the kernel's output is what W_O reads
+            kept[key] = (rows[key].bytes_for_batch(1) // shape.layers, holders)
+    return kept
 
 
 SUMS_DEPEND_ON = (*ROWS_DEPEND_ON, "batch")
@@ -267,16 +330,14 @@ def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
 _HELD = (("W",), ("X",), ("I",), ("B_d",))
 MOMENTS = (
     Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",))),
-    Moment("head-backward", "Backward through the loss and LM head",
-           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("T_h",), ("B_p",))),
-    Moment("head-weight-gradient", "The LM head's weight gradient",
-           (*_HELD, ("A_w",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("G_w",), ("T_w",), ("B_p",), ("B_r",))),
+    Moment("head-backward", "Backward through the loss, LM head and final norm",
+           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("E_h",), ("B_p",), ("B_r",))),
     Moment("last-block-backward", "Backward through the last block",
-           (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("G_b",), ("G_n",),
-            ("T_b",), ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
+           (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("E_b",),
+            ("T_c",), ("B_p",), ("B_r",))),
     Moment("first-block-backward", "Backward through the first block",
-           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("G_n",), ("T_b",),
-            ("R_b",), ("T_c",), ("B_p",), ("B_r",))),
+           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("E_b",),
+            ("T_c",), ("B_p",), ("B_r",))),
     Moment("embedding-backward", "Backward through the embedding",
            (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",), ("B_g",))),
@@ -356,28 +417,42 @@ def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
 def largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) -> int:
     """The largest batch whose peak fits in `budget_bytes`; 0 if not even one sequence fits.
 
-    Each moment is affine in the batch (c + m·B), so the answer is exact:
-    the least of floor((budget − c) / m) over the moments.
+    Each moment is the highest of a few lines in the batch (c + m·B: the walked parts E_b
+    and E_h are the highest of their op's lines, the rest is affine), so the answer is
+    exact: the least of floor((budget − c) / m) over every line of every moment, on every
+    pipeline stage.
     """
     if budget_bytes < 0:
         raise ValueError("the memory budget must be positive")
-    one = _moment_values(shape, setup.replace(batch=1))
-    two = _moment_values(shape, setup.replace(batch=2))
     best = MAX_BATCH
-    for at_one, at_two in zip(one, two):
-        slope = at_two - at_one
-        constant = at_one - slope
-        if constant + slope > budget_bytes:
+    for line in _lines(shape, setup):
+        if line.at(1) > budget_bytes:
             return 0
-        if slope > 0:
-            best = min(best, (budget_bytes - constant) // slope)
+        if line.per_sequence > 0:
+            best = min(best, (budget_bytes - line.constant) // line.per_sequence)
     return best
 
 
-def _moment_values(shape: ModelShape, setup: TrainingSetup) -> list[int]:
+def _lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
+    """Every moment's lines in the batch, on every pipeline stage (the sum, for the
+    accountings without moments)."""
+    one, two = setup.replace(batch=1), setup.replace(batch=2)
     if setup.accounting != "autograd":
-        return [peak_bytes(shape, setup)]
-    return list(_moment_bytes(shape, setup, fullest_stage(shape, setup)))
+        at_one, at_two = peak_bytes(shape, one), peak_bytes(shape, two)
+        return [Line(at_two - at_one, 2 * at_one - at_two)]
+    lines = []
+    for stage in (("first", "last") if setup.pp > 1 else ("last",)):
+        rises = _rise_lines(shape, one, stage)
+        parts = (_parts(shape, one, stage), _parts(shape, two, stage))
+        for moment, at_one, at_two in zip(MOMENTS, _moment_bytes(shape, one, stage), _moment_bytes(shape, two, stage)):
+            walked = [term[0] for term in moment.formula if term[0] in rises]
+            if not walked:
+                lines.append(Line(at_two - at_one, 2 * at_one - at_two))
+                continue
+            symbol, = walked
+            rest_one, rest_two = at_one - parts[0][symbol], at_two - parts[1][symbol]
+            lines += [Line(rest_two - rest_one, 2 * rest_one - rest_two) + line for line in rises[symbol]]
+    return lines
 
 
 assert not set(PART_SYMBOLS) & set(SYMBOLS), "part symbols must not shadow shape symbols"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import sys
 import warnings
@@ -32,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from validation.reference_model import Transformer
+from validation.run import SMALL_SHAPES
 
 RESULTS = Path(__file__).with_name("timeline.json")
 
@@ -78,23 +80,26 @@ class LiveBytes(TorchDispatchMode):
         return out
 
     def enter(self, phase: str) -> None:
-        """From the next op on, count the most live bytes under `phase`, afresh."""
+        """From the next op on, count the most live bytes under `phase`, afresh (the middle
+        blocks of one backward pass together)."""
+        if phase != self.phase:
+            self.phase_peaks.pop(phase, None)
         self.phase = phase
-        self.phase_peaks.pop(phase, None)
 
 
 PHASES = ("forward", "head", "last-block", "first-block", "embedding", "optimizer")
 """The phases of a step whose most live bytes the timeline records, as calc's moments
 name them: the forward pass; backward through the loss, LM head and final norm; through
 the last block; through the first block; through the embedding; the optimizer step (and
-zero_grad). Each holds the last micro-batch's figure."""
+zero_grad). Each holds the last micro-batch's figure. A model of more than two blocks
+also records "middle-blocks", backward through the blocks in between."""
 
 
 def _mark_blocks(model, mode: LiveBytes) -> list:
-    """Hooks that tell `mode` where backward enters the last block, the first block and the
-    embedding: the gradient of the last block's output, and of the first block's output and
-    input, fire as backward reaches them."""
-    last, first = model.blocks[-1], model.blocks[0]
+    """Hooks that tell `mode` where backward enters each block and the embedding: the
+    gradient of each block's output, and of the first block's input, fire as backward
+    reaches them."""
+    blocks = list(model.blocks)
 
     def on_output(phase):
         def hook(module, args, output):
@@ -106,9 +111,9 @@ def _mark_blocks(model, mode: LiveBytes) -> list:
         if args[0].requires_grad and torch.is_grad_enabled():
             args[0].register_hook(lambda grad: mode.enter("embedding"))
 
-    return [last.register_forward_hook(on_output("last-block")),
-            *([first.register_forward_hook(on_output("first-block"))] if first is not last else []),
-            first.register_forward_pre_hook(on_input)]
+    phases = ["first-block", *["middle-blocks"] * (len(blocks) - 2), "last-block"][-len(blocks):]
+    return [*(block.register_forward_hook(on_output(phase)) for block, phase in zip(blocks, phases)),
+            blocks[0].register_forward_pre_hook(on_input)]
 
 
 def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "fp32", attention: str = "explicit",
@@ -160,34 +165,40 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
         step()
     for hook in hooks:
         hook.remove()
-    return held_bytes + mode.peak, mode.peak_op, {phase: held_bytes + mode.phase_peaks[phase] for phase in PHASES}
+    return held_bytes + mode.peak, mode.peak_op, {phase: held_bytes + peak for phase, peak in mode.phase_peaks.items()}
 
 
-SMALL = dict(vocab=64, context=16, layers=2, d_model=32, heads=4, kv_heads=4, d_ff=48, ffn="swiglu", norm="rmsnorm",
-             bias=False, positions="rope", tied=False)
-"""The reference model's small shape (as validation.run's small-cs336)."""
+SMALL = SMALL_SHAPES["small-cs336"]
+"""The reference model's small shape, on which every optimizer and loop is measured."""
 
 
 def cases():
-    """(batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits) of every
-    measured step."""
+    """(shape, batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits) of
+    every measured step: on the small CS336 shape every optimizer, precision, attention,
+    checkpointing, accumulation and logits-keeping loop; on every small shape (GELU,
+    LayerNorm with biases, learned positions, tied embeddings, grouped and multi-query
+    attention, three blocks) each precision, attention, checkpointing and accumulation."""
     for batch in (1, 4):
         for optimizer in ("for-loop", "foreach", "fused"):
             for dtype, attention, checkpoint in (("fp32", "explicit", "none"), ("bf16", "explicit", "none"),
                                                  ("bf16", "flash", "block"), ("fp32", "flash", "none")):
                 for microbatches, keep_logits in ((1, False), (1, True), (3, False)):
-                    yield batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits
+                    yield "small-cs336", batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits
+    for shape in SMALL_SHAPES:
+        for batch, dtype, attention, checkpoint, microbatches in itertools.product(
+                (1, 3), ("fp32", "bf16"), ("explicit", "flash"), ("none", "block"), (1, 3)):
+            yield shape, batch, "fused", dtype, attention, checkpoint, microbatches, False
 
 
 def run() -> dict:
     results = []
-    for batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits in cases():
-        peak, where, phases = step_peak(SMALL, batch, optimizer, dtype, attention, checkpoint, microbatches,
-                                        keep_logits)
-        results.append(dict(batch=batch, optimizer=optimizer, dtype=dtype, attention=attention, checkpoint=checkpoint,
-                            microbatches=microbatches, keep_logits=keep_logits, peak=peak,
+    for shape, batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits in cases():
+        peak, where, phases = step_peak(SMALL_SHAPES[shape], batch, optimizer, dtype, attention, checkpoint,
+                                        microbatches, keep_logits)
+        results.append(dict(shape=shape, batch=batch, optimizer=optimizer, dtype=dtype, attention=attention,
+                            checkpoint=checkpoint, microbatches=microbatches, keep_logits=keep_logits, peak=peak,
                             at=where.split(", ", 1)[1], phases=phases))
-    return {"torch": torch.__version__.split("+")[0], "device": "cpu", "shape": SMALL, "steps": results}
+    return {"torch": torch.__version__.split("+")[0], "device": "cpu", "shapes": SMALL_SHAPES, "steps": results}
 
 
 def main(argv=None) -> int:
@@ -203,7 +214,7 @@ def main(argv=None) -> int:
         return 0
     RESULTS.write_text(json.dumps(fresh, indent=1) + "\n")
     for r in fresh["steps"]:
-        print(f"B={r['batch']} {r['optimizer']:8} {r['dtype']} {r['attention']:8} {r['checkpoint']:5} "
+        print(f"{r['shape']:28} B={r['batch']} {r['optimizer']:8} {r['dtype']} {r['attention']:8} {r['checkpoint']:5} "
               f"M={r['microbatches']} logits={r['keep_logits']!s:5}: {r['peak']:,} bytes after {r['at']}")
     return 0
 

@@ -1,0 +1,726 @@
+"""Backward through a block, and through the loss, LM head and final norm, op by op.
+
+The reference implementation's backward runs as autograd's engine runs it on one device:
+node after node, in the order the engine picks (the node made last in the forward pass
+first), each node making its gradients, then releasing what it saved and the gradient it
+was handed. A `Walk` follows that program and records the bytes alive after every op
+that allocates; the most of them is the part of a backward moment that rises and falls
+inside the block (or the head).
+
+What the program encodes, each step read from PyTorch's autograd formulas
+(tools/autograd/derivatives.yaml) and checked op by op against a live-tensor timeline of
+real CPU steps (validation/timeline.py):
+- a linear layer's backward makes its weight's gradient, then its input's; under autocast
+  both in bf16, then the casts' own backward makes the fp32 ones (the input's first);
+- a tensor read by two ops gets two gradients; the engine adds them into a new tensor and
+  frees both;
+- a gradient nobody accumulates into is kept as the parameter's `.grad` (set_to_none
+  leaves none); accumulating over micro-batches, it is added into the held one in place
+  and freed;
+- an op's own temporaries live until its formula returns (rsqrt's and pow's backward
+  keep all three of theirs until then).
+
+Sizes are `Line`s: bytes = per_sequence · B + constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class Line:
+    """Bytes for B sequences: per_sequence · B + constant."""
+
+    per_sequence: int
+    constant: int = 0
+
+    def __add__(self, other: "Line") -> "Line":
+        return Line(self.per_sequence + other.per_sequence, self.constant + other.constant)
+
+    def __sub__(self, other: "Line") -> "Line":
+        return Line(self.per_sequence - other.per_sequence, self.constant - other.constant)
+
+    def at(self, batch: int) -> int:
+        return self.per_sequence * batch + self.constant
+
+
+ZERO = Line(0)
+
+
+class Walk:
+    """The bytes alive as a backward program runs: tensors made and dropped by name, each
+    dropped once its last holder lets go; the live bytes after every op that makes one."""
+
+    def __init__(self):
+        self.live = ZERO
+        self.baseline = ZERO  # what the part saved, alive when the walk starts
+        self.points: list[Line] = []
+        self._sizes: dict[str, Line] = {}
+        self._holders: dict[str, int] = {}
+        self._aliases: dict[str, str] = {}
+
+    def have(self, name: str, size: Line, holders: int = 1) -> None:
+        """A tensor alive before the walk starts (kept for backward, or a gradient handed in)."""
+        self._add(name, size, holders)
+
+    def make(self, name: str, size: Line, holders: int = 1) -> None:
+        """An op makes a tensor; the bytes alive after it are a point of the walk."""
+        self._add(name, size, holders)
+        self.points.append(self.live)
+
+    def make_together(self, *made: tuple[str, Line]) -> None:
+        """One op makes several tensors (a fused kernel's gradients): one point, after all."""
+        for name, size in made:
+            self._add(name, size, 1)
+        self.points.append(self.live)
+
+    def hold(self, name: str, more: int = 1) -> None:
+        """More holders of a tensor already alive (a gradient handed to two nodes)."""
+        self._holders[self._aliases.get(name, name)] += more
+
+    def drop(self, *names: str) -> None:
+        """Each name's holder lets go; the tensor is freed when it was the last."""
+        for name in names:
+            if name is None:
+                continue
+            name = self._aliases.get(name, name)
+            self._holders[name] -= 1
+            if self._holders[name] == 0:
+                self.live -= self._sizes.pop(name)
+                del self._holders[name]
+
+    def alive(self, name: str) -> bool:
+        return self._aliases.get(name, name) in self._sizes
+
+    def alias(self, name: str, existing: str) -> None:
+        """`name` is another name of the tensor `existing` (a saved tensor that is also an
+        op's output under its own name)."""
+        self._aliases[name] = existing
+
+    def _add(self, name: str, size: Line, holders: int) -> None:
+        if name in self._sizes:
+            raise ValueError(f"{name} is alive already")
+        self._sizes[name] = size
+        self._holders[name] = holders
+        self.live += size
+
+    def left(self) -> tuple[str, ...]:
+        """The tensors still alive."""
+        return tuple(self._sizes)
+
+    def most(self) -> tuple[Line, ...]:
+        """The points, leaving out each that another is at least as high as for every batch."""
+        points = sorted(set(self.points), key=lambda p: (p.per_sequence, p.constant), reverse=True)
+        kept: list[Line] = []
+        for p in points:
+            if not any(q.per_sequence >= p.per_sequence and q.constant >= p.constant for q in kept):
+                kept.append(p)
+        return tuple(kept)
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """A GPU's sizes for the walk, in values per sequence (s tokens) or per tensor, and the
+    bytes a value takes: a in the compute dtype, n in the residual stream (fp32 but for a
+    model cast to bf16)."""
+
+    s: int
+    d: int
+    h: int
+    h_kv: int
+    d_h: int
+    d_ff: int
+    vocab: int
+    a: int
+    n: int
+    cast: bool  # bf16 autocast: linear layers and attention cast their fp32 inputs to bf16
+    accumulating: bool  # each new parameter gradient is added into a held one, then freed
+    cuda: bool
+
+    def per(self, values: int, size: int) -> Line:
+        """`values` per sequence of `size` bytes each."""
+        return Line(values * size)
+
+    @staticmethod
+    def fixed(values: int, size: int) -> Line:
+        return Line(0, values * size)
+
+
+class _Buffers:
+    """The engine's input buffers: the gradient each node is handed, by node. A second
+    gradient for the same node is added to the first into a new tensor, which frees both."""
+
+    def __init__(self, walk: Walk):
+        self.walk = walk
+        self.held: dict[str, str] = {}
+        self._count = 0
+
+    def name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}#{self._count}"
+
+    def give(self, node: str, grad: str, size: Line) -> None:
+        old = self.held.get(node)
+        if old is None:
+            self.held[node] = grad
+            return
+        total = self.name(node)
+        self.walk.make(total, size)
+        self.walk.drop(old, grad)
+        self.held[node] = total
+
+    def take(self, node: str) -> str:
+        return self.held.pop(node)
+
+
+class _Program:
+    """The backward program of the reference implementation's parts, on one walk."""
+
+    def __init__(self, z: _Sizes, bias: bool):
+        self.z = z
+        self.bias = bias
+        self.early = False  # checkpointed: a saved tensor is freed once its node's formula returns
+        self.fp32_softmax = False
+        self.flash_output = False
+        self.logsumexp = ZERO
+        self.walk = Walk()
+        self.buffers = _Buffers(self.walk)
+
+    # -- what every part is made of -------------------------------------------------------
+
+    def keep(self, name: str, size: Line, holders: int = 1) -> None:
+        """A tensor saved for backward (alive when the walk starts)."""
+        self.walk.have(name, size, holders)
+
+    def parameter_gradient(self, grad: str) -> None:
+        """AccumulateGrad: the new gradient becomes `.grad`, or is added into the held one
+        in place and freed."""
+        if self.z.accumulating:
+            self.walk.drop(grad)
+
+    def cast_back(self, grad: str, values: Line, size: int) -> str:
+        """The backward of a cast: the gradient in the cast's input dtype; the other freed."""
+        out = self.buffers.name(grad)
+        self.walk.make(out, Line(values.per_sequence * size, values.constant * size))
+        self.walk.drop(grad)
+        return out
+
+    def linear(self, grad: str, saved: str, copy: str | None, d_in: int, d_out: int, into: str | None,
+               cast_input: bool) -> str | None:
+        """A linear layer's backward (mm on the flattened input): the weight's gradient,
+        then the input's; the node frees its gradient, its saved input and weight copy.
+        Under autocast the casts' backward follow: the input's (when autocast cast it),
+        which the engine hands on (into the node `into`), then the weight's."""
+        z, w = self.z, self.walk
+        weight, grad_in, shift = self.buffers.name("dW"), self.buffers.name("dx"), self.buffers.name("db")
+        if self.bias:  # addmm: the input's gradient, the weight's, the bias's (summed over the tokens)
+            w.make(grad_in, z.per(z.s * d_in, z.a))
+            w.make(weight, z.fixed(d_in * d_out, z.a))
+            w.make(shift, z.fixed(d_out, z.a))
+        else:  # mm: the weight's gradient, then the input's
+            w.make(weight, z.fixed(d_in * d_out, z.a))
+            w.make(grad_in, z.per(z.s * d_in, z.a))
+        w.drop(grad, saved, copy)
+        if z.cast and cast_input:
+            grad_in = self.cast_back(grad_in, Line(z.s * d_in), FP32)
+        if into is not None:  # the engine hands a node's outputs on before the next node runs
+            self.buffers.give(into, grad_in, z.per(z.s * d_in, FP32 if cast_input and z.cast else z.n))
+            grad_in = None
+        if not z.cast:
+            self.parameter_gradient(weight)
+            if self.bias:
+                self.parameter_gradient(shift)
+        if z.cast:
+            self.parameter_gradient(self.cast_back(weight, Line(0, d_in * d_out), FP32))
+            if self.bias:
+                self.parameter_gradient(self.cast_back(shift, Line(0, d_out), FP32))
+        return grad_in
+
+    def split(self, grad: str, residual: str, cast: bool) -> str:
+        """An add's backward hands its gradient to both inputs: to the node `residual` as it
+        is, to the branch cast to bf16 where the branch is bf16 under autocast."""
+        z = self.z
+        self.walk.hold(grad)
+        self.buffers.held[residual] = grad
+        if cast and z.cast:
+            branch = self.buffers.name("branch")
+            self.walk.make(branch, z.per(z.s * z.d, z.a))
+            self.walk.drop(grad)
+            return branch
+        return grad
+
+    def rms_norm(self, prefix: str, grad: str, into: str) -> None:
+        """RMSNorm written out, x · rsqrt(mean(x²) + ε) · g: the gain's gradient (and the
+        gradient it sums from), the gradients of x·rms, of the inverse RMS and of x; each
+        gradient of x is added into the buffer `into` as it comes."""
+        z, w, sd, n = self.z, self.walk, self.z.s * self.z.d, self.z.n
+        # (x·rms)·g
+        grad_xr, product, gain = (self.buffers.name(k) for k in ("dxr", "tmp", "dg"))
+        w.make(grad_xr, z.per(sd, n))
+        w.make(product, z.per(sd, n))
+        if self.early:  # the engine sums the gain's gradient after the formula returns
+            w.drop(f"{prefix}-normalised")
+        w.make(gain, z.fixed(z.d, n))
+        w.drop(product, grad, None if self.early else f"{prefix}-normalised")
+        self.parameter_gradient(gain)
+        # x·rms
+        grad_x, product, grad_rms = (self.buffers.name(k) for k in ("dx", "tmp", "drms"))
+        w.make(grad_x, z.per(sd, n))
+        w.make(product, z.per(sd, n))
+        w.make(grad_rms, z.per(z.s, n))
+        w.drop(product, grad_xr, f"{prefix}-input", f"{prefix}-rms")
+        self.buffers.give(into, grad_x, z.per(sd, n))
+        # rsqrt: −½ · grad · rms³, its two temporaries alive until the formula returns
+        temps = [self.buffers.name("tmp") for _ in range(2)]
+        grad_mean = self.buffers.name("dmean")
+        for name in (*temps, grad_mean):
+            w.make(name, z.per(z.s, n))
+        w.drop(*temps, grad_rms, f"{prefix}-rms")
+        # mean (after + ε): the gradient expanded and divided by d
+        grad_square = self.buffers.name("dsq")
+        w.make(grad_square, z.per(sd, n))
+        w.drop(grad_mean)
+        # x²: grad · 2 · x¹
+        temps = [self.buffers.name("tmp") for _ in range(2)]
+        grad_x = self.buffers.name("dx")
+        for name in (*temps, grad_x):
+            w.make(name, z.per(sd, n))
+        w.drop(*temps, grad_square, f"{prefix}-input")
+        self.buffers.give(into, grad_x, z.per(sd, n))
+
+    def rope(self, grad: str, into: str, heads: int) -> None:
+        """RoPE on interleaved pairs, (x1·cos − x2·sin, x1·sin + x2·cos) stacked: each
+        product's gradient (cast back to bf16 under autocast: x1 and x2 are bf16 there,
+        the tables fp32), the sums into x1's and x2's, then each select's gradient, a
+        zero-filled tensor of the pairs, added together into `into`."""
+        z, w = self.z, self.walk
+        hsd = heads * z.s * z.d_h
+        half, grad_bytes = hsd // 2, FP32 if z.cast else z.a
+        self.walk.hold(grad, 2)  # the second sum's two products and the first sum's x1·cos read views of it
+
+        def product(source: str) -> str:
+            made = self.buffers.name("dpair")
+            w.make(made, z.per(half, grad_bytes))
+            if z.cast:  # the engine casts a node's outputs before the node lets go of its input
+                made = self.cast_back(made, Line(half), z.a)
+            w.drop(source)
+            return made
+
+        self.buffers.give("x2", product(grad), z.per(half, z.a))  # x2·cos
+        self.buffers.give("x1", product(grad), z.per(half, z.a))  # x1·sin
+        negated = self.buffers.name("neg")  # the difference's backward: −grad for x2·sin
+        w.make(negated, z.per(half, grad_bytes))
+        self.buffers.give("x2", product(negated), z.per(half, z.a))  # x2·sin
+        self.buffers.give("x1", product(grad), z.per(half, z.a))  # x1·cos
+        for part in ("x2", "x1"):
+            selected = self.buffers.name("dselect")
+            w.make(selected, z.per(hsd, z.a))
+            w.drop(self.buffers.take(part))
+            self.buffers.give(into, selected, z.per(hsd, z.a))
+
+    def attention_core(self, grad: str, explicit: bool) -> tuple[str, str, str]:
+        """The gradients of Q, K and V (in the attention's dtype) from the gradient of its
+        output; the core frees what it saved."""
+        z, w = self.z, self.walk
+        hsd, hss = z.h * z.s * z.d_h, z.h * z.s * z.s
+        names = [self.buffers.name(k) for k in ("dq", "dk", "dv")]
+        if not explicit:
+            w.make_together(*((name, z.per(hsd, z.a)) for name in names))
+            w.drop(grad, "q", "k", "v", "logsumexp", "attention-output" if w.alive("attention-output") else None)
+            if w.alive("flash-output"):
+                w.drop("flash-output")
+            return tuple(names)
+        grad_q, grad_k, grad_v = names
+        w.make(grad_v, z.per(hsd, z.a))  # P·V: V's gradient, then P's
+        grad_p = self.buffers.name("dP")
+        w.make(grad_p, z.per(hss, z.a))
+        fp32_softmax = w.alive("probabilities-bf16")  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy
+        w.drop(grad, "v", "probabilities-bf16" if fp32_softmax else "probabilities")
+        if fp32_softmax:
+            grad_p = self.cast_back(grad_p, Line(hss), FP32)
+        for keeps in ("probabilities", None, None):  # softmax, then masked_fill and ÷√d_h
+            made = self.buffers.name("dscores")
+            w.make(made, z.per(hss, FP32 if (fp32_softmax and keeps) else z.a))
+            w.drop(grad_p, keeps)
+            grad_p = self.cast_back(made, Line(hss), z.a) if (fp32_softmax and keeps) else made
+        w.make(grad_k, z.per(hsd, z.a))  # QKᵀ: Kᵀ's gradient, then Q's
+        w.make(grad_q, z.per(hsd, z.a))
+        w.drop(grad_p, "q", "k")
+        return grad_q, grad_k, grad_v
+
+    def repeat_sum(self, grad: str) -> str:
+        """Grouped-query attention's repeat (expand, then a copy): the gradient summed over
+        each group of heads."""
+        z = self.z
+        summed = self.buffers.name("dkv")
+        self.walk.make(summed, z.per(z.h_kv * z.s * z.d_h, z.a))
+        self.walk.drop(grad)
+        return summed
+
+    def layer_norm(self, prefix: str, grad: str, into: str, bias: bool) -> None:
+        """F.layer_norm: one kernel makes the gradients of x, the gain and the bias."""
+        z, w = self.z, self.walk
+        grad_x, gain, shift = (self.buffers.name(k) for k in ("dx", "dg", "db"))
+        w.make_together((grad_x, z.per(z.s * z.d, z.n)), (gain, z.fixed(z.d, z.n)),
+                        *(((shift, z.fixed(z.d, z.n)),) if bias else ()))
+        w.drop(grad, f"{prefix}-input", f"{prefix}-stats")
+        self.buffers.give(into, grad_x, z.per(z.s * z.d, z.n))
+        self.parameter_gradient(gain)
+        if bias:
+            self.parameter_gradient(shift)
+
+
+def _copies(shape: ModelShape, z: _Sizes) -> dict[str, int]:
+    """A block's weight matrices by name, in values on this GPU."""
+    q, kv = z.h * z.d_h, z.h_kv * z.d_h
+    matrices = {"q": z.d * q, "k": z.d * kv, "v": z.d * kv, "o": q * z.d, "w1": z.d * z.d_ff, "w2": z.d_ff * z.d}
+    if shape.ffn == "swiglu":
+        matrices["w3"] = z.d * z.d_ff
+    return matrices
+
+
+def _norm_saved(program: _Program, shape: ModelShape, prefix: str) -> None:
+    z = program.z
+    if shape.norm == "rmsnorm":
+        program.keep(f"{prefix}-input", z.per(z.s * z.d, z.n), holders=2)  # x² and x·rms
+        program.keep(f"{prefix}-rms", z.per(z.s, z.n), holders=2)  # rsqrt (its output) and x·rms
+        program.keep(f"{prefix}-normalised", z.per(z.s * z.d, z.n))
+    else:
+        program.keep(f"{prefix}-input", z.per(z.s * z.d, z.n))
+        program.keep(f"{prefix}-stats", z.per(2 * z.s, z.n))
+
+
+def _norm(program: _Program, shape: ModelShape, prefix: str, grad: str, into: str) -> None:
+    if shape.norm == "rmsnorm":
+        program.rms_norm(prefix, grad, into)
+    else:
+        program.layer_norm(prefix, grad, into, shape.bias)
+
+
+def _shared_input(program: _Program, key: str, users: tuple[str, ...]) -> dict[str, str]:
+    """The input several linear layers read: one tensor they all keep, or under autocast
+    one bf16 copy each. The saved name of each user."""
+    z = program.z
+    if not z.cast:
+        program.keep(key, z.per(z.s * z.d, z.a), holders=len(users))
+        return {user: key for user in users}
+    for user in users:
+        program.keep(f"{key}-{user}", z.per(z.s * z.d, z.a))
+    return {user: f"{key}-{user}" for user in users}
+
+
+def block_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, attention_rows: dict[str, tuple[int, int]]) -> Walk:
+    """Backward through one block of the reference implementation: the walk starts with
+    what the block saved (and its bf16 weight copies), or under block checkpointing its
+    input alone, and the gradient of its output; it ends with the gradient of its input
+    and the block's parameter gradients. A checkpointed block runs its forward pass again
+    as backward reaches it (after the first gradient is cast, which saves nothing).
+
+    attention_rows: the attention core's saved tensors (key: (bytes per sequence,
+    holders)), as the activation rows name them."""
+    program = _Program(z, shape.bias)
+    w, swiglu, explicit = program.walk, shape.ffn == "swiglu", setup.attention == "explicit"
+    rope, grouped = shape.positions == "rope", z.h_kv != z.h
+    recompute = setup.checkpoint == "block"
+    program.early = recompute
+    program.fp32_softmax = "probabilities-bf16" in attention_rows
+    program.flash_output = "flash-output" in attention_rows
+    program.logsumexp = Line(attention_rows.get("logsumexp", (0, 0))[0])
+    sd, sf, hsd = z.s * z.d, z.s * z.d_ff, z.h * z.s * z.d_h
+    norm_readers = 2 if shape.norm == "rmsnorm" else 1
+    copies = {name: f"copy-{name}" for name in _copies(shape, z)} if z.cast else {}
+    if recompute:
+        program.keep("norm1-input", z.per(sd, z.n), holders=norm_readers)  # the block's input, which the checkpoint keeps
+    else:  # what the block saved, in the order of the forward pass
+        _norm_saved(program, shape, "norm1")
+        qkv = _shared_input(program, "qkv-input", ("v", "k", "q"))
+        for key, (size, holders) in attention_rows.items():
+            program.keep(key, Line(size), holders)
+        _norm_saved(program, shape, "norm2")
+        _shared_input(program, "ffn-input", ("w3", "w1") if swiglu else ("w1",))
+        for key in (("w1-output", "silu-output", "w3-output", "product") if swiglu else ("w1-output", "gelu-output")):
+            program.keep(key, z.per(sf, z.a))
+        for name, values in _copies(shape, z).items() if z.cast else ():
+            program.keep(copies[name], z.fixed(values, 2))
+    w.baseline = w.live
+    grad = "g-out"
+    w.have(grad, z.per(sd, z.n))
+    # the feed-forward branch
+    branch = program.split(grad, "mid", cast=True)
+    if recompute:
+        _Recompute(program, shape, setup, copies).run()
+    qkv = {name: "qkv-input" if not z.cast else f"qkv-input-{name}" for name in ("q", "k", "v")}
+    ffn = {name: "ffn-input" if not z.cast else f"ffn-input-{name}" for name in ("w1", "w3")}
+    grad_hidden = program.linear(branch, "product" if swiglu else "gelu-output", copies.get("w2"), z.d_ff, z.d,
+                                 None, cast_input=False)
+    grad_w1 = program.buffers.name("dw1")
+    if swiglu:  # SiLU(W1 x) ⊙ W3 x
+        grad_silu, grad_w3 = program.buffers.name("dsilu"), program.buffers.name("dw3")
+        w.make(grad_silu, z.per(sf, z.a))
+        w.make(grad_w3, z.per(sf, z.a))
+        w.drop(grad_hidden, "silu-output", "w3-output")
+        program.linear(grad_w3, ffn["w3"], copies.get("w3"), z.d, z.d_ff, "norm2-out", cast_input=True)
+        w.make(grad_w1, z.per(sf, z.a))
+        w.drop(grad_silu, "w1-output")
+    else:
+        w.make(grad_w1, z.per(sf, z.a))
+        w.drop(grad_hidden, "w1-output")
+    program.linear(grad_w1, ffn["w1"], copies.get("w1"), z.d, z.d_ff, "norm2-out", cast_input=True)
+    _norm(program, shape, "norm2", program.buffers.take("norm2-out"), "mid")
+    # the attention branch
+    branch = program.split(program.buffers.take("mid"), "in", cast=True)
+    grad_heads = program.linear(branch, "attention-output", copies.get("o"), z.h * z.d_h, z.d, None,
+                                cast_input=False)
+    grad_q, grad_k, grad_v = program.attention_core(grad_heads, explicit)
+    if z.cast and rope:  # autocast cast RoPE's fp32 outputs to bf16 for the attention
+        grad_q = program.cast_back(grad_q, Line(hsd), FP32)
+        grad_k = program.cast_back(grad_k, Line(hsd), FP32)
+    if grouped:
+        grad_v, grad_k = program.repeat_sum(grad_v), program.repeat_sum(grad_k)
+    if rope:
+        program.rope(grad_k, "k-pairs", z.h_kv)
+        program.rope(grad_q, "q-pairs", z.h)
+        grad_k, grad_q = program.buffers.take("k-pairs"), program.buffers.take("q-pairs")
+    for name, grad_out, heads in (("v", grad_v, z.h_kv), ("k", grad_k, z.h_kv), ("q", grad_q, z.h)):
+        # a gradient made contiguous as [B, h, s, d_h] (by P·V's and QKᵀ's backward for V and Q, by
+        # RoPE, by the repeat's sum) takes a copy to be viewed as [B, s, h·d_h]; Kᵀ's gradient and
+        # the fused kernels' (made in their inputs' layout) need none
+        if {"q": explicit or rope, "k": rope or grouped, "v": explicit or grouped}[name]:
+            copied = program.buffers.name("dsplit")
+            w.make(copied, z.per(heads * z.s * z.d_h, z.a))
+            w.drop(grad_out)
+            grad_out = copied
+        program.linear(grad_out, qkv[name], copies.get(name), z.d, heads * z.d_h, "norm1-out", cast_input=True)
+    _norm(program, shape, "norm1", program.buffers.take("norm1-out"), "in")
+    return w
+
+
+def head_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes) -> Walk:
+    """Backward through the loss, the LM head and the final norm: the walk starts with what
+    they saved (the log-probabilities, the head's input, the norm's tensors; the head's
+    bf16 copy) and ends with the gradient of the last block's output and their parameter
+    gradients. Cross-entropy runs in the stream's dtype (fp32, also under CPU autocast)."""
+    program = _Program(z, bias=False)
+    w = program.walk
+    sV = z.s * z.vocab
+    _norm_saved(program, shape, "final-norm")
+    program.keep("head-input", z.per(z.s * z.d, z.a))
+    program.keep("log-probs", z.per(sV, z.n), holders=2)  # log-softmax and NLL
+    copy = None
+    if z.cast:
+        copy = "copy-head"
+        program.keep(copy, z.fixed(z.vocab * z.d, 2))
+    w.baseline = w.live
+    seed, grad_log_probs, grad_logits = "dloss", "dlogp", "dlogits"
+    w.make(seed, z.fixed(1, z.n))  # backward's seed: ones_like(loss)
+    w.make(grad_log_probs, z.per(sV, z.n))  # NLL's backward
+    w.drop(seed, "log-probs")
+    w.make(grad_logits, z.per(sV, z.n))  # log-softmax's
+    w.drop(grad_log_probs, "log-probs")
+    if z.cast:  # autocast ran cross-entropy in fp32 on a copy of the bf16 logits
+        grad_logits = program.cast_back(grad_logits, Line(sV), z.a)
+    program.linear(grad_logits, "head-input", copy, z.d, z.vocab, "final-out", cast_input=True)
+    _norm(program, shape, "final-norm", program.buffers.take("final-out"), "out")
+    return w
+
+
+class _Recompute:
+    """The forward pass a checkpointed block runs again when backward first reaches it,
+    up to the last tensor it saves (PyTorch stops the recomputation there): each saved
+    tensor is made again under the name the backward program frees it by, with as many
+    holders as nodes read it, plus one while a Python name refers to it."""
+
+    def __init__(self, program: _Program, shape: ModelShape, setup: TrainingSetup, copies: dict[str, str]):
+        self.program, self.shape, self.setup, self.copies = program, shape, setup, copies
+        self.z, self.walk = program.z, program.walk
+
+    def make(self, name: str, size: Line, saved_by: int = 0, local: bool = True) -> str:
+        self.walk.make(name, size, saved_by + local)
+        return name
+
+    def temporary(self, stem: str, size: Line) -> str:
+        return self.make(self.program.buffers.name(stem), size)
+
+    def norm(self, prefix: str, output: str, saved_by: int) -> str:
+        """A norm of the stream: its saved tensors, and its output (`saved_by` nodes keep it)."""
+        z, w = self.z, self.walk
+        sd = z.s * z.d
+        if self.shape.norm == "rmsnorm":
+            square = self.temporary("sq", z.per(sd, z.n))
+            mean = self.temporary("mean", z.per(z.s, z.n))
+            w.drop(square)
+            shifted = self.temporary("eps", z.per(z.s, z.n))
+            w.drop(mean)
+            self.make(f"{prefix}-rms", z.per(z.s, z.n), saved_by=2, local=False)
+            w.drop(shifted)
+            self.make(f"{prefix}-normalised", z.per(sd, z.n), saved_by=1, local=False)
+            return self.make(output, z.per(sd, z.n), saved_by)
+        w.make_together((output, z.per(sd, z.n)), (f"{prefix}-stats", z.per(2 * z.s, z.n)))
+        w.hold(output, saved_by)
+        return output
+
+    def linear_input(self, key: str, user: str, source: str) -> str:
+        """The input a linear layer keeps: under autocast its weight's bf16 copy and its
+        input's (in that order); else the input itself."""
+        z = self.z
+        if not z.cast:
+            return source
+        self.make(self.copies[user], z.fixed(self._matrix(user), 2), saved_by=1, local=False)
+        return self.make(f"{key}-{user}", z.per(z.s * z.d, z.a), saved_by=1, local=False)
+
+    def _matrix(self, user: str) -> int:
+        return _copies(self.shape, self.z)[user]
+
+    def rope(self, source: str, output: str, heads: int, saved_by: int) -> str:
+        z, w = self.z, self.walk
+        half = heads * z.s * z.d_h // 2
+        size = FP32 if z.cast else z.a
+        first = [self.temporary("rope", z.per(half, size)) for _ in range(2)]  # x1·cos, x2·sin
+        difference = self.temporary("rope", z.per(half, size))
+        w.drop(*first)
+        second = [self.temporary("rope", z.per(half, size)) for _ in range(2)]  # x1·sin, x2·cos
+        total = self.temporary("rope", z.per(half, size))
+        w.drop(*second)
+        self.make(output, z.per(2 * half, size), saved_by)
+        w.drop(difference, total)
+        return output
+
+    def run(self) -> None:
+        shape, setup, z, w = self.shape, self.setup, self.z, self.walk
+        swiglu, explicit = shape.ffn == "swiglu", setup.attention == "explicit"
+        rope, grouped = shape.positions == "rope", z.h_kv != z.h
+        hsd, hss, sd, sf = z.h * z.s * z.d_h, z.h * z.s * z.s, z.s * z.d, z.s * z.d_ff
+        stream = FP32 if z.cast else z.a  # RoPE's products: bf16 times the fp32 tables is fp32
+        # the attention norm, then Q, K and V
+        normed = self.norm("norm1", "qkv-input" if not z.cast else "normed1", 0 if z.cast else 3)
+        made = {}
+        for name, heads in (("q", z.h), ("k", z.h_kv), ("v", z.h_kv)):
+            self.linear_input("qkv-input", name, normed)
+            made[name] = (self.temporary(f"{name}-projection", z.per(heads * z.s * z.d_h, z.a)), z.a)
+        q, k, v = made["q"], made["k"], made["v"]
+        if rope:
+            q = (self.rope(q[0], self.program.buffers.name("q-rotated"), z.h, 0), stream)
+            k = (self.rope(k[0], self.program.buffers.name("k-rotated"), z.h_kv, 0), stream)
+            w.drop(made["q"][0], made["k"][0])
+        if grouped:  # K and V repeated to all h heads, each a fresh copy
+            repeated = [(self.temporary("repeated", z.per(hsd, size)), size) for _, size in (k, v)]
+            w.drop(k[0], v[0])
+            k, v = repeated
+        held = []  # the Attention's local names, until it returns
+        for key, (name, size) in (("q", q), ("k", k), ("v", v)):
+            held.append(name)
+            if z.cast and size == FP32:  # autocast's bf16 copy is what the attention keeps
+                self.make(key, z.per(hsd, z.a), saved_by=1, local=False)
+            else:
+                w.alias(key, name)
+                w.hold(name)
+        if explicit:
+            scores = self.temporary("scores", z.per(hss, z.a))
+            scaled = self.temporary("scores", z.per(hss, z.a))
+            w.drop(scores)
+            masked = self.temporary("scores", z.per(hss, z.a))
+            held.append(masked)  # `scores` names it until the Attention returns
+            w.drop(scaled)
+            if self.program.fp32_softmax:  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy of P
+                widened = self.temporary("scores", z.per(hss, FP32))
+                self.make("probabilities", z.per(hss, FP32), saved_by=1, local=False)
+                w.drop(widened)
+                self.make("probabilities-bf16", z.per(hss, z.a), saved_by=1, local=False)
+            else:
+                self.make("probabilities", z.per(hss, z.a), saved_by=2, local=False)
+            out = self.temporary("attention", z.per(hsd, z.a))
+            self.make("attention-output", z.per(sd, z.a), saved_by=1, local=False)
+            w.drop(out)
+        else:
+            copied = self.program.flash_output
+            out = "flash-output" if copied else "attention-output"
+            w.make_together((out, z.per(hsd, z.a)), ("logsumexp", self.program.logsumexp))
+            w.hold(out, 0 if copied else 1)
+            if copied:
+                self.make("attention-output", z.per(sd, z.a), saved_by=1, local=False)
+        if z.cast:
+            self.make(self.copies["o"], z.fixed(self._matrix("o"), 2), saved_by=1, local=False)
+        attended = self.temporary("attended", z.per(sd, z.a))
+        w.drop(*held, normed)
+        # the residual, the feed-forward norm and the feed-forward layers, up to W2's inputs
+        self.make("norm2-input", z.per(sd, z.n), saved_by=2 if shape.norm == "rmsnorm" else 1)
+        w.drop(attended)
+        normed = self.norm("norm2", "ffn-input" if not z.cast else "normed2", 0 if z.cast else (2 if swiglu else 1))
+        self.linear_input("ffn-input", "w1", normed)
+        self.make("w1-output", z.per(sf, z.a), saved_by=1)
+        self.make("silu-output" if swiglu else "gelu-output", z.per(sf, z.a), saved_by=1)
+        w.drop("w1-output")
+        if swiglu:
+            self.linear_input("ffn-input", "w3", normed)
+            self.make("w3-output", z.per(sf, z.a), saved_by=1)
+            self.make("product", z.per(sf, z.a), saved_by=1)
+            w.drop("silu-output", "w3-output")
+        if z.cast:
+            self.make(self.copies["w2"], z.fixed(self._matrix("w2"), 2), saved_by=1, local=False)
+        w.drop("product" if swiglu else "gelu-output", normed, "norm2-input")
+
+
+ATTENTION_KEYS = ("q", "k", "probabilities", "probabilities-bf16", "v", "logsumexp", "flash-output", "attention-output")
+"""The attention core's saved tensors, as the activation rows name them."""
+
+
+def walks_apply(shape: ModelShape, setup: TrainingSetup) -> bool:
+    """Whether the backward program describes this setup: the reference implementation,
+    nothing or whole blocks recomputed."""
+    return (setup.accounting == "autograd" and shape.implementation == "reference"
+            and setup.checkpoint in ("none", "block"))
+
+
+def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool) -> _Sizes:
+    """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
+    the vocabulary, its context-parallel share of the tokens."""
+    t = setup.tp
+    return _Sizes(s=-(-shape.context // setup.cp), d=shape.d_model, h=-(-shape.heads // t),
+                  h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
+                  a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32, cast=setup.dtype == "bf16",
+                  accumulating=accumulating, cuda=setup.device == "cuda")
+
+
+def rises(walk: Walk) -> tuple[Line, ...]:
+    """How far above what the part saved the walk rises, at each of its highest points."""
+    return tuple(point - walk.baseline for point in walk.most())
+
+
+def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, tied: bool) -> Walk:
+    """Backward through the embeddings: from the first block's input gradient, the learned
+    positions' gradient (the batch summed first) and the token embedding's; with `tied`,
+    the head's gradient of the shared matrix waits for the embedding's and the two are
+    added. The walk starts with the position ids the lookup saved (int64)."""
+    program = _Program(z, bias=False)
+    w = program.walk
+    matrix = z.fixed(z.vocab * z.d, z.n)
+    learned = shape.positions == "learned"
+    if learned:
+        program.keep("position-ids", z.fixed(z.s, 8))
+    w.baseline = w.live
+    w.have("g-x", z.per(z.s * z.d, z.n))
+    if tied:
+        w.have("head-grad", matrix)
+    if learned:  # x = tokens + positions: the positions' gradient is summed over the batch
+        summed, positions = program.buffers.name("dpos"), program.buffers.name("dW")
+        w.make(summed, z.fixed(z.s * z.d, z.n))
+        w.make(positions, z.fixed(shape.max_positions * z.d, z.n))
+        w.drop(summed, "position-ids")
+        program.parameter_gradient(positions)
+    tokens = program.buffers.name("dW")
+    w.make(tokens, matrix)
+    w.drop("g-x")
+    if tied:
+        total = program.buffers.name("dW")
+        w.make(total, matrix)
+        w.drop("head-grad", tokens)
+        tokens = total
+    program.parameter_gradient(tokens)
+    return w

@@ -25,132 +25,10 @@ Sizes are `Line`s: bytes = per_sequence · B + constant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
+from calc.forward import BlockForward
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-
-FP32 = 4
-
-
-@dataclass(frozen=True)
-class Line:
-    """Bytes for B sequences: per_sequence · B + constant."""
-
-    per_sequence: int
-    constant: int = 0
-
-    def __add__(self, other: "Line") -> "Line":
-        return Line(self.per_sequence + other.per_sequence, self.constant + other.constant)
-
-    def __sub__(self, other: "Line") -> "Line":
-        return Line(self.per_sequence - other.per_sequence, self.constant - other.constant)
-
-    def at(self, batch: int) -> int:
-        return self.per_sequence * batch + self.constant
-
-
-ZERO = Line(0)
-
-
-class Walk:
-    """The bytes alive as a backward program runs: tensors made and dropped by name, each
-    dropped once its last holder lets go; the live bytes after every op that makes one."""
-
-    def __init__(self):
-        self.live = ZERO
-        self.baseline = ZERO  # what the part saved, alive when the walk starts
-        self.points: list[Line] = []
-        self._sizes: dict[str, Line] = {}
-        self._holders: dict[str, int] = {}
-        self._aliases: dict[str, str] = {}
-
-    def have(self, name: str, size: Line, holders: int = 1) -> None:
-        """A tensor alive before the walk starts (kept for backward, or a gradient handed in)."""
-        self._add(name, size, holders)
-
-    def make(self, name: str, size: Line, holders: int = 1) -> None:
-        """An op makes a tensor; the bytes alive after it are a point of the walk."""
-        self._add(name, size, holders)
-        self.points.append(self.live)
-
-    def make_together(self, *made: tuple[str, Line]) -> None:
-        """One op makes several tensors (a fused kernel's gradients): one point, after all."""
-        for name, size in made:
-            self._add(name, size, 1)
-        self.points.append(self.live)
-
-    def hold(self, name: str, more: int = 1) -> None:
-        """More holders of a tensor already alive (a gradient handed to two nodes)."""
-        self._holders[self._aliases.get(name, name)] += more
-
-    def drop(self, *names: str) -> None:
-        """Each name's holder lets go; the tensor is freed when it was the last."""
-        for name in names:
-            if name is None:
-                continue
-            name = self._aliases.get(name, name)
-            self._holders[name] -= 1
-            if self._holders[name] == 0:
-                self.live -= self._sizes.pop(name)
-                del self._holders[name]
-
-    def alive(self, name: str) -> bool:
-        return self._aliases.get(name, name) in self._sizes
-
-    def alias(self, name: str, existing: str) -> None:
-        """`name` is another name of the tensor `existing` (a saved tensor that is also an
-        op's output under its own name)."""
-        self._aliases[name] = existing
-
-    def _add(self, name: str, size: Line, holders: int) -> None:
-        if name in self._sizes:
-            raise ValueError(f"{name} is alive already")
-        self._sizes[name] = size
-        self._holders[name] = holders
-        self.live += size
-
-    def left(self) -> tuple[str, ...]:
-        """The tensors still alive."""
-        return tuple(self._sizes)
-
-    def most(self) -> tuple[Line, ...]:
-        """The points, leaving out each that another is at least as high as for every batch."""
-        points = sorted(set(self.points), key=lambda p: (p.per_sequence, p.constant), reverse=True)
-        kept: list[Line] = []
-        for p in points:
-            if not any(q.per_sequence >= p.per_sequence and q.constant >= p.constant for q in kept):
-                kept.append(p)
-        return tuple(kept)
-
-
-@dataclass(frozen=True)
-class _Sizes:
-    """A GPU's sizes for the walk, in values per sequence (s tokens) or per tensor, and the
-    bytes a value takes: a in the compute dtype, n in the residual stream (fp32 but for a
-    model cast to bf16)."""
-
-    s: int
-    d: int
-    h: int
-    h_kv: int
-    d_h: int
-    d_ff: int
-    vocab: int
-    a: int
-    n: int
-    cast: bool  # bf16 autocast: linear layers and attention cast their fp32 inputs to bf16
-    accumulating: bool  # each new parameter gradient is added into a held one, then freed
-    cuda: bool
-
-    def per(self, values: int, size: int) -> Line:
-        """`values` per sequence of `size` bytes each."""
-        return Line(values * size)
-
-    @staticmethod
-    def fixed(values: int, size: int) -> Line:
-        return Line(0, values * size)
+from calc.walk import FP32, AttentionSaved, Line, Sizes, Walk, weight_matrices
 
 
 class _Buffers:
@@ -160,11 +38,9 @@ class _Buffers:
     def __init__(self, walk: Walk):
         self.walk = walk
         self.held: dict[str, str] = {}
-        self._count = 0
 
     def name(self, stem: str) -> str:
-        self._count += 1
-        return f"{stem}#{self._count}"
+        return self.walk.name(stem)
 
     def give(self, node: str, grad: str, size: Line) -> None:
         old = self.held.get(node)
@@ -183,13 +59,11 @@ class _Buffers:
 class _Program:
     """The backward program of the reference implementation's parts, on one walk."""
 
-    def __init__(self, z: _Sizes, bias: bool):
+    def __init__(self, z: Sizes, bias: bool):
         self.z = z
         self.bias = bias
         self.early = False  # checkpointed: a saved tensor is freed once its node's formula returns
-        self.fp32_softmax = False
-        self.flash_output = False
-        self.logsumexp = ZERO
+        self.saved_attention = AttentionSaved()
         self.walk = Walk()
         self.buffers = _Buffers(self.walk)
 
@@ -220,9 +94,12 @@ class _Program:
         which the engine hands on (into the node `into`), then the weight's."""
         z, w = self.z, self.walk
         weight, grad_in, shift = self.buffers.name("dW"), self.buffers.name("dx"), self.buffers.name("db")
-        if self.bias:  # addmm: the input's gradient, the weight's, the bias's (summed over the tokens)
-            w.make(grad_in, z.per(z.s * d_in, z.a))
-            w.make(weight, z.fixed(d_in * d_out, z.a))
+        if self.bias:  # addmm: the input's gradient, the weight's, then the bias's: the engine sums
+            w.make(grad_in, z.per(z.s * d_in, z.a))  # the output's gradient over the tokens once the
+            w.make(weight, z.fixed(d_in * d_out, z.a))  # formula has returned
+            if self.early:
+                w.drop(saved, copy)
+                saved = copy = None
             w.make(shift, z.fixed(d_out, z.a))
         else:  # mm: the weight's gradient, then the input's
             w.make(weight, z.fixed(d_in * d_out, z.a))
@@ -341,7 +218,7 @@ class _Program:
         w.make(grad_v, z.per(hsd, z.a))  # P·V: V's gradient, then P's
         grad_p = self.buffers.name("dP")
         w.make(grad_p, z.per(hss, z.a))
-        fp32_softmax = w.alive("probabilities-bf16")  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy
+        fp32_softmax = self.saved_attention.fp32_softmax  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy
         w.drop(grad, "v", "probabilities-bf16" if fp32_softmax else "probabilities")
         if fp32_softmax:
             grad_p = self.cast_back(grad_p, Line(hss), FP32)
@@ -377,15 +254,6 @@ class _Program:
             self.parameter_gradient(shift)
 
 
-def _copies(shape: ModelShape, z: _Sizes) -> dict[str, int]:
-    """A block's weight matrices by name, in values on this GPU."""
-    q, kv = z.h * z.d_h, z.h_kv * z.d_h
-    matrices = {"q": z.d * q, "k": z.d * kv, "v": z.d * kv, "o": q * z.d, "w1": z.d * z.d_ff, "w2": z.d_ff * z.d}
-    if shape.ffn == "swiglu":
-        matrices["w3"] = z.d * z.d_ff
-    return matrices
-
-
 def _norm_saved(program: _Program, shape: ModelShape, prefix: str) -> None:
     z = program.z
     if shape.norm == "rmsnorm":
@@ -416,7 +284,7 @@ def _shared_input(program: _Program, key: str, users: tuple[str, ...]) -> dict[s
     return {user: f"{key}-{user}" for user in users}
 
 
-def block_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, attention_rows: dict[str, tuple[int, int]]) -> Walk:
+def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows: dict[str, tuple[int, int]]) -> Walk:
     """Backward through one block of the reference implementation: the walk starts with
     what the block saved (and its bf16 weight copies), or under block checkpointing its
     input alone, and the gradient of its output; it ends with the gradient of its input
@@ -430,12 +298,10 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, attention_row
     rope, grouped = shape.positions == "rope", z.h_kv != z.h
     recompute = setup.checkpoint == "block"
     program.early = recompute
-    program.fp32_softmax = "probabilities-bf16" in attention_rows
-    program.flash_output = "flash-output" in attention_rows
-    program.logsumexp = Line(attention_rows.get("logsumexp", (0, 0))[0])
+    program.saved_attention = AttentionSaved.of(attention_rows)
     sd, sf, hsd = z.s * z.d, z.s * z.d_ff, z.h * z.s * z.d_h
     norm_readers = 2 if shape.norm == "rmsnorm" else 1
-    copies = {name: f"copy-{name}" for name in _copies(shape, z)} if z.cast else {}
+    copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
     if recompute:
         program.keep("norm1-input", z.per(sd, z.n), holders=norm_readers)  # the block's input, which the checkpoint keeps
     else:  # what the block saved, in the order of the forward pass
@@ -447,7 +313,7 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, attention_row
         _shared_input(program, "ffn-input", ("w3", "w1") if swiglu else ("w1",))
         for key in (("w1-output", "silu-output", "w3-output", "product") if swiglu else ("w1-output", "gelu-output")):
             program.keep(key, z.per(sf, z.a))
-        for name, values in _copies(shape, z).items() if z.cast else ():
+        for name, values in weight_matrices(shape, z).items() if z.cast else ():
             program.keep(copies[name], z.fixed(values, 2))
     w.baseline = w.live
     grad = "g-out"
@@ -455,7 +321,7 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, attention_row
     # the feed-forward branch
     branch = program.split(grad, "mid", cast=True)
     if recompute:
-        _Recompute(program, shape, setup, copies).run()
+        BlockForward(w, z, shape, setup, program.saved_attention, copies, keep=True, cache=False).run(complete=False)
     qkv = {name: "qkv-input" if not z.cast else f"qkv-input-{name}" for name in ("q", "k", "v")}
     ffn = {name: "ffn-input" if not z.cast else f"ffn-input-{name}" for name in ("w1", "w3")}
     grad_hidden = program.linear(branch, "product" if swiglu else "gelu-output", copies.get("w2"), z.d_ff, z.d,
@@ -502,7 +368,7 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, attention_row
     return w
 
 
-def head_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes) -> Walk:
+def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
     """Backward through the loss, the LM head and the final norm: the walk starts with what
     they saved (the log-probabilities, the head's input, the norm's tensors; the head's
     bf16 copy) and ends with the gradient of the last block's output and their parameter
@@ -531,142 +397,6 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes) -> Walk:
     return w
 
 
-class _Recompute:
-    """The forward pass a checkpointed block runs again when backward first reaches it,
-    up to the last tensor it saves (PyTorch stops the recomputation there): each saved
-    tensor is made again under the name the backward program frees it by, with as many
-    holders as nodes read it, plus one while a Python name refers to it."""
-
-    def __init__(self, program: _Program, shape: ModelShape, setup: TrainingSetup, copies: dict[str, str]):
-        self.program, self.shape, self.setup, self.copies = program, shape, setup, copies
-        self.z, self.walk = program.z, program.walk
-
-    def make(self, name: str, size: Line, saved_by: int = 0, local: bool = True) -> str:
-        self.walk.make(name, size, saved_by + local)
-        return name
-
-    def temporary(self, stem: str, size: Line) -> str:
-        return self.make(self.program.buffers.name(stem), size)
-
-    def norm(self, prefix: str, output: str, saved_by: int) -> str:
-        """A norm of the stream: its saved tensors, and its output (`saved_by` nodes keep it)."""
-        z, w = self.z, self.walk
-        sd = z.s * z.d
-        if self.shape.norm == "rmsnorm":
-            square = self.temporary("sq", z.per(sd, z.n))
-            mean = self.temporary("mean", z.per(z.s, z.n))
-            w.drop(square)
-            shifted = self.temporary("eps", z.per(z.s, z.n))
-            w.drop(mean)
-            self.make(f"{prefix}-rms", z.per(z.s, z.n), saved_by=2, local=False)
-            w.drop(shifted)
-            self.make(f"{prefix}-normalised", z.per(sd, z.n), saved_by=1, local=False)
-            return self.make(output, z.per(sd, z.n), saved_by)
-        w.make_together((output, z.per(sd, z.n)), (f"{prefix}-stats", z.per(2 * z.s, z.n)))
-        w.hold(output, saved_by)
-        return output
-
-    def linear_input(self, key: str, user: str, source: str) -> str:
-        """The input a linear layer keeps: under autocast its weight's bf16 copy and its
-        input's (in that order); else the input itself."""
-        z = self.z
-        if not z.cast:
-            return source
-        self.make(self.copies[user], z.fixed(self._matrix(user), 2), saved_by=1, local=False)
-        return self.make(f"{key}-{user}", z.per(z.s * z.d, z.a), saved_by=1, local=False)
-
-    def _matrix(self, user: str) -> int:
-        return _copies(self.shape, self.z)[user]
-
-    def rope(self, source: str, output: str, heads: int, saved_by: int) -> str:
-        z, w = self.z, self.walk
-        half = heads * z.s * z.d_h // 2
-        size = FP32 if z.cast else z.a
-        first = [self.temporary("rope", z.per(half, size)) for _ in range(2)]  # x1·cos, x2·sin
-        difference = self.temporary("rope", z.per(half, size))
-        w.drop(*first)
-        second = [self.temporary("rope", z.per(half, size)) for _ in range(2)]  # x1·sin, x2·cos
-        total = self.temporary("rope", z.per(half, size))
-        w.drop(*second)
-        self.make(output, z.per(2 * half, size), saved_by)
-        w.drop(difference, total)
-        return output
-
-    def run(self) -> None:
-        shape, setup, z, w = self.shape, self.setup, self.z, self.walk
-        swiglu, explicit = shape.ffn == "swiglu", setup.attention == "explicit"
-        rope, grouped = shape.positions == "rope", z.h_kv != z.h
-        hsd, hss, sd, sf = z.h * z.s * z.d_h, z.h * z.s * z.s, z.s * z.d, z.s * z.d_ff
-        stream = FP32 if z.cast else z.a  # RoPE's products: bf16 times the fp32 tables is fp32
-        # the attention norm, then Q, K and V
-        normed = self.norm("norm1", "qkv-input" if not z.cast else "normed1", 0 if z.cast else 3)
-        made = {}
-        for name, heads in (("q", z.h), ("k", z.h_kv), ("v", z.h_kv)):
-            self.linear_input("qkv-input", name, normed)
-            made[name] = (self.temporary(f"{name}-projection", z.per(heads * z.s * z.d_h, z.a)), z.a)
-        q, k, v = made["q"], made["k"], made["v"]
-        if rope:
-            q = (self.rope(q[0], self.program.buffers.name("q-rotated"), z.h, 0), stream)
-            k = (self.rope(k[0], self.program.buffers.name("k-rotated"), z.h_kv, 0), stream)
-            w.drop(made["q"][0], made["k"][0])
-        if grouped:  # K and V repeated to all h heads, each a fresh copy
-            repeated = [(self.temporary("repeated", z.per(hsd, size)), size) for _, size in (k, v)]
-            w.drop(k[0], v[0])
-            k, v = repeated
-        held = []  # the Attention's local names, until it returns
-        for key, (name, size) in (("q", q), ("k", k), ("v", v)):
-            held.append(name)
-            if z.cast and size == FP32:  # autocast's bf16 copy is what the attention keeps
-                self.make(key, z.per(hsd, z.a), saved_by=1, local=False)
-            else:
-                w.alias(key, name)
-                w.hold(name)
-        if explicit:
-            scores = self.temporary("scores", z.per(hss, z.a))
-            scaled = self.temporary("scores", z.per(hss, z.a))
-            w.drop(scores)
-            masked = self.temporary("scores", z.per(hss, z.a))
-            held.append(masked)  # `scores` names it until the Attention returns
-            w.drop(scaled)
-            if self.program.fp32_softmax:  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy of P
-                widened = self.temporary("scores", z.per(hss, FP32))
-                self.make("probabilities", z.per(hss, FP32), saved_by=1, local=False)
-                w.drop(widened)
-                self.make("probabilities-bf16", z.per(hss, z.a), saved_by=1, local=False)
-            else:
-                self.make("probabilities", z.per(hss, z.a), saved_by=2, local=False)
-            out = self.temporary("attention", z.per(hsd, z.a))
-            self.make("attention-output", z.per(sd, z.a), saved_by=1, local=False)
-            w.drop(out)
-        else:
-            copied = self.program.flash_output
-            out = "flash-output" if copied else "attention-output"
-            w.make_together((out, z.per(hsd, z.a)), ("logsumexp", self.program.logsumexp))
-            w.hold(out, 0 if copied else 1)
-            if copied:
-                self.make("attention-output", z.per(sd, z.a), saved_by=1, local=False)
-        if z.cast:
-            self.make(self.copies["o"], z.fixed(self._matrix("o"), 2), saved_by=1, local=False)
-        attended = self.temporary("attended", z.per(sd, z.a))
-        w.drop(*held, normed)
-        # the residual, the feed-forward norm and the feed-forward layers, up to W2's inputs
-        self.make("norm2-input", z.per(sd, z.n), saved_by=2 if shape.norm == "rmsnorm" else 1)
-        w.drop(attended)
-        normed = self.norm("norm2", "ffn-input" if not z.cast else "normed2", 0 if z.cast else (2 if swiglu else 1))
-        self.linear_input("ffn-input", "w1", normed)
-        self.make("w1-output", z.per(sf, z.a), saved_by=1)
-        self.make("silu-output" if swiglu else "gelu-output", z.per(sf, z.a), saved_by=1)
-        w.drop("w1-output")
-        if swiglu:
-            self.linear_input("ffn-input", "w3", normed)
-            self.make("w3-output", z.per(sf, z.a), saved_by=1)
-            self.make("product", z.per(sf, z.a), saved_by=1)
-            w.drop("silu-output", "w3-output")
-        if z.cast:
-            self.make(self.copies["w2"], z.fixed(self._matrix("w2"), 2), saved_by=1, local=False)
-        w.drop("product" if swiglu else "gelu-output", normed, "norm2-input")
-
-
 ATTENTION_KEYS = ("q", "k", "probabilities", "probabilities-bf16", "v", "logsumexp", "flash-output", "attention-output")
 """The attention core's saved tensors, as the activation rows name them."""
 
@@ -678,22 +408,7 @@ def walks_apply(shape: ModelShape, setup: TrainingSetup) -> bool:
             and setup.checkpoint in ("none", "block"))
 
 
-def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool) -> _Sizes:
-    """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
-    the vocabulary, its context-parallel share of the tokens."""
-    t = setup.tp
-    return _Sizes(s=-(-shape.context // setup.cp), d=shape.d_model, h=-(-shape.heads // t),
-                  h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
-                  a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32, cast=setup.dtype == "bf16",
-                  accumulating=accumulating, cuda=setup.device == "cuda")
-
-
-def rises(walk: Walk) -> tuple[Line, ...]:
-    """How far above what the part saved the walk rises, at each of its highest points."""
-    return tuple(point - walk.baseline for point in walk.most())
-
-
-def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: _Sizes, tied: bool) -> Walk:
+def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool) -> Walk:
     """Backward through the embeddings: from the first block's input gradient, the learned
     positions' gradient (the batch summed first) and the token embedding's; with `tied`,
     the head's gradient of the shared matrix waits for the embedding's and the two are

@@ -50,7 +50,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
-from calc.backward import ATTENTION_KEYS, Line, block_walk, embedding_walk, head_walk, rises, sizes, walks_apply
+from calc.backward import ATTENTION_KEYS, block_walk, embedding_walk, head_walk, walks_apply
+from calc.forward import block_forward_walk
+from calc.walk import Line, rises, sizes
 from calc.fixed import buffer_bytes, state_bytes
 from calc.splits import ROWS_DEPEND_ON, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
@@ -84,6 +86,9 @@ PART_SYMBOLS = {
     "G_B": "the later blocks' new gradients, at the first block (ZeRO-2/3: none, each block's reduced)",
     "G_h": "final norm and LM head's new gradients, still held in the blocks (the shared matrix when tied)",
     "T_f": "logits while log-softmax runs",
+    "A_f": "saved before the last block's forward: the embedding's, the earlier blocks', what is kept once a step",
+    "C_f": "the earlier blocks' bf16 weight (and bias) copies in autocast's cache",
+    "E_f": "forward through a block at its fullest: its input, what it saves, its temporaries (walked op by op)",
     "E_h": "backward through the loss, LM head and final norm at its fullest, above what they saved: the "
            "gradients and temporaries alive at its highest op (walked op by op, calc.backward)",
     "E_b": "backward through a block at its fullest, above what the block saved: its gradients, its "
@@ -156,7 +161,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     `stage` ("first" or "last"; the same when pp = 1) of the layout's pipeline, its states
     under ZeRO, its tensor-parallel share of the activations. One GPU is the layout
     dp = tp = pp = 1."""
-    B, L, s, V, d = setup.batch, shape.layers, shape.context, shape.vocab, shape.d_model
+    B, L, s, V = setup.batch, shape.layers, shape.context, shape.vocab
     t, p, N = setup.tp, setup.pp, setup.dp * setup.cp  # ZeRO shards over the data-parallel and context ranks
     s = ceil_div(s, setup.cp)  # the tokens of each sequence on this GPU
     a = setup.bytes_per_value
@@ -184,6 +189,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     head_per_step = sums["head-per-step"] if has_head else 0
     one_micro_batch = embedding + layers * block + head
     block_copies = 2 * here.block_matrices if bf16 else 0
+    cached = block_copies + (2 * _linear_biases(shape, t) if bf16 and shape.bias else 0)  # autocast's cache
     head_copy = 2 * here.head_matrix if bf16 else 0
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
@@ -198,7 +204,10 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "I": B * s * INDEX_BYTES * (has_embedding + has_head),
         "A": one_micro_batch + per_step + head_per_step,
         "A_m": (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
-        "C": layers * block_copies + head_copy,
+        "C": layers * cached + head_copy,
+        "A_f": embedding + (layers - 1) * block + sums["block-once"] + sums["block-per-step"] * (layers - 1) // L
+        + (sums["embedding-per-step"] if has_embedding else 0),
+        "C_f": (layers - 1) * cached,
         "C_g": (0 if checkpointed else layers * block_copies) + head_copy,
         "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
         "K_l": 2 * loss,
@@ -228,9 +237,9 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict[str
     implementation; elsewhere (and under selective recomputation) one stated upper bound."""
     first, last = stages(shape, setup)
     here = first if stage == "first" else last
-    lines = _rise_lines_remembered(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
+    lines = _rise_lines_remembered(shape, setup.replace(batch=min(setup.batch, 2)), here.head > 0, here.block, here.block_matrices,
                                    here.head, here.head_matrix)
-    return lines | {"T_e": _embedding_lines(shape, setup.replace(batch=1), here.embedding)}
+    return lines | {"T_e": _embedding_lines(shape, setup.replace(batch=min(setup.batch, 2)), here.embedding)}
 
 
 @lru_cache(maxsize=512)
@@ -254,8 +263,10 @@ def _rise_lines_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bo
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     if walks_apply(shape, setup):
         z = sizes(shape, setup, accumulating=accumulating and not reduced)
-        return {"E_b": rises(block_walk(shape, setup, z, _attention_rows(shape, setup))),
-                "E_h": rises(head_walk(shape, setup, z)) if has_head else (Line(0),)}
+        attention = _attention_rows(shape, setup)
+        return {"E_b": rises(block_walk(shape, setup, z, attention)),
+                "E_h": rises(head_walk(shape, setup, z)) if has_head else (Line(0),),
+                "E_f": rises(block_forward_walk(shape, setup, z, attention))}
     # the bound: a block's new gradients (or, accumulating, its largest one's before it is
     # added in) and its largest gradients alive together, with its recomputed tensors; at the
     # head, the larger of the log-probabilities' and logits' gradients, and the head's new
@@ -277,11 +288,18 @@ def _rise_lines_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bo
                ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad))
     block = new + Line(s * widest * a) + recomputed
     if not has_head:
-        return {"E_b": (block,), "E_h": (Line(0),)}
+        return {"E_b": (block,), "E_h": (Line(0),), "E_f": (Line(0),)}
     head_grads = (head_parameters + (head_matrix if shape.tied and setup.pp == 1 else 0)) * grad
     weight = Line(stream * s * (vocab + shape.d_model) - sums["log-probs"],
                   (head_grads if fresh else 0) + (head_matrix * (6 if bf16 else grad) if accumulating else 0))
-    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight)}
+    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight), "E_f": (Line(0),)}
+
+
+def _linear_biases(shape: ModelShape, t: int) -> int:
+    """A block's linear layers' bias values on one GPU (the column-parallel ones split)."""
+    widths = (shape.heads * shape.d_head, 2 * shape.kv_heads * shape.d_head, shape.d_ff,
+              shape.d_ff if shape.ffn == "swiglu" else 0)
+    return sum(ceil_div(width, t) for width in widths) + 2 * shape.d_model
 
 
 def _attention_rows(shape: ModelShape, setup: TrainingSetup) -> dict[str, tuple[int, int]]:
@@ -329,6 +347,8 @@ def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
 
 _HELD = (("W",), ("X",), ("I",), ("B_d",))
 MOMENTS = (
+    Moment("block-forward", "Forward through the last block",
+           (*_HELD, ("A_f",), ("A_m",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",))),
     Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",))),
     Moment("head-backward", "Backward through the loss, LM head and final norm",
            (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("E_h",), ("B_p",), ("B_r",))),
@@ -417,41 +437,46 @@ def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
 def largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) -> int:
     """The largest batch whose peak fits in `budget_bytes`; 0 if not even one sequence fits.
 
-    Each moment is the highest of a few lines in the batch (c + m·B: the walked parts E_b
-    and E_h are the highest of their op's lines, the rest is affine), so the answer is
-    exact: the least of floor((budget − c) / m) over every line of every moment, on every
-    pipeline stage.
+    From two sequences on, each moment is the highest of a few lines in the batch (c + m·B:
+    the walked parts are the highest of their ops' lines, the rest is affine), so the
+    answer is exact: the least of floor((budget − c) / m) over every line of every moment,
+    on every pipeline stage. (One sequence is checked on its own: explicit attention copies
+    some views only from two sequences on.)
     """
     if budget_bytes < 0:
         raise ValueError("the memory budget must be positive")
+    if peak_bytes(shape, setup.replace(batch=1)) > budget_bytes:
+        return 0
     best = MAX_BATCH
     for line in _lines(shape, setup):
-        if line.at(1) > budget_bytes:
-            return 0
         if line.per_sequence > 0:
             best = min(best, (budget_bytes - line.constant) // line.per_sequence)
-    return best
+        elif line.constant > budget_bytes:
+            best = 1
+    return max(best, 1)
 
 
 def _lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
-    """Every moment's lines in the batch, on every pipeline stage (the sum, for the
-    accountings without moments)."""
+    """Every moment's lines in the batch from two sequences on, on every pipeline stage (the
+    sum, for the accountings without moments)."""
     one, two = setup.replace(batch=1), setup.replace(batch=2)
     if setup.accounting != "autograd":
         at_one, at_two = peak_bytes(shape, one), peak_bytes(shape, two)
         return [Line(at_two - at_one, 2 * at_one - at_two)]
     lines = []
     for stage in (("first", "last") if setup.pp > 1 else ("last",)):
-        rises = _rise_lines(shape, one, stage)
+        rises = _rise_lines(shape, two, stage)
         parts = (_parts(shape, one, stage), _parts(shape, two, stage))
         for moment, at_one, at_two in zip(MOMENTS, _moment_bytes(shape, one, stage), _moment_bytes(shape, two, stage)):
             walked = [term[0] for term in moment.formula if term[0] in rises]
+            rest_one = at_one - sum(parts[0][symbol] for symbol in walked)
+            rest_two = at_two - sum(parts[1][symbol] for symbol in walked)
+            rest = Line(rest_two - rest_one, 2 * rest_one - rest_two)
             if not walked:
-                lines.append(Line(at_two - at_one, 2 * at_one - at_two))
+                lines.append(rest)
                 continue
             symbol, = walked
-            rest_one, rest_two = at_one - parts[0][symbol], at_two - parts[1][symbol]
-            lines += [Line(rest_two - rest_one, 2 * rest_one - rest_two) + line for line in rises[symbol]]
+            lines += [rest + line for line in rises[symbol]]
     return lines
 
 

@@ -56,10 +56,11 @@ def test_foreach_adamw_holds_twenty_bytes_a_parameter_at_its_step():
     assert peak_bytes(SHAPE, setup_of(step)) == expected
 
 
-PHASE_MOMENTS = {"forward": "forward-end", "head": "head-backward", "last-block": "last-block-backward",
-                 "first-block": "first-block-backward", "embedding": "embedding-backward",
-                 "optimizer": "optimizer-step"}
-"""The moment of calc's step that models each measured phase."""
+PHASE_MOMENTS = {"forward": ("block-forward", "forward-end"), "head": ("head-backward",),
+                 "last-block": ("last-block-backward",), "first-block": ("first-block-backward",),
+                 "embedding": ("embedding-backward",), "optimizer": ("optimizer-step",)}
+"""The moments of calc's step that model each measured phase: the forward pass peaks in the
+last block or at its end."""
 
 
 def moment_bytes(step) -> dict[str, int]:
@@ -71,7 +72,7 @@ def test_every_phase_of_the_step_equals_the_timeline_to_the_byte(step):
     moments = moment_bytes(step)
     measured = dict(step["phases"])
     middle = measured.pop("middle-blocks", None)
-    assert {phase: moments[key] for phase, key in PHASE_MOMENTS.items()} == measured
+    assert {phase: max(moments[key] for key in keys) for phase, keys in PHASE_MOMENTS.items()} == measured
     if middle is not None:  # the blocks in between lie between the last and the first
         assert middle <= max(measured["last-block"], measured["first-block"])
 

@@ -1,0 +1,247 @@
+"""A block's forward pass of the reference implementation, op by op, on a walk.
+
+Two programs share it: the forward pass itself (from the block's input to its output; its
+saved tensors accumulate, or under block checkpointing nothing is kept, and autocast's
+cache holds every bf16 weight copy until the autocast region exits), and the
+recomputation a checkpointed block runs as backward reaches it (PyTorch stops it once the
+last saved tensor is made again: W2's input and weight copy). Checked op by op against
+the live-tensor timeline of validation/timeline.py.
+
+What it encodes, beyond what each op makes:
+- a Python name keeps its tensor until it is bound again or its function returns (the
+  Attention's q, k, v and scores until the Attention returns; RoPE's inputs until both
+  rotations are made);
+- explicit attention's matmuls fold [B, h] into bmm's batch axis, and a projection's
+  output seen head-first cannot be folded from two sequences on: it is copied, and the
+  copy is what bmm keeps;
+- under autocast a linear layer casts its weight, then its input (when fp32); matmul and
+  attention cast their fp32 inputs (RoPE's outputs are fp32: bf16 times the fp32 tables).
+"""
+
+from __future__ import annotations
+
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.walk import FP32, AttentionSaved, Line, Sizes, Walk, weight_matrices
+
+
+class BlockForward:
+    """A block's forward pass, op by op: as backward recomputes a checkpointed block (up to
+    the last tensor it saves, where PyTorch stops the recomputation), or as the forward
+    pass runs it (to its output). Every tensor has one holder for the code that made it,
+    let go where that code drops it, and, where the graph keeps it, one for each node that
+    will read it in backward, under the name the backward program frees it by."""
+
+    def __init__(self, walk: Walk, z: Sizes, shape: ModelShape, setup: TrainingSetup, attention: AttentionSaved,
+                 copies: dict[str, str], keep: bool, cache: bool):
+        self.walk, self.z, self.shape, self.setup, self.attention, self.copies = walk, z, shape, setup, attention, copies
+        self.keep = keep  # the graph keeps what it saves (not in a checkpointed block's first forward)
+        self.cache = cache  # autocast's cache holds each bf16 weight copy until the region exits
+
+    def make(self, stem: str, size: Line, saved_by: int = 0) -> str:
+        name = self.walk.name(stem)
+        self.walk.make(name, size, 1 + (saved_by if self.keep else 0))
+        return name
+
+    def saved(self, key: str, name: str) -> None:
+        """`key`, the name backward frees it by, is the tensor `name`."""
+        self.walk.alias(key, name)
+
+    def done(self, *names: str) -> None:
+        self.walk.drop(*names)
+
+    def norm(self, prefix: str, readers: int) -> str:
+        """A norm of the stream: its saved tensors, and its output (which `readers` nodes keep)."""
+        z, w = self.z, self.walk
+        sd = z.s * z.d
+        if self.shape.norm == "rmsnorm":
+            square = self.make("sq", z.per(sd, z.n))
+            mean = self.make("mean", z.per(z.s, z.n))
+            self.done(square)
+            shifted = self.make("eps", z.per(z.s, z.n))
+            self.done(mean)
+            rms = self.make("rms", z.per(z.s, z.n), saved_by=2)
+            self.saved(f"{prefix}-rms", rms)
+            self.done(shifted)
+            normalised = self.make("normalised", z.per(sd, z.n), saved_by=1)
+            self.saved(f"{prefix}-normalised", normalised)
+            self.done(rms)
+            output = self.make("normed", z.per(sd, z.n), saved_by=readers)
+            self.done(normalised)
+            return output
+        output, stats = self.walk.name("normed"), self.walk.name("stats")
+        w.make_together((output, z.per(sd, z.n)), (stats, z.per(2 * z.s, z.n)))
+        w.hold(output, readers if self.keep else 0)
+        w.hold(stats, 1 if self.keep else 0)
+        self.saved(f"{prefix}-stats", stats)
+        self.done(stats)
+        return output
+
+    def linear(self, key: str, user: str, d_out: int, saved_by: int) -> str:
+        """A linear layer's output (which `saved_by` nodes keep); under autocast first its
+        weight's bf16 copy and its input's (`key`-`user`), which its backward keeps."""
+        z = self.z
+        made = []
+        if z.cast:
+            copy = self.make("copy", z.fixed(weight_matrices(self.shape, z)[user], 2), saved_by=1)
+            self.saved(self.copies[user], copy)
+            if self.cache:
+                self.walk.hold(copy)
+                if self.shape.bias:  # the bias's bf16 copy, which only the cache keeps
+                    self.walk.make(self.walk.name("bias-copy"), z.fixed(d_out, 2))
+            made.append(copy)
+            if key:
+                made.append(self.make("input", z.per(z.s * z.d, z.a), saved_by=1))
+                self.saved(f"{key}-{user}", made[-1])
+        out = self.make(f"{user}-out", z.per(z.s * d_out, z.a), saved_by=saved_by)
+        self.done(*made)
+        return out
+
+    def rope(self, source: str, heads: int, saved_by: int) -> str:
+        z = self.z
+        half = heads * z.s * z.d_h // 2
+        size = FP32 if z.cast else z.a  # bf16 times the fp32 tables is fp32
+        first = [self.make("rope", z.per(half, size)) for _ in range(2)]  # x1·cos, x2·sin
+        difference = self.make("rope", z.per(half, size))
+        self.done(*first)
+        second = [self.make("rope", z.per(half, size)) for _ in range(2)]  # x1·sin, x2·cos
+        total = self.make("rope", z.per(half, size))
+        self.done(*second)
+        rotated = self.make("rotated", z.per(2 * half, size), saved_by=saved_by)
+        self.done(difference, total)
+        return rotated
+
+    def run(self, complete: bool) -> str | None:
+        """The block's ops from its input ("norm1-input", alive) on; `complete`: to its
+        output, which it returns, else up to W2's saved inputs."""
+        shape, setup, z, w = self.shape, self.setup, self.z, self.walk
+        swiglu, explicit = shape.ffn == "swiglu", setup.attention == "explicit"
+        rope, grouped = shape.positions == "rope", z.h_kv != z.h
+        hsd, hss, sd, sf = z.h * z.s * z.d_h, z.h * z.s * z.s, z.s * z.d, z.s * z.d_ff
+        readers = 2 if shape.norm == "rmsnorm" else 1
+        # the attention norm, then Q, K and V
+        normed = self.norm("norm1", 0 if z.cast else 3)
+        if not z.cast:
+            self.saved("qkv-input", normed)
+        widths = {"q": z.h * z.d_h, "k": z.h_kv * z.d_h, "v": z.h_kv * z.d_h}
+        # explicit attention's matmuls fold [B, h] into one batch axis of bmm; a view that cannot be
+        # folded (more than one sequence, a projection's output seen head-first) is copied, and
+        # the copy is what bmm keeps
+        views = {"q": not rope, "k": not rope and not grouped, "v": not grouped}
+        folded = {name: view and explicit and z.batched for name, view in views.items()}
+        keeps = {name: view and not folded[name] for name, view in views.items()}  # read by the attention as made
+        made = {name: (self.linear("qkv-input", name, widths[name], saved_by=keeps[name]), z.a)
+                for name in ("q", "k", "v")}
+        q, k, v = made["q"], made["k"], made["v"]
+        size = FP32 if z.cast else z.a
+        if rope:
+            q = (self.rope(q[0], z.h, saved_by=not z.cast), size)
+            k = (self.rope(k[0], z.h_kv, saved_by=not (z.cast or grouped)), size)
+            self.done(made["q"][0], made["k"][0])
+        if grouped:  # K and V repeated to all h heads, each a fresh copy
+            repeated = [(self.make("repeated", z.per(hsd, bytes_), saved_by=not (z.cast and bytes_ == FP32)), bytes_)
+                        for _, bytes_ in (k, v)]
+            self.done(k[0], v[0])
+            k, v = repeated
+        copies = []  # autocast's bf16 copies of fp32 inputs: what the attention keeps
+        for key, (name, bytes_) in (("q", q), ("k", k), ("v", v)):
+            if z.cast and bytes_ == FP32:
+                copies.append(self.make(key, z.per(hsd, z.a), saved_by=1))
+                self.saved(key, copies[-1])
+            elif not folded[key]:
+                self.saved(key, name)
+        held = [q[0], k[0], v[0]]  # the Attention's local names, until it returns
+
+        def fold(key: str) -> list[str]:
+            if not folded[key]:
+                return []
+            copy = self.make(key, z.per(hsd, z.a), saved_by=1)
+            self.saved(key, copy)
+            return [copy]
+
+        if explicit:
+            copies += fold("q") + fold("k")
+            scores = self.make("scores", z.per(hss, z.a))
+            self.done(*copies)
+            scaled = self.make("scores", z.per(hss, z.a))
+            self.done(scores)
+            masked = self.make("scores", z.per(hss, z.a))
+            held.append(masked)  # `scores` names it until the Attention returns
+            self.done(scaled)
+            if self.attention.fp32_softmax:  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy of P
+                widened = self.make("scores", z.per(hss, FP32))
+                probabilities = self.make("P", z.per(hss, FP32), saved_by=1)
+                self.done(widened)
+                narrowed = self.make("P", z.per(hss, z.a), saved_by=1)
+                self.saved("probabilities-bf16", narrowed)
+                consumed = (probabilities, narrowed)
+            else:
+                probabilities = self.make("P", z.per(hss, z.a), saved_by=2)
+                consumed = (probabilities,)
+            self.saved("probabilities", probabilities)
+            folded_v = fold("v")
+            out = self.make("attention", z.per(hsd, z.a))
+            self.done(*consumed, *folded_v)
+            output = self.make("attention-output", z.per(sd, z.a), saved_by=1)
+            self.done(out)
+        else:
+            copied = self.attention.flash_output
+            out, lse = self.walk.name("attention"), self.walk.name("lse")
+            w.make_together((out, z.per(hsd, z.a)), (lse, self.attention.logsumexp))
+            w.hold(out, (1 if copied else 2) if self.keep else 0)
+            w.hold(lse, 1 if self.keep else 0)
+            self.saved("logsumexp", lse)
+            self.done(lse, *copies)
+            if copied:
+                self.saved("flash-output", out)
+                output = self.make("attention-output", z.per(sd, z.a), saved_by=1)
+                self.done(out)
+            else:
+                output = out
+        self.saved("attention-output", output)
+        attended = self.linear("", "o", z.d, saved_by=0)
+        self.done(*held, output, normed)
+        # the residual, the feed-forward norm and the feed-forward layers
+        stream = self.make("residual", z.per(sd, z.n), saved_by=readers)
+        self.saved("norm2-input", stream)
+        self.done(attended)
+        normed = self.norm("norm2", 0 if z.cast else (2 if swiglu else 1))
+        if not z.cast:
+            self.saved("ffn-input", normed)
+        hidden = self.linear("ffn-input", "w1", z.d_ff, saved_by=1)
+        self.saved("w1-output", hidden)
+        activated = self.make("act", z.per(sf, z.a), saved_by=1)
+        self.saved("silu-output" if swiglu else "gelu-output", activated)
+        self.done(hidden)
+        if swiglu:
+            gate = self.linear("ffn-input", "w3", z.d_ff, saved_by=1)
+            self.saved("w3-output", gate)
+            product = self.make("product", z.per(sf, z.a), saved_by=1)
+            self.saved("product", product)
+            self.done(activated, gate)
+            activated = product
+        if not complete:  # recomputation stops once W2 has saved its input (and weight copy)
+            if z.cast:
+                copy = self.make("copy", z.fixed(weight_matrices(shape, z)["w2"], 2), saved_by=1)
+                self.saved(self.copies["w2"], copy)
+                self.done(copy)
+            self.done(activated, normed, stream)
+            return None
+        out = self.linear("", "w2", z.d, saved_by=0)
+        self.done(activated, normed)
+        output = self.make("block-output", z.per(sd, z.n))
+        self.done(out, stream)
+        return output
+
+
+def block_forward_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes,
+                       attention_rows: dict[str, tuple[int, int]]) -> Walk:
+    """Forward through one block of the reference implementation, from its input to its
+    output: what it saves accumulates (nothing under block checkpointing), autocast's cache
+    holds each bf16 weight copy; the walk's points count its input too."""
+    walk = Walk()
+    walk.have("norm1-input", z.per(z.s * z.d, z.n))
+    copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
+    BlockForward(walk, z, shape, setup, AttentionSaved.of(attention_rows), copies, keep=setup.checkpoint != "block",
+                 cache=z.cast).run(complete=True)
+    return walk

@@ -1,0 +1,187 @@
+"""The bytes alive as a program of ops runs, op by op: the machinery of calc's walks.
+
+A walk holds named tensors, each with its size and its holders (the nodes that saved it,
+the code that still refers to it); a tensor is freed when its last holder lets go. After
+every op that makes a tensor the bytes alive are a point of the walk. Sizes are `Line`s in
+the batch, bytes = per_sequence · B + constant, so one walk serves every batch size: its
+height at B is the highest of its points' lines there.
+
+The programs walked are calc.forward's (a block's forward pass, and its recomputation
+under checkpointing) and calc.backward's (the loss, head, blocks and embeddings in
+backward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+
+FP32 = 4
+
+
+@dataclass(frozen=True)
+class Line:
+    """Bytes for B sequences: per_sequence · B + constant."""
+
+    per_sequence: int
+    constant: int = 0
+
+    def __add__(self, other: "Line") -> "Line":
+        return Line(self.per_sequence + other.per_sequence, self.constant + other.constant)
+
+    def __sub__(self, other: "Line") -> "Line":
+        return Line(self.per_sequence - other.per_sequence, self.constant - other.constant)
+
+    def at(self, batch: int) -> int:
+        return self.per_sequence * batch + self.constant
+
+
+ZERO = Line(0)
+
+
+class Walk:
+    """The bytes alive as a backward program runs: tensors made and dropped by name, each
+    dropped once its last holder lets go; the live bytes after every op that makes one."""
+
+    def __init__(self):
+        self.live = ZERO
+        self.baseline = ZERO  # what the part saved, alive when the walk starts
+        self.points: list[Line] = []
+        self._sizes: dict[str, Line] = {}
+        self._holders: dict[str, int] = {}
+        self._aliases: dict[str, str] = {}
+        self._count = 0
+
+    def name(self, stem: str) -> str:
+        """A fresh name for a tensor made from `stem`."""
+        self._count += 1
+        return f"{stem}#{self._count}"
+
+    def have(self, name: str, size: Line, holders: int = 1) -> None:
+        """A tensor alive before the walk starts (kept for backward, or a gradient handed in)."""
+        self._add(name, size, holders)
+
+    def make(self, name: str, size: Line, holders: int = 1) -> None:
+        """An op makes a tensor; the bytes alive after it are a point of the walk."""
+        self._add(name, size, holders)
+        self.points.append(self.live)
+
+    def make_together(self, *made: tuple[str, Line]) -> None:
+        """One op makes several tensors (a fused kernel's gradients): one point, after all."""
+        for name, size in made:
+            self._add(name, size, 1)
+        self.points.append(self.live)
+
+    def hold(self, name: str, more: int = 1) -> None:
+        """More holders of a tensor already alive (a gradient handed to two nodes)."""
+        self._holders[self._aliases.get(name, name)] += more
+
+    def drop(self, *names: str) -> None:
+        """Each name's holder lets go; the tensor is freed when it was the last."""
+        for name in names:
+            if name is None:
+                continue
+            name = self._aliases.get(name, name)
+            self._holders[name] -= 1
+            if self._holders[name] == 0:
+                self.live -= self._sizes.pop(name)
+                del self._holders[name]
+
+    def alive(self, name: str) -> bool:
+        return self._aliases.get(name, name) in self._sizes
+
+    def alias(self, name: str, existing: str) -> None:
+        """`name` is another name of the tensor `existing` (a saved tensor that is also an
+        op's output under its own name)."""
+        self._aliases[name] = existing
+
+    def _add(self, name: str, size: Line, holders: int) -> None:
+        if name in self._sizes:
+            raise ValueError(f"{name} is alive already")
+        self._sizes[name] = size
+        self._holders[name] = holders
+        self.live += size
+
+    def left(self) -> tuple[str, ...]:
+        """The tensors still alive."""
+        return tuple(self._sizes)
+
+    def most(self) -> tuple[Line, ...]:
+        """The points, leaving out each that another is at least as high as for every batch."""
+        points = sorted(set(self.points), key=lambda p: (p.per_sequence, p.constant), reverse=True)
+        kept: list[Line] = []
+        for p in points:
+            if not any(q.per_sequence >= p.per_sequence and q.constant >= p.constant for q in kept):
+                kept.append(p)
+        return tuple(kept)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """A GPU's sizes for the walk, in values per sequence (s tokens) or per tensor, and the
+    bytes a value takes: a in the compute dtype, n in the residual stream (fp32 but for a
+    model cast to bf16)."""
+
+    s: int
+    d: int
+    h: int
+    h_kv: int
+    d_h: int
+    d_ff: int
+    vocab: int
+    a: int
+    n: int
+    cast: bool  # bf16 autocast: linear layers and attention cast their fp32 inputs to bf16
+    batched: bool  # more than one sequence (explicit attention copies some views to fold the batch)
+    accumulating: bool  # each new parameter gradient is added into a held one, then freed
+    cuda: bool
+
+    def per(self, values: int, size: int) -> Line:
+        """`values` per sequence of `size` bytes each."""
+        return Line(values * size)
+
+    @staticmethod
+    def fixed(values: int, size: int) -> Line:
+        return Line(0, values * size)
+
+
+def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool) -> Sizes:
+    """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
+    the vocabulary, its context-parallel share of the tokens."""
+    t = setup.tp
+    return Sizes(s=-(-shape.context // setup.cp), d=shape.d_model, h=-(-shape.heads // t),
+                  h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
+                  a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32, cast=setup.dtype == "bf16",
+                  batched=setup.batch > 1, accumulating=accumulating, cuda=setup.device == "cuda")
+
+
+
+def weight_matrices(shape: ModelShape, z: Sizes) -> dict[str, int]:
+    """A block's weight matrices by name, in values on this GPU."""
+    q, kv = z.h * z.d_h, z.h_kv * z.d_h
+    matrices = {"q": z.d * q, "k": z.d * kv, "v": z.d * kv, "o": q * z.d, "w1": z.d * z.d_ff, "w2": z.d_ff * z.d}
+    if shape.ffn == "swiglu":
+        matrices["w3"] = z.d * z.d_ff
+    return matrices
+
+
+@dataclass(frozen=True)
+class AttentionSaved:
+    """What the attention core keeps, beyond Q, K and V, as its activation rows say: P in
+    fp32 and a bf16 copy for P·V (CUDA autocast), the fused kernel's own output (which a
+    copy for W_O follows), its log-sum-exp (bytes per sequence)."""
+
+    fp32_softmax: bool = False
+    flash_output: bool = False
+    logsumexp: Line = ZERO
+
+    @classmethod
+    def of(cls, rows: dict[str, tuple[int, int]]) -> "AttentionSaved":
+        return cls("probabilities-bf16" in rows, "flash-output" in rows, Line(rows.get("logsumexp", (0, 0))[0]))
+
+
+def rises(walk: Walk) -> tuple[Line, ...]:
+    """How far above what the part saved the walk rises, at each of its highest points."""
+    return tuple(point - walk.baseline for point in walk.most())

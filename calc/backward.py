@@ -28,7 +28,11 @@ from __future__ import annotations
 from calc.forward import BlockForward
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
+from calc.splits import split_rows
 from calc.walk import FP32, AttentionSaved, Line, Sizes, Walk, weight_matrices
+
+
+NORM_NAMES = {"norm1": "the attention norm", "norm2": "the feed-forward norm", "final-norm": "the final norm"}
 
 
 class _Buffers:
@@ -86,13 +90,14 @@ class _Program:
         self.walk.drop(grad)
         return out
 
-    def linear(self, grad: str, saved: str, copy: str | None, d_in: int, d_out: int, into: str | None,
+    def linear(self, layer: str, grad: str, saved: str, copy: str | None, d_in: int, d_out: int, into: str | None,
                cast_input: bool) -> str | None:
         """A linear layer's backward (mm on the flattened input): the weight's gradient,
         then the input's; the node frees its gradient, its saved input and weight copy.
         Under autocast the casts' backward follow: the input's (when autocast cast it),
         which the engine hands on (into the node `into`), then the weight's."""
         z, w = self.z, self.walk
+        w.at = f"{layer}'s backward"
         weight, grad_in, shift = self.buffers.name("dW"), self.buffers.name("dx"), self.buffers.name("db")
         if self.bias:  # addmm: the input's gradient, the weight's, then the bias's: the engine sums
             w.make(grad_in, z.per(z.s * d_in, z.a))  # the output's gradient over the tokens once the
@@ -124,6 +129,7 @@ class _Program:
         """An add's backward hands its gradient to both inputs: to the node `residual` as it
         is, to the branch cast to bf16 where the branch is bf16 under autocast."""
         z = self.z
+        self.walk.at = "the residual's backward"
         self.walk.hold(grad)
         self.buffers.held[residual] = grad
         if cast and z.cast:
@@ -138,6 +144,7 @@ class _Program:
         gradient it sums from), the gradients of x·rms, of the inverse RMS and of x; each
         gradient of x is added into the buffer `into` as it comes."""
         z, w, sd, n = self.z, self.walk, self.z.s * self.z.d, self.z.n
+        w.at = f"{NORM_NAMES[prefix]}'s backward"
         # (x·rms)·g
         grad_xr, product, gain = (self.buffers.name(k) for k in ("dxr", "tmp", "dg"))
         w.make(grad_xr, z.per(sd, n))
@@ -178,6 +185,7 @@ class _Program:
         the tables fp32), the sums into x1's and x2's, then each select's gradient, a
         zero-filled tensor of the pairs, added together into `into`."""
         z, w = self.z, self.walk
+        w.at = "RoPE's backward"
         hsd = heads * z.s * z.d_h
         half, grad_bytes = hsd // 2, FP32 if z.cast else z.a
         self.walk.hold(grad, 2)  # the second sum's two products and the first sum's x1·cos read views of it
@@ -208,6 +216,7 @@ class _Program:
         z, w = self.z, self.walk
         hsd, hss = z.h * z.s * z.d_h, z.h * z.s * z.s
         names = [self.buffers.name(k) for k in ("dq", "dk", "dv")]
+        w.at = "the attention kernel's backward"
         if not explicit:
             w.make_together(*((name, z.per(hsd, z.a)) for name in names))
             w.drop(grad, "q", "k", "v", "logsumexp", "attention-output" if w.alive("attention-output") else None)
@@ -215,6 +224,7 @@ class _Program:
                 w.drop("flash-output")
             return tuple(names)
         grad_q, grad_k, grad_v = names
+        w.at = "P·V's backward"
         w.make(grad_v, z.per(hsd, z.a))  # P·V: V's gradient, then P's
         grad_p = self.buffers.name("dP")
         w.make(grad_p, z.per(hss, z.a))
@@ -222,11 +232,13 @@ class _Program:
         w.drop(grad, "v", "probabilities-bf16" if fp32_softmax else "probabilities")
         if fp32_softmax:
             grad_p = self.cast_back(grad_p, Line(hss), FP32)
-        for keeps in ("probabilities", None, None):  # softmax, then masked_fill and ÷√d_h
+        for keeps, op in (("probabilities", "softmax"), (None, "the mask"), (None, "÷√d_h")):
+            w.at = f"{op}'s backward"
             made = self.buffers.name("dscores")
             w.make(made, z.per(hss, FP32 if (fp32_softmax and keeps) else z.a))
             w.drop(grad_p, keeps)
             grad_p = self.cast_back(made, Line(hss), z.a) if (fp32_softmax and keeps) else made
+        w.at = "QKᵀ's backward"
         w.make(grad_k, z.per(hsd, z.a))  # QKᵀ: Kᵀ's gradient, then Q's
         w.make(grad_q, z.per(hsd, z.a))
         w.drop(grad_p, "q", "k")
@@ -237,6 +249,7 @@ class _Program:
         each group of heads."""
         z = self.z
         summed = self.buffers.name("dkv")
+        self.walk.at = "the K and V repeat's backward"
         self.walk.make(summed, z.per(z.h_kv * z.s * z.d_h, z.a))
         self.walk.drop(grad)
         return summed
@@ -245,6 +258,7 @@ class _Program:
         """F.layer_norm: one kernel makes the gradients of x, the gain and the bias."""
         z, w = self.z, self.walk
         grad_x, gain, shift = (self.buffers.name(k) for k in ("dx", "dg", "db"))
+        w.at = f"{NORM_NAMES[prefix]}'s backward"
         w.make_together((grad_x, z.per(z.s * z.d, z.n)), (gain, z.fixed(z.d, z.n)),
                         *(((shift, z.fixed(z.d, z.n)),) if bias else ()))
         w.drop(grad, f"{prefix}-input", f"{prefix}-stats")
@@ -321,28 +335,33 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     # the feed-forward branch
     branch = program.split(grad, "mid", cast=True)
     if recompute:
-        BlockForward(w, z, shape, setup, program.saved_attention, copies, keep=True, cache=False).run(complete=False)
+        recomputation = BlockForward(w, z, shape, setup, program.saved_attention, copies, keep=True, cache=False)
+        recomputation.recomputing = True
+        recomputation.run(complete=False)
     qkv = {name: "qkv-input" if not z.cast else f"qkv-input-{name}" for name in ("q", "k", "v")}
     ffn = {name: "ffn-input" if not z.cast else f"ffn-input-{name}" for name in ("w1", "w3")}
-    grad_hidden = program.linear(branch, "product" if swiglu else "gelu-output", copies.get("w2"), z.d_ff, z.d,
+    grad_hidden = program.linear("W2", branch, "product" if swiglu else "gelu-output", copies.get("w2"), z.d_ff, z.d,
                                  None, cast_input=False)
     grad_w1 = program.buffers.name("dw1")
     if swiglu:  # SiLU(W1 x) ⊙ W3 x
         grad_silu, grad_w3 = program.buffers.name("dsilu"), program.buffers.name("dw3")
+        w.at = "the backward of SwiGLU's product"
         w.make(grad_silu, z.per(sf, z.a))
         w.make(grad_w3, z.per(sf, z.a))
         w.drop(grad_hidden, "silu-output", "w3-output")
-        program.linear(grad_w3, ffn["w3"], copies.get("w3"), z.d, z.d_ff, "norm2-out", cast_input=True)
+        program.linear("W3", grad_w3, ffn["w3"], copies.get("w3"), z.d, z.d_ff, "norm2-out", cast_input=True)
+        w.at = "SiLU's backward"
         w.make(grad_w1, z.per(sf, z.a))
         w.drop(grad_silu, "w1-output")
     else:
+        w.at = "GELU's backward"
         w.make(grad_w1, z.per(sf, z.a))
         w.drop(grad_hidden, "w1-output")
-    program.linear(grad_w1, ffn["w1"], copies.get("w1"), z.d, z.d_ff, "norm2-out", cast_input=True)
+    program.linear("W1", grad_w1, ffn["w1"], copies.get("w1"), z.d, z.d_ff, "norm2-out", cast_input=True)
     _norm(program, shape, "norm2", program.buffers.take("norm2-out"), "mid")
     # the attention branch
     branch = program.split(program.buffers.take("mid"), "in", cast=True)
-    grad_heads = program.linear(branch, "attention-output", copies.get("o"), z.h * z.d_h, z.d, None,
+    grad_heads = program.linear("W_O", branch, "attention-output", copies.get("o"), z.h * z.d_h, z.d, None,
                                 cast_input=False)
     grad_q, grad_k, grad_v = program.attention_core(grad_heads, explicit)
     if z.cast and rope:  # autocast cast RoPE's fp32 outputs to bf16 for the attention
@@ -359,11 +378,12 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
         # RoPE, by the repeat's sum) takes a copy to be viewed as [B, s, h·d_h]; Kᵀ's gradient and
         # the fused kernels' (made in their inputs' layout) need none
         if {"q": explicit or rope, "k": rope or grouped, "v": explicit or grouped}[name]:
+            w.at = f"the split of {name.upper()}'s heads, backward"
             copied = program.buffers.name("dsplit")
             w.make(copied, z.per(heads * z.s * z.d_h, z.a))
             w.drop(grad_out)
             grad_out = copied
-        program.linear(grad_out, qkv[name], copies.get(name), z.d, heads * z.d_h, "norm1-out", cast_input=True)
+        program.linear(f"W_{name.upper()}", grad_out, qkv[name], copies.get(name), z.d, heads * z.d_h, "norm1-out", cast_input=True)
     _norm(program, shape, "norm1", program.buffers.take("norm1-out"), "in")
     return w
 
@@ -385,20 +405,38 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
         program.keep(copy, z.fixed(z.vocab * z.d, 2))
     w.baseline = w.live
     seed, grad_log_probs, grad_logits = "dloss", "dlogp", "dlogits"
+    w.at = "NLL's backward"
     w.make(seed, z.fixed(1, z.n))  # backward's seed: ones_like(loss)
     w.make(grad_log_probs, z.per(sV, z.n))  # NLL's backward
     w.drop(seed, "log-probs")
+    w.at = "log-softmax's backward"
     w.make(grad_logits, z.per(sV, z.n))  # log-softmax's
     w.drop(grad_log_probs, "log-probs")
     if z.cast:  # autocast ran cross-entropy in fp32 on a copy of the bf16 logits
         grad_logits = program.cast_back(grad_logits, Line(sV), z.a)
-    program.linear(grad_logits, "head-input", copy, z.d, z.vocab, "final-out", cast_input=True)
+    program.linear("the LM head", grad_logits, "head-input", copy, z.d, z.vocab, "final-out", cast_input=True)
     _norm(program, shape, "final-norm", program.buffers.take("final-out"), "out")
     return w
 
 
 ATTENTION_KEYS = ("q", "k", "probabilities", "probabilities-bf16", "v", "logsumexp", "flash-output", "attention-output")
 """The attention core's saved tensors, as the activation rows name them."""
+
+
+def attention_rows(shape: ModelShape, setup: TrainingSetup) -> dict[str, tuple[int, int]]:
+    """The attention core's saved tensors on one GPU: key → (bytes per sequence in one
+    block, how many nodes keep it)."""
+    rows = {r.key: r for r in split_rows(shape, setup.replace(checkpoint="none")) if r.stage == "block"}
+    kept = {}
+    for key in ATTENTION_KEYS:
+        if key in rows:
+            holders = 1
+            if key == "probabilities" and "probabilities-bf16" not in rows:
+                holders = 2  # softmax and P·V
+            if key == "attention-output" and setup.attention == "flash" and "flash-output" not in rows:
+                holders = 2  # the kernel's output is what W_O reads
+            kept[key] = (rows[key].bytes_for_batch(1) // shape.layers, holders)
+    return kept
 
 
 def walks_apply(shape: ModelShape, setup: TrainingSetup) -> bool:
@@ -423,6 +461,7 @@ def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool
     w.have("g-x", z.per(z.s * z.d, z.n))
     if tied:
         w.have("head-grad", matrix)
+    w.at = "the position embedding's backward"
     if learned:  # x = tokens + positions: the positions' gradient is summed over the batch
         summed, positions = program.buffers.name("dpos"), program.buffers.name("dW")
         w.make(summed, z.fixed(z.s * z.d, z.n))
@@ -430,10 +469,12 @@ def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool
         w.drop(summed, "position-ids")
         program.parameter_gradient(positions)
     tokens = program.buffers.name("dW")
+    w.at = "the token embedding's backward"
     w.make(tokens, matrix)
     w.drop("g-x")
     if tied:
         total = program.buffers.name("dW")
+        w.at = "adding the tied matrix's two gradients"
         w.make(total, matrix)
         w.drop("head-grad", tokens)
         tokens = total

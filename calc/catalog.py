@@ -28,7 +28,9 @@ def _moments(i: Inputs) -> tuple:
     setup = i.setup.replace(accounting="autograd")
     moments = moments_table(i.shape, setup)
     worst = max(moments.rows, key=lambda r: r.count)
-    return (moments, Sentence("worst", f"The peak is {worst.name.lower()}: {in_unit(worst.count, i.unit)}."),
+    where = f", {worst.note}" if worst.note else ""
+    name = worst.name[0].lower() + worst.name[1:]
+    return (moments, Sentence("worst", f"The peak is {name}: {in_unit(worst.count, i.unit)}{where}."),
             parts_table(i.shape, setup))
 
 

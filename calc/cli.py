@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         if field.kind == "json" and field.name in params:  # --hf-config PATH: the file's text
             try:
                 params[field.name] = Path(params[field.name]).read_text()
-            except (OSError, UnicodeDecodeError) as e:
+            except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the path
                 parser.exit(2, f"calc: error: {field.flag}: cannot read {params[field.name]!r} ({e.__class__.__name__})\n")
     if args.solve:
         args.view = [*args.view, "solver"]

@@ -36,7 +36,12 @@ class BlockForward:
                  copies: dict[str, str], keep: bool, cache: bool):
         self.walk, self.z, self.shape, self.setup, self.attention, self.copies = walk, z, shape, setup, attention, copies
         self.keep = keep  # the graph keeps what it saves (not in a checkpointed block's first forward)
+        self.recomputing = False
         self.cache = cache  # autocast's cache holds each bf16 weight copy until the region exits
+
+    def op(self, name: str) -> None:
+        """The op the next tensors are made by, as a sentence names it."""
+        self.walk.at = f"recomputing {name}" if self.recomputing else name
 
     def make(self, stem: str, size: Line, saved_by: int = 0) -> str:
         name = self.walk.name(stem)
@@ -54,6 +59,7 @@ class BlockForward:
         """A norm of the stream: its saved tensors, and its output (which `readers` nodes keep)."""
         z, w = self.z, self.walk
         sd = z.s * z.d
+        self.op({"norm1": "the attention norm", "norm2": "the feed-forward norm"}[prefix])
         if self.shape.norm == "rmsnorm":
             square = self.make("sq", z.per(sd, z.n))
             mean = self.make("mean", z.per(z.s, z.n))
@@ -81,6 +87,7 @@ class BlockForward:
         """A linear layer's output (which `saved_by` nodes keep); under autocast first its
         weight's bf16 copy and its input's (`key`-`user`), which its backward keeps."""
         z = self.z
+        self.op(f"W_{user.upper()}" if len(user) == 1 else user.upper())
         made = []
         if z.cast:
             copy = self.make("copy", z.fixed(weight_matrices(self.shape, z)[user], 2), saved_by=1)
@@ -99,6 +106,7 @@ class BlockForward:
 
     def rope(self, source: str, heads: int, saved_by: int) -> str:
         z = self.z
+        self.op("RoPE")
         half = heads * z.s * z.d_h // 2
         size = FP32 if z.cast else z.a  # bf16 times the fp32 tables is fp32
         first = [self.make("rope", z.per(half, size)) for _ in range(2)]  # x1·cos, x2·sin
@@ -139,10 +147,12 @@ class BlockForward:
             k = (self.rope(k[0], z.h_kv, saved_by=not (z.cast or grouped)), size)
             self.done(made["q"][0], made["k"][0])
         if grouped:  # K and V repeated to all h heads, each a fresh copy
+            self.op("the K and V repeat")
             repeated = [(self.make("repeated", z.per(hsd, bytes_), saved_by=not (z.cast and bytes_ == FP32)), bytes_)
                         for _, bytes_ in (k, v)]
             self.done(k[0], v[0])
             k, v = repeated
+        self.op("the attention's inputs")
         copies = []  # autocast's bf16 copies of fp32 inputs: what the attention keeps
         for key, (name, bytes_) in (("q", q), ("k", k), ("v", v)):
             if z.cast and bytes_ == FP32:
@@ -160,14 +170,18 @@ class BlockForward:
             return [copy]
 
         if explicit:
+            self.op("QKᵀ")
             copies += fold("q") + fold("k")
             scores = self.make("scores", z.per(hss, z.a))
             self.done(*copies)
+            self.op("÷√d_h")
             scaled = self.make("scores", z.per(hss, z.a))
             self.done(scores)
+            self.op("the mask")
             masked = self.make("scores", z.per(hss, z.a))
             held.append(masked)  # `scores` names it until the Attention returns
             self.done(scaled)
+            self.op("softmax")
             if self.attention.fp32_softmax:  # CUDA autocast: softmax in fp32, P·V reads a bf16 copy of P
                 widened = self.make("scores", z.per(hss, FP32))
                 probabilities = self.make("P", z.per(hss, FP32), saved_by=1)
@@ -179,12 +193,15 @@ class BlockForward:
                 probabilities = self.make("P", z.per(hss, z.a), saved_by=2)
                 consumed = (probabilities,)
             self.saved("probabilities", probabilities)
+            self.op("P·V")
             folded_v = fold("v")
             out = self.make("attention", z.per(hsd, z.a))
             self.done(*consumed, *folded_v)
+            self.op("the heads' concatenation")
             output = self.make("attention-output", z.per(sd, z.a), saved_by=1)
             self.done(out)
         else:
+            self.op("the attention kernel")
             copied = self.attention.flash_output
             out, lse = self.walk.name("attention"), self.walk.name("lse")
             w.make_together((out, z.per(hsd, z.a)), (lse, self.attention.logsumexp))
@@ -194,6 +211,7 @@ class BlockForward:
             self.done(lse, *copies)
             if copied:
                 self.saved("flash-output", out)
+                self.op("the heads' concatenation")
                 output = self.make("attention-output", z.per(sd, z.a), saved_by=1)
                 self.done(out)
             else:
@@ -202,6 +220,7 @@ class BlockForward:
         attended = self.linear("", "o", z.d, saved_by=0)
         self.done(*held, output, normed)
         # the residual, the feed-forward norm and the feed-forward layers
+        self.op("the residual")
         stream = self.make("residual", z.per(sd, z.n), saved_by=readers)
         self.saved("norm2-input", stream)
         self.done(attended)
@@ -210,18 +229,21 @@ class BlockForward:
             self.saved("ffn-input", normed)
         hidden = self.linear("ffn-input", "w1", z.d_ff, saved_by=1)
         self.saved("w1-output", hidden)
+        self.op("SiLU" if swiglu else "GELU")
         activated = self.make("act", z.per(sf, z.a), saved_by=1)
         self.saved("silu-output" if swiglu else "gelu-output", activated)
         self.done(hidden)
         if swiglu:
             gate = self.linear("ffn-input", "w3", z.d_ff, saved_by=1)
             self.saved("w3-output", gate)
+            self.op("SwiGLU's product")
             product = self.make("product", z.per(sf, z.a), saved_by=1)
             self.saved("product", product)
             self.done(activated, gate)
             activated = product
         if not complete:  # recomputation stops once W2 has saved its input (and weight copy)
             if z.cast:
+                self.op("W2")
                 copy = self.make("copy", z.fixed(weight_matrices(shape, z)["w2"], 2), saved_by=1)
                 self.saved(self.copies["w2"], copy)
                 self.done(copy)
@@ -229,6 +251,7 @@ class BlockForward:
             return None
         out = self.linear("", "w2", z.d, saved_by=0)
         self.done(activated, normed)
+        self.op("the block's residual")
         output = self.make("block-output", z.per(sd, z.n))
         self.done(out, stream)
         return output

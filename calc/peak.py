@@ -2,36 +2,38 @@
 
 Under the `autograd` accounting the peak is found by walking the step's moments, in the
 steady state (the optimizer's state exists; gradients were set to None after the last
-step, PyTorch's default): the end of the forward pass, backward through the loss and LM
-head, backward through the last and the first block (the blocks in between lie on a
-straight line between those two), backward through the embedding, and the optimizer
-step. At each moment we add up what is alive:
+step, PyTorch's default): forward through the last block, the end of the forward pass,
+backward through the loss, LM head and final norm, through the last and the first block
+(the blocks in between lie on a straight line between those two), through the
+embeddings, and the optimizer step. At each moment we add up what is alive:
 
 - always: the parameters and optimizer state, the buffers (RoPE tables) and the
   optimizer's step counts where they live on the device, the batch's token ids and
   targets, which the loop holds;
-- the saved tensors not yet freed; autocast's bf16 weight copies (until the autocast
-  region exits its cache holds every copy, even under checkpointing; after it, only the
-  copies the graph keeps);
-- after the forward pass, the loss (and the logits, where the loop keeps them);
+- the saved tensors not yet freed; autocast's bf16 weight (and bias) copies (until the
+  autocast region exits its cache holds every copy, even under checkpointing; after it,
+  only the copies the graph keeps);
+- the loss (and the logits, where the loop keeps them), the last step's until the new
+  one replaces it;
 - the gradients made so far, or all of them from the second micro-batch on (gradient
   accumulation keeps them through every later micro-batch);
-- the moment's working tensors. Exact, and checked phase by phase against a live-tensor
-  timeline of real CPU steps (validation/timeline.py): the logits and their fp32 copy
-  while log-softmax runs; the gradients of the log-probabilities and of the logits; at the
-  embedding, the gradient of its output, B·s·d fp32, and where the embedding's gradient
-  is already held (accumulating, or tied to the head) its new one until it is added in;
-  the optimizer step's temporaries: foreach AdamW's sqrt of every second moment (4 bytes
-  a parameter), the for-loop's sqrt and quotient of one parameter while the previous
-  one's denominator is still referenced, nothing for fused AdamW or for SGD. A stated
-  upper bound, never below the timeline: the head's weight gradient with the final norm's
-  gain gradient and the gradients the head passes on (the final norm's own backward lies
-  under it); inside a block, its saved tensors not yet freed when its backward starts
-  plus the largest gradients alive together, 2·B·h·s² (softmax, explicit attention) or
-  3·B·s·d_ff (SwiGLU; 2 for GELU) values in the compute dtype, all its new weight
-  gradients, and accumulating the largest one's new gradient before it is added in;
-  under checkpointing, also the block's recomputed saved tensors and bf16 weight copies
-  (under selective recomputation, the recomputed softmax output).
+- what rises and falls inside the part the moment is in. For the reference implementation
+  each part is walked op by op (calc.forward, calc.backward: a block's forward pass and,
+  checkpointed, its recomputation; backward through the head, a block and the
+  embeddings), and the moment holds the walk's highest op; the end of the forward pass
+  holds the logits and their fp32 copy while log-softmax runs; the optimizer step its
+  temporaries: foreach AdamW's sqrt of every second moment (4 bytes a parameter), the
+  for-loop's sqrt and quotient of one parameter while the previous one's denominator is
+  still referenced, nothing for fused AdamW or for SGD. Every moment equals, to the byte,
+  the most bytes alive in its phase of real CPU steps (validation/timeline.py: five small
+  shapes, every precision, attention, checkpointing and accumulation, each optimizer and
+  loop). For Hugging Face and from-scratch code, and under selective recomputation, the
+  head's and a block's backward are a stated upper bound instead: the larger of the
+  log-probabilities' and logits' gradients and the head's new gradients with the ones it
+  passes on; a block's saved tensors plus its largest gradients alive together
+  (2·B·h·s² values in the compute dtype for explicit attention's softmax, 3·B·s·d_ff for
+  SwiGLU, 2 for GELU), all its new weight gradients (accumulating, the largest one's
+  before it is added in), and a recomputed block's saved tensors and weight copies.
 
 Spread over GPUs (calc.splits), the same moments are walked on the fullest GPU: its
 pipeline stage's layers (and, on a first stage, the other micro-batches in flight), its
@@ -50,9 +52,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
-from calc.backward import ATTENTION_KEYS, block_walk, embedding_walk, head_walk, walks_apply
+from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.forward import block_forward_walk
-from calc.walk import Line, rises, sizes
+from calc.walk import Line, highest_at, rises, sizes
 from calc.fixed import buffer_bytes, state_bytes
 from calc.splits import ROWS_DEPEND_ON, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
@@ -73,7 +75,7 @@ PART_SYMBOLS = {
     "A": "saved activations at the end of the forward pass (the inputs apart)",
     "A_m": "the other micro-batches in flight on a first pipeline stage (1F1B)",
     "L_s": "the blocks on this GPU's pipeline stage",
-    "C": "bf16 weight copies in autocast's cache (until the autocast region exits)",
+    "C": "bf16 weight (and bias) copies in autocast's cache (until the autocast region exits)",
     "C_g": "bf16 weight copies the graph keeps for backward",
     "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
     "K_l": "the loss just made, and the last one, referenced until the new one replaces it",
@@ -84,17 +86,22 @@ PART_SYMBOLS = {
     "C_b": "one block's bf16 weight copies",
     "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",
     "G_B": "the later blocks' new gradients, at the first block (ZeRO-2/3: none, each block's reduced)",
-    "G_h": "final norm and LM head's new gradients, still held in the blocks (the shared matrix when tied)",
+    "G_h": "final norm and LM head's new gradients, still held in the blocks (tied, the head's gradient of the "
+           "shared matrix, also when accumulating: it waits for the embedding's)",
     "T_f": "logits while log-softmax runs",
     "A_f": "saved before the last block's forward: the embedding's, the earlier blocks', what is kept once a step",
     "C_f": "the earlier blocks' bf16 weight (and bias) copies in autocast's cache",
-    "E_f": "forward through a block at its fullest: its input, what it saves, its temporaries (walked op by op)",
+    "E_f": "forward through a block at its fullest: its input, what it saves, its temporaries (walked op by op for "
+           "the reference implementation; none counted for other code)",
     "E_h": "backward through the loss, LM head and final norm at its fullest, above what they saved: the "
-           "gradients and temporaries alive at its highest op (walked op by op, calc.backward)",
+           "gradients and temporaries alive at its highest op (walked op by op for the reference implementation; "
+           "a stated upper bound for other code)",
     "E_b": "backward through a block at its fullest, above what the block saved: its gradients, its "
-           "recomputed tensors under checkpointing, the temporaries of its highest op (walked op by op)",
-    "T_e": "gradient of the embedding output, and (accumulating, or tied to the head) the embedding's new "
-           "gradient before it is added into the held one",
+           "recomputed tensors under checkpointing, the temporaries of its highest op (walked op by op for the "
+           "reference implementation; a stated upper bound for other code)",
+    "T_e": "backward through the embeddings at its fullest, beyond the gradients G counts: the first block's input "
+           "gradient, the new embedding gradients (accumulating) and, tied, the head's gradient of the shared matrix "
+           "and their sum (walked op by op)",
     "T_o": "the optimizer step's temporaries",
     "T_c": "ring attention's K and V chunks in flight (context parallelism): the next one arriving, in backward with "
            "its gradients",
@@ -231,46 +238,76 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     }
 
 
+WALKED = ("E_f", "E_h", "E_b", "T_e")
+"""The parts that rise and fall inside a part of the step, walked op by op (calc.walk)."""
+
+
 def _rise_lines(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict[str, tuple[Line, ...]]:
-    """E_b and E_h on a stage's GPUs, each the highest of some lines in the batch (bytes =
-    per_sequence · B + constant): the backward program's highest points for the reference
-    implementation; elsewhere (and under selective recomputation) one stated upper bound."""
+    """E_f, E_h, E_b and T_e on a stage's GPUs, each the highest of some lines in the batch
+    (bytes = per_sequence · B + constant): the walks' highest points; for Hugging Face and
+    from-scratch code (and under selective recomputation) E_h and E_b are one stated
+    upper bound and E_f is not walked."""
     first, last = stages(shape, setup)
     here = first if stage == "first" else last
-    lines = _rise_lines_remembered(shape, setup.replace(batch=min(setup.batch, 2)), here.head > 0, here.block, here.block_matrices,
-                                   here.head, here.head_matrix)
-    return lines | {"T_e": _embedding_lines(shape, setup.replace(batch=min(setup.batch, 2)), here.embedding)}
+    two = setup.replace(batch=min(setup.batch, 2))  # from two sequences on, the walks are the same lines
+    walks = _walks(shape, two, stage)
+    lines = {symbol: rises(walk) for symbol, walk in walks.items()}
+    if "E_b" not in walks:
+        lines |= _bound_lines(shape, two, here.head > 0, here.block, here.block_matrices, here.head, here.head_matrix)
+    if "T_e" in lines:  # G counts the gradients the embeddings' backward makes, when fresh
+        reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
+        made = Line(0, here.embedding * state_bytes(setup)[1] if setup.microbatches == 1 or reduced else 0)
+        lines["T_e"] = tuple(line - made for line in lines["T_e"])
+    return {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
+
+
+def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
+    """The op at which each walked moment of the fullest GPU is reached, by moment key, as
+    a sentence names it ("softmax's backward")."""
+    walks = _walks(shape, setup.replace(batch=min(setup.batch, 2)), fullest_stage(shape, setup))
+    ops = {}
+    for moment in MOMENTS:
+        for term in moment.formula:
+            if term[0] in walks:
+                ops[moment.key] = highest_at(walks[term[0]], setup.batch)
+    return ops
+
+
+def _walks(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict:
+    first, last = stages(shape, setup)
+    here = first if stage == "first" else last
+    return _walks_remembered(shape, setup, here.head > 0, here.embedding > 0)
 
 
 @lru_cache(maxsize=512)
-def _embedding_lines(shape: ModelShape, setup: TrainingSetup, embedding_parameters: int) -> tuple[Line, ...]:
-    """T_e: backward through the embeddings at its highest ops, less the gradients G
-    already counts (fresh, G counts the ones it makes)."""
-    if not embedding_parameters:
-        return (Line(0),)
+def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool) -> dict:
+    """The walks of the parts on a stage's GPUs, by the part they give: the embeddings'
+    backward for any implementation; a block's forward and backward and the head's backward
+    for the reference implementation."""
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
-    fresh = setup.microbatches == 1 or reduced
-    walk = embedding_walk(shape, setup, sizes(shape, setup, accumulating=not fresh),
-                          tied=shape.tied and setup.pp == 1 and not reduced)
-    made = Line(0, embedding_parameters * state_bytes(setup)[1] if fresh else 0)
-    return tuple(line - made for line in rises(walk))
+    accumulating = setup.microbatches > 1 and not reduced
+    z = sizes(shape, setup, accumulating=accumulating)
+    walks = {}
+    if has_embedding:
+        walks["T_e"] = embedding_walk(shape, setup, z, tied=shape.tied and setup.pp == 1 and not reduced)
+    if walks_apply(shape, setup):
+        attention = attention_rows(shape, setup)
+        walks["E_f"] = block_forward_walk(shape, setup, z, attention)
+        walks["E_b"] = block_walk(shape, setup, z, attention)
+        if has_head:
+            walks["E_h"] = head_walk(shape, setup, z)
+    return walks
 
 
 @lru_cache(maxsize=512)
-def _rise_lines_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, block_parameters: int,
-                           block_matrices: int, head_parameters: int, head_matrix: int) -> dict[str, tuple[Line, ...]]:
+def _bound_lines(shape: ModelShape, setup: TrainingSetup, has_head: bool, block_parameters: int,
+                 block_matrices: int, head_parameters: int, head_matrix: int) -> dict[str, tuple[Line, ...]]:
+    """E_b and E_h where no walk describes the code: a block's new gradients (or,
+    accumulating, its largest one's before it is added in) and its largest gradients alive
+    together, with its recomputed tensors; at the head, the larger of the log-probabilities'
+    and logits' gradients, and the head's new gradients with the logits' and its input's."""
     accumulating = setup.microbatches > 1
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
-    if walks_apply(shape, setup):
-        z = sizes(shape, setup, accumulating=accumulating and not reduced)
-        attention = _attention_rows(shape, setup)
-        return {"E_b": rises(block_walk(shape, setup, z, attention)),
-                "E_h": rises(head_walk(shape, setup, z)) if has_head else (Line(0),),
-                "E_f": rises(block_forward_walk(shape, setup, z, attention))}
-    # the bound: a block's new gradients (or, accumulating, its largest one's before it is
-    # added in) and its largest gradients alive together, with its recomputed tensors; at the
-    # head, the larger of the log-probabilities' and logits' gradients, and the head's new
-    # gradients with the logits' and its input's
     t, s, a, bf16 = setup.tp, ceil_div(shape.context, setup.cp), setup.bytes_per_value, setup.dtype == "bf16"
     _, grad, _ = state_bytes(setup)
     stream = 2 if setup.dtype == "bf16-master" else 4
@@ -288,11 +325,11 @@ def _rise_lines_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bo
                ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad))
     block = new + Line(s * widest * a) + recomputed
     if not has_head:
-        return {"E_b": (block,), "E_h": (Line(0),), "E_f": (Line(0),)}
+        return {"E_b": (block,)}
     head_grads = (head_parameters + (head_matrix if shape.tied and setup.pp == 1 else 0)) * grad
     weight = Line(stream * s * (vocab + shape.d_model) - sums["log-probs"],
                   (head_grads if fresh else 0) + (head_matrix * (6 if bf16 else grad) if accumulating else 0))
-    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight), "E_f": (Line(0),)}
+    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight)}
 
 
 def _linear_biases(shape: ModelShape, t: int) -> int:
@@ -300,22 +337,6 @@ def _linear_biases(shape: ModelShape, t: int) -> int:
     widths = (shape.heads * shape.d_head, 2 * shape.kv_heads * shape.d_head, shape.d_ff,
               shape.d_ff if shape.ffn == "swiglu" else 0)
     return sum(ceil_div(width, t) for width in widths) + 2 * shape.d_model
-
-
-def _attention_rows(shape: ModelShape, setup: TrainingSetup) -> dict[str, tuple[int, int]]:
-    """The attention core's saved tensors on one GPU: key → (bytes per sequence in one
-    block, how many nodes keep it)."""
-    rows = {r.key: r for r in split_rows(shape, setup.replace(checkpoint="none")) if r.stage == "block"}
-    kept = {}
-    for key in ATTENTION_KEYS:
-        if key in rows:
-            holders = 1
-            if key == "probabilities" and "probabilities-bf16" not in rows:
-                holders = 2  # softmax and P·V
-            if key == "attention-output" and setup.attention == "flash" and "flash-output" not in rows:
-                holders = 2  # the kernel's output is what W_O reads
-            kept[key] = (rows[key].bytes_for_batch(1) // shape.layers, holders)
-    return kept
 
 
 SUMS_DEPEND_ON = (*ROWS_DEPEND_ON, "batch")
@@ -367,7 +388,9 @@ MOMENTS = (
 @lru_cache(maxsize=512)
 def _moments(shape: ModelShape, setup: TrainingSetup, stage: str) -> Table:
     values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
-    rows = tuple(row(values, m.key, m.name, f(*m.formula), 1) for m in MOMENTS)
+    ops = moment_ops(shape, setup) if stage == fullest_stage(shape, setup) else {}
+    rows = tuple(row(values, m.key, m.name, f(*m.formula), 1, note=f"at {ops[m.key]}" if m.key in ops else "")
+                 for m in MOMENTS)
     where = f" on the {stage} pipeline stage's GPUs" if setup.pp > 1 else " on each GPU" if setup.parallel else ""
     return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False)
 

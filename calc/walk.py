@@ -49,6 +49,9 @@ class Walk:
         self.live = ZERO
         self.baseline = ZERO  # what the part saved, alive when the walk starts
         self.points: list[Line] = []
+        self.made: list[str] = []  # the name of the tensor made at each point
+        self.at = ""  # the op the program is in, as a sentence names it
+        self.where: list[str] = []  # that, at each point
         self._sizes: dict[str, Line] = {}
         self._holders: dict[str, int] = {}
         self._aliases: dict[str, str] = {}
@@ -67,12 +70,16 @@ class Walk:
         """An op makes a tensor; the bytes alive after it are a point of the walk."""
         self._add(name, size, holders)
         self.points.append(self.live)
+        self.made.append(name)
+        self.where.append(self.at)
 
     def make_together(self, *made: tuple[str, Line]) -> None:
         """One op makes several tensors (a fused kernel's gradients): one point, after all."""
         for name, size in made:
             self._add(name, size, 1)
         self.points.append(self.live)
+        self.made.append(made[0][0])
+        self.where.append(self.at)
 
     def hold(self, name: str, more: int = 1) -> None:
         """More holders of a tensor already alive (a gradient handed to two nodes)."""
@@ -180,6 +187,12 @@ class AttentionSaved:
     @classmethod
     def of(cls, rows: dict[str, tuple[int, int]]) -> "AttentionSaved":
         return cls("probabilities-bf16" in rows, "flash-output" in rows, Line(rows.get("logsumexp", (0, 0))[0]))
+
+
+def highest_at(walk: Walk, batch: int) -> str:
+    """The op of the walk's highest point for `batch` sequences (the first, if several)."""
+    heights = [point.at(batch) for point in walk.points]
+    return walk.where[heights.index(max(heights))]
 
 
 def rises(walk: Walk) -> tuple[Line, ...]:

@@ -155,6 +155,16 @@ def test_hf_config_names_a_file_it_cannot_read():
     assert out.returncode == 2 and out.stderr.startswith("calc: error: --hf-config: cannot read")
 
 
+def test_hf_config_names_a_path_no_file_can_have(capsys):
+    # a NUL byte cannot be in a path (a shell cannot pass one either; Python callers can)
+    from calc.cli import main
+    try:
+        main(["--hf-config", "\x00"])
+    except SystemExit as stop:
+        assert stop.code == 2
+    assert capsys.readouterr().err.startswith("calc: error: --hf-config: cannot read")
+
+
 def test_cuda_is_the_default_and_device_cpu_gives_the_measured_figures():
     results = json.loads((__import__("pathlib").Path(__file__).resolve().parents[2] / "validation" / "results.json").read_text())
     measured = next(c for c in results["cases"] if c["name"] == "cs336-gpt2-xl" and c["batch"] == 1

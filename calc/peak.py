@@ -249,11 +249,11 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict[str
     upper bound and E_f is not walked."""
     first, last = stages(shape, setup)
     here = first if stage == "first" else last
-    two = setup.replace(batch=min(setup.batch, 2))  # from two sequences on, the walks are the same lines
-    walks = _walks(shape, two, stage)
+    walks = _walks(shape, setup, stage)
     lines = {symbol: rises(walk) for symbol, walk in walks.items()}
     if "E_b" not in walks:
-        lines |= _bound_lines(shape, two, here.head > 0, here.block, here.block_matrices, here.head, here.head_matrix)
+        lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices, here.head,
+                              here.head_matrix)
     if "T_e" in lines:  # G counts the gradients the embeddings' backward makes, when fresh
         reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
         made = Line(0, here.embedding * state_bytes(setup)[1] if setup.microbatches == 1 or reduced else 0)
@@ -264,7 +264,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict[str
 def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
     """The op at which each walked moment of the fullest GPU is reached, by moment key, as
     a sentence names it ("softmax's backward")."""
-    walks = _walks(shape, setup.replace(batch=min(setup.batch, 2)), fullest_stage(shape, setup))
+    walks = _walks(shape, setup, fullest_stage(shape, setup))
     ops = {}
     for moment in MOMENTS:
         for term in moment.formula:
@@ -274,22 +274,28 @@ def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
 
 
 def _walks(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict:
+    """The walks of the parts on a stage's GPUs, by the part they give. They depend on the
+    batch only as one sequence or more, and on the layout only through the tensor- and
+    context-parallel split and whether gradients are accumulated, reduced as made, or tied
+    across the whole model: the solver's many layouts share them."""
     first, last = stages(shape, setup)
     here = first if stage == "first" else last
-    return _walks_remembered(shape, setup, here.head > 0, here.embedding > 0)
+    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
+    plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1)
+    return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
+                             accumulating=setup.microbatches > 1 and not reduced,
+                             tied=shape.tied and setup.pp == 1 and not reduced)
 
 
 @lru_cache(maxsize=512)
-def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool) -> dict:
-    """The walks of the parts on a stage's GPUs, by the part they give: the embeddings'
-    backward for any implementation; a block's forward and backward and the head's backward
-    for the reference implementation."""
-    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
-    accumulating = setup.microbatches > 1 and not reduced
+def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool,
+                      accumulating: bool, tied: bool) -> dict:
+    """The embeddings' backward for any implementation; a block's forward and backward and
+    the head's backward for the reference implementation."""
     z = sizes(shape, setup, accumulating=accumulating)
     walks = {}
     if has_embedding:
-        walks["T_e"] = embedding_walk(shape, setup, z, tied=shape.tied and setup.pp == 1 and not reduced)
+        walks["T_e"] = embedding_walk(shape, setup, z, tied=tied)
     if walks_apply(shape, setup):
         attention = attention_rows(shape, setup)
         walks["E_f"] = block_forward_walk(shape, setup, z, attention)

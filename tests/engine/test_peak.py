@@ -46,3 +46,23 @@ def test_seed_model_fits_two_sequences_in_80_gb_by_the_seeds_own_count():
     # 16 bytes/parameter of state plus 16,262,172,672 bytes per sequence
     assert (80 * 10**9 - 16 * P) // 16_262_172_672 == 2
     assert largest_batch(SEED, TrainingSetup(accounting="seed"), 80 * 10**9) == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(budget=st.integers(10**5, 10**8), heads=st.sampled_from([1, 2, 4]), context=st.integers(1, 64),
+       positions=st.sampled_from(["rope", "learned"]), attention=st.sampled_from(["explicit", "flash"]),
+       checkpoint=st.sampled_from(["none", "block"]), dtype=st.sampled_from(["fp32", "bf16"]),
+       microbatches=st.sampled_from([1, 2]), pp=st.sampled_from([1, 2]), tied=st.booleans())
+def test_largest_batch_of_a_small_model_fits_and_one_more_does_not(budget, heads, context, positions, attention,
+                                                                  checkpoint, dtype, microbatches, pp, tied):
+    # Small models, where the walks' ops (explicit attention's copies from two sequences on,
+    # the weight gradients, the tied matrix's) decide the largest batch
+    from calc import ModelShape
+    shape = ModelShape(vocab=64, context=context, layers=2, d_model=8 * heads, heads=heads, kv_heads=heads, d_ff=24,
+                       ffn="swiglu", norm="rmsnorm", bias=False, positions=positions, tied=tied, max_positions=None)
+    setup = TrainingSetup(attention=attention, checkpoint=checkpoint, dtype=dtype, device="cpu",
+                          microbatches=microbatches, pp=pp)
+    best = largest_batch(shape, setup, budget)
+    if best:
+        assert peak_bytes(shape, setup.replace(batch=best)) <= budget
+    assert peak_bytes(shape, setup.replace(batch=best + 1)) > budget

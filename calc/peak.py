@@ -56,7 +56,7 @@ from calc.backward import attention_rows, block_walk, embedding_walk, head_walk,
 from calc.forward import block_forward_walk
 from calc.walk import Line, highest_at, rises, sizes
 from calc.fixed import buffer_bytes, state_bytes
-from calc.splits import ROWS_DEPEND_ON, ceil_div, remember, split_rows, stages, zero_states
+from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
 from calc.setup import MAX_BATCH, TrainingSetup
 from calc.shape import ModelShape
@@ -229,7 +229,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "G_B": (layers - 1) * here.block * grad if fresh_grads and not reduced else 0,
         "G_h": 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 else 0)) if has_head else 0,
-        **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, stage).items()},
+        **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, here).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         "B_d": held_grads if (setup.zero == 0 and N > 1 and not setup.ddp_bucket_view) else 0,
         "B_r": min(setup.reduce_bucket, here.parameters) * grad if (setup.zero >= 1 and N > 1) else 0,
@@ -242,29 +242,37 @@ WALKED = ("E_f", "E_h", "E_b", "T_e")
 """The parts that rise and fall inside a part of the step, walked op by op (calc.walk)."""
 
 
-def _rise_lines(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict[str, tuple[Line, ...]]:
-    """E_f, E_h, E_b and T_e on a stage's GPUs, each the highest of some lines in the batch
-    (bytes = per_sequence · B + constant): the walks' highest points; for Hugging Face and
-    from-scratch code (and under selective recomputation) E_h and E_b are one stated
-    upper bound and E_f is not walked."""
-    first, last = stages(shape, setup)
-    here = first if stage == "first" else last
-    walks = _walks(shape, setup, stage)
-    lines = {symbol: rises(walk) for symbol, walk in walks.items()}
-    if "E_b" not in walks:
-        lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices, here.head,
-                              here.head_matrix)
-    if "T_e" in lines:  # G counts the gradients the embeddings' backward makes, when fresh
-        reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
-        made = Line(0, here.embedding * state_bytes(setup)[1] if setup.microbatches == 1 or reduced else 0)
-        lines["T_e"] = tuple(line - made for line in lines["T_e"])
-    return {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
+def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[str, tuple[Line, ...]]:
+    """E_f, E_h, E_b and T_e on the GPUs of the stage `here`, each the highest of some
+    lines in the batch (bytes = per_sequence · B + constant): the walks' highest points;
+    for Hugging Face and from-scratch code (and under selective recomputation) E_h and E_b
+    are one stated upper bound and E_f is not walked. Remembered by what they depend on:
+    the solver's many layouts share them."""
+    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
+    key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
+           setup.tp, setup.sp, setup.cp, setup.microbatches > 1, reduced, setup.pp == 1, here)
+    if key not in _RISES:
+        if len(_RISES) > 4096:
+            _RISES.clear()
+        walks = _walks(shape, setup, here)
+        lines = {symbol: rises(walk) for symbol, walk in walks.items()}
+        if "E_b" not in walks:
+            lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
+                                  here.head, here.head_matrix)
+        if "T_e" in lines:  # G counts the gradients the embeddings' backward makes, when fresh
+            made = Line(0, here.embedding * state_bytes(setup)[1] if setup.microbatches == 1 or reduced else 0)
+            lines["T_e"] = tuple(line - made for line in lines["T_e"])
+        _RISES[key] = {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
+    return _RISES[key]
+
+
+_RISES: dict = {}
 
 
 def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
     """The op at which each walked moment of the fullest GPU is reached, by moment key, as
     a sentence names it ("softmax's backward")."""
-    walks = _walks(shape, setup, fullest_stage(shape, setup))
+    walks = _walks(shape, setup, _stage(shape, setup, fullest_stage(shape, setup)))
     ops = {}
     for moment in MOMENTS:
         for term in moment.formula:
@@ -273,13 +281,11 @@ def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
     return ops
 
 
-def _walks(shape: ModelShape, setup: TrainingSetup, stage: str) -> dict:
-    """The walks of the parts on a stage's GPUs, by the part they give. They depend on the
-    batch only as one sequence or more, and on the layout only through the tensor- and
-    context-parallel split and whether gradients are accumulated, reduced as made, or tied
-    across the whole model: the solver's many layouts share them."""
-    first, last = stages(shape, setup)
-    here = first if stage == "first" else last
+def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
+    """The walks of the parts on the GPUs of the stage `here`, by the part they give. They
+    depend on the batch only as one sequence or more, and on the layout only through the
+    tensor- and context-parallel split and whether gradients are accumulated, reduced as
+    made, or tied across the whole model."""
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1)
     return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
@@ -494,7 +500,7 @@ def _lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
         return [Line(at_two - at_one, 2 * at_one - at_two)]
     lines = []
     for stage in (("first", "last") if setup.pp > 1 else ("last",)):
-        rises = _rise_lines(shape, two, stage)
+        rises = _rise_lines(shape, two, _stage(shape, two, stage))
         parts = (_parts(shape, one, stage), _parts(shape, two, stage))
         for moment, at_one, at_two in zip(MOMENTS, _moment_bytes(shape, one, stage), _moment_bytes(shape, two, stage)):
             walked = [term[0] for term in moment.formula if term[0] in rises]

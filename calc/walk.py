@@ -52,6 +52,7 @@ class Walk:
         self.made: list[str] = []  # the name of the tensor made at each point
         self.at = ""  # the op the program is in, as a sentence names it
         self.where: list[str] = []  # that, at each point
+        self.rises = None  # (points, rises) once worked out
         self._sizes: dict[str, Line] = {}
         self._holders: dict[str, int] = {}
         self._aliases: dict[str, str] = {}
@@ -196,5 +197,8 @@ def highest_at(walk: Walk, batch: int) -> str:
 
 
 def rises(walk: Walk) -> tuple[Line, ...]:
-    """How far above what the part saved the walk rises, at each of its highest points."""
-    return tuple(point - walk.baseline for point in walk.most())
+    """How far above what the part saved the walk rises, at each of its highest points
+    (worked out once a walk)."""
+    if walk.rises is None or walk.rises[0] != len(walk.points):
+        walk.rises = (len(walk.points), tuple(point - walk.baseline for point in walk.most()))
+    return walk.rises[1]

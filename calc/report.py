@@ -6,7 +6,7 @@ from calc.activations import activation_table
 from calc.fixed import fixed_table, state_bytes
 from calc.gpus import GPUS
 from calc.parameters import parameter_count
-from calc.peak import largest_batch, peak_bytes
+from calc.peak import MOMENTS, largest_batch, moment_ops, peak_bytes
 from calc.setup import TrainingSetup
 from calc.shape import IMPLEMENTATION_NAMES, ModelShape
 from calc.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
@@ -75,7 +75,8 @@ def value_text(inputs, name: str) -> str:
     summary()['bytes'], or `setup.<field>` (a whole-number field of the step as the inputs
     set it, grouped: a framework's default the prose names), or `solver.max_tp`, `solver.max_pp`,
     `solver.max_cp` (the largest tensor-, pipeline- and context-parallel sizes the solver
-    tries). KeyError for any other name."""
+    tries), or `at.<moment>` (the op a walked moment of the step peaks at, keys as in
+    calc.peak.MOMENTS). KeyError for any other name."""
     s = summary(inputs.shape, inputs.setup, inputs.budget)
     if name == "parameters":
         return grouped(s["parameters"])
@@ -93,6 +94,8 @@ def value_text(inputs, name: str) -> str:
         return grouped(SOLVER_BOUNDS[key])
     if kind == "setup" and isinstance(getattr(inputs.setup, key, None), int) and not isinstance(getattr(inputs.setup, key), bool):
         return grouped(getattr(inputs.setup, key))
+    if kind == "at" and key in {m.key for m in MOMENTS}:  # where a walked moment peaks
+        return moment_ops(inputs.shape, inputs.setup.replace(accounting="autograd")).get(key, "—")
     if kind in ("bytes", "exact") and key in s["bytes"]:
         return in_unit(s["bytes"][key], inputs.unit) if kind == "bytes" else grouped(s["bytes"][key])
     raise KeyError(f"unknown value {name!r}")

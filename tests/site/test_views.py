@@ -96,6 +96,21 @@ def test_values_are_labelled():
     assert [render_value(f"solver.max_{n}", {}) for n in ("tp", "pp", "cp")] == ["8", "128", "8"]
 
 
+def test_a_walked_moment_names_the_op_it_peaks_at():
+    # At the seed's sizes (one sequence of 1,024 tokens, 25 heads) explicit attention's
+    # softmax backward holds the gradients of P and of the scores together, 2 · 25 · 1,024²
+    # fp32 values (209.7 MB), more than the feed-forward layers' backward ever adds (their
+    # three weight gradients are 3 · 1,600 · 6,400 fp32 values, 122.9 MB, and by W1's the
+    # 1,024 · 6,400 saved outputs are being freed); with flash attention no quadratic tensor
+    # exists and the feed-forward's backward is the highest.
+    assert render_value("at.last-block-backward", {"attention": "explicit"}) == "softmax's backward"
+    assert render_value("at.last-block-backward", {"attention": "flash", "dtype": "bf16"}) == \
+        "the backward of SwiGLU's product"
+    assert render_value("at.head-backward", {"preset": "llama-3-8b"}) == "—"  # Hugging Face code: not walked
+    with pytest.raises(KeyError):
+        render_value("at.no-such-moment", {})
+
+
 def test_generated_links_carry_every_input_the_reader_set():
     html = render_view("reverse", {"preset": "llama-3-8b", "context": "2048", "batch": "3"}, "r")
     links = [part.split('"')[0] for part in html.split('href="')[1:]]

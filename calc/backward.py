@@ -1,4 +1,4 @@
-"""Backward through a block, and through the loss, LM head and final norm, op by op.
+"""Backward through the loss, LM head and final norm, a block, and the embeddings, op by op.
 
 The reference implementation's backward runs as autograd's engine runs it on one device:
 node after node, in the order the engine picks (the node made last in the forward pass
@@ -10,8 +10,9 @@ inside the block (or the head).
 What the program encodes, each step read from PyTorch's autograd formulas
 (tools/autograd/derivatives.yaml) and checked op by op against a live-tensor timeline of
 real CPU steps (validation/timeline.py):
-- a linear layer's backward makes its weight's gradient, then its input's; under autocast
-  both in bf16, then the casts' own backward makes the fp32 ones (the input's first);
+- a linear layer's backward makes its weight's gradient, then its input's (with a bias,
+  addmm's: the input's, the weight's, then the bias's); under autocast in bf16, then the
+  casts' own backward makes the fp32 ones (the input's first);
 - a tensor read by two ops gets two gradients; the engine adds them into a new tensor and
   frees both;
 - a gradient nobody accumulates into is kept as the parameter's `.grad` (set_to_none
@@ -30,7 +31,6 @@ from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.splits import split_rows
 from calc.walk import FP32, AttentionSaved, Line, Sizes, Walk, weight_matrices
-
 
 NORM_NAMES = {"norm1": "the attention norm", "norm2": "the feed-forward norm", "final-norm": "the final norm"}
 
@@ -286,16 +286,15 @@ def _norm(program: _Program, shape: ModelShape, prefix: str, grad: str, into: st
         program.layer_norm(prefix, grad, into, shape.bias)
 
 
-def _shared_input(program: _Program, key: str, users: tuple[str, ...]) -> dict[str, str]:
-    """The input several linear layers read: one tensor they all keep, or under autocast
-    one bf16 copy each. The saved name of each user."""
+def _shared_input(program: _Program, key: str, users: tuple[str, ...]) -> None:
+    """The input several linear layers read: one tensor they all keep (`key`), or under
+    autocast one bf16 copy each (`key`-user)."""
     z = program.z
     if not z.cast:
         program.keep(key, z.per(z.s * z.d, z.a), holders=len(users))
-        return {user: key for user in users}
+        return
     for user in users:
         program.keep(f"{key}-{user}", z.per(z.s * z.d, z.a))
-    return {user: f"{key}-{user}" for user in users}
 
 
 def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows: dict[str, tuple[int, int]]) -> Walk:
@@ -317,10 +316,10 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     norm_readers = 2 if shape.norm == "rmsnorm" else 1
     copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
     if recompute:
-        program.keep("norm1-input", z.per(sd, z.n), holders=norm_readers)  # the block's input, which the checkpoint keeps
+        program.keep("norm1-input", z.per(sd, z.n), holders=norm_readers)  # the block's input, the checkpoint's
     else:  # what the block saved, in the order of the forward pass
         _norm_saved(program, shape, "norm1")
-        qkv = _shared_input(program, "qkv-input", ("v", "k", "q"))
+        _shared_input(program, "qkv-input", ("v", "k", "q"))
         for key, (size, holders) in attention_rows.items():
             program.keep(key, Line(size), holders)
         _norm_saved(program, shape, "norm2")
@@ -383,7 +382,8 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
             w.make(copied, z.per(heads * z.s * z.d_h, z.a))
             w.drop(grad_out)
             grad_out = copied
-        program.linear(f"W_{name.upper()}", grad_out, qkv[name], copies.get(name), z.d, heads * z.d_h, "norm1-out", cast_input=True)
+        program.linear(f"W_{name.upper()}", grad_out, qkv[name], copies.get(name), z.d, heads * z.d_h, "norm1-out",
+                       cast_input=True)
     _norm(program, shape, "norm1", program.buffers.take("norm1-out"), "in")
     return w
 
@@ -461,8 +461,8 @@ def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool
     w.have("g-x", z.per(z.s * z.d, z.n))
     if tied:
         w.have("head-grad", matrix)
-    w.at = "the position embedding's backward"
     if learned:  # x = tokens + positions: the positions' gradient is summed over the batch
+        w.at = "the position embedding's backward"
         summed, positions = program.buffers.name("dpos"), program.buffers.name("dW")
         w.make(summed, z.fixed(z.s * z.d, z.n))
         w.make(positions, z.fixed(shape.max_positions * z.d, z.n))

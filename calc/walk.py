@@ -42,8 +42,8 @@ ZERO = Line(0)
 
 
 class Walk:
-    """The bytes alive as a backward program runs: tensors made and dropped by name, each
-    dropped once its last holder lets go; the live bytes after every op that makes one."""
+    """The bytes alive as a program of ops runs: tensors made and dropped by name, each
+    freed once its last holder lets go; the live bytes after every op that makes one."""
 
     def __init__(self):
         self.live = ZERO

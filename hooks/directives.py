@@ -34,7 +34,7 @@ from calc.site.form import inputs_panel  # noqa: E402
 from calc.site.views import render_value, render_view  # noqa: E402
 
 BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
-INLINE = re.compile(r"\[\[value (?P<name>[a-z_.]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
+INLINE = re.compile(r"\[\[value (?P<name>[a-z_.-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
 LEFTOVER = re.compile(r"\[\[(calc|value)\b[^\]]*\]\]")
 
 _results: dict[str, dict] = {}

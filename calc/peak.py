@@ -53,14 +53,14 @@ from functools import lru_cache
 from math import prod
 
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
-from calc.forward import block_forward_walk
-from calc.walk import Line, highest_at, rises, sizes
 from calc.fixed import buffer_bytes, state_bytes
+from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
 from calc.setup import MAX_BATCH, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
+from calc.walk import Line, highest_at, rises, sizes
 
 INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 

@@ -49,7 +49,6 @@ class Walk:
         self.live = ZERO
         self.baseline = ZERO  # what the part saved, alive when the walk starts
         self.points: list[Line] = []
-        self.made: list[str] = []  # the name of the tensor made at each point
         self.at = ""  # the op the program is in, as a sentence names it
         self.where: list[str] = []  # that, at each point
         self.rises = None  # (points, rises) once worked out
@@ -71,7 +70,6 @@ class Walk:
         """An op makes a tensor; the bytes alive after it are a point of the walk."""
         self._add(name, size, holders)
         self.points.append(self.live)
-        self.made.append(name)
         self.where.append(self.at)
 
     def make_together(self, *made: tuple[str, Line]) -> None:
@@ -79,7 +77,6 @@ class Walk:
         for name, size in made:
             self._add(name, size, 1)
         self.points.append(self.live)
-        self.made.append(made[0][0])
         self.where.append(self.at)
 
     def hold(self, name: str, more: int = 1) -> None:
@@ -144,7 +141,6 @@ class Sizes:
     cast: bool  # bf16 autocast: linear layers and attention cast their fp32 inputs to bf16
     batched: bool  # more than one sequence (explicit attention copies some views to fold the batch)
     accumulating: bool  # each new parameter gradient is added into a held one, then freed
-    cuda: bool
 
     def per(self, values: int, size: int) -> Line:
         """`values` per sequence of `size` bytes each."""
@@ -152,6 +148,7 @@ class Sizes:
 
     @staticmethod
     def fixed(values: int, size: int) -> Line:
+        """`values` of `size` bytes each, whatever the batch (a weight's gradient)."""
         return Line(0, values * size)
 
 
@@ -162,8 +159,7 @@ def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool) -> Sizes:
     return Sizes(s=-(-shape.context // setup.cp), d=shape.d_model, h=-(-shape.heads // t),
                   h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
                   a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32, cast=setup.dtype == "bf16",
-                  batched=setup.batch > 1, accumulating=accumulating, cuda=setup.device == "cuda")
-
+                  batched=setup.batch > 1, accumulating=accumulating)
 
 
 def weight_matrices(shape: ModelShape, z: Sizes) -> dict[str, int]:

@@ -404,7 +404,19 @@ def _moments(shape: ModelShape, setup: TrainingSetup, stage: str) -> Table:
     rows = tuple(row(values, m.key, m.name, f(*m.formula), 1, note=f"at {ops[m.key]}" if m.key in ops else "")
                  for m in MOMENTS)
     where = f" on the {stage} pipeline stage's GPUs" if setup.pp > 1 else " on each GPU" if setup.parallel else ""
-    return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False)
+    return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False,
+                 notes=(_MOMENTS_PROVENANCE[setup.device if walks_apply(shape, setup) else "bound"],))
+
+
+_MOMENTS_PROVENANCE = {
+    "cpu": "Walked op by op; each moment equals, to the byte, a live-tensor timeline of real CPU steps of the "
+           "reference implementation at small shapes (validation/timeline.json).",
+    "cuda": "Walked op by op with CUDA's rules (autocast's op lists, the attention kernels' saved tensors): derived "
+            "from PyTorch's source and checked on the CPU, not yet measured on a GPU.",
+    "bound": "Backward through the head and through a block is a stated upper bound here: not walked for this "
+             "implementation (or under selective recomputation), nor measured as whole steps.",
+}
+"""Where the moments come from, by device where they are walked."""
 
 
 def _stage(shape: ModelShape, setup: TrainingSetup, stage: str):

@@ -172,3 +172,11 @@ def _matrices(shape: ModelShape) -> tuple[int, ...]:
 def _biases(shape: ModelShape) -> int:
     q, kv, d, f = shape.heads * shape.d_head, shape.kv_heads * shape.d_head, shape.d_model, shape.d_ff
     return q + 2 * kv + d + f + d + (f if shape.ffn == "swiglu" else 0)
+
+
+def test_the_moments_say_where_they_come_from():
+    from calc import PRESETS
+    from calc.peak import moments_table
+    assert "timeline" in moments_table(SMALL, FP32).notes[0]  # measured: the CPU, the reference implementation
+    assert "not yet measured" in moments_table(SMALL, FP32.replace(device="cuda")).notes[0]
+    assert "upper bound" in moments_table(PRESETS["llama-3-8b"], TrainingSetup()).notes[0]  # Hugging Face code

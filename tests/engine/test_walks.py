@@ -8,7 +8,7 @@ activation rows that validation/results.json measured: what a block's backward f
 exactly what the block saved.
 """
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from calc import ModelShape, TrainingSetup, activation_table
@@ -112,19 +112,19 @@ setups = st.builds(
     device=st.sampled_from(["cpu", "cuda"]), microbatches=st.sampled_from([1, 2]))
 
 
-def _rows_or_none(shape, setup):
+def _measured_rows(shape, setup):
+    """The block's activation rows, nothing recomputed; Hypothesis discards a combination
+    that calc refuses everywhere (a CUDA attention kernel not derived, for one)."""
     try:
         return activation_table(shape, setup.replace(checkpoint="none"))
-    except FieldError:  # a combination no accounting describes (such as a CUDA kernel not derived)
-        return None
+    except FieldError:
+        assume(False)
 
 
 @settings(max_examples=300, deadline=None)
 @given(reference_shapes(), setups)
 def test_a_block_s_backward_frees_exactly_what_it_saved(shape, setup):
-    table = _rows_or_none(shape, setup)
-    if table is None:
-        return
+    table = _measured_rows(shape, setup)
     z = sizes(shape, setup, accumulating=setup.microbatches > 1)
     walk = block_walk(shape, setup.replace(checkpoint="none"), z, attention_rows(shape, setup))
     copies = 2 * sum(m for m in _matrices(shape)) if setup.dtype == "bf16" else 0
@@ -139,9 +139,7 @@ def test_a_block_s_backward_frees_exactly_what_it_saved(shape, setup):
 @settings(max_examples=300, deadline=None)
 @given(reference_shapes(), setups)
 def test_a_block_s_forward_pass_ends_holding_what_it_saved_and_its_output(shape, setup):
-    table = _rows_or_none(shape, setup)
-    if table is None:
-        return
+    table = _measured_rows(shape, setup)
     z = sizes(shape, setup, accumulating=False)
     setup = setup.replace(checkpoint="none")
     walk = block_forward_walk(shape, setup, z, attention_rows(shape, setup))
@@ -153,8 +151,7 @@ def test_a_block_s_forward_pass_ends_holding_what_it_saved_and_its_output(shape,
 @settings(max_examples=200, deadline=None)
 @given(reference_shapes(), setups)
 def test_a_checkpointed_block_recomputes_what_it_saved_and_frees_it(shape, setup):
-    if _rows_or_none(shape, setup) is None:
-        return
+    _measured_rows(shape, setup)
     setup = setup.replace(checkpoint="block")
     z = sizes(shape, setup, accumulating=False)
     walk = block_walk(shape, setup, z, attention_rows(shape, setup))

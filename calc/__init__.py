@@ -6,7 +6,8 @@ Standard library only; runs on CPython 3.11+ and in Pyodide.
 from calc.activations import activation_table
 from calc.fixed import fixed_table
 from calc.parameters import parameter_count, parameter_table
-from calc.peak import largest_batch, moments_table, peak_bytes
+from calc.fit import largest_batch, peak_bytes
+from calc.peak import moments_table
 from calc.presets import DEFAULT_PRESET, PRESETS, preset
 from calc.report import summary, summary_table
 from calc.setup import TrainingSetup

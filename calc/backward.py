@@ -26,6 +26,7 @@ Sizes are `Line`s: bytes = per_sequence · B + constant.
 
 from __future__ import annotations
 
+from calc.activations.autograd import bf16_log_softmax, kernel_pads, sdpa_kernel
 from calc.forward import BlockForward
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -276,7 +277,7 @@ def _norm_saved(program: _Program, shape: ModelShape, prefix: str) -> None:
         program.keep(f"{prefix}-normalised", z.per(z.s * z.d, z.n))
     else:
         program.keep(f"{prefix}-input", z.per(z.s * z.d, z.n))
-        program.keep(f"{prefix}-stats", z.per(2 * z.s, z.n))
+        program.keep(f"{prefix}-stats", z.per(2 * z.s, z.stats))
 
 
 def _norm(program: _Program, shape: ModelShape, prefix: str, grad: str, into: str) -> None:
@@ -392,13 +393,20 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
     """Backward through the loss, the LM head and the final norm: the walk starts with what
     they saved (the log-probabilities, the head's input, the norm's tensors; the head's
     bf16 copy) and ends with the gradient of the last block's output and their parameter
-    gradients. Cross-entropy runs in the stream's dtype (fp32, also under CPU autocast)."""
+    gradients. Cross-entropy runs in the stream's dtype (fp32, also under CPU autocast),
+    but under CUDA's bf16 autocast log-softmax runs in bf16 and NLL on an fp32 copy of its
+    output, so NLL's gradient is cast back to bf16 before log-softmax's backward."""
     program = _Program(z, bias=False)
     w = program.walk
     sV = z.s * z.vocab
+    bf16_log_probs = bf16_log_softmax(setup)
     _norm_saved(program, shape, "final-norm")
     program.keep("head-input", z.per(z.s * z.d, z.a))
-    program.keep("log-probs", z.per(sV, z.n), holders=2)  # log-softmax and NLL
+    if bf16_log_probs:
+        program.keep("log-probs", z.per(sV, 2))  # log-softmax's output
+        program.keep("log-probs-fp32", z.per(sV, FP32))  # its copy, which NLL keeps
+    else:
+        program.keep("log-probs", z.per(sV, z.n), holders=2)  # log-softmax and NLL
     copy = None
     if z.cast:
         copy = "copy-head"
@@ -408,11 +416,14 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
     w.at = "NLL's backward"
     w.make(seed, z.fixed(1, z.n))  # backward's seed: ones_like(loss)
     w.make(grad_log_probs, z.per(sV, z.n))  # NLL's backward
-    w.drop(seed, "log-probs")
+    w.drop(seed, "log-probs-fp32" if bf16_log_probs else "log-probs")
+    if bf16_log_probs:
+        w.at = "the cast's backward"
+        grad_log_probs = program.cast_back(grad_log_probs, Line(sV), 2)
     w.at = "log-softmax's backward"
-    w.make(grad_logits, z.per(sV, z.n))  # log-softmax's
+    w.make(grad_logits, z.per(sV, 2 if bf16_log_probs else z.n))  # log-softmax's
     w.drop(grad_log_probs, "log-probs")
-    if z.cast:  # autocast ran cross-entropy in fp32 on a copy of the bf16 logits
+    if z.cast and not bf16_log_probs:  # CPU autocast ran cross-entropy in fp32 on a copy of the bf16 logits
         grad_logits = program.cast_back(grad_logits, Line(sV), z.a)
     program.linear("the LM head", grad_logits, "head-input", copy, z.d, z.vocab, "final-out", cast_input=True)
     _norm(program, shape, "final-norm", program.buffers.take("final-out"), "out")
@@ -441,9 +452,14 @@ def attention_rows(shape: ModelShape, setup: TrainingSetup) -> dict[str, tuple[i
 
 def walks_apply(shape: ModelShape, setup: TrainingSetup) -> bool:
     """Whether the backward program describes this setup: the reference implementation,
-    nothing or whole blocks recomputed."""
-    return (setup.accounting == "autograd" and shape.implementation == "reference"
-            and setup.checkpoint in ("none", "block"))
+    nothing or whole blocks recomputed, and no attention kernel the walks lack (the math
+    composite, or flash on padded heads)."""
+    if not (setup.accounting == "autograd" and shape.implementation == "reference"
+            and setup.checkpoint in ("none", "block")):
+        return False
+    if setup.attention == "flash" and setup.device == "cuda":
+        return sdpa_kernel(shape, setup) != "math" and not kernel_pads(shape, setup)
+    return True
 
 
 def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool) -> Walk:

@@ -12,6 +12,7 @@ from calc import comparisons as c
 from calc.activations import activation_table
 from calc.errors import InputError
 from calc.fixed import fixed_table
+from calc.gpu_memory import allocator_checks_grid, gpu_memory_table
 from calc.inputs import Inputs
 from calc.parallel import per_gpu_table
 from calc.parameters import parameter_table
@@ -48,6 +49,7 @@ VIEWS = {
     "seed-checks": lambda i, o: (c.seed_checks_grid(i),),
     "validation": lambda i, o: (c.validation_grid(o.get("results") or {}),),
     "validation-cuda": lambda i, o: (c.validation_grid(o.get("results") or {}),),
+    "validation-cuda-derived": lambda i, o: (c.validation_grid(o.get("results") or {}),),
     "formulas": lambda i, o: tuple(activation_table(i.shape, i.setup.replace(accounting=a)) for a in FORMULA_ACCOUNTINGS),
     "glossary": lambda i, o: (c.glossary_grid(i),),
     "block-formula": lambda i, o: (c.block_formula(i),),
@@ -62,6 +64,8 @@ VIEWS = {
     "per-gpu": lambda i, o: (per_gpu_table(i.shape, i.setup),),
     "chart-gpu": lambda i, o: (c.gpu_bars(i, o.get("vary", "zero")),),
     "solver": lambda i, o: c.solver_answer(i),
+    "gpu-memory": lambda i, o: (gpu_memory_table(i),),
+    "allocator-checks": lambda i, o: (allocator_checks_grid(o.get("results") or {}),),
 }
 OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
 """Options a page pins for a view (not reader inputs), with their allowed values."""
@@ -75,8 +79,9 @@ GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PAR
                  "buffers": PARALLEL_VIEWS}
 """The inputs groups a panel shows only on pages with one of these views."""
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
-STATIC_VIEWS = {"validation", "validation-cuda"}
-RESULTS_FILES = {"validation": "results.json", "validation-cuda": "results-cuda-derived.json"}
+STATIC_VIEWS = {"validation", "validation-cuda", "validation-cuda-derived", "allocator-checks"}
+RESULTS_FILES = {"validation": "results.json", "validation-cuda": "results-cuda.json",
+                 "validation-cuda-derived": "results-cuda-derived.json", "allocator-checks": "h200-step-snapshot.json"}
 """The file in validation/ whose cases each static view shows (passed in as options["results"])."""
 """Views of committed data rather than of the inputs: not recomputed in the browser."""
 

@@ -23,7 +23,6 @@ from calc.parallel import per_gpu_table
 from calc.parameters import parameter_table
 from calc.presets import PRESETS
 from calc.render import part_text
-from calc.setup import DEVICE_NAMES
 from calc.solver import FSDP_STAGES
 from calc.report import summary
 from calc.table import Formula, Grid, Sentence, Table
@@ -44,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
 def _metavar(field) -> str:
     if field.kind in ("choice", "flag"):
         return "{" + ",".join(field.values) + "}"
-    return {"whole": "N", "whole_or_none": "N|none", "probability": "P", "size": "SIZE", "json": "PATH"}[field.kind]
+    return {"whole": "N", "whole_or_none": "N|none", "probability": "P", "percent": "PERCENT", "size": "SIZE",
+            "json": "PATH"}[field.kind]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,12 +167,18 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
     modified = any(BY_NAME[name].target == "shape" for name in params)
     print(f"{inputs.preset}{' (modified)' if modified else ''}: {result['parameters']:,} parameters; "
           f"accounting {setup.accounting}, attention {setup.attention}, checkpoint {setup.checkpoint}, "
-          f"{setup.dtype}, {setup.optimizer} ({setup.step_impl}), batch {setup.batch:,}, on {DEVICE_NAMES[setup.device]}\n")
+          f"{setup.dtype}, {setup.optimizer} ({setup.step_impl}), batch {setup.batch:,}, on {setup.device_name}\n")
     for t in tables:
         print(part_text(t, unit, args.markdown))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], unit)}")
     where = f"on the fullest of {setup.gpus:,} GPUs" if setup.gpus > 1 else "on one GPU"
-    print(f"Peak of the training step {where}: {b['peak']:,} bytes = {in_unit(b['peak'], unit)}")
+    if b["peak"] != b["peak_tensors"]:
+        print(f"Peak of the training step {where}, the tensors: {b['peak_tensors']:,} bytes = "
+              f"{in_unit(b['peak_tensors'], unit)}")
+        print(f"The same peak as PyTorch's caching allocator counts it (max_memory_allocated): {b['peak']:,} bytes = "
+              f"{in_unit(b['peak'], unit)}")
+    else:
+        print(f"Peak of the training step {where}: {b['peak']:,} bytes = {in_unit(b['peak'], unit)}")
     print(f"Largest batch in {inputs.budget_label}: {result['largest_batch']:,}")
     return 0
 

@@ -21,9 +21,9 @@ from calc.parallel import per_gpu_table
 from calc.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
 from calc.splits import check_layout
 from calc.parameters import parameter_count
-from calc.peak import largest_batch, peak_bytes
+from calc.fit import largest_batch, peak_bytes
 from calc.report import summary
-from calc.setup import DEVICE_NAMES, TrainingSetup
+from calc.setup import TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
@@ -194,35 +194,42 @@ def seed_checks_grid(i: Inputs) -> Grid:
     ])
 
 
-_RESULTS_DEVICES = {"cpu": ("cpu", "on the CPU"), "cuda-derived": ("cuda", "under CUDA's rules, derived on fake tensors"),
-                    "cuda": ("cuda", "measured on a GPU")}
-"""A results file's device: the device calc's rows are for, and how the file's cases were found."""
+_RESULTS_DEVICES = {"cpu": ("cpu", "validation", "on the CPU"),
+                    "cuda-derived": ("cuda", "validation-cuda-derived", "under CUDA's rules, derived on fake tensors"),
+                    "cuda": ("cuda", "validation-cuda", "measured on")}
+"""A results file's device: the device calc's rows are for, the grid's key, and how the
+file's cases were found."""
 
 
 def validation_grid(results: dict) -> Grid:
     """Each committed PyTorch measurement (or CUDA derivation) beside calc's prediction for
-    the same setup; a case CUDA's rules leave underived shows calc's refusal."""
-    device, how = _RESULTS_DEVICES[results.get("device", "cpu")]
+    the same setup, on the card each case names; a case CUDA's rules leave underived shows
+    calc's refusal."""
+    device, key, how = _RESULTS_DEVICES[results.get("device", "cpu")]
+    if results.get("device") == "cuda":
+        how = f"{how} an {results.get('gpu', 'unnamed GPU').removeprefix('NVIDIA ')}"
     rows = []
     for c in results.get("cases", []):
         shape = ModelShape(**c["shape"])
+        arch = c.get("arch", TrainingSetup.arch)
         setup = TrainingSetup(batch=c["batch"], attention=c["attention"], checkpoint=c["checkpoint"], dtype=c["dtype"],
-                              device=device)
+                              device=device, arch=arch)
         options = _measured_options(shape)
-        rk = "-".join([c["name"], f"b{c['batch']}", c["attention"], c["checkpoint"], c["dtype"], *options.split(", ")])
+        rk = "-".join([c["name"], f"b{c['batch']}", c["attention"], c["checkpoint"], c["dtype"], *options.split(", "),
+                       *([arch] if device == "cuda" else [])])
         if "not_derived" in c:
             figures = ["—", "not derived", "refused"]
         else:
             predicted = activation_table(shape, setup).bytes_for_batch()
             figures = [grouped(predicted - c["activations"]), grouped(c["activations"]), grouped(predicted)]
         cells = [c["name"], *figures, shape.implementation, options or "—", str(c["batch"]), c["attention"],
-                 c["checkpoint"], c["dtype"], str(c["tensors"])]
+                 c["checkpoint"], c["dtype"], arch if device == "cuda" else str(c["tensors"])]
         rows.append((rk.replace(" ", "").replace("=", "-"), cells))
     versions = f"PyTorch {results.get('torch', '?')}, transformers {results.get('transformers', '?')}"
-    return grid("validation" if device == "cpu" else "validation-cuda",
-                f"Saved for backward: {versions} {how}, against calc, in bytes",
+    tensors = {"cuda": ", real tensors", "cuda-derived": ", fake tensors"}.get(results.get("device", "cpu"), "")
+    return grid(key, f"Saved for backward: {versions} {how}{tensors}, against calc, in bytes",
                 ["Shape", "calc − measured", "Measured", "calc", "Code", "Options", "B", "Attention", "Checkpoint",
-                 "dtype", "Tensors"], rows, numeric_from=1, numeric_to=4)
+                 "dtype", "Card" if device == "cuda" else "Tensors"], rows, numeric_from=1, numeric_to=4)
 
 
 def _measured_options(shape: ModelShape) -> str:
@@ -250,7 +257,7 @@ def block_formula(i: Inputs):
 
 def setup_label(setup: TrainingSetup) -> str:
     return (f"{setup.accounting}, {setup.dtype}, {setup.attention} attention, checkpoint {setup.checkpoint}, "
-            f"{setup.optimizer}, B = {setup.batch:,}, {DEVICE_NAMES[setup.device]}")
+            f"{setup.optimizer}, B = {setup.batch:,}, {setup.device_name}")
 
 
 def compare_grid(i: Inputs) -> Grid:

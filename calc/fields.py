@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
+from calc.cuda import ARCHES
 from calc.errors import FieldError, echo
-from calc.gpus import DEFAULT_GPU, DEFAULT_RESERVE, GPUS
+from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
@@ -52,7 +54,8 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 class Field:
     """One input. kind: "whole" (a count from 1 to `limit`), "whole_or_none" (the same, or
     "none"), "choice" (one of `choices`, pairs of value and label), "flag" (true or
-    false), "probability" (a decimal from 0 up to 1), "size" (bytes, typed as '80 GB'), "json"
+    false), "probability" (a decimal from 0 up to 1), "percent" (a share from 0 to 50 %,
+    kept exact as a Fraction), "size" (bytes, typed as '80 GB'), "json"
     (a Hugging Face config.json, which stands for the fields it sets; not `in_link`: a link
     carries those fields instead).
     target: where the value goes — "shape", "setup", "compare" (setup B, the name less
@@ -96,6 +99,8 @@ class Field:
             return None if text.lower() in ("", "none") else _whole(self.name, text, self.limit)
         if self.kind == "probability":
             return _probability(self.name, text)
+        if self.kind == "percent":
+            return _percent(self.name, text)
         if self.kind == "json":
             return params_from_hf_config(text)
         if self.kind == "choice":
@@ -118,6 +123,8 @@ class Field:
             return str(value).lower()
         if isinstance(value, float):
             return f"{value:g}"
+        if isinstance(value, Fraction):
+            return f"{float(value):g} %" if value.denominator in (1, 2, 4, 5, 10, 20, 25, 50, 100) else f"{value} %"
         return str(value)
 
 
@@ -146,6 +153,21 @@ def _probability(name: str, text: str) -> float:
     value = float(text)
     if value >= 1:
         raise FieldError(name, f"{name} must be below 1, not {text}")
+    return value
+
+
+_PERCENT = re.compile(r"([0-9]{1,2}(?:\.[0-9]{1,2})?)\s*%?")
+MAX_PERCENT = 50
+
+
+def _percent(name: str, text: str) -> Fraction:
+    """A share typed in percent ('5', '5 %', '2.5%'), from 0 to 50 %, as an exact Fraction."""
+    m = _PERCENT.fullmatch(text)
+    if not m:
+        raise FieldError(name, f"{name} must be a percentage from 0 to {MAX_PERCENT} %, such as 5 %, not {echo(text)}")
+    value = Fraction(m.group(1))
+    if value > MAX_PERCENT:
+        raise FieldError(name, f"{name} must be at most {MAX_PERCENT} %, not {m.group(1)} %")
     return value
 
 
@@ -293,8 +315,14 @@ FIELDS: tuple[Field, ...] = (
           "(with flash attention)", "question", _NO_YES),
     Field("gpu", "gpu", "choice", "GPU", "the card: its memory as the driver reports it, less the reserve", "inputs",
           tuple((key, f"{g.name} ({g.mib:,} MiB)") for key, g in GPUS.items()) + (("custom", "another: type its memory"),)),
+    Field("arch", "gpu", "choice", "GPU architecture", "the card's compute capability, which decides the attention "
+          "kernel CUDA runs (default: the card's; sm90 for another card)", "setup",
+          tuple((arch, f"{arch} ({cards})") for arch, cards in ARCHES.items())),
     Field("reserve", "gpu", "size", "Reserve (CUDA context, allocator)", "memory a step cannot use, taken off the "
           "card's total (an assumption: set yours)", "inputs"),
+    Field("fragmentation", "gpu", "percent", "Allocator's cache (fragmentation)", "a share of the card kept free for "
+          "what PyTorch's caching allocator reserves beyond the blocks it hands out (an H200 reserved up to 4.4 % of "
+          "its memory more than it allocated; expandable_segments narrows it)", "inputs"),
     Field("budget", "gpu", "size", "GPU memory for tensors", "with GPU \"another\": memory for tensors, such as "
           "'80 GB' or '80 GiB'; a link that gives it picks \"another\"", "inputs"),
     Field("unit", "gpu", "choice", "Show sizes in", "unit of the rounded figures", "inputs",
@@ -308,7 +336,8 @@ assert {f.attribute for f in FIELDS if f.target == "setup"} == set(TrainingSetup
 assert len(NAMES) == len(FIELDS), "field names are unique"
 
 DEFAULT_TEXT = {"preset": DEFAULT_PRESET, "budget": "80 GB", "unit": "GB", "claim": "2.265 GB",
-                "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE, "fsdp": "",
+                "claim_scope": "sequence", "hf_config": "", "gpu": DEFAULT_GPU, "reserve": DEFAULT_RESERVE,
+                "fragmentation": DEFAULT_FRAGMENTATION, "fsdp": "",
                 "solve_zero": "any", "solve_sequences": "none", "max_microbatches": "none", "allow_tp": "true", "allow_pp": "true",
                 "allow_cp": "true"}
 """The defaults of the fields that set neither the shape (the preset's) nor a setup."""

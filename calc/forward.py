@@ -76,7 +76,7 @@ class BlockForward:
             self.done(normalised)
             return output
         output, stats = self.walk.name("normed"), self.walk.name("stats")
-        w.make_together((output, z.per(sd, z.n)), (stats, z.per(2 * z.s, z.n)))
+        w.make_together((output, z.per(sd, z.n)), (stats, z.per(2 * z.s, z.stats)))
         w.hold(output, readers if self.keep else 0)
         w.hold(stats, 1 if self.keep else 0)
         self.saved(f"{prefix}-stats", stats)

@@ -9,6 +9,7 @@ the engine raises is kept under its field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from typing import Mapping
 
@@ -54,6 +55,14 @@ class Inputs:
     gpu: str = "custom"
     reserve: int = 0
     question: Question = Question()
+    fragmentation: Fraction = Fraction(0)
+
+    @property
+    def cache_headroom(self) -> int:
+        """Bytes of the card kept free for the allocator's cache (`fragmentation` of its
+        total, rounded down); none for a typed budget, which is memory for tensors."""
+        return 0 if self.gpu == "custom" else GPUS[self.gpu].nbytes * self.fragmentation.numerator // (
+            100 * self.fragmentation.denominator)
 
     @property
     def unit_bytes(self) -> int:
@@ -67,7 +76,8 @@ class Inputs:
         if self.gpu == "custom":
             return usable
         gpu = GPUS[self.gpu]
-        return f"{gpu.article} {gpu.name} ({usable} after the reserve)"
+        cache = " and the allocator's cache" if self.cache_headroom else ""
+        return f"{gpu.article} {gpu.name} ({usable} after the reserve{cache})"
 
 
 def parse_inputs(params: Mapping[str, str]) -> Inputs:
@@ -112,6 +122,10 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         except FieldError as e:
             errors[e.field] = e.message
 
+    gpu = "custom" if "budget" in params and "gpu" not in params else values.get("gpu", DEFAULT_TEXT["gpu"])
+    if "arch" not in params:  # the card's own, unless the reader names another
+        values["arch"] = card_arch(gpu)
+
     fsdp = values.pop("fsdp", "")
     if fsdp:  # FSDP's name for a ZeRO stage
         if "zero" in params and values.get("zero") != FSDP_STAGES[fsdp]:
@@ -150,15 +164,25 @@ def _parse(params: Mapping[str, str]) -> Inputs:
             errors[e.field] = e.message
     if errors:
         raise InputError(errors)
-    gpu = "custom" if "budget" in params and "gpu" not in params else values["gpu"]
     reserve = values["reserve"][0]
-    budget = values["budget"][0] if gpu == "custom" else GPUS[gpu].nbytes - reserve
-    if budget < 1:
-        raise InputError({"reserve": f"reserve must be less than the {GPUS[gpu].name}'s {GPUS[gpu].mib:,} MiB"})
+    fragmentation = values["fragmentation"]
+    budget = values["budget"][0]
+    if gpu != "custom":
+        total = GPUS[gpu].nbytes
+        budget = total - reserve - total * fragmentation.numerator // (100 * fragmentation.denominator)
+        if budget < 1:
+            raise InputError({"reserve": f"reserve and fragmentation must leave some of the {GPUS[gpu].name}'s "
+                                         f"{GPUS[gpu].mib:,} MiB"})
     claim_bytes, claim_unit = values["claim"]
     claim_text = str(params.get("claim", DEFAULT_TEXT["claim"])).strip()
     return Inputs(preset, shape, setup, budget, values["unit"], compare,
-                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve, question)
+                  Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve, question,
+                  fragmentation)
+
+
+def card_arch(gpu: str) -> str:
+    """The compute capability of the card `gpu` names; for another card, calc's default."""
+    return GPUS[gpu].arch if gpu in GPUS else DEFAULT_SETUP.arch
 
 
 @lru_cache(maxsize=256)
@@ -204,7 +228,7 @@ def _value(inputs: Inputs, name: str):
         return getattr(inputs.question, field.attribute)
     return {"preset": inputs.preset, "fsdp": "", "budget": budget_text(inputs.budget), "unit": inputs.unit,
             "claim": inputs.claim.text, "claim_scope": inputs.claim.scope, "hf_config": inputs.hf_config,
-            "gpu": inputs.gpu, "reserve": budget_text(inputs.reserve)}[name]
+            "gpu": inputs.gpu, "reserve": budget_text(inputs.reserve), "fragmentation": inputs.fragmentation}[name]
 
 
 def inputs_to_params(inputs: Inputs) -> dict[str, str]:
@@ -217,7 +241,9 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
         if not field.in_link or (field.name == "budget" and inputs.gpu != "custom"):  # a card's budget follows from it
             continue
         shown = field.text(_value(inputs, field.name))
-        if field.target in defaults:
+        if field.name == "arch":
+            default = card_arch(inputs.gpu)
+        elif field.target in defaults:
             default = field.text(getattr(defaults[field.target], field.attribute))
         elif field.kind == "size" and field.name != "claim":  # written back as budget_text writes it
             default = budget_text(parse_size(DEFAULT_TEXT[field.name]))

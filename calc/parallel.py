@@ -14,7 +14,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from calc.fixed import state_bytes
-from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, peak_bytes, summed_bytes
+from calc.fit import peak_bytes
+from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
 from calc.splits import stages, zero_states
 from calc.shape import ModelShape

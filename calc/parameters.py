@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 
 from calc.shape import ModelShape
@@ -65,6 +66,17 @@ def matrix_parameter_count(shape: ModelShape) -> int:
     attention = d * shape.heads * dh + 2 * d * shape.kv_heads * dh + shape.heads * dh * d
     ffn = (3 if shape.ffn == "swiglu" else 2) * d * shape.d_ff
     return L * (attention + ffn) + shape.vocab * d
+
+
+@lru_cache(maxsize=256)
+def parameter_tensor_sizes(shape: ModelShape) -> tuple[tuple[int, int], ...]:
+    """How many parameter tensors the model has of each size: (values, count) pairs, worked
+    out from one and two blocks (a model of any depth in the same time)."""
+    one, two = (Counter(parameter_tensors(shape.replace(layers=n))) for n in (1, 2))
+    block = two - one
+    rest = one - block
+    return tuple(sorted((values, rest[values] + block[values] * shape.layers) for values in set(rest) | set(block)
+                        if rest[values] + block[values] * shape.layers))
 
 
 @lru_cache(maxsize=256)

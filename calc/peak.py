@@ -1,4 +1,4 @@
-"""The peak of a training step, and the largest batch that fits a memory budget.
+"""The peak of a training step: the tensors alive at each of its moments.
 
 Under the `autograd` accounting the peak is found by walking the step's moments, in the
 steady state (the optimizer's state exists; gradients were set to None after the last
@@ -52,12 +52,13 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from math import prod
 
+from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
 from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
-from calc.setup import MAX_BATCH, TrainingSetup
+from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
 from calc.walk import Line, highest_at, rises, sizes
@@ -228,7 +229,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
         "G_B": (layers - 1) * here.block * grad if fresh_grads and not reduced else 0,
         "G_h": 0 if reduced else head_grads if fresh_grads else tied_head_grad,
-        "T_f": B * s * vocab * (a + (4 if bf16 else 0)) if has_head else 0,
+        "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
         **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, here).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         "B_d": held_grads if (setup.zero == 0 and N > 1 and not setup.ddp_bucket_view) else 0,
@@ -405,18 +406,23 @@ def _moments(shape: ModelShape, setup: TrainingSetup, stage: str) -> Table:
                  for m in MOMENTS)
     where = f" on the {stage} pipeline stage's GPUs" if setup.pp > 1 else " on each GPU" if setup.parallel else ""
     return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False,
-                 notes=(_MOMENTS_PROVENANCE[setup.device if walks_apply(shape, setup) else "bound"],))
+                 notes=(_MOMENTS_PROVENANCE[setup.device if walks_apply(shape, setup) else "bound"],
+                        *((ALLOCATOR_NOTE,) if setup.device == "cuda" else ())))
 
 
 _MOMENTS_PROVENANCE = {
     "cpu": "Walked op by op; each moment equals, to the byte, a live-tensor timeline of real CPU steps of the "
            "reference implementation at small shapes (validation/timeline.json).",
-    "cuda": "Walked op by op with CUDA's rules (autocast's op lists, the attention kernels' saved tensors): derived "
-            "from PyTorch's source and checked on the CPU, not yet measured on a GPU.",
+    "cuda": "Walked op by op with CUDA's rules (autocast's op lists, the attention kernels' saved tensors, which "
+            "equal an H200's): the saved tensors are measured; the order ops free them in is the CPU timeline's, "
+            "not yet measured as whole steps on a GPU.",
     "bound": "Backward through the head and through a block is a stated upper bound here: not walked for this "
              "implementation (or under selective recomputation), nor measured as whole steps.",
 }
 """Where the moments come from, by device where they are walked."""
+ALLOCATOR_NOTE = ("These are the tensors' exact bytes. PyTorch's caching allocator hands each tensor a block of 512 "
+                  "bytes or more, rounded up, and keeps cuBLAS's workspace: what torch.cuda.max_memory_allocated "
+                  "reports is higher (the GPU memory view).")
 
 
 def _stage(shape: ModelShape, setup: TrainingSetup, stage: str):
@@ -473,42 +479,24 @@ def summed_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> int:
     return states + (2 * matrices if setup.dtype == "bf16" else 0) + here.activations
 
 
-def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
-    """Bytes at the peak of one training step on the fullest GPU (the whole batch on one GPU
-    when dp = tp = pp = 1)."""
+def tensor_peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes of the tensors alive at the peak of one training step on the fullest GPU (the
+    whole batch on one GPU when dp = tp = pp = 1). calc.fit.peak_bytes adds what the CUDA
+    caching allocator adds, where that is worked out."""
     if setup.accounting != "autograd":
         return max(summed_bytes(shape, setup, stage) for stage in ("first", "last"))
     return max(max(_moment_bytes(shape, setup, stage)) for stage in (("first", "last") if setup.pp > 1 else ("last",)))
 
 
-def largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) -> int:
-    """The largest batch whose peak fits in `budget_bytes`; 0 if not even one sequence fits.
-
-    From two sequences on, each moment is the highest of a few lines in the batch (c + m·B:
-    the walked parts are the highest of their ops' lines, the rest is affine), so the
-    answer is exact: the least of floor((budget − c) / m) over every line of every moment,
-    on every pipeline stage. (One sequence is checked on its own: explicit attention copies
-    some views only from two sequences on.)
-    """
-    if budget_bytes < 0:
-        raise ValueError("the memory budget must be positive")
-    if peak_bytes(shape, setup.replace(batch=1)) > budget_bytes:
-        return 0
-    best = MAX_BATCH
-    for line in _lines(shape, setup):
-        if line.per_sequence > 0:
-            best = min(best, (budget_bytes - line.constant) // line.per_sequence)
-        elif line.constant > budget_bytes:
-            best = 1
-    return max(best, 1)
-
-
-def _lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
-    """Every moment's lines in the batch from two sequences on, on every pipeline stage (the
-    sum, for the accountings without moments)."""
+def batch_lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
+    """Every moment's tensor bytes as lines in the batch from two sequences on, on every
+    pipeline stage (the sum, for the accountings without moments): each moment is the
+    highest of a few lines c + m·B (the walked parts are the highest of their ops' lines,
+    the rest is affine). One sequence is apart: explicit attention copies some views only
+    from two sequences on."""
     one, two = setup.replace(batch=1), setup.replace(batch=2)
     if setup.accounting != "autograd":
-        at_one, at_two = peak_bytes(shape, one), peak_bytes(shape, two)
+        at_one, at_two = tensor_peak_bytes(shape, one), tensor_peak_bytes(shape, two)
         return [Line(at_two - at_one, 2 * at_one - at_two)]
     lines = []
     for stage in (("first", "last") if setup.pp > 1 else ("last",)):

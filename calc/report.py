@@ -6,7 +6,8 @@ from calc.activations import activation_table
 from calc.fixed import fixed_table, state_bytes
 from calc.gpus import GPUS
 from calc.parameters import parameter_count
-from calc.peak import MOMENTS, largest_batch, moment_ops, peak_bytes
+from calc.fit import largest_batch, peak_bytes
+from calc.peak import MOMENTS, moment_ops, tensor_peak_bytes
 from calc.setup import TrainingSetup
 from calc.shape import IMPLEMENTATION_NAMES, ModelShape
 from calc.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
@@ -32,6 +33,7 @@ def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT
             "weight_copies": fixed.get("weight-copies", 0),
             "activations": activations.bytes_for_batch(),
             "activations_per_sequence": activations.bytes_for_batch(1),
+            "peak_tensors": tensor_peak_bytes(shape, setup),
             "peak": peak_bytes(shape, setup),
         },
         "budget_bytes": budget_bytes,
@@ -43,7 +45,8 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Headline bytes of one step: fixed memory, activations for the batch, the peak."""
     s = summary(shape, setup)
     b = s["bytes"]
-    values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"]}
+    values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"],
+              "M_t": b["peak_tensors"]}
     weights, gradients, kept = state_bytes(setup)
     precision = "bf16" if weights == 2 else "fp32"
     rows = [
@@ -58,9 +61,15 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
                     note=(f"what autograd keeps for the {IMPLEMENTATION_NAMES[shape.implementation]} implementation, "
                           "for the batch") if setup.accounting == "autograd"
                     else f"the {setup.accounting} accounting's total for the batch"))
-    rows.append(row(values, "peak", "Peak of the training step", f(("M",)), 1,
-                    note="not the sum of the rows above: see Peak, not sum" if setup.accounting == "autograd" else
-                    "this accounting's peak is the sum of the rows above"))
+    sum_note = ("not the sum of the rows above: see Peak, not sum" if setup.accounting == "autograd" else
+                "this accounting's peak is the sum of the rows above")
+    if b["peak"] != b["peak_tensors"]:
+        rows += [row(values, "peak-tensors", "Peak of the training step: the tensors' bytes", f(("M_t",)), 1,
+                     note=sum_note),
+                 row(values, "peak", "Peak as PyTorch's allocator counts it (max_memory_allocated)", f(("M",)), 1,
+                     note="each tensor's block, and cuBLAS's workspace: see On your GPU")]
+    else:
+        rows.append(row(values, "peak", "Peak of the training step", f(("M",)), 1, note=sum_note))
     return Table("summary", "Memory of one training step", tuple(rows), count_label="bytes", show_total=False)
 
 

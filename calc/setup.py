@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
 from calc.errors import FieldError, echo
 from calc.shape import check_whole
 
@@ -19,8 +20,6 @@ copy in the optimizer (DeepSpeed's and Megatron-LM's mixed precision, the ZeRO p
 2 + 2 + 12 with AdamW)."""
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("cuda", "cpu")
-DEVICE_NAMES = {"cuda": "CUDA (derived from PyTorch's source)", "cpu": "the CPU (measured)"}
-"""Each device as a sentence names it, with how its figures are known."""
 OPTIMIZER_IMPLS = ("default", "foreach", "fused", "for-loop")
 DEFAULT_OPTIMIZER_IMPL = {"cuda": "foreach", "cpu": "for-loop"}
 """What torch.optim picks when neither foreach nor fused is given: foreach where every
@@ -60,7 +59,9 @@ class TrainingSetup:
     "fused", "for-loop" or "default" (PyTorch's choice on the device); device: "cuda" (an
     NVIDIA GPU: CUDA's autocast op lists, attention kernels and dropout) or "cpu";
     keep_logits: the training loop holds the logits (`logits = model(x)`, then the loss)
-    until the step ends, so they stay alive through backward and the optimizer step.
+    until the step ends, so they stay alive through backward and the optimizer step;
+    arch: the GPU's compute capability ("sm90": H100, H200), which decides the attention
+    kernel scaled_dot_product_attention runs on CUDA (calc.cuda.attention_kernel).
 
     Spreading training over GPUs (see calc.parallel): dp data-parallel replicas with ZeRO
     stage `zero`; tp-way tensor parallelism, with sequence parallelism if `sp`; pp pipeline
@@ -84,6 +85,7 @@ and step.
     optimizer_impl: str = "default"
     device: str = "cuda"
     keep_logits: bool = False
+    arch: str = DEFAULT_ARCH
     dp: int = 1
     zero: int = 0
     tp: int = 1
@@ -104,6 +106,8 @@ and step.
                 raise FieldError(name, f"{name} must be one of {', '.join(allowed)}, not {echo(getattr(self, name))}")
         for name in LAYOUT_SIZES:
             check_whole(name, getattr(self, name), MAX_PARALLEL)
+        if self.arch not in ARCHES:
+            raise FieldError("arch", f"arch must be one of {', '.join(ARCHES)}, not {echo(self.arch)}")
         if isinstance(self.zero, bool) or self.zero not in ZERO_STAGES:
             raise FieldError("zero", f"zero must be 0, 1, 2 or 3, not {echo(self.zero)}")
         for name in ("reduce_bucket", "allgather_bucket", "prefetch_bucket"):
@@ -151,6 +155,15 @@ and step.
     def step_impl(self) -> str:
         """The optimizer step's implementation as it runs: "foreach", "fused" or "for-loop"."""
         return DEFAULT_OPTIMIZER_IMPL[self.device] if self.optimizer_impl == "default" else self.optimizer_impl
+
+    @property
+    def device_name(self) -> str:
+        """The device as a sentence names it, with how its figures are known: "CUDA on an
+        sm90 card (measured on an H200)", "the CPU (measured)"."""
+        if self.device == "cpu":
+            return "the CPU (measured)"
+        how = "measured on an H200" if self.arch == MEASURED_ARCH else "derived from PyTorch's source"
+        return f"CUDA on an {self.arch} card ({how})"
 
     @property
     def bytes_per_value(self) -> int:

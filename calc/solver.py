@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from calc.parallel import divisors
-from calc.peak import peak_bytes
+from calc.fit import peak_bytes
 from calc.setup import MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
 from calc.splits import check_layout

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
 
-from calc.cuda import LOGSUMEXP_ROWS_ALIGNMENT
+from calc.cuda import LOGSUMEXP_ROWS_ALIGNMENT, padded_head
 from calc.shape import ModelShape
 
 # Each symbol: (plain-text name, LaTeX, meaning). Text uses the field's own name.
@@ -21,6 +21,7 @@ SYMBOLS = {
     "h": ("h", "h", "attention heads"),
     "h_kv": ("h_kv", "h_{kv}", "key/value heads"),
     "d_h": ("d_h", "d_h", "features per head, d / h"),
+    "d_h8": ("d_h8", r"d_{h,8}", "features per head padded to a multiple of 8 (what the flash kernel gets)"),
     "d_ff": ("d_ff", "d_{ff}", "feed-forward width"),
     "V": ("V", "V", "vocabulary size"),
     "n_pos": ("n_pos", r"n_{\mathrm{pos}}", "rows of the learned position table (max_positions)"),
@@ -39,7 +40,7 @@ def symbol_values(shape: ModelShape) -> dict[str, int]:
     """The value of each shape symbol for `shape` (B is the table's own)."""
     return {
         "L": shape.layers, "s": shape.context, "d": shape.d_model, "h": shape.heads,
-        "h_kv": shape.kv_heads, "d_h": shape.d_head, "d_ff": shape.d_ff, "V": shape.vocab, "n_pos": shape.max_positions,
+        "h_kv": shape.kv_heads, "d_h": shape.d_head, "d_h8": padded_head(shape.d_head), "d_ff": shape.d_ff, "V": shape.vocab, "n_pos": shape.max_positions,
         "s_32": -(-shape.context // LOGSUMEXP_ROWS_ALIGNMENT) * LOGSUMEXP_ROWS_ALIGNMENT,
     }
 

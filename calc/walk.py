@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calc.activations.autograd import layer_norm_stats_bytes
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 
@@ -47,15 +48,31 @@ class Walk:
 
     def __init__(self):
         self.live = ZERO
+        self._sizes: dict[str, Line] = {}
         self.baseline = ZERO  # what the part saved, alive when the walk starts
         self.points: list[Line] = []
+        self.above: list[tuple[Line, ...]] = []  # at each point, the tensors alive beyond the baseline's
         self.at = ""  # the op the program is in, as a sentence names it
         self.where: list[str] = []  # that, at each point
         self.rises = None  # (points, rises) once worked out
-        self._sizes: dict[str, Line] = {}
         self._holders: dict[str, int] = {}
         self._aliases: dict[str, str] = {}
         self._count = 0
+
+    @property
+    def baseline(self) -> Line:
+        return self._baseline
+
+    @baseline.setter
+    def baseline(self, live: Line) -> None:
+        """What the part saved: the tensors alive now."""
+        self._baseline = live
+        self._baseline_names = frozenset(self._sizes)
+
+    def _point(self) -> None:
+        self.points.append(self.live)
+        self.where.append(self.at)
+        self.above.append(tuple(size for name, size in self._sizes.items() if name not in self._baseline_names))
 
     def name(self, stem: str) -> str:
         """A fresh name for a tensor made from `stem`."""
@@ -69,15 +86,13 @@ class Walk:
     def make(self, name: str, size: Line, holders: int = 1) -> None:
         """An op makes a tensor; the bytes alive after it are a point of the walk."""
         self._add(name, size, holders)
-        self.points.append(self.live)
-        self.where.append(self.at)
+        self._point()
 
     def make_together(self, *made: tuple[str, Line]) -> None:
         """One op makes several tensors (a fused kernel's gradients): one point, after all."""
         for name, size in made:
             self._add(name, size, 1)
-        self.points.append(self.live)
-        self.where.append(self.at)
+        self._point()
 
     def hold(self, name: str, more: int = 1) -> None:
         """More holders of a tensor already alive (a gradient handed to two nodes)."""
@@ -127,7 +142,7 @@ class Walk:
 class Sizes:
     """A GPU's sizes for the walk, in values per sequence (s tokens) or per tensor, and the
     bytes a value takes: a in the compute dtype, n in the residual stream (fp32 but for a
-    model cast to bf16)."""
+    model cast to bf16), `stats` in LayerNorm's mean and 1/σ."""
 
     s: int
     d: int
@@ -138,6 +153,7 @@ class Sizes:
     vocab: int
     a: int
     n: int
+    stats: int  # bytes of a value of LayerNorm's mean and 1/σ (fp32 on CUDA)
     cast: bool  # bf16 autocast: linear layers and attention cast their fp32 inputs to bf16
     batched: bool  # more than one sequence (explicit attention copies some views to fold the batch)
     accumulating: bool  # each new parameter gradient is added into a held one, then freed
@@ -158,7 +174,8 @@ def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool) -> Sizes:
     t = setup.tp
     return Sizes(s=-(-shape.context // setup.cp), d=shape.d_model, h=-(-shape.heads // t),
                   h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
-                  a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32, cast=setup.dtype == "bf16",
+                  a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32,
+                  stats=layer_norm_stats_bytes(setup), cast=setup.dtype == "bf16",
                   batched=setup.batch > 1, accumulating=accumulating)
 
 
@@ -188,8 +205,18 @@ class AttentionSaved:
 
 def highest_at(walk: Walk, batch: int) -> str:
     """The op of the walk's highest point for `batch` sequences (the first, if several)."""
+    return walk.where[_highest(walk, batch)]
+
+
+def tensors_above_at(walk: Walk, batch: int) -> tuple[int, ...]:
+    """The bytes of each tensor alive beyond what the part saved, at the walk's highest
+    point for `batch` sequences (what the caching allocator rounds, one block each)."""
+    return tuple(size.at(batch) for size in walk.above[_highest(walk, batch)])
+
+
+def _highest(walk: Walk, batch: int) -> int:
     heights = [point.at(batch) for point in walk.points]
-    return walk.where[heights.index(max(heights))]
+    return heights.index(max(heights))
 
 
 def rises(walk: Walk) -> tuple[Line, ...]:

@@ -93,14 +93,14 @@ def _cast_module(model, dtype) -> None:
 
 
 def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, fake: bool,
-            device: str = "cpu") -> dict:
+            device: str = "cpu", sm: int = 90) -> dict:
     """Bytes saved for backward by one forward pass (loss included) of the model.
 
     dtype "fp32"; "bf16" (autocast over fp32 weights); "bf16-master" (the model cast to
     bf16, no autocast, as frameworks with an fp32 master copy in the optimizer run it).
     device "cpu" runs PyTorch as it is; "cuda-derived" runs it on CPU tensors under CUDA's
-    rules (validation.cuda_rules: autocast's op lists, attention kernels, dropout); "cuda"
-    on a GPU, real tensors only.
+    rules for a card of compute capability `sm` (validation.cuda_rules: autocast's op lists,
+    attention kernels, dropout, LayerNorm); "cuda" on a GPU, real tensors only.
     """
     assert not (fake and device == "cuda"), "on a GPU, measure real tensors"
     mode = contextlib.nullcontext()
@@ -139,7 +139,7 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
         if device == "cuda-derived":
             from validation.cuda_rules import CudaRules
 
-            autocast = CudaRules(autocast=dtype == "bf16")
+            autocast = CudaRules(autocast=dtype == "bf16", sm=sm)
         elif device == "cuda":
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
         else:

@@ -14,9 +14,16 @@ transformers (the validation extra), never calc.
 
 `--device cuda-derived` runs every case on fake tensors under CUDA's rules
 (validation.cuda_rules: autocast's op lists read from the installed torch, the attention
-kernels' own meta functions, the fused dropout): a derivation, which calc's CUDA rows must
-equal. A case whose rules are not derived (the math kernel's dropout on CUDA) is recorded
-with its reason, and calc must refuse it too. `--device cuda` measures on a GPU.
+kernels' own meta functions, the math composite mirrored, the fused dropout): a
+derivation, which calc's CUDA rows must equal. Every case is derived for an sm90 card
+(H100, H200), and the small shapes' fused-attention cases again for sm80 (A100: the flash
+kernel) and sm75 (T4: no flash, no bf16 in the memory-efficient kernel). A case whose
+rules are not derived is recorded with its reason, and calc must refuse it too.
+
+`--device cuda` measures on a GPU (the small shapes: full sizes do not fit one in fp32);
+`--import-gpu FILE` turns a GPU's measurements shared as JSON lines (the first line the
+versions; an H200's are the project's shared/measurements/h200-saved-tensors.jsonl) into
+results-cuda.json, which calc's tests check.
 """
 
 from __future__ import annotations
@@ -133,15 +140,32 @@ def parameter_counts() -> dict[str, int]:
     return counts
 
 
+DERIVED_ARCHES = (90, 80, 75)
+"""The cards CUDA's rules are derived for: every case on sm90, the small shapes'
+scaled_dot_product_attention cases on the others (nothing else depends on the card)."""
+
+
+def derived_cases():
+    """(case, sm) for `--device cuda-derived`."""
+    for sm in DERIVED_ARCHES:
+        for case in cases():
+            attention, fake_only = case[3], case[6]
+            if sm == DERIVED_ARCHES[0] or (attention == "flash" and not fake_only):
+                yield case, sm
+
+
 def run_grid(device: str = "cpu", log=sys.stderr) -> dict:
     """Every case of `cases()` measured on `device` ("cpu", "cuda-derived" or "cuda")."""
     results = []
     start = time.perf_counter()
-    for name, shape, batch, attention, checkpoint, dtype, fake_only in cases():
+    grid = derived_cases() if device == "cuda-derived" else ((case, None) for case in cases())
+    for (name, shape, batch, attention, checkpoint, dtype, fake_only), sm in grid:
         if device == "cuda" and fake_only:
             continue  # full sizes do not fit one GPU in fp32; the small shapes test the same rules
         case = {"name": name, "shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
                 "dtype": dtype}
+        if sm is not None:
+            case["arch"] = f"sm{sm}"
         if device == "cpu":
             measured = measure(shape, batch, attention, checkpoint, dtype, fake=True)
             if not fake_only:
@@ -151,32 +175,59 @@ def run_grid(device: str = "cpu", log=sys.stderr) -> dict:
             case["tensors"] = "fake" if fake_only else "real and fake"
         elif device == "cuda-derived":
             try:
-                measured = measure(shape, batch, attention, checkpoint, dtype, fake=True, device=device)
+                measured = measure(shape, batch, attention, checkpoint, dtype, fake=True, device=device, sm=sm)
             except NotImplementedError as e:
                 measured = {"not_derived": str(e)}
             case["tensors"] = "fake, CUDA's rules"
         else:
             measured = measure(shape, batch, attention, checkpoint, dtype, fake=False, device="cuda")
+            case["arch"] = "sm{}{}".format(*torch.cuda.get_device_capability())
             case["tensors"] = "real, CUDA"
         results.append({**case, **measured})
-        print(f"{time.perf_counter() - start:6.0f} s  {name:28} B={batch} {attention:8} {checkpoint:5} {dtype}: "
+        print(f"{time.perf_counter() - start:6.0f} s  {name:28} B={batch} {attention:8} {checkpoint:5} {dtype:11} "
+              f"{case.get('arch', ''):5}: "
               f"{measured.get('activations', 'not derived')} bytes", file=log)
     versions = {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "device": device}
     if device == "cuda":
         versions["gpu"] = torch.cuda.get_device_name()
     if device == "cuda-derived":
-        from validation.cuda_rules import op_lists
+        from validation.cuda_rules import check_math_mirror, op_lists
 
+        check_math_mirror()
         versions["autocast_op_lists"] = {key: sorted(ops) for key, ops in op_lists().items()}
     return {**versions, "parameter_counts": parameter_counts(), "cases": results}
+
+
+def import_gpu_lines(lines: list[str]) -> dict:
+    """A GPU's measurements shared as JSON lines (the first holds the versions, each other
+    one case as `cases()` names it, with its measured bytes) in results-cuda.json's form.
+    The H200 run named no compute capability: an H200 is sm90."""
+    meta = json.loads(lines[0])["meta"]
+    arch = meta.get("arch", "sm90" if "H200" in meta["gpu"] or "H100" in meta["gpu"] else None)
+    assert arch, f"the compute capability of {meta['gpu']} is not recorded"
+    keys = ("name", "shape", "batch", "attention", "checkpoint", "dtype")
+    cases_ = []
+    for line in lines[1:]:
+        case = json.loads(line)
+        cases_.append({**{k: case[k] for k in keys}, "arch": arch, "tensors": "real, CUDA",
+                       **{k: case[k] for k in ("activations", "weight_copies", "saved_parameters")}})
+    return {"torch": meta["torch"], "transformers": meta["transformers"], "device": "cuda", "gpu": meta["gpu"],
+            "how": meta["how"], "cases": cases_}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed results; exit 1 if they differ")
+    parser.add_argument("--import-gpu", metavar="FILE", type=Path,
+                        help="write results-cuda.json from a GPU's measurements shared as JSON lines")
     parser.add_argument("--device", choices=tuple(RESULTS), default="cpu",
                         help="cpu (measured), cuda-derived (CUDA's rules on CPU fake tensors) or cuda (a real GPU)")
     args = parser.parse_args(argv)
+    if args.import_gpu:
+        imported = import_gpu_lines(args.import_gpu.read_text().splitlines())
+        RESULTS["cuda"].write_text(json.dumps(imported, indent=1) + "\n")
+        print(f"validation: wrote {len(imported['cases'])} cases measured on {imported['gpu']} to {RESULTS['cuda']}")
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print("validation: --device cuda needs a GPU; torch sees none", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from calc.activations.hf import hf_table, is_gpt2
 from calc.activations.megatron import megatron_table
 from calc.activations.scratch import scratch_table
 from calc.activations.seed import seed_table
+from calc.cuda import MEASURED_ARCH
 from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -24,11 +25,23 @@ _IMPLEMENTATIONS = {"reference": autograd_table, "scratch": scratch_table, "hf":
 
 PROVENANCE = {
     "cpu": "Every row measured: PyTorch 2.13 on the CPU, saved-tensor hooks (validation/results.json).",
-    "cuda": "Every row derived for CUDA from PyTorch 2.13's source (autocast's op lists, the attention kernel's "
-            "own saved tensors, the fused dropout) and checked on fake tensors (validation/results-cuda-derived"
-            ".json); not yet measured on a GPU.",
+    "cuda-measured": "Every row measured on an NVIDIA H200 (sm90): PyTorch 2.11 with real CUDA tensors and "
+                     "saved-tensor hooks, equal to the byte at small shapes (validation/results-cuda.json); full "
+                     "sizes from the same rules on fake tensors (validation/results-cuda-derived.json).",
+    "cuda-derived": "Every row derived for this card from PyTorch's source (autocast's op lists, the attention "
+                    "kernel it picks and that kernel's saved tensors, the fused dropout) on fake tensors "
+                    "(validation/results-cuda-derived.json); not measured on this card. The same rules equal an "
+                    "H200's measurements (sm90).",
 }
-"""Where the rows of the autograd accounting come from, by device."""
+"""Where the rows of the autograd accounting come from: the CPU, an sm90 card (measured),
+another card (derived)."""
+
+
+def provenance(setup: TrainingSetup) -> str:
+    """The sentence saying where a setup's autograd rows come from."""
+    if setup.device == "cpu":
+        return PROVENANCE["cpu"]
+    return PROVENANCE["cuda-measured" if setup.arch == MEASURED_ARCH else "cuda-derived"]
 
 
 def check_implementation(shape: ModelShape, setup: TrainingSetup) -> None:
@@ -87,7 +100,7 @@ def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
             f"{', '.join(unused)}: Hugging Face settings, which the {shape.implementation} implementation does not have "
             "(it computes GELU with F.gelu, has no dropout and returns no cache).",))
     if setup.accounting == "autograd":
-        table = replace(table, notes=table.notes + (PROVENANCE[setup.device],))
+        table = replace(table, notes=table.notes + (provenance(setup),))
     if setup.checkpoint == "selective" and setup.accounting != "megatron":
         kept = tuple(r for r in table.rows if r.category != "quadratic")
         table = replace(table, rows=kept, notes=table.notes + ("Selective recomputation: the attention core is recomputed.",))

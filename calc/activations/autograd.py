@@ -21,19 +21,25 @@ Measured facts the rows encode:
   optimizer) keeps every tensor in bf16, the norms' and the loss's included; only the
   fused attention kernels' log-sum-exp stays fp32.
 
-On CUDA (device "cuda", calc.cuda; derived from PyTorch's source and checked on fake
-tensors by validation/cuda_rules.py, not yet measured on a GPU): autocast runs softmax in
-fp32, so explicit attention keeps P in fp32 and again as the bf16 copy P·V reads; SDPA
-runs the flash kernel in bf16 and the memory-efficient one in fp32, which pads its
-log-sum-exp to 32 rows and returns its output in the [B, s, h, d_h] layout that W_O reads
-without a copy; each call keeps the RNG's seed and offset.
+On CUDA (device "cuda", calc.cuda; PyTorch's source, applied on fake tensors by
+validation/cuda_rules.py, and equal to what an H200 kept, validation/results-cuda.json):
+autocast runs softmax in fp32, so explicit attention keeps P in fp32 and again as the bf16
+copy P·V reads; F.cross_entropy's log-softmax runs in the logits' own dtype (bf16 under
+autocast) and nll_loss on an fp32 copy of its output, so both are kept; LayerNorm on bf16
+weights keeps fp32 statistics. SDPA runs the kernel the card picks (calc.cuda.
+attention_kernel): cuDNN's (sm90) and flash's keep Q, K, V, their output and an fp32
+log-sum-exp, flash's on Q, K and V padded to 8 features a head; the memory-efficient
+kernel pads its log-sum-exp to 32 rows and returns its output in the [B, s, h, d_h] layout
+that W_O reads without a copy; each fused call keeps the RNG's seed and offset; the math
+composite (bf16 where no fused kernel runs, as on a T4) upcasts Q, K and V to fp32 and
+keeps Q and K scaled, V and P in fp32.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from calc.cuda import RNG_STATE_BYTES, attention_kernel, check_kernel
+from calc.cuda import RNG_STATE_BYTES, attention_kernel, check_kernel, padded_head
 from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -63,12 +69,16 @@ def _norm_rows(v, shape: ModelShape, setup: TrainingSetup, prefix: str, label: s
                 category=category),
         ]
     else:
-        if setup.dtype == "bf16-master" and setup.device == "cuda":
-            raise FieldError("norm", "LayerNorm on bf16 weights keeps its statistics in fp32 on CUDA, which is not "
-                                     "derived yet: choose RMSNorm, another precision or device cpu")
-        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ", f((*L, 2, "s")), n, stage=stage,
-                        category=category))
+        stats = layer_norm_stats_bytes(setup)
+        rows.append(row(v, f"{prefix}-stats", f"{label} mean and 1/σ" + (" (fp32: CUDA's kernel)" if stats > n else ""),
+                        f((*L, 2, "s")), stats, stage=stage, category=category))
     return rows
+
+
+def layer_norm_stats_bytes(setup: TrainingSetup) -> int:
+    """Bytes a value of F.layer_norm's mean and 1/σ: the stream's, but fp32 on CUDA, whose
+    kernel keeps them in its accumulation type also for bf16 tensors."""
+    return FP32 if setup.device == "cuda" else _stream_bytes(setup)
 
 
 def _linear_input_row(v, setup, key: str, name: str, users: int, layers: bool, stage: str, category: str):
@@ -111,11 +121,12 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
         rows.append(row(v, "v", "V repeated to all h heads, kept by P·V", f(heads), a, stage="block", category="attention"))
     else:
         rows += _fused_attention_rows(v, shape, setup, heads, rope)
-    if not (setup.attention == "flash" and _kernel(shape, setup) == "efficient"):
+    if not (setup.attention == "flash" and sdpa_kernel(shape, setup) == "efficient"):
+        shared = setup.attention == "flash" and shape.positions == "learned" and sdpa_kernel(shape, setup) != "math" \
+            and not kernel_pads(shape, setup)
         rows.append(row(v, "attention-output", "Attention output, heads concatenated, kept by W_O", f(heads), a,
                         stage="block", category="attention",
-                        note="" if setup.attention == "explicit" or shape.positions == "rope"
-                        else "the same storage flash attention keeps as its output"))
+                        note="the same storage the attention kernel keeps as its output" if shared else ""))
     rows += _norm_rows(v, shape, setup, "norm2", "Feed-forward norm", True, "block", "norms")
     ffn_users = 2 if shape.ffn == "swiglu" else 1
     rows.append(_linear_input_row(v, setup, "ffn-input", "Feed-forward input", ffn_users, True, "block", "ffn"))
@@ -135,21 +146,57 @@ def block_rows(shape: ModelShape, setup: TrainingSetup) -> tuple:
     return tuple(rows)
 
 
-def _kernel(shape: ModelShape, setup: TrainingSetup) -> str:
-    """The fused attention kernel that runs: "cpu-flash" on the CPU; on CUDA "flash" or
-    "efficient" (the reference model repeats K and V itself and passes no mask)."""
+def sdpa_kernel(shape: ModelShape, setup: TrainingSetup) -> str:
+    """The attention kernel scaled_dot_product_attention runs: "cpu-flash" on the CPU; on
+    CUDA the card's (the reference model repeats K and V itself and passes no mask)."""
     if setup.device == "cpu":
         return "cpu-flash"
-    kernel = attention_kernel(shape.d_head, setup.dtype)
-    check_kernel(kernel, ("flash", "efficient"))
+    kernel = attention_kernel(shape.d_head, setup.dtype, setup.arch, keys=shape.context)
+    if kernel == "math" and setup.dtype == "fp32":
+        check_kernel(kernel, (), " (fp32, a head size that 4 does not divide)")
     return kernel
+
+
+def kernel_pads(shape: ModelShape, setup: TrainingSetup) -> bool:
+    """Whether SDPA pads Q, K and V for the flash kernel (a head size 8 does not divide)."""
+    return setup.attention == "flash" and sdpa_kernel(shape, setup) == "flash" and padded_head(shape.d_head) != shape.d_head
+
+
+KERNEL_NAMES = {"cpu-flash": "flash attention", "flash": "the flash kernel", "cudnn": "cuDNN's kernel",
+                "efficient": "the memory-efficient kernel", "math": "the math kernel"}
 
 
 def _fused_attention_rows(v, shape: ModelShape, setup: TrainingSetup, heads: tuple, rope: str) -> list:
     """What scaled_dot_product_attention's kernel keeps: Q, K, V, its output, an fp32
-    log-sum-exp (and on CUDA the RNG state)."""
-    a, kernel = setup.bytes_per_value, _kernel(shape, setup)
-    name = {"cpu-flash": "flash attention", "flash": "the flash kernel", "efficient": "the memory-efficient kernel"}[kernel]
+    log-sum-exp (and on CUDA the RNG state); the math composite its fp32 Q, K, V and P."""
+    a, kernel = setup.bytes_per_value, sdpa_kernel(shape, setup)
+    name = KERNEL_NAMES[kernel]
+    if kernel == "math":
+        return [
+            row(v, "q", f"Q{rope} (fp32), scaled by the square root of the scale, kept by QKᵀ in {name}", f(heads),
+                FP32, stage="block", category="attention",
+                note="no fused kernel runs here: PyTorch's composite upcasts Q, K and V to fp32"),
+            row(v, "k", f"K{rope}, repeated to all h heads (fp32), scaled likewise", f(heads), FP32, stage="block",
+                category="attention"),
+            row(v, "v", "V repeated to all h heads, its fp32 copy, kept by P·V", f(heads), FP32, stage="block",
+                category="attention"),
+            row(v, "probabilities", "Softmax output P (fp32), kept by softmax and P·V", f(("L", "h", "s", "s")), FP32,
+                stage="block", category="quadratic"),
+        ]
+    if kernel_pads(shape, setup):
+        padded = ("L", "s", "h", "d_h8")
+        return [
+            row(v, "q", f"Q{rope}, padded to a multiple of 8 features a head, kept by {name}", f(padded), a,
+                stage="block", category="attention", note="SDPA pads Q, K and V for the flash kernel"),
+            row(v, "k", f"K{rope}, repeated to all h heads, padded", f(padded), a, stage="block", category="attention"),
+            row(v, "v", "V repeated to all h heads, padded", f(padded), a, stage="block", category="attention"),
+            row(v, "logsumexp", "Log-sum-exp per head and token (fp32)", f(("L", "h", "s")), FP32, stage="block",
+                category="attention"),
+            row(v, "flash-output", f"Attention output, padded, kept by {name}", f(padded), a, stage="block",
+                category="attention", note="its slice back to d_h features is copied for W_O"),
+            row(v, "rng-state", "The RNG's seed and offset, kept by every call", f(("L", RNG_STATE_BYTES[kernel])), 1,
+                per_step=True, stage="block", category="attention", note="the same bytes for any batch"),
+        ]
     rows = [
         row(v, "q", f"Q{rope}, kept by {name}", f(heads), a, stage="block", category="attention"),
         row(v, "k", f"K{rope}, repeated to all h heads", f(heads), a, stage="block", category="attention"),
@@ -189,15 +236,30 @@ def head_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     rows = _norm_rows(v, shape, setup, "final-norm", "Final norm", False, "head", "output")
     n = _stream_bytes(setup)
     precision = "bf16" if n == 2 else "fp32"
+    rows.append(row(v, "head-input", "LM head input" + (" (its bf16 copy)" if setup.dtype == "bf16" else ""),
+                    f(("s", "d")), setup.bytes_per_value, stage="head", category="output"))
+    if bf16_log_softmax(setup):
+        rows += [
+            row(v, "log-probs", "Log-probabilities (bf16: F.cross_entropy passes the logits' dtype to log-softmax), "
+                "kept by log-softmax", f(("s", "V")), 2, stage="head", category="output",
+                note="the logits themselves are not kept"),
+            row(v, "log-probs-fp32", "Their fp32 copy (nll_loss runs in fp32 under CUDA autocast), kept by NLL",
+                f(("s", "V")), FP32, stage="head", category="output"),
+        ]
+    else:
+        rows.append(row(v, "log-probs", f"Log-probabilities ({precision}), kept by log-softmax and NLL", f(("s", "V")), n,
+                        stage="head", category="output", note="the logits themselves are not kept"))
     rows += [
-        row(v, "head-input", "LM head input" + (" (its bf16 copy)" if setup.dtype == "bf16" else ""), f(("s", "d")),
-            setup.bytes_per_value, stage="head", category="output"),
-        row(v, "log-probs", f"Log-probabilities ({precision}), kept by log-softmax and NLL", f(("s", "V")), n, stage="head", category="output",
-            note="the logits themselves are not kept"),
         row(v, "target-ids", "Target ids (int64), kept by NLL", f(("s",)), INDEX, stage="head", category="output"),
         row(v, "nll-weight", f"NLL total weight ({precision} scalar)", f((1,)), n, per_step=True, stage="head", category="output"),
     ]
     return rows
+
+
+def bf16_log_softmax(setup: TrainingSetup) -> bool:
+    """Whether F.cross_entropy keeps bf16 log-probabilities and an fp32 copy of them: under
+    CUDA's bf16 autocast (log_softmax is given the logits' dtype; nll_loss runs in fp32)."""
+    return setup.device == "cuda" and setup.dtype == "bf16"
 
 
 def checkpointed_block_rows(shape: ModelShape, setup: TrainingSetup) -> list:
@@ -214,7 +276,7 @@ def checkpointed_block_rows(shape: ModelShape, setup: TrainingSetup) -> list:
 def autograd_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """What autograd keeps at the end of the forward pass; rows per batch element."""
     if setup.attention == "flash":
-        _kernel(shape, setup)  # a checkpointed block runs the same kernel, in forward and again in backward
+        sdpa_kernel(shape, setup)  # a checkpointed block runs the same kernel, in forward and again in backward
     blocks = checkpointed_block_rows(shape, setup) if setup.checkpoint == "block" else block_rows(shape, setup)
     rows = [*embedding_rows(shape, setup), *blocks, *head_rows(shape, setup)]
     return Table("autograd", "What autograd keeps: the reference implementation", tuple(rows), batch=setup.batch)

@@ -27,17 +27,19 @@ real and fake tensors): see validation/results.json. Measured facts the rows enc
 - the loss shifts the labels with a pad and a slice: one sequence keeps the padded
   (s + 1)-long labels, a batch a contiguous copy of B·s.
 
-On CUDA (device "cuda", calc.cuda; derived, checked on fake tensors by
-validation/cuda_rules.py, not yet measured on a GPU): dropout keeps 1-byte bool masks;
-SDPA never takes the math path for dropout (the flash and memory-efficient kernels drop
-inside), but does for fp32 grouped-query attention, which the memory-efficient kernel
-lacks; GPT-2's gelu_new runs its pow in fp32 under autocast, so its tanh branch is kept
-in fp32.
+On CUDA (device "cuda", calc.cuda; PyTorch's source applied on fake tensors by
+validation/cuda_rules.py, equal to what an H200 kept): dropout keeps 1-byte bool masks;
+SDPA runs the kernel the card picks (calc.cuda.attention_kernel): on an H100 or H200
+cuDNN's, which takes the sliding window's mask (its log-sum-exp unpadded) and dropout;
+flash and the memory-efficient kernel drop inside; PyTorch's math composite runs where no
+fused kernel takes the call (fp32 grouped-query attention, which the memory-efficient
+kernel lacks; bf16 on a card older than sm80), upcasting to fp32 as on the CPU; GPT-2's
+gelu_new runs its pow in fp32 under autocast, so its tanh branch is kept in fp32.
 """
 
 from __future__ import annotations
 
-from calc.cuda import MASK_BYTES_ON_CUDA, RNG_STATE_BYTES, attention_kernel, check_kernel
+from calc.cuda import MASK_BYTES_ON_CUDA, RNG_STATE_BYTES, attention_kernel, check_kernel, padded_head
 from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -63,14 +65,17 @@ def hf_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 
 def _sdpa_kernel(shape: ModelShape, setup: TrainingSetup, masked: bool = False) -> str:
     """The kernel transformers' SDPA call runs: "cpu-flash" (or "math" with dropout) on the
-    CPU; on CUDA "flash", "efficient" or "math" (fp32 with K and V unrepeated)."""
+    CPU; on CUDA the card's "cudnn", "flash", "efficient" or "math" (K and V passed
+    unrepeated, with enable_gqa, when there is no mask)."""
     if setup.device == "cpu":
         return "math" if shape.dropout > 0 else "cpu-flash"
     grouped = shape.kv_heads < shape.heads and not masked  # transformers passes enable_gqa when there is no mask
-    kernel = attention_kernel(shape.d_head, setup.dtype, masked=masked, grouped=grouped)
-    derived_math = grouped and setup.dtype == "fp32" and shape.d_head % 4 == 0 and shape.dropout == 0
-    if kernel == "math" and not derived_math:
-        check_kernel(kernel, ("flash", "efficient"))
+    kernel = attention_kernel(shape.d_head, setup.dtype, setup.arch, masked=masked, grouped=grouped,
+                              dropout=shape.dropout, keys=shape.context)
+    if kernel == "flash" and padded_head(shape.d_head) != shape.d_head:
+        check_kernel("padded flash", (), " (a head size that 8 does not divide)")
+    if kernel == "math" and setup.dtype == "fp32" and not grouped:
+        check_kernel(kernel, (), " (fp32, a head size that 4 does not divide)")
     return kernel
 
 
@@ -173,7 +178,7 @@ def _gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     rows += _norm(v, shape, "norm1", "Attention norm", True, "block", "norms")
     rows.append(_norm_output(v, setup, "qkv-input", "c_attn input", 1, True, "block", "attention"))
     kernel = _sdpa_kernel(shape, setup) if setup.attention == "flash" else "eager"
-    if kernel == "math":  # SDPA with dropout on the CPU: PyTorch's math path, in fp32
+    if kernel == "math":  # PyTorch's math composite: on the CPU with dropout, on CUDA where no fused kernel runs
         rows += [block("q", "Q scaled (fp32), math path", ("L", "s", "d"), FP32, "attention"),
                  block("k", "K scaled (fp32), math path", ("L", "s", "d"), FP32, "attention"),
                  block("v", "V, kept by P·V" + (" (its fp32 copy)" if setup.dtype == "bf16" else
@@ -182,13 +187,15 @@ def _gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
         if setup.dtype == "fp32" and not shape.use_cache:  # one sequence's V is a view of c_attn's output
             rows.append(block("c-attn-rest", "The rest of c_attn's output, kept with V's view at B = 1",
                               ("L", 2, "s", "d"), a, "attention", per_step=True, at_batch_one=True))
-        rows += [block("probabilities", "Softmax output P (fp32)", ("L", "h", "s", "s"), FP32, "quadratic"),
-                 block("attention-dropout", "Attention dropout mask (fp32 noise)", ("L", "h", "s", "s"), FP32,
-                       "quadratic"),
-                 block("dropped-probabilities", "P after dropout (fp32), kept by P·V", ("L", "h", "s", "s"), FP32,
-                       "quadratic"),
-                 block("attention-output", "Attention output, heads merged, kept by c_proj", ("L", "s", "d"), a,
-                       "attention")]
+        rows.append(block("probabilities", "Softmax output P (fp32)", ("L", "h", "s", "s"), FP32, "quadratic"))
+        if dropout:
+            rows += [block("attention-dropout", "Attention dropout mask" + (
+                           " (bool)" if setup.device == "cuda" else " (fp32 noise)"), ("L", "h", "s", "s"),
+                           _mask_bytes(setup, FP32), "quadratic"),
+                     block("dropped-probabilities", "P after dropout (fp32), kept by P·V", ("L", "h", "s", "s"), FP32,
+                           "quadratic")]
+        rows.append(block("attention-output", "Attention output, heads merged, kept by c_proj", ("L", "s", "d"), a,
+                          "attention"))
     else:
         rows.append(block("c-attn-output", "c_attn output: Q, K and V in one tensor", ("L", 3, "s", "d"), a,
                           "attention", note="at B = 1 views of it are kept; a batch keeps Q, K and V as copies"))
@@ -280,13 +287,13 @@ def _llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
         if dropout and (setup.dtype == "fp32" or math_path):
             rows.append(block("dropped-probabilities", "P after dropout (fp32), kept by P·V", ("L", "h", "s", "s"),
                               FP32, "quadratic"))
-        elif setup.dtype == "bf16":
+        elif setup.dtype == "bf16" and not math_path:
             rows.append(block("probabilities-bf16", "P's bf16 copy" + (" after dropout" if dropout else "")
                               + ", kept by P·V", ("L", "h", "s", "s"), 2, "quadratic"))
         rows.append(block("attention-output", "Attention output, heads merged, kept by o_proj", heads, a, "attention"))
     elif masked:
         # Mistral, once the window is no longer than the context: SDPA with a mask of its own, K and V repeated
-        if setup.device == "cuda" and shape.context % 16:
+        if kernel == "efficient" and shape.context % 16:
             raise FieldError("context", "on CUDA the memory-efficient kernel pads a sliding-window mask to a multiple "
                                         "of 16 columns, which is not derived yet: choose a context that 16 divides")
         rows += [block("q", q, heads, a, "attention"),

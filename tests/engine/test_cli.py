@@ -173,8 +173,9 @@ def test_cuda_is_the_default_and_device_cpu_gives_the_measured_figures():
     cuda = json.loads(run("--dtype", "bf16", "--json").stdout)
     assert cuda["setup"]["device"] == "cuda" and cpu["setup"]["device"] == "cpu"
     assert cpu["bytes"]["activations"] == measured["activations"] == 7_930_732_548
-    # CUDA autocast keeps the softmax output in fp32 and again in bf16: 4·L·h·s² bytes more
-    assert cuda["bytes"]["activations"] - cpu["bytes"]["activations"] == 4 * 48 * 25 * 1024 * 1024
+    # CUDA autocast keeps the softmax output in fp32 and again in bf16 (4·L·h·s² bytes
+    # more) and the log-probabilities in bf16 beside their fp32 copy (2·s·V more)
+    assert cuda["bytes"]["activations"] - cpu["bytes"]["activations"] == 4 * 48 * 25 * 1024 * 1024 + 2 * 1024 * 50257
 
 
 def test_the_optimizer_step_is_a_moment_the_cli_prints():

@@ -7,7 +7,9 @@ def test_no_parameters_means_the_seed_model_and_defaults():
     inputs = parse_inputs({})
     assert inputs.preset == "cs336-gpt2-xl" and inputs.shape.d_model == 1600
     assert inputs.setup.batch == 1 and inputs.unit == "GB"
-    assert (inputs.gpu, inputs.budget) == ("h100-80gb", 81_559 * 2**20 - 2**30)  # its driver's total, less 1 GiB
+    # its driver's total, less 1 GiB and 5 % of the total (rounded down) for the allocator's cache
+    card = 81_559 * 2**20
+    assert (inputs.gpu, inputs.budget) == ("h100-80gb", card - 2**30 - card // 20) == ("h100-80gb", 80_171_027_661)
 
 
 def test_a_typed_budget_is_another_gpu_and_keeps_its_link():
@@ -17,20 +19,31 @@ def test_a_typed_budget_is_another_gpu_and_keeps_its_link():
     assert parse_inputs(inputs_to_params(inputs)) == inputs
 
 
-def test_a_card_less_its_reserve():
-    inputs = parse_inputs({"gpu": "a100-40gb", "reserve": "512 MiB"})
-    assert inputs.budget == 40_960 * 2**20 - 512 * 2**20
-    assert inputs_to_params(inputs) == {"gpu": "a100-40gb", "reserve": "512 MiB"}
+def test_a_card_less_its_reserve_and_the_allocator_s_cache():
+    inputs = parse_inputs({"gpu": "a100-40gb", "reserve": "512 MiB", "fragmentation": "2.5 %"})
+    card = 40_960 * 2**20
+    assert inputs.budget == card - 512 * 2**20 - card * 25 // 1000
+    assert inputs_to_params(inputs) == {"gpu": "a100-40gb", "reserve": "512 MiB", "fragmentation": "2.5 %"}
+    assert parse_inputs({"gpu": "a100-40gb", "fragmentation": "0"}).budget == card - 2**30
     with pytest.raises(InputError) as error:
         parse_inputs({"gpu": "t4", "reserve": "16 GiB"})
     assert list(error.value.errors) == ["reserve"]
 
 
-def test_an_h200_is_its_driver_total_less_the_reserve():
+def test_an_h200_is_its_driver_total_less_the_reserve_and_the_allocator_s_cache():
     # nvidia-smi on an H200 SXM reads 143771MiB (NVIDIA/cuda-samples issue #311): about
-    # 140.4 GiB, or 150.75 GB, of which the default reserve of 1 GiB is not for tensors.
+    # 140.4 GiB, or 150.75 GB, of which the default reserve of 1 GiB and 5 % for the
+    # allocator's cache (7,537,741,004 bytes, rounded down) are not for tensors.
     inputs = parse_inputs({"gpu": "h200"})
-    assert inputs.budget == 143_771 * 1_048_576 - 1_073_741_824 == 149_681_078_272
+    assert inputs.budget == 143_771 * 1_048_576 - 1_073_741_824 - 7_537_741_004 == 142_143_337_268
+
+
+@pytest.mark.parametrize("text, message", [("51", "at most 50"), ("-1", "percentage"), ("5 %%", "percentage"),
+                                           ("1e1", "percentage"), ("", "percentage")])
+def test_a_fragmentation_share_out_of_range_is_named(text, message):
+    with pytest.raises(InputError) as error:
+        parse_inputs({"fragmentation": text})
+    assert message in error.value.errors["fragmentation"]
 
 
 def test_every_bad_field_gets_its_own_message():

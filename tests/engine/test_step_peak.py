@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from calc import ModelShape, TrainingSetup
-from calc.peak import moments_table, peak_bytes
+from calc.peak import moments_table, tensor_peak_bytes as peak_bytes
 
 TIMELINE = json.loads((Path(__file__).resolve().parents[2] / "validation" / "timeline.json").read_text())
 SHAPES = {name: ModelShape(**cfg) for name, cfg in TIMELINE["shapes"].items()}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from calc.catalog import OPTIONS, RESULTS_FILES, VIEWS, answer, view_options
-from calc.errors import InputError
+from calc.errors import FieldError, InputError
 from calc.fields import FIELDS, BY_NAME
 from calc.gpus import GPUS
 from calc.fixed import fixed_table
@@ -110,6 +110,8 @@ def main(argv=None) -> int:
                 params[field.name] = Path(params[field.name]).read_text()
             except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the path
                 parser.exit(2, f"calc: error: {field.flag}: cannot read {params[field.name]!r} ({e.__class__.__name__})\n")
+            if not params[field.name].strip():
+                parser.exit(2, f"calc: error: {field.flag}: {getattr(args, field.name)!r} is empty, not a config.json\n")
     if args.solve:
         args.view = [*args.view, "solver"]
         # on the command line, a stage given with --solve is the one the answer must use; a
@@ -141,7 +143,13 @@ def _print_views(inputs: Inputs, names: list[str], options: dict, args) -> int:
         path = VALIDATION / RESULTS_FILES.get(name, "-")
         return {**options, "results": json.loads(path.read_text())} if path.is_file() else options
 
-    answers = {name: answer(name, inputs, options_for(name)) for name in names}
+    answers = {}
+    for name in names:
+        try:
+            answers[name] = answer(name, inputs, options_for(name))
+        except (FieldError, InputError) as e:  # the inputs are fine; this view cannot show them
+            messages = e.errors.values() if isinstance(e, InputError) else [e.message]
+            print(f"calc: the view {name} is not shown for these inputs: {'; '.join(messages)}", file=sys.stderr)
     if args.json:
         print(json.dumps({name: [_part_json(p, inputs.unit) for p in parts] for name, parts in answers.items()}, indent=1))
         return 0
@@ -165,7 +173,7 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
         return 0
     b = result["bytes"]
     modified = any(BY_NAME[name].target == "shape" for name in params)
-    print(f"{inputs.preset}{' (modified)' if modified else ''}: {result['parameters']:,} parameters; "
+    print(f"{inputs.model_name}{' (modified)' if modified else ''}: {result['parameters']:,} parameters; "
           f"accounting {setup.accounting}, attention {setup.attention}, checkpoint {setup.checkpoint}, "
           f"{setup.dtype}, {setup.optimizer} ({setup.step_impl}), batch {setup.batch:,}, on {setup.device_name}\n")
     for t in tables:

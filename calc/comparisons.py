@@ -10,20 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from calc.activations import activation_table, block_rows, bytes_per_block, check_implementation, quadratic_bytes
+from calc.activations import activation_table, block_rows, bytes_per_block, quadratic_bytes
 from calc.activations.seed import SEED_PRINTED
 from calc.categories import CATEGORIES
 from calc.errors import FieldError
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
-from calc.inputs import Inputs
-from calc.parallel import per_gpu_table
+from calc.inputs import Inputs, check_setup
+from calc.parallel import divisors, per_gpu_table, quotient_divisors
 from calc.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
 from calc.splits import check_layout
 from calc.parameters import parameter_count
 from calc.fit import largest_batch, peak_bytes
 from calc.report import summary
-from calc.setup import TrainingSetup
+from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
@@ -63,13 +63,12 @@ def budget_text(i: Inputs) -> str:
 
 
 def supported(shape: ModelShape, setup: TrainingSetup) -> bool:
-    """Whether the implementation has rows for this setup (a from-scratch model has no
-    flash attention, for one), and the reader's layout takes it (context parallelism
-    needs fused attention)."""
+    """Whether calc answers this setup (calc.inputs.check_setup): the implementation has
+    rows for it (a from-scratch model has no flash attention, for one), its attention
+    kernel is derived, and the reader's layout takes it (context parallelism needs fused
+    attention)."""
     try:
-        check_implementation(shape, setup)
-        if setup.parallel:
-            check_layout(shape, setup)
+        check_setup(shape, setup)
     except FieldError:
         return False
     return True
@@ -80,7 +79,11 @@ def option_setups(i: Inputs, keys=None) -> list[tuple[str, str, TrainingSetup]]:
     reader's implementation has it."""
     setups = [(rk, label, i.setup.replace(accounting="autograd", **options))
               for rk, label, options in OPTION_SETS if keys is None or rk in keys]
-    return [(rk, label, setup) for rk, label, setup in setups if supported(i.shape, setup)]
+    setups = [(rk, label, setup) for rk, label, setup in setups if supported(i.shape, setup)]
+    if not setups:
+        raise FieldError("implementation", "the option sets are counted with the autograd accounting, which has no "
+                                           "rows for this model and code: change the model's architecture or code")
+    return setups
 
 
 def largest_batch_sentence(i: Inputs) -> Sentence:
@@ -509,8 +512,13 @@ def solver_answer(i: Inputs) -> tuple:
             limits.append(f"ZeRO stage {i.question.stage}")
         if i.question.max_microbatches:
             limits.append(f"at most {i.question.max_microbatches:,} micro-batches")
+        cap = i.question.max_microbatches or MAX_PARALLEL
+        smallest = min(sequences // dp // max(quotient_divisors(sequences, dp, cap)) for dp in divisors(sequences, MAX_PARALLEL))
+        why = (f" Every split of them into at most {MAX_PARALLEL:,} replicas and {min(cap, MAX_PARALLEL):,} "
+               f"micro-batches leaves micro-batches of {smallest:,} sequences or more, over calc's largest batch "
+               f"({MAX_BATCH:,})." if smallest > MAX_BATCH else "")
         return (Sentence("answer", f"No layout with {', '.join(limits)} fits {sequences:,} sequences "
-                                   f"({tokens:,} tokens) a step in {budget_text(i)} per GPU.{stopped}"),)
+                                   f"({tokens:,} tokens) a step in {budget_text(i)} per GPU.{why}{stopped}"),)
     best = layouts[0]
     replicas = best.setup.dp * best.setup.cp
     stage = (f" with ZeRO-{best.setup.zero}" if replicas > 1 and best.setup.zero
@@ -530,9 +538,12 @@ def solver_answer(i: Inputs) -> tuple:
         rows.append(("-".join(f"{k}{v}" for k, v in _layout_params(layout)),
                      [_layout_text(layout), grouped(layout.gpus), str(layout.setup.zero), in_unit(layout.peak, i.unit),
                       why], dict(_layout_params(layout))))
+    answer = Sentence("answer", text, _layout_params(best))
+    if not rows:
+        return (answer,)
     runners = grid("runner-ups", "Other layouts that fit, and why each is not the answer",
                    ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Not chosen: needs"], rows, 1)
-    return Sentence("answer", text, _layout_params(best)), runners
+    return answer, runners
 
 
 IMPLEMENTATIONS = (("reference", "Reference"), ("scratch", "From scratch"), ("hf", "Hugging Face"))
@@ -547,7 +558,7 @@ def implementations_grid(i: Inputs) -> Grid:
     for key, label in IMPLEMENTATIONS:
         try:
             shape = i.shape.replace(implementation=key)
-            check_implementation(shape, setup)
+            check_setup(shape, setup)
         except FieldError:
             continue  # this architecture has no measured rows in that implementation
         shapes.append((key, label, shape))
@@ -570,7 +581,7 @@ def scratch_variants_grid(i: Inputs) -> Grid | Sentence:
     setup = i.setup.replace(accounting="autograd", attention="explicit", checkpoint="none", batch=1)
     shape = i.shape.replace(implementation="scratch")
     try:
-        check_implementation(shape, setup)
+        check_setup(shape, setup)
     except FieldError as e:
         return Sentence("unsupported", f"No from-scratch figures for this model: {e.message}.")
     reference = activation_table(i.shape.replace(implementation="reference"), setup.replace(dtype="fp32")).bytes_for_batch(1)

@@ -73,6 +73,7 @@ class Field:
     limit: int = 0
     cast: type = str
     in_link: bool = True
+    minimum: int = 1  # a size's least bytes
 
     @property
     def flag(self) -> str:
@@ -113,7 +114,7 @@ class Field:
                 return text.lower() in _TRUE
             raise FieldError(self.name, f"{self.name} must be true or false, not {echo(text)}")
         try:
-            return parse_size_as_typed(text)
+            return parse_size_as_typed(text, least=self.minimum)
         except ValueError as e:
             raise FieldError(self.name, f"{self.name}: {e}") from None
 
@@ -122,7 +123,7 @@ class Field:
         if isinstance(value, bool) or value is None:
             return str(value).lower()
         if isinstance(value, float):
-            return f"{value:g}"
+            return repr(value)
         if isinstance(value, Fraction):
             return f"{float(value):g} %" if value.denominator in (1, 2, 4, 5, 10, 20, 25, 50, 100) else f"{value} %"
         return str(value)
@@ -143,16 +144,17 @@ def _whole(name: str, text: str, limit: int) -> int:
     return value
 
 
-_DECIMAL = re.compile(r"[0-9]*\.?[0-9]+|[0-9]+\.")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]*\.?[0-9]+|[0-9]+\.)(?:[eE][+-]?[0-9]{1,3})?")
 
 
 def _probability(name: str, text: str) -> float:
-    """A probability typed as a decimal ('0.1', '.05', '0'): from 0 up to, not including, 1."""
+    """A probability typed as a decimal ('0.1', '.05', '0', '1e-05', as JSON writes it): from
+    0 up to, not including, 1; -0 is 0."""
     if len(text) > MAX_DIGITS or not _DECIMAL.fullmatch(text):
         raise FieldError(name, f"{name} must be a decimal from 0 up to 1, such as 0.1, not {echo(text)}")
-    value = float(text)
-    if value >= 1:
-        raise FieldError(name, f"{name} must be below 1, not {text}")
+    value = float(text) + 0.0
+    if not 0 <= value < 1:
+        raise FieldError(name, f"{name} must be from 0 up to 1, not {text}")
     return value
 
 
@@ -318,8 +320,9 @@ FIELDS: tuple[Field, ...] = (
     Field("arch", "gpu", "choice", "GPU architecture", "the card's compute capability, which decides the attention "
           "kernel CUDA runs (default: the card's; sm90 for another card)", "setup",
           tuple((arch, f"{arch} ({cards})") for arch, cards in ARCHES.items())),
-    Field("reserve", "gpu", "size", "Reserve (CUDA context, allocator)", "memory a step cannot use, taken off the "
-          "card's total (an assumption: set yours)", "inputs"),
+    Field("reserve", "gpu", "size", "Reserve (CUDA context)", "memory a step cannot use, taken off the card's total: "
+          "the CUDA context, kernels and libraries outside PyTorch's allocator (an assumption: set yours)", "inputs",
+          minimum=0),
     Field("fragmentation", "gpu", "percent", "Allocator's cache (fragmentation)", "a share of the card kept free for "
           "what PyTorch's caching allocator reserves beyond the blocks it hands out (an H200 reserved up to 4.4 % of "
           "its memory more than it allocated; expandable_segments narrows it)", "inputs"),

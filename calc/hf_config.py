@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from calc import jsontext
 from calc.errors import FieldError, echo
 
 MAX_CONFIG = 20_000
@@ -28,10 +29,10 @@ def _read(text: str) -> dict:
     if len(text) > MAX_CONFIG:
         raise _fail(f"a config.json is at most {MAX_CONFIG:,} characters; this text has {len(text):,}")
     try:
-        config = json.loads(text)
+        config = jsontext.loads(text)
     except json.JSONDecodeError as e:
         raise _fail(f"not JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-    except (ValueError, RecursionError):  # a number of over 4,300 digits, or nesting deeper than Python's stack
+    except (ValueError, RecursionError):  # a number of over 4,300 digits, or nesting too deep
         raise _fail("not a config.json: a number too long, or nesting too deep") from None
     if not isinstance(config, dict):
         raise _fail("a config.json is one JSON object ({ … })")
@@ -54,34 +55,49 @@ def _flag(config: dict, key: str, default: bool) -> bool:
 
 
 def _probability(config: dict, key: str) -> float:
+    """A JSON number from 0 up to 1, as written (1e-05, 0.9999999 and -0.0 included)."""
     value = config.get(key, 0.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise _fail(f"{key} must be a probability from 0 up to 1, not {echo(value)}")
-    return float(value)
+    return float(value) + 0.0  # -0.0 is 0
+
+
+def _text(config: dict, key: str, default: str) -> str:
+    value = config.get(key, default)
+    if not isinstance(value, str):
+        raise _fail(f"{key} must be a string, not {echo(value)}")
+    return value
+
+
+def config_model_type(text: str) -> str:
+    """The model_type of a config.json that params_from_hf_config has read."""
+    return str(_read(str(text)).get("model_type"))
 
 
 def params_from_hf_config(text: str) -> dict[str, str]:
     """calc's field values (as text) for a Hugging Face config.json; FieldError naming
     the field hf_config, and what is wrong or unsupported, otherwise."""
     config = _read(str(text))
-    model_type = config.get("model_type")
+    if "model_type" not in config:
+        raise _fail(f"the config has no model_type; calc reads {', '.join(MODEL_TYPES)}")
+    model_type = config["model_type"]
     if model_type not in MODEL_TYPES:
         raise _fail(f"model_type {echo(model_type)} is not supported; calc reads {', '.join(MODEL_TYPES)}")
     values = _gpt2(config) if model_type == "gpt2" else _llama(config, model_type)
-    return {name: (str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float)
+    return {name: (str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float)
                    else "none" if value is None else str(value)) for name, value in values.items()}
 
 
 def _gpt2(config: dict) -> dict:
     d, heads = _whole(config, "n_embd"), _whole(config, "n_head")
-    activation = config.get("activation_function", "gelu_new")
+    activation = _text(config, "activation_function", "gelu_new")
     if activation not in GPT2_ACTIVATIONS:
         raise _fail(f"activation_function {echo(activation)} is not supported; calc reads "
                     f"{', '.join(GPT2_ACTIVATIONS)}")
     dropouts = {key: _probability(config, key) for key in ("attn_pdrop", "resid_pdrop", "embd_pdrop")}
     if len(set(dropouts.values())) > 1:
         raise _fail("calc models one dropout probability for the attention, the residuals and the embedding; this "
-                    f"config has {', '.join(f'{k} {v:g}' for k, v in dropouts.items())}")
+                    f"config has {', '.join(f'{k} {v!r}' for k, v in dropouts.items())}")
     if config.get("n_inner") is not None:
         d_ff = _whole(config, "n_inner")
     else:
@@ -98,10 +114,13 @@ def _gpt2(config: dict) -> dict:
 def _llama(config: dict, model_type: str) -> dict:
     d, heads = _whole(config, "hidden_size"), _whole(config, "num_attention_heads")
     kv_heads = _whole(config, "num_key_value_heads", heads)
-    if config.get("head_dim") not in (None, d // heads) or d % heads:
-        raise _fail(f"head_dim {echo(config.get('head_dim'))} is not hidden_size / num_attention_heads; calc needs "
-                    "the head size to be d_model / heads")
-    if config.get("hidden_act", "silu") != "silu":
+    if d % heads:
+        raise _fail(f"hidden_size ({d:,}) must be a multiple of num_attention_heads ({heads:,}): calc needs the head "
+                    "size to be d_model / heads")
+    if config.get("head_dim") not in (None, d // heads):
+        raise _fail(f"head_dim {echo(config.get('head_dim'))} is not hidden_size / num_attention_heads "
+                    f"({d // heads:,}); calc needs the head size to be d_model / heads")
+    if _text(config, "hidden_act", "silu") != "silu":
         raise _fail(f"hidden_act {echo(config.get('hidden_act'))} is not supported; Llama-style models here use silu")
     attention_bias, mlp_bias = _flag(config, "attention_bias", False), _flag(config, "mlp_bias", False)
     if attention_bias != mlp_bias:

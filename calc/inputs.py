@@ -13,7 +13,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Mapping
 
-from calc.activations import check_implementation
+from calc.activations import activation_table, check_implementation
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
 from calc.splits import check_layout
@@ -22,6 +22,7 @@ from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.solver import FSDP_STAGES, Question
 from calc.gpus import GPUS
+from calc.hf_config import config_model_type
 from calc.units import in_unit, parse_size
 
 DEFAULT_SETUP = TrainingSetup()
@@ -56,6 +57,14 @@ class Inputs:
     reserve: int = 0
     question: Question = Question()
     fragmentation: Fraction = Fraction(0)
+
+    @property
+    def model_name(self) -> str:
+        """The model as a sentence names it: the preset's name, or the pasted config's
+        model type ("a qwen2 config.json")."""
+        if self.hf_config:
+            return f"a {config_model_type(self.hf_config)} config.json"
+        return self.preset
 
     @property
     def cache_headroom(self) -> int:
@@ -140,7 +149,8 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         try:
             return make(**changes)
         except FieldError as e:
-            errors[name_of(BY_NAME.get(e.field) or BY_NAME["preset"])] = e.message
+            name = name_of(BY_NAME.get(e.field) or BY_NAME["preset"])
+            errors.setdefault(name if name in BY_NAME else _setup_b_field(e.field, params), e.message)
             return None
 
     preset = values.get("preset", DEFAULT_TEXT["preset"])
@@ -148,20 +158,18 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     setup = build(DEFAULT_SETUP.replace, "setup")
     question = build(Question().replace, "question")
     compare = None
-    if setup is not None and shape is not None:
+    if shape is not None and setup is not None:
+        try:
+            check_setup(shape, setup)
+        except FieldError as e:
+            errors.setdefault(e.field, e.message)
+    if setup is not None and shape is not None and not errors:  # setup B, once setup A is sound
         compare = build(compare_base(shape, setup).replace, "compare", name_of=lambda f: "b_" + f.attribute)
         if compare is not None:
             try:
-                check_implementation(shape, compare)
+                check_setup(shape, compare)
             except FieldError as e:
-                errors["b_" + e.field] = e.message
-    if shape is not None and setup is not None:
-        try:
-            check_implementation(shape, setup)
-            if setup.parallel:
-                check_layout(shape, setup)
-        except FieldError as e:
-            errors[e.field] = e.message
+                errors.setdefault(_setup_b_field(e.field, params), e.message)
     if errors:
         raise InputError(errors)
     reserve = values["reserve"][0]
@@ -173,11 +181,58 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         if budget < 1:
             raise InputError({"reserve": f"reserve and fragmentation must leave some of the {GPUS[gpu].name}'s "
                                          f"{GPUS[gpu].mib:,} MiB"})
+    _check_gpu_fields(values, params, gpu, budget)
     claim_bytes, claim_unit = values["claim"]
     claim_text = str(params.get("claim", DEFAULT_TEXT["claim"])).strip()
     return Inputs(preset, shape, setup, budget, values["unit"], compare,
                   Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve, question,
                   fragmentation)
+
+
+def check_setup(shape: ModelShape, setup: TrainingSetup) -> None:
+    """FieldError, naming the field, for a step calc cannot answer: an implementation
+    without measured rows for it, an attention kernel not derived, a layout that cannot
+    split the model. Run on the reader's setups before any view, so no view meets one."""
+    check_implementation(shape, setup)
+    activation_table(shape, setup)
+    if setup.parallel:
+        check_layout(shape, setup)
+
+
+def _setup_b_field(field: str, params: Mapping[str, str]) -> str:
+    """The field of setup B to name for an error about it: b_<field> where setup B has that
+    field; for another (of the model or the layout, which setup A accepts), the first of
+    B's fields the reader set, whose choice brought it about."""
+    if "b_" + field in BY_NAME:
+        return "b_" + field
+    chosen = [f.name for f in FIELDS if f.target == "compare" and f.name in params]
+    return chosen[0] if chosen else "b_accounting"
+
+
+def _check_gpu_fields(values: dict, params: Mapping[str, str], gpu: str, budget: int) -> None:
+    """A budget belongs to another card, a reserve and the allocator's share to a named one:
+    each given with the other kind of card, and not what that card implies, is an error,
+    not dropped."""
+    errors = {}
+    if gpu != "custom" and "budget" in params and values["budget"][0] != budget:
+        errors["budget"] = (f"budget is the memory of another card (gpu custom); the {GPUS[gpu].name}'s is its own "
+                            f"({budget_text(budget)} after the reserve): leave budget out, or choose gpu custom")
+    if gpu == "custom":
+        for name in ("reserve", "fragmentation"):
+            if name in params and BY_NAME[name].text(_value_of(name, values)) != _default_text(name):
+                errors[name] = (f"{name} is taken off a named card's memory; a budget (gpu custom) is already the "
+                                "memory for allocated blocks: leave it out, or choose a card")
+    if errors:
+        raise InputError(errors)
+
+
+def _value_of(name: str, values: dict):
+    return budget_text(values[name][0]) if BY_NAME[name].kind == "size" else values[name]
+
+
+def _default_text(name: str) -> str:
+    field = BY_NAME[name]
+    return budget_text(parse_size(DEFAULT_TEXT[name])) if field.kind == "size" else field.text(field.parse(DEFAULT_TEXT[name]))
 
 
 def card_arch(gpu: str) -> str:
@@ -193,7 +248,7 @@ def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
     for name, value in COMPARE_DEFAULTS.items():
         candidate = base.replace(**{name: value})
         try:
-            check_implementation(shape, candidate)
+            check_setup(shape, candidate)
         except FieldError:
             continue
         base = candidate

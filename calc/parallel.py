@@ -80,6 +80,43 @@ def per_gpu_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
 
 
 @lru_cache(maxsize=1024)
+@lru_cache(maxsize=4096)
 def divisors(n: int, limit: int) -> tuple[int, ...]:
-    """The divisors of n up to `limit`, ascending: at most `limit` trials, whatever n."""
-    return tuple(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+    """The divisors of n up to `limit`, ascending (remembered: the solver asks for the
+    same ones family after family)."""
+    return quotient_divisors(n, 1, limit)
+
+
+@lru_cache(maxsize=4096)
+def quotient_divisors(n: int, k: int, limit: int) -> tuple[int, ...]:
+    """The divisors of n / k (k divides n) up to `limit`, ascending, from n's prime factors:
+    the micro-batch counts of n sequences over k replicas, without factoring each n / k."""
+    exponents = []
+    for prime, power in prime_factors(n):
+        while k % prime == 0:
+            k //= prime
+            power -= 1
+        exponents.append((prime, power))
+    found = [1]
+    for prime, power in exponents:
+        found = [d * prime ** e for d in found for e in range(power + 1) if d * prime ** e <= limit]
+    return tuple(sorted(found))
+
+
+@lru_cache(maxsize=256)
+def prime_factors(n: int) -> tuple[tuple[int, int], ...]:
+    """n's prime factors with their powers, by trial division up to √n (a quarter of a
+    million trials for the largest number of sequences calc takes, once)."""
+    factors = []
+    candidate = 2
+    while candidate * candidate <= n:
+        if n % candidate == 0:
+            power = 0
+            while n % candidate == 0:
+                n //= candidate
+                power += 1
+            factors.append((candidate, power))
+        candidate += 1 if candidate == 2 else 2
+    if n > 1:
+        factors.append((n, 1))
+    return tuple(factors)

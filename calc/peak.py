@@ -488,6 +488,35 @@ def tensor_peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     return max(max(_moment_bytes(shape, setup, stage)) for stage in (("first", "last") if setup.pp > 1 else ("last",)))
 
 
+def peak_floor(shape: ModelShape, setup: TrainingSetup) -> int:
+    """A lower bound of the step's peak on the fullest GPU, cheap to work out (no walk):
+    every moment holds the parameters and optimizer state (W), and the end of the forward
+    pass one micro-batch's saved activations (A, without what is kept once a step, or only
+    for one sequence). The solver skips a layout whose floor is over the budget."""
+    if setup.accounting != "autograd":
+        return 0
+    block, embedding, head = _saved_per_sequence(shape, setup)
+    replicas = setup.dp * setup.cp
+    floor = 0
+    for here in stages(shape, setup.replace(batch=1, microbatches=1)):
+        weights, _, optimizer = zero_states(here.parameters, replicas, setup.zero, state_bytes(setup))
+        saved = setup.batch * (block * here.layers + (embedding if here.embedding else 0) + (head if here.head else 0))
+        floor = max(floor, weights + optimizer + saved)
+    return floor
+
+
+def _saved_per_sequence(shape: ModelShape, setup: TrainingSetup) -> tuple[int, int, int]:
+    """Bytes one sequence's saved rows take on a GPU: one block's, the embedding's, the
+    head's (the loop's inputs, rows kept once a step and rows kept for one sequence apart)."""
+    def make():
+        rows = [r for r in split_rows(shape, setup) if r.key not in _INPUT_ROWS[shape.implementation]
+                and not r.per_step and not r.at_batch_one]
+        block = sum(r.bytes for r in rows if r.stage == "block") // shape.layers
+        return (block, sum(r.bytes for r in rows if r.stage == "embedding"),
+                sum(r.bytes for r in rows if r.stage == "head"))
+    return remember("per-sequence", shape, setup, ROWS_DEPEND_ON, make)
+
+
 def batch_lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
     """Every moment's tensor bytes as lines in the batch from two sequences on, on every
     pipeline stage (the sum, for the accountings without moments): each moment is the

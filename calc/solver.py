@@ -4,25 +4,36 @@ The reader gives the model, the step, the sequences one optimizer step trains on
 setup's global batch, dp · micro-batches · batch), the card or a budget, and constraints:
 a fixed ZeRO stage (or FSDP's name for it), the most micro-batches allowed, whether tensor,
 pipeline and context parallelism may be used. Every layout is judged by the peak of its
-fullest GPU's step (calc.peak, the same moments as on one GPU). The answer is the layout
+fullest GPU's step (calc.fit, the same moments as on one GPU). The answer is the layout
 with the fewest GPUs; among those, the fewest micro-batches (least accumulation); then the
 lowest ZeRO stage and the least tensor, pipeline and context parallelism (least
 communication); then the least memory.
 
-Bounded: tensor and context parallelism up to 8-way, pipelines up to 128 stages; for each
-tensor, sequence, pipeline, context and ZeRO choice, a bisection over the data-parallel
-sizes and one over the micro-batch counts; at most MAX_EVALUATIONS layouts in all.
+Exact over the layouts it considers (tensor and context parallelism up to 8-way, pipelines
+up to 128 stages, every ZeRO stage, every data-parallel size that divides the sequences,
+every micro-batch count up to the cap), without assuming that memory falls as replicas
+grow (it does not: under a micro-batch cap the micro-batch size rises and falls with the
+replicas). Every family's replica counts are visited in one ascending order of GPUs, and
+at each the family either fits with one micro-batch or with the most the cap allows: from
+two micro-batches on, the fullest GPU's peak does not grow with their number (the
+micro-batch shrinks; a first pipeline stage holds min(pp, m) of them, min(pp, m)/m of the
+sequences) — the one fact about memory it relies on, which a brute-force test checks. The
+search stops once the answer and RUNNER_UPS other families have fitted at no more GPUs
+than any layout left; at most MAX_EVALUATIONS layouts in all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from calc.parallel import divisors
+from calc.parallel import divisors, quotient_divisors
 from calc.fit import peak_bytes
-from calc.setup import MAX_PARALLEL, TrainingSetup
+from calc.peak import peak_floor
+from calc.errors import FieldError
+from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
-from calc.splits import check_layout
+from calc.fixed import state_bytes
+from calc.splits import check_layout, stages, zero_states
 
 SOLVER_MAX_TP = 8
 SOLVER_MAX_PP = 128
@@ -69,19 +80,9 @@ class Layout:
 
 RUNNER_UPS = 7
 """Layouts shown beside the answer."""
-MAX_EVALUATIONS = 1500
-"""The most layouts judged for one answer (a few hundred for real models); a search that
+MAX_EVALUATIONS = 2500
+"""The most layouts judged for one answer (a few thousand for real models); a search that
 reaches it stops and says so."""
-
-
-@dataclass
-class _Budget:
-    left: int = MAX_EVALUATIONS
-
-    def spend(self) -> None:
-        if self.left <= 0:
-            raise _Exhausted
-        self.left -= 1
 
 
 class _Exhausted(Exception):
@@ -91,7 +92,7 @@ class _Exhausted(Exception):
 @dataclass(frozen=True)
 class Answer:
     """The fitting layouts, best first (the answer, then runner-ups), and whether the search
-    stopped at MAX_EVALUATIONS before trying every family."""
+    stopped at MAX_EVALUATIONS before it was done."""
 
     layouts: tuple
     complete: bool = True
@@ -104,27 +105,41 @@ def solve(shape: ModelShape, setup: TrainingSetup, budget: int, question: Questi
 
 
 def search(shape: ModelShape, setup: TrainingSetup, budget: int, question: Question = Question()) -> Answer:
-    """solve(), saying whether every family was tried. Families (tensor, sequence, pipeline,
-    context and ZeRO choice) are tried by their model-parallel size (tp · pp · cp), smallest
-    first; one that cannot beat the runner-ups found so far is not tried."""
+    """solve(), saying whether the search was complete. Each family (tensor, sequence,
+    pipeline, context parallelism and ZeRO stage) keeps its fewest-GPU layout; families of
+    the same tp, pp, cp and stage (with and without sequence parallelism) are one."""
     sequences = question.sequences or setup.global_batch
+    cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
+    judge = _Judge(shape, setup, budget, sequences, cap)
+    candidates = []
+    for tp, sp, pp, cp, zero in _families(shape, setup, question):
+        replicas = _replicas(sequences, tp, pp, cp, zero, question)
+        widest = setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, zero=zero, dp=replicas[-1] if replicas else 1, batch=1,
+                               microbatches=1, virtual_stages=1)
+        if replicas and _states_fit(shape, widest, budget):
+            candidates += [(dp * tp * pp * cp, tp * pp * cp, dp, (tp, sp, pp, cp, zero)) for dp in replicas]
+    candidates.sort()
     best: dict[tuple, Layout] = {}
-    spent = _Budget()
+    done: set[tuple] = set()
     complete = True
-    for tp, sp, pp, cp, zero in sorted(_families(shape, setup, question), key=lambda f: (f[0] * f[2] * f[3], f)):
+    for gpus, _, dp, family in candidates:
         ranked = sorted(best.values(), key=lambda layout: layout.order)
-        bound = ranked[RUNNER_UPS].gpus if len(ranked) > RUNNER_UPS else None
-        if bound is not None and tp * pp * cp > bound:
-            break  # every later family needs more GPUs than the answer and its runner-ups
+        if len(ranked) > RUNNER_UPS and gpus > ranked[RUNNER_UPS].gpus:
+            break  # every layout left needs more GPUs than the answer and its runner-ups
+        if family in done:
+            continue
         try:
-            found = _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero, bound, spent)
+            found = judge.fewest_micro_batches(dp, *family)
         except _Exhausted:
             complete = False
             break
-        if found is not None:
-            key = (tp, pp, cp, found.setup.zero)
-            if key not in best or found.order < best[key].order:
-                best[key] = found
+        if found is None:
+            continue
+        done.add(family)
+        tp, _, pp, cp, zero = family
+        key = (tp, pp, cp, found.setup.zero)
+        if key not in best or found.order < best[key].order:
+            best[key] = found
     return Answer(tuple(sorted(best.values(), key=lambda layout: layout.order))[:RUNNER_UPS + 1], complete)
 
 
@@ -145,60 +160,75 @@ def _families(shape: ModelShape, setup: TrainingSetup, question: Question):
             for pp in pps:
                 for cp in cps:
                     for zero in stages:
-                        if pp > 1 and zero >= 2:
-                            continue  # DeepSpeed refuses ZeRO-2/3 with pipeline parallelism
+                        try:  # DeepSpeed refuses ZeRO-2/3 with pipelines; context parallelism needs fused attention
+                            check_layout(shape, setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, zero=zero, dp=1,
+                                                              microbatches=1, virtual_stages=1))
+                        except FieldError:
+                            continue
                         yield tp, sp, pp, cp, zero
 
 
-def _fewest_gpus(shape, setup, budget, question, sequences, tp, sp, pp, cp, zero, bound=None,
-                 spent: _Budget | None = None) -> Layout | None:
-    """The family's layout with the fewest replicas that fits, with its fewest micro-batches.
+def _states_fit(shape: ModelShape, setup: TrainingSetup, budget: int) -> bool:
+    """Whether the parameters and optimizer state a GPU holds all step, at the family's
+    most replicas (ZeRO shards them most), fit: every moment holds them, so a family
+    whose do not has no layout that fits."""
+    first, last = stages(shape, setup)
+    replicas = setup.dp * setup.cp
+    return all(sum(zero_states(stage.parameters, replicas, setup.zero, state_bytes(setup))[::2]) <= budget
+               for stage in (first, last))
 
-    The replicas are found by bisection over the global batch's divisors, at the most
-    micro-batches each allows: from two replicas on, the fullest GPU's memory does not grow
-    with dp (ZeRO shards more, each replica's micro-batches get no larger, fewer are in
-    flight); one replica, which needs no communication buffers, is tried first."""
-    cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
-    replicas = [d for d in divisors(sequences, MAX_PARALLEL)
-                # over one replica ZeRO shards nothing: with any stage, stage 0 says the same; a stage the
-                # reader fixes must shard, unless one GPU holds everything
-                if not (zero > 0 and d * cp == 1 and (question.stage == "any" or tp * pp > 1))
-                and (bound is None or d * tp * pp * cp <= bound)]
 
-    def layout(dp: int, m: int) -> TrainingSetup:
-        return setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, dp=dp, zero=zero, microbatches=m, batch=sequences // dp // m,
-                             virtual_stages=1)
+def _replicas(sequences: int, tp: int, pp: int, cp: int, zero: int, question: Question) -> list[int]:
+    """The data-parallel sizes a family may take: the divisors of the sequences. Over one
+    replica ZeRO shards nothing: with any stage, stage 0 says the same; a stage the reader
+    fixes must shard, unless one GPU holds everything."""
+    return [d for d in divisors(sequences, MAX_PARALLEL)
+            if not (zero > 0 and d * cp == 1 and (question.stage == "any" or tp * pp > 1))]
 
-    def most_micro_batches(dp: int) -> int:
-        return divisors(sequences // dp, cap)[-1]
 
-    def fits(dp: int, m: int) -> bool:
-        if spent is not None:
-            spent.spend()
-        return peak_bytes(shape, layout(dp, m)) <= budget
+class _Judge:
+    """Whether layouts fit, counting the layouts judged."""
 
-    # one replica has no communication buffers, so it is tried on its own; from two on, memory
-    # does not grow with the replicas
-    if not replicas:
-        return None
-    low, high = (0, 0) if fits(replicas[0], most_micro_batches(replicas[0])) else (1, len(replicas))
-    while low < high:
-        middle = (low + high) // 2
-        if fits(replicas[middle], most_micro_batches(replicas[middle])):
-            high = middle
-        else:
-            low = middle + 1
-    if low == len(replicas):
-        return None
-    dp = replicas[low]
-    counts = divisors(sequences // dp, cap)  # micro-batch counts allowed, ascending
-    low, high = 0, len(counts) - 1  # the fewest micro-batches that fit: memory falls as they grow
-    while low < high:
-        middle = (low + high) // 2
-        if fits(dp, counts[middle]):
-            high = middle
-        else:
-            low = middle + 1
-    chosen = layout(dp, counts[low])
-    check_layout(shape, chosen)
-    return Layout(chosen, chosen.gpus, peak_bytes(shape, chosen))
+    def __init__(self, shape: ModelShape, setup: TrainingSetup, budget: int, sequences: int, cap: int):
+        self.shape, self.setup, self.budget, self.sequences, self.cap = shape, setup, budget, sequences, cap
+        self.left = MAX_EVALUATIONS
+
+    def layout(self, dp, tp, sp, pp, cp, zero, m) -> TrainingSetup:
+        return self.setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, dp=dp, zero=zero, microbatches=m,
+                                  batch=self.sequences // dp // m, virtual_stages=1)
+
+    def fits(self, setup: TrainingSetup) -> bool:
+        if peak_floor(self.shape, setup) > self.budget:  # a lower bound of the peak: no need to judge it
+            return False
+        if self.left <= 0:
+            raise _Exhausted
+        self.left -= 1
+        return peak_bytes(self.shape, setup) <= self.budget
+
+    def fewest_micro_batches(self, dp, tp, sp, pp, cp, zero) -> Layout | None:
+        """The layout of `dp` replicas of the family with the fewest micro-batches that
+        fits, or None: one micro-batch, else the fewest of two or more (from two on, the
+        peak does not grow with their number, so a bisection finds it)."""
+        per_replica = self.sequences // dp
+        counts = [m for m in quotient_divisors(self.sequences, dp, self.cap) if per_replica // m <= MAX_BATCH]
+        if not counts:
+            return None
+        make = lambda m: self.layout(dp, tp, sp, pp, cp, zero, m)  # noqa: E731
+        if counts[0] == 1 and self.fits(make(1)):
+            return self._chosen(make(1))
+        accumulating = [m for m in counts if m > 1]
+        if not accumulating or not self.fits(make(accumulating[-1])):
+            return None
+        counts = accumulating
+        low, high = 0, len(counts) - 1  # counts[high] fits; the fewest of them that does
+        while low < high:
+            middle = (low + high) // 2
+            if self.fits(make(counts[middle])):
+                high = middle
+            else:
+                low = middle + 1
+        return self._chosen(make(counts[low]))
+
+    def _chosen(self, chosen: TrainingSetup) -> Layout:
+        check_layout(self.shape, chosen)
+        return Layout(chosen, chosen.gpus, peak_bytes(self.shape, chosen))

@@ -47,13 +47,13 @@ def parse_size(text: str) -> int:
     return parse_size_as_typed(text)[0]
 
 
-def parse_size_as_typed(text: str) -> tuple[int, str]:
+def parse_size_as_typed(text: str, least: int = 1) -> tuple[int, str]:
     """(bytes, unit as typed) of a size such as '2.265 GB', '2265 MB' or '15.15 GiB'.
 
     Exact: the decimal is read as a fraction, never a float ('2.265 GB' is 2,265,000,000
     bytes); a part of a byte is dropped. A bare number is GB. ValueError for anything
-    else, under one byte, or over an exabyte, with a message that quotes at most
-    MAX_SIZE_TEXT characters of the text.
+    else, under `least` bytes (one, unless 0 is allowed), or over an exabyte, with a
+    message that quotes at most MAX_SIZE_TEXT characters of the text.
     """
     cleaned = str(text).strip()
     if len(cleaned) > MAX_SIZE_TEXT:
@@ -70,7 +70,7 @@ def parse_size_as_typed(text: str) -> tuple[int, str]:
     digits = (number["whole"] or "") + (number["fraction"] or "")
     amount = Fraction(int(digits), 10 ** len(number["fraction"] or "")) * Fraction(10) ** int(number["exponent"] or 0)
     nbytes = amount * unit_bytes(unit)
-    if nbytes < 1:
+    if nbytes < least or (least and nbytes < 1):
         raise ValueError(f"{str(text).strip()!r} is less than one byte")
     if nbytes > MAX_BYTES:
         raise ValueError(f"{str(text).strip()!r} is more than an exabyte; check the unit")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 
+from calc import jsontext
 from calc.catalog import STATIC_VIEWS, VIEWS
 from calc.errors import FieldError, InputError
 from calc.fields import NAMES
@@ -48,9 +49,9 @@ def _handle(request_json: str) -> dict:
     if not isinstance(request_json, str) or len(request_json) > MAX_REQUEST:
         raise InputError({"request": f"a request is a JSON text of at most {MAX_REQUEST:,} characters"})
     try:
-        request = json.loads(request_json)
-    except ValueError:
-        raise InputError({"request": "the request is not JSON"}) from None
+        request = jsontext.loads(request_json)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's stack
+        raise InputError({"request": "the request is not JSON, or nests too deep"}) from None
     if not isinstance(request, dict) or not isinstance(request.get("state", {}), dict) \
             or not isinstance(request.get("views", []), list) or len(request.get("views", [])) > MAX_VIEWS:
         raise InputError({"request": f"a request is {{state: {{field: text}}, views: [at most {MAX_VIEWS}]}}"})
@@ -64,8 +65,11 @@ def _handle(request_json: str) -> dict:
         params = {**state, **{str(k): _text(v) for k, v in item.get("params", {}).items()}}
         name, key = item.get("name"), item.get("key")
         key = key if isinstance(key, str) and key else None
+        if not isinstance(name, str):
+            html.append(None)
+            continue
         try:
-            if item.get("kind") == "value" and isinstance(name, str):
+            if item.get("kind") == "value":
                 html.append(render_value(name, params))
             elif name in VIEWS and name not in STATIC_VIEWS:
                 html.append(render_view(name, params, key or name))
@@ -73,7 +77,9 @@ def _handle(request_json: str) -> dict:
                 html.append(None)
         except (InputError, FieldError) as e:  # the reader's inputs are fine; this view's pinned ones do not go with them
             messages = e.errors.values() if isinstance(e, InputError) else [e.message]
-            html.append(unavailable_html(key or str(name), list(messages)))
+            html.append(unavailable_html(key or name, list(messages)))
+        except KeyError:  # a value no summary has
+            html.append(None)
     return {"ok": True, "errors": {}, "resolved": field_values(inputs), "canonical": inputs_to_params(inputs),
             "html": html}
 

@@ -194,3 +194,52 @@ def test_solve_takes_its_stage_from_zero_or_fsdp_and_a_bad_one_is_named_by_its_o
     for flag, value in (("--fsdp", "bogus"), ("--zero", "9")):
         out = run("--solve", flag, value)
         assert out.returncode == 2 and out.stderr.startswith(f"calc: error: {flag}:") and "solve" not in out.stderr
+
+
+# What a careful user met (issue: every answer right), each now a test.
+
+@pytest.mark.parametrize("args", [
+    ("--preset", "llama-3-8b", "--attention", "flash", "--dropout", "0.1"),  # PyTorch's math composite on CUDA
+    ("--norm", "layernorm", "--dtype", "bf16-master"),  # LayerNorm's fp32 statistics, measured on an H200
+    ("--preset", "llama-2-7b", "--d-model", "128", "--view", "compare"),  # setup B falls back to explicit attention
+    ("--solve", "--solve-sequences", "1000003"),  # prime, past calc's largest batch: no layout, and why
+    ("--solve", "--accounting", "seed", "--attention", "flash"),  # no context parallelism for the seed's list
+])
+def test_what_crashed_the_cli_is_an_answer(args):
+    out = run(*args)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.strip()
+
+
+def test_a_prime_number_of_sequences_past_the_largest_batch_says_why_nothing_fits():
+    out = run("--solve", "--solve-sequences", "1000003")
+    assert "No layout" in out.stdout and "over calc's largest batch (1,000,000)" in out.stdout
+
+
+def test_a_view_that_cannot_show_these_inputs_says_so_in_one_line_and_the_others_print():
+    out = run("--implementation", "scratch", "--accounting", "seed", "--positions", "learned", "--view", "chart-stack",
+              "--view", "summary")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and "chart-stack is not shown" in out.stderr
+    assert "Memory of one training step" in out.stdout
+
+
+@pytest.mark.parametrize("args, flag", [
+    (("--gpu", "t4", "--budget", "80 GB"), "--budget"),  # a named card's memory is its own
+    (("--gpu", "custom", "--reserve", "10 GB"), "--reserve"),  # a budget is already memory for blocks
+    (("--gpu", "custom", "--fragmentation", "2"), "--fragmentation"),
+    (("--preset", "llama-2-7b", "--d-model", "128", "--b-attention", "flash"), "--b-attention"),  # not derived
+])
+def test_a_combination_calc_refuses_is_one_line_naming_a_flag_that_exists(args, flag):
+    out = run(*args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"calc: error: {flag}: ") and out.stderr.count("\n") == 1
+
+
+def test_an_empty_config_file_is_refused_and_an_imported_model_is_named_by_its_config(tmp_path):
+    empty = tmp_path / "config.json"
+    empty.write_text("  \n")
+    out = run("--hf-config", str(empty))
+    assert out.returncode == 2 and "empty" in out.stderr
+    llama = run("--hf-config", "validation/hf_configs/meta-llama-3-8b.json")
+    assert llama.stdout.startswith("a llama config.json: 8,030,261,248 parameters")

@@ -1,6 +1,7 @@
 """A Hugging Face config.json as calc's inputs: published configs give the published
 parameter counts; anything else is a message naming hf_config and what is wrong."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,45 @@ def test_every_published_config_reads_to_fields_the_registry_knows():
 
     for name in PUBLISHED:
         assert set(params_from_hf_config(text(name))) <= set(NAMES)
+
+
+_LLAMA = {"model_type": "llama", "vocab_size": 100, "hidden_size": 64, "num_attention_heads": 4,
+          "num_hidden_layers": 2, "intermediate_size": 128}
+
+
+@pytest.mark.parametrize("written, read", [(1e-05, 1e-05), (0.9999999, 0.9999999), (-0.0, 0.0),
+                                           (0.123456789, 0.123456789), (0, 0.0)])
+def test_a_config_s_numbers_are_read_as_json_writes_them(written, read):
+    inputs = parse_inputs({"hf_config": json.dumps({**_LLAMA, "attention_dropout": written})})
+    assert inputs.shape.dropout == read
+    assert parse_inputs(inputs_to_params(inputs) | {"hf_config": ""}).shape.dropout == read  # a link keeps it
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"hidden_act": ["silu"]}, "hidden_act must be a string"),
+    ({"num_hidden_layers": [2]}, "num_hidden_layers must be a whole number"),
+    ({"hidden_size": 4100, "num_attention_heads": 32}, "hidden_size (4,100) must be a multiple of num_attention_heads"),
+    ({"head_dim": 96}, "head_dim 96 is not hidden_size / num_attention_heads (16)"),
+    ({"attention_dropout": "0.1"}, "attention_dropout must be a probability"),
+])
+def test_wrong_types_are_refused_naming_the_key(changes, message):
+    with pytest.raises(InputError) as error:
+        parse_inputs({"hf_config": json.dumps({**_LLAMA, **changes})})
+    assert message in error.value.errors["hf_config"]
+
+
+def test_gpt2_s_activation_as_a_list_and_a_config_without_a_model_type_are_named():
+    gpt2 = json.loads(text("gpt2"))
+    with pytest.raises(InputError) as error:
+        parse_inputs({"hf_config": json.dumps({**gpt2, "activation_function": ["gelu"]})})
+    assert "activation_function must be a string" in error.value.errors["hf_config"]
+    with pytest.raises(InputError) as error:
+        parse_inputs({"hf_config": "{}"})
+    assert error.value.errors["hf_config"].startswith("the config has no model_type")
+
+
+def test_gpt2_s_dropouts_that_differ_are_printed_as_they_differ():
+    gpt2 = {**json.loads(text("gpt2")), "attn_pdrop": 0.1, "resid_pdrop": 0.1000001}
+    with pytest.raises(InputError) as error:
+        parse_inputs({"hf_config": json.dumps(gpt2)})
+    assert "attn_pdrop 0.1, resid_pdrop 0.1000001" in error.value.errors["hf_config"]

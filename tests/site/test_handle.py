@@ -145,3 +145,27 @@ def test_a_view_whose_pinned_inputs_do_not_go_with_the_readers_says_so_alone():
     reply, _ = ask({"attention": "flash"}, views)
     assert reply["ok"] and "calc-unavailable" not in reply["html"][0] and "logsumexp" in reply["html"][0]
     assert 'id="scratch-unavailable"' in reply["html"][1] and "choose explicit" in reply["html"][1]
+
+
+def test_one_bad_view_or_value_name_leaves_the_rest_of_the_reply():
+    views = [{"kind": "value", "name": "no-such-value", "key": "v"}, {"kind": "view", "name": ["summary"], "key": "l"},
+             {"kind": "view", "name": "summary", "key": "s"}]
+    reply, seconds = ask({}, views)
+    assert_sound(reply, seconds)
+    assert reply["ok"] and reply["html"][:2] == [None, None] and "Memory of one training step" in reply["html"][2]
+
+
+def test_a_request_nested_ten_thousand_deep_is_a_request_error():
+    reply = json.loads(handle("[" * 10_000 + "]" * 10_000))
+    assert "internal" not in reply and list(reply["errors"]) == ["request"]
+
+
+@pytest.mark.parametrize("state, field", [
+    ({"implementation": "scratch", "accounting": "seed", "positions": "learned", "b_accounting": "autograd"},
+     "b_accounting"),  # setup B's error names a field setup B has
+    ({"gpu": "t4", "budget": "80 GB"}, "budget"),  # a budget beside a named card is not dropped
+    ({"preset": "llama-2-7b", "d_model": "128", "attention": "flash", "dtype": "bf16"}, "attention"),  # not derived
+])
+def test_a_combination_calc_refuses_is_marked_on_its_field_before_any_view(state, field):
+    reply, _ = ask(state)
+    assert not reply["ok"] and list(reply["errors"]) == [field] and reply["html"] == []

@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from calc.cuda import ARCHES
 from calc.errors import FieldError, echo
+from calc.frameworks import FRAMEWORKS
 from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.presets import DEFAULT_PRESET, PRESETS
@@ -285,6 +286,9 @@ FIELDS: tuple[Field, ...] = (
     Field("zero", "parallel", "choice", "ZeRO stage", "what ZeRO shards over the replicas; in FSDP's "
           "names, NO_SHARD is 0, SHARD_GRAD_OP 2, FULL_SHARD 3",
           "setup", _labelled(tuple(map(str, ZERO_STAGES)), _ZERO_LABELS), cast=int),
+    Field("framework", "parallel", "choice", "Framework", "what runs the layout, with its own buffers and "
+          "precision: auto is DDP for stage 0 and DeepSpeed for ZeRO 1-3", "setup",
+          tuple((key, name) for key, name in FRAMEWORKS.items())),
     Field("fsdp", "aliases", "choice", "FSDP sharding", "PyTorch FSDP's name for a ZeRO stage: full = 3, grad-op = 2, "
           "no-shard = 0 (sets zero)", "inputs", (("", "—"),) + tuple((name, name) for name in FSDP_STAGES),
           in_link=False),
@@ -297,8 +301,6 @@ FIELDS: tuple[Field, ...] = (
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
     Field("reduce_bucket", "buffers", "whole", "Reduce bucket (values)", "DeepSpeed's reduce_bucket_size: gradients "
           "reduced at once under ZeRO", "setup", limit=10**12),
-    Field("allgather_bucket", "buffers", "whole", "All-gather bucket (values)", "DeepSpeed's allgather_bucket_size: "
-          "updated parameters gathered at once under ZeRO-1 and 2", "setup", limit=10**12),
     Field("prefetch_bucket", "buffers", "whole", "ZeRO-3 prefetch (values)", "DeepSpeed's stage3_prefetch_bucket_size: "
           "parameters gathered ahead of the layer that needs them", "setup", limit=10**12),
     Field("ddp_bucket_view", "buffers", "flag", "DDP gradient_as_bucket_view", "DDP's gradients are views of its "

@@ -8,6 +8,7 @@ and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 
 from __future__ import annotations
 
+from calc.frameworks import gradient_bytes
 from calc.parameters import matrix_parameter_count, parameter_count
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
@@ -19,9 +20,10 @@ OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4}
 
 def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
     """Bytes per parameter of (weights, gradients, optimizer state) in the setup's regime:
-    the optimizer's state holds the fp32 master weights where the weights are bf16."""
+    the optimizer's state holds the fp32 master weights where the weights are bf16; the
+    gradients are fp32 where the framework keeps them so (Megatron-LM)."""
     weights, gradients, master = STATE_BYTES[setup.dtype]
-    return weights, gradients, master + OPTIMIZER_BYTES[setup.optimizer]
+    return weights, gradient_bytes(setup, gradients), master + OPTIMIZER_BYTES[setup.optimizer]
 
 
 def buffer_bytes(shape: ModelShape) -> int:

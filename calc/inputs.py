@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Mapping
 
 from calc.activations import activation_table, check_implementation
+from calc.frameworks import check_framework
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
 from calc.splits import check_layout
@@ -195,6 +196,7 @@ def check_setup(shape: ModelShape, setup: TrainingSetup) -> None:
     split the model. Run on the reader's setups before any view, so no view meets one."""
     check_implementation(shape, setup)
     activation_table(shape, setup)
+    check_framework(setup)
     if setup.parallel:
         check_layout(shape, setup)
 
@@ -246,8 +248,8 @@ def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
     the model's implementation has (a from-scratch model has no flash attention)."""
     base = setup
     for name, value in COMPARE_DEFAULTS.items():
-        candidate = base.replace(**{name: value})
         try:
+            candidate = base.replace(**{name: value})
             check_setup(shape, candidate)
         except FieldError:
             continue

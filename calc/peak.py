@@ -55,6 +55,7 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
+from calc.frameworks import buffers, step_temporaries
 from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
@@ -71,7 +72,6 @@ PART_SYMBOLS = {
     "B_d": "DDP's gradient buckets, a second copy of the gradients (unless gradient_as_bucket_view)",
     "B_r": "ZeRO's reduce bucket, while backward reduces gradients",
     "B_p": "ZeRO-3's gathered parameters: the layer at work and the prefetch bucket",
-    "B_g": "ZeRO-1/2's all-gather bucket, while the updated parameters are gathered",
     "I": "the batch's token ids and targets (int64), held by the loop",
     "A": "saved activations at the end of the forward pass (the inputs apart)",
     "A_m": "the other micro-batches in flight on a first pipeline stage (1F1B)",
@@ -124,11 +124,14 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     _foreach_sqrt of every second moment at once; for-loop: one parameter's sqrt and the
     quotient made from it, while the previous parameter's denominator is still held by its
     Python name; fused (one kernel) and SGD (in place): none (torch/optim/adam.py, sgd.py)."""
-    if setup.optimizer != "adamw" or setup.step_impl == "fused" or setup.dtype == "bf16-master":
-        return 0  # bf16-master: the frameworks' own fused steps over the fp32 master copy, taken as none
     replicas = setup.dp * setup.cp
     sharded = replicas > 1 and setup.zero >= 1
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
+    framework = step_temporaries(setup, ceil_div(held, replicas) if sharded else held, state_bytes(setup)[1])
+    if framework is not None:  # DeepSpeed's or Megatron-LM's own step (calc.frameworks)
+        return framework
+    if setup.optimizer != "adamw" or setup.step_impl == "fused" or setup.dtype == "bf16-master":
+        return 0  # bf16-master: the frameworks' own fused steps over the fp32 master copy, taken as none
     if setup.step_impl == "foreach":
         return 4 * (ceil_div(held, replicas) if sharded else held)
     if (setup.tp, setup.pp) == (1, 1) and not sharded:
@@ -232,10 +235,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
         **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, here).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
-        "B_d": held_grads if (setup.zero == 0 and N > 1 and not setup.ddp_bucket_view) else 0,
-        "B_r": min(setup.reduce_bucket, here.parameters) * grad if (setup.zero >= 1 and N > 1) else 0,
-        "B_p": (here.block + min(setup.prefetch_bucket, here.parameters)) * weights if (setup.zero == 3 and N > 1) else 0,
-        "B_g": min(setup.allgather_bucket, here.parameters) * weights if (setup.zero in (1, 2) and N > 1) else 0,
+        **buffers(setup, here.parameters, here.block, weights, grad, held_grads),
     }
 
 
@@ -394,7 +394,7 @@ MOMENTS = (
             ("T_c",), ("B_p",), ("B_r",))),
     Moment("embedding-backward", "Backward through the embedding",
            (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",))),
-    Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",), ("B_g",))),
+    Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
 )
 
 
@@ -460,7 +460,7 @@ def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
 
 
-BUFFER_PARTS = ("B_d", "B_r", "B_p", "B_g")
+BUFFER_PARTS = ("B_d", "B_r", "B_p")
 
 
 def buffer_parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:

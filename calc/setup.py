@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
+from calc.frameworks import FRAMEWORKS
 from calc.errors import FieldError, echo
 from calc.shape import check_whole
 
@@ -70,10 +71,11 @@ not interleaved); cp-way context parallelism (ring attention: each of cp GPUs ke
 every sequence's tokens); `microbatches` micro-batches of `batch` sequences per replica
 and step.
 
-    Communication buffers, in values (elements) as the frameworks' settings count them:
-    DeepSpeed's reduce_bucket_size and allgather_bucket_size (5e8 by default) and
-    stage3_prefetch_bucket_size (5e7); PyTorch DDP's buckets hold a second copy of the
-    gradients unless gradient_as_bucket_view (`ddp_bucket_view`).
+    `framework` runs the layout (calc.frameworks: "auto", "ddp", "deepspeed", "megatron"),
+    with its communication buffers, in values (elements) as its settings count them:
+    DeepSpeed's reduce_bucket_size (5e8 by default) and stage3_prefetch_bucket_size (5e7);
+    PyTorch DDP's buckets hold a second copy of the gradients unless
+    gradient_as_bucket_view (`ddp_bucket_view`).
     """
 
     batch: int = 1
@@ -88,6 +90,7 @@ and step.
     arch: str = DEFAULT_ARCH
     dp: int = 1
     zero: int = 0
+    framework: str = "auto"
     tp: int = 1
     sp: bool = False
     pp: int = 1
@@ -95,7 +98,6 @@ and step.
     cp: int = 1
     microbatches: int = 1
     reduce_bucket: int = 500_000_000
-    allgather_bucket: int = 500_000_000
     prefetch_bucket: int = 50_000_000
     ddp_bucket_view: bool = False
 
@@ -110,7 +112,9 @@ and step.
             raise FieldError("arch", f"arch must be one of {', '.join(ARCHES)}, not {echo(self.arch)}")
         if isinstance(self.zero, bool) or self.zero not in ZERO_STAGES:
             raise FieldError("zero", f"zero must be 0, 1, 2 or 3, not {echo(self.zero)}")
-        for name in ("reduce_bucket", "allgather_bucket", "prefetch_bucket"):
+        if self.framework not in FRAMEWORKS:
+            raise FieldError("framework", f"framework must be one of {', '.join(FRAMEWORKS)}, not {echo(self.framework)}")
+        for name in ("reduce_bucket", "prefetch_bucket"):
             check_whole(name, getattr(self, name), 10**12)
         for name in ("sp", "keep_logits", "ddp_bucket_view"):
             if not isinstance(getattr(self, name), bool):
@@ -128,7 +132,8 @@ and step.
 
     def on_one_gpu(self) -> "TrainingSetup":
         """The same step on one GPU: the layout (replicas, splits, stages, micro-batches) undone."""
-        return self.replace(dp=1, zero=0, tp=1, sp=False, pp=1, virtual_stages=1, cp=1, microbatches=1)
+        return self.replace(dp=1, zero=0, framework="auto", tp=1, sp=False, pp=1, virtual_stages=1, cp=1,
+                            microbatches=1)
 
     @property
     def gpus(self) -> int:

@@ -24,6 +24,7 @@ from functools import lru_cache
 
 from calc.activations import activation_table
 from calc.errors import FieldError
+from calc.frameworks import check_framework
 from calc.parameters import matrix_parameter_count, parameter_table
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -47,7 +48,9 @@ def zero_states(psi: int, replicas: int, stage: int, per_param: tuple[int, int, 
 
 
 def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
-    """FieldError naming the layout's field when the layout cannot split this model."""
+    """FieldError naming the layout's field when the layout cannot split this model, or its
+    framework does not run it."""
+    check_framework(setup)
     t, p = setup.tp, setup.pp
     for name, size in (("heads", shape.heads), ("kv_heads", shape.kv_heads), ("d_ff", shape.d_ff)):
         if size % t:

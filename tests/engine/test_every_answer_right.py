@@ -94,3 +94,11 @@ def test_the_largest_batch_fits_and_one_more_does_not_on_any_layout(preset, impl
         assert peak_bytes(inputs.shape, inputs.setup.replace(batch=best)) <= inputs.budget
     if best < MAX_BATCH:  # calc's largest batch is the most it answers
         assert peak_bytes(inputs.shape, inputs.setup.replace(batch=best + 1)) > inputs.budget
+
+
+def test_mistral_on_h100s_fits_on_100_gpus_not_128():
+    # the second case, on its budget (no share kept for the allocator's cache)
+    inputs = parse_inputs({"preset": "mistral-7b", "gpu": "h100-80gb", "solve_sequences": "1000",
+                           "max_microbatches": "16", "dtype": "bf16", "attention": "flash", "fragmentation": "0"})
+    best = search(inputs.shape, inputs.setup, inputs.budget, inputs.question).layouts[0]
+    assert best.gpus == 100 and (best.setup.tp, best.setup.dp, best.setup.microbatches) == (4, 25, 10)

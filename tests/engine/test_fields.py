@@ -42,7 +42,8 @@ def test_every_choice_and_flag_value_is_accepted_as_shown():
             if field.name in ("tp",) or field.group == "aliases":  # an alias shows as the field it sets
                 continue
             needs = {"sp": {"tp": "5", "context": "1000"},  # sequence parallelism needs tp dividing the context
-                     "activation": {} if value == "silu" else {"ffn": "gelu"}}  # SwiGLU's is SiLU
+                     "activation": {} if value == "silu" else {"ffn": "gelu"},  # SwiGLU's is SiLU
+                     "framework": {"deepspeed": {"dp": "2", "zero": "1"}}.get(value, {})}  # DeepSpeed shards
             params = {field.name: value, **needs.get(field.name, {})}
             inputs = parse_inputs(params)
             assert field_values(inputs)[field.name] == value

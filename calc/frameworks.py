@@ -1,0 +1,92 @@
+"""What each training framework keeps beyond the model states' textbook bytes, read from
+its source (derived: none of them runs here on a GPU).
+
+- **PyTorch DDP** (`framework ddp`; torch/nn/parallel/distributed.py, its C++ Reducer):
+  no sharding; the Reducer's buckets are a second copy of the gradients for the whole
+  run, unless gradient_as_bucket_view makes the gradients views of them.
+- **DeepSpeed ZeRO** (`framework deepspeed`, stages 1-3; deepspeed 0.19.6,
+  deepspeed/runtime/zero/stage_1_and_2.py and stage3.py): gradients are reduced through a
+  bucket of reduce_bucket_size values during backward; stage 3 gathers each layer's
+  parameters before it runs and prefetches stage3_prefetch_bucket_size values more. At
+  the optimizer step each rank flattens its gradient partition into a new 16-bit tensor
+  and makes an fp32 copy of it for the fp32 master weights (stage_1_and_2.py `step`:
+  `self.flatten(self.averaged_gradients[i])`, then `.to(self.single_partition_of_fp32_groups
+  [i].dtype)`, both alive until `del flat_grad_partition`); FusedAdam makes no temporaries.
+  The updated parameters are all-gathered into the flat 16-bit parameters themselves
+  (deepspeed/runtime/utils.py `all_gather_dp_groups` → `all_gather_into_tensor_dp_groups`;
+  its fallback gathers narrow views): allgather_bucket_size allocates nothing.
+- **Megatron-LM** (`framework megatron`; Megatron-LM d98e8a6): with bf16 it accumulates
+  and all-reduces gradients in fp32 (megatron/training/arguments.py lines 1204-1217:
+  `--main-grads-dtype` fp32 by default, line 3671): bf16 parameters (2 bytes), fp32 main
+  gradients (4), fp32 main parameters and Adam's two moments (12), 18 bytes a parameter;
+  its distributed optimizer (`zero 1` here) shards the 12 over the data-parallel (and
+  context-parallel) ranks: 6 + 12/N (megatron/training/theoretical_memory_usage.py,
+  `num_bytes_per_parameter`). The gradient buffer is the gradients, and its buckets are
+  views of it; its Adam is fused.
+
+`framework auto` (the default) is DDP for ZeRO stage 0 and DeepSpeed for stages 1 to 3.
+"""
+
+from __future__ import annotations
+
+from calc.errors import FieldError
+
+FRAMEWORKS = {"auto": "DDP, or DeepSpeed with ZeRO", "ddp": "PyTorch DDP", "deepspeed": "DeepSpeed ZeRO",
+              "megatron": "Megatron-LM"}
+"""The frameworks calc has rules for, with the names a sentence gives them."""
+
+
+def framework_of(setup) -> str:
+    """The framework that runs the setup: `auto` is DDP for ZeRO stage 0, else DeepSpeed."""
+    if setup.framework == "auto":
+        return "ddp" if setup.zero == 0 else "deepspeed"
+    return setup.framework
+
+
+def check_framework(setup) -> None:
+    """FieldError where the framework does not run this setup."""
+    framework = framework_of(setup)
+    if framework == "ddp" and setup.zero:
+        raise FieldError("zero", "DDP keeps the whole model state on every replica: ZeRO stage 0 with ddp (choose "
+                                 "deepspeed to shard, or megatron with zero 1 for its distributed optimizer)")
+    if framework == "deepspeed" and not setup.zero:
+        raise FieldError("zero", "DeepSpeed's stage 0 is plain data parallelism: choose ZeRO stage 1, 2 or 3 with "
+                                 "deepspeed, or ddp")
+    if framework == "megatron":
+        if setup.zero >= 2:
+            raise FieldError("zero", "Megatron-LM shards the optimizer state (its distributed optimizer: zero 1), "
+                                     "not gradients or parameters: choose zero 0 or 1 with megatron")
+        if setup.dtype == "bf16":
+            raise FieldError("dtype", "Megatron-LM trains bf16 weights with fp32 main gradients and parameters, not "
+                                      "under PyTorch's autocast: choose bf16-master (or fp32) with megatron")
+
+
+def gradient_bytes(setup, textbook: int) -> int:
+    """Bytes a gradient takes: Megatron-LM keeps bf16 models' gradients in fp32."""
+    return 4 if framework_of(setup) == "megatron" else textbook
+
+
+def step_temporaries(setup, partition: int, gradient: int) -> int | None:
+    """Bytes a ZeRO framework's optimizer step allocates beyond its state, for a rank's
+    `partition` parameters with `gradient`-byte gradients; None where torch.optim steps
+    (calc.peak.optimizer_temporaries). DeepSpeed: the flattened gradient partition and its
+    fp32 copy (none if the gradients are fp32 already); Megatron-LM: none (fused Adam)."""
+    framework = framework_of(setup)
+    if framework == "megatron":
+        return 0
+    if framework == "deepspeed" and setup.dp * setup.cp > 1:
+        return partition * (gradient + (4 if gradient != 4 else 0))
+    return None
+
+
+def buffers(setup, parameters: int, block: int, weight: int, gradient: int, held_gradients: int) -> dict[str, int]:
+    """The communication buffers a GPU keeps, by part symbol (calc.peak.PART_SYMBOLS): DDP's
+    bucket copy of the gradients (B_d), DeepSpeed's reduce bucket (B_r) and ZeRO-3's
+    gathered layer and prefetch (B_p); `parameters` on the GPU, `block` in one layer."""
+    framework, replicated = framework_of(setup), setup.dp * setup.cp > 1
+    return {
+        "B_d": held_gradients if framework == "ddp" and replicated and not setup.ddp_bucket_view else 0,
+        "B_r": min(setup.reduce_bucket, parameters) * gradient if framework == "deepspeed" and replicated else 0,
+        "B_p": (block + min(setup.prefetch_bucket, parameters)) * weight
+        if framework == "deepspeed" and setup.zero == 3 and replicated else 0,
+    }

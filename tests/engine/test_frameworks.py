@@ -1,0 +1,108 @@
+"""Each framework's rules (calc.frameworks), derived from its source, against its own
+estimator where the two count the same thing, and each difference stated.
+
+Megatron-LM (megatron/training/theoretical_memory_usage.py, `num_bytes_per_parameter`):
+bf16 training keeps 18 bytes a parameter (2 bf16 + 4 fp32 main gradient + 4 fp32 main
+parameter + 8 Adam), 6 + 12/dp with the distributed optimizer. DeepSpeed
+(deepspeed/runtime/zero/stage_1_and_2.py, `estimate_zero2_model_states_mem_needs`, no
+offload): 2Ψ + 18Ψ/N for ZeRO-2; stage3.py `estimate_zero3_model_states_mem_needs`:
+4 × the largest layer + 18Ψ/N for ZeRO-3.
+"""
+
+import pytest
+
+from calc import PRESETS, TrainingSetup, parameter_count
+from calc.errors import FieldError
+from calc.fixed import state_bytes
+from calc.inputs import InputError, parse_inputs
+from calc.parallel import per_gpu_table
+from calc.peak import optimizer_temporaries
+from calc.splits import check_layout, stages, zero_states
+
+LLAMA = PRESETS["llama-2-7b"].replace(implementation="reference")
+H, V, L, FFN = 4096, 32000, 32, 11008
+
+
+def model_states(setup) -> int:
+    """Parameters, gradients and optimizer state on the fullest stage's GPUs, in bytes."""
+    here = max(stages(LLAMA, setup), key=lambda stage: stage.parameters)
+    return sum(zero_states(here.parameters, setup.dp * setup.cp, setup.zero, state_bytes(setup)))
+
+
+def megatron_estimate(tp: int, pp: int, dp: int, distributed: bool) -> float:
+    """Megatron-LM's weight_and_optimizer_memory for Llama-2-7B, as its function computes
+    it: tensor-parallel-sharded parameters (attention, MLP, the embedding and, untied on
+    one stage, the output layer), replicated ones (the norms, the final norm included in
+    the block and shared over the stages)."""
+    attention, mlp, norms = 2 * H * H * 2, 2 * H * FFN * 3 / 2, 2 * H
+    sharded = ((L * (attention + mlp)) / pp + H * V) / tp + (H * V / tp if pp == 1 else 0)
+    replicated = (L * norms + H) / pp
+    return (sharded + replicated) * (6 + 12 / dp if distributed else 18)
+
+
+@pytest.mark.parametrize("tp, dp, distributed", [(1, 8, False), (1, 8, True), (2, 4, True), (4, 2, False), (8, 4, True)])
+def test_megatron_s_estimator_equals_calc_on_one_pipeline_stage(tp, dp, distributed):
+    setup = TrainingSetup(dtype="bf16-master", framework="megatron", tp=tp, dp=dp, zero=int(distributed))
+    assert state_bytes(setup) == (2, 4, 12)  # bf16 weights, fp32 main gradients, fp32 main weights and Adam
+    assert model_states(setup) == megatron_estimate(tp, 1, dp, distributed)
+
+
+@pytest.mark.parametrize("tp, pp, dp", [(1, 2, 4), (2, 4, 2)])
+def test_over_pipeline_stages_the_estimator_shares_the_final_norm_out(tp, pp, dp):
+    # the estimator divides the final norm (H values, replicated over tp) among the pp
+    # stages; calc keeps it whole on the last stage, the fullest (it holds the LM head)
+    setup = TrainingSetup(dtype="bf16-master", framework="megatron", tp=tp, pp=pp, dp=dp, zero=1)
+    assert model_states(setup) - megatron_estimate(tp, pp, dp, True) == (H - H / pp) * (6 + 12 / dp)
+
+
+def test_gpt3_175b_on_megatron_needs_its_fp32_gradients():
+    # tp 8, pp 8, dp 8 without the distributed optimizer: 18 bytes a parameter where the
+    # textbook bf16 regime counted 16; the fullest stage's share of GPT-3 175B
+    gpt3 = PRESETS["gpt2-xl"].replace(implementation="reference", layers=96, d_model=12288, heads=96, kv_heads=96,
+                                     d_ff=49152, context=2048, max_positions=2048, dropout=0.0)
+    textbook = TrainingSetup(dtype="bf16-master", tp=8, pp=8, dp=8)
+    megatron = textbook.replace(framework="megatron")
+    here = max(stages(gpt3, megatron), key=lambda stage: stage.parameters)
+    assert sum(zero_states(here.parameters, 8, 0, state_bytes(megatron))) == 18 * here.parameters
+    assert sum(zero_states(here.parameters, 8, 0, state_bytes(textbook))) == 16 * here.parameters
+
+
+def test_deepspeed_zero2_at_its_step_is_its_estimator_and_the_flattened_copy():
+    # calc: 2Ψ bf16 parameters + 2Ψ/N gradient partition + 12Ψ/N fp32 master and Adam, and at
+    # the step the partition flattened (2Ψ/N, bf16) and its fp32 copy (4Ψ/N): 2Ψ + 20Ψ/N.
+    # The estimator counts 2Ψ + 18Ψ/N: the fp32 copy, not the flattened bf16 one.
+    setup = TrainingSetup(dtype="bf16-master", framework="deepspeed", dp=8, zero=2)
+    P = parameter_count(LLAMA)
+    held = model_states(setup) + optimizer_temporaries(LLAMA, setup)
+    assert held == 2 * P + 20 * P // 8
+    assert held - 2 * P // 8 == 2 * P + 18 * P // 8  # estimate_zero2_model_states_mem_needs, no offload
+
+
+def test_deepspeed_zero1_gathers_into_the_parameters_themselves():
+    rows = {r.key: r.bytes for r in per_gpu_table(LLAMA, TrainingSetup(dtype="bf16-master", dp=8, zero=1)).rows}
+    assert rows["buffer-b-r"] == 2 * 500_000_000 and not [key for key in rows if key == "buffer-b-g"]
+
+
+def test_megatron_keeps_no_buffer_beside_its_gradient_buffer():
+    rows = {r.key for r in per_gpu_table(LLAMA, TrainingSetup(dtype="bf16-master", framework="megatron", dp=8,
+                                                               zero=1)).rows}
+    assert not {"buffer-b-d", "buffer-b-r", "buffer-b-p"} & rows
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"framework": "ddp", "zero": "1", "dp": "2"}, "zero"),  # DDP does not shard
+    ({"framework": "deepspeed", "dp": "2"}, "zero"),  # DeepSpeed's stage 0 is DDP's job here
+    ({"framework": "megatron", "zero": "3", "dp": "2", "dtype": "bf16-master"}, "zero"),
+    ({"framework": "megatron", "dtype": "bf16", "dp": "2"}, "dtype"),  # Megatron-LM does not use autocast
+])
+def test_what_a_framework_does_not_run_is_refused_on_its_field(params, field):
+    with pytest.raises(InputError) as error:
+        parse_inputs(params)
+    assert list(error.value.errors) == [field]
+
+
+def test_auto_is_ddp_without_zero_and_deepspeed_with_it():
+    check_layout(LLAMA, TrainingSetup(dp=2))
+    check_layout(LLAMA, TrainingSetup(dp=2, zero=3))
+    with pytest.raises(FieldError):
+        check_layout(LLAMA, TrainingSetup(dp=2, zero=3, framework="ddp"))

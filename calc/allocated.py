@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from calc.allocator import cublas_workspace_bytes, rounding
 from calc.fixed import buffer_bytes, state_bytes
+from calc.frameworks import gradients_into_held
 from calc.parameters import parameter_tensor_count, parameter_tensor_sizes
 from calc.peak import MOMENTS, _INPUT_ROWS, _parts, _walks, moments_table
 from calc.setup import TrainingSetup
@@ -59,7 +60,7 @@ def _roundings(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     rows = [r for r in split_rows(shape, setup) if r.key not in _INPUT_ROWS[shape.implementation]]
     per_layer, once = _row_roundings(rows, B, L)
     bf16 = setup.dtype == "bf16"
-    z = sizes(shape, setup, accumulating=setup.microbatches > 1)
+    z = sizes(shape, setup, accumulating=gradients_into_held(setup))
     matrices = weight_matrices(shape, z)
     copies = sum(rounding(2 * values) for values in matrices.values()) if bf16 else 0
     head_copy = rounding(2 * V * shape.d_model) if bf16 else 0
@@ -87,7 +88,7 @@ def _roundings(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
         "K": rounding(4) + (rounding(B * s * V * a) if setup.keep_logits else 0),
         "K_l": rounding(4, 2),
         "G": gradients,
-        "G_a": gradients if setup.microbatches > 1 else 0,
+        "G_a": gradients if gradients_into_held(setup) else 0,
         "G_B": gradients * (L - 1) // L if parts["G_B"] else 0,  # the later blocks' share
         "G_h": rounding(V * shape.d_model * grad, 1 + (not shape.tied)) if parts["G_h"] else 0,
         "T_f": rounding(B * s * V * a) + (rounding(B * s * V * 4) if parts["T_f"] > B * s * V * a else 0),

@@ -235,6 +235,31 @@ def validation_grid(results: dict) -> Grid:
                  "dtype", "Card" if device == "cuda" else "Tensors"], rows, numeric_from=1, numeric_to=4)
 
 
+def distributed_grid(results: dict) -> Grid:
+    """Each step measured rank by rank on CPU processes beside calc's peak for that rank
+    (framework, layout and setup as measured): the highest phase of every rank."""
+    shapes = {name: ModelShape(**cfg) for name, cfg in results.get("shapes", {}).items()}
+    rows = []
+    for c in results.get("steps", []):
+        setup = TrainingSetup(batch=c["batch"], dtype=c["dtype"], attention=c["attention"], checkpoint=c["checkpoint"],
+                              device="cpu", optimizer_impl="fused", dp=c["ranks"], framework=c["framework"],
+                              ddp_bucket_view=c["bucket_view"])
+        ours = peak_bytes(shapes[c["shape"]], setup)
+        measured = [max(phases.values()) for phases in c["phases"]]
+        options = "gradient_as_bucket_view" if c["bucket_view"] else "bucket copy"
+        key = "-".join([c["framework"], c["shape"], f"b{c['batch']}", c["dtype"], c["attention"], c["checkpoint"],
+                        "view" if c["bucket_view"] else "copy"])
+        rows.append((key, [c["shape"], grouped(max(ours - m for m in measured)), grouped(max(measured)),
+                           grouped(ours), f"{c['framework']}, {options}", f"{c['ranks']} ranks", str(c["batch"]),
+                           c["attention"], c["checkpoint"], c["dtype"]]))
+    return grid("validation-distributed", f"Steps on {results.get('backend', '?')} CPU processes, PyTorch "
+                                           f"{results.get('torch', '?')}, rank by rank, against calc: peak bytes",
+                ["Shape", "calc − measured", "Measured", "calc", "Framework", "Layout", "B", "Attention",
+                 "Checkpoint", "dtype"], rows, numeric_from=1, numeric_to=4,
+                notes=("Each rank's peak; every phase of every rank equals calc's moment to the byte "
+                       "(tests/engine/test_distributed.py).",))
+
+
 def _measured_options(shape: ModelShape) -> str:
     """The implementation's settings a measurement varied: a from-scratch model's way of
     writing softmax, loss and pick; Hugging Face's dropout and cache."""

@@ -3,7 +3,9 @@ its source (derived: none of them runs here on a GPU).
 
 - **PyTorch DDP** (`framework ddp`; torch/nn/parallel/distributed.py, its C++ Reducer):
   no sharding; the Reducer's buckets are a second copy of the gradients for the whole
-  run, unless gradient_as_bucket_view makes the gradients views of them.
+  run, unless gradient_as_bucket_view makes the gradients views of them: then each new
+  gradient is copied into its bucket and freed, as when accumulating. Measured on CPU
+  processes rank by rank (validation/distributed.py), to the byte.
 - **DeepSpeed ZeRO** (`framework deepspeed`, stages 1-3; deepspeed 0.19.6,
   deepspeed/runtime/zero/stage_1_and_2.py and stage3.py): gradients are reduced through a
   bucket of reduce_bucket_size values during backward; stage 3 gathers each layer's
@@ -59,6 +61,15 @@ def check_framework(setup) -> None:
         if setup.dtype == "bf16":
             raise FieldError("dtype", "Megatron-LM trains bf16 weights with fp32 main gradients and parameters, not "
                                       "under PyTorch's autocast: choose bf16-master (or fp32) with megatron")
+
+
+def gradients_into_held(setup) -> bool:
+    """Whether each new gradient goes into memory held through the whole step, then is
+    freed: accumulating over micro-batches (into the gradients of the earlier ones), or
+    DDP with gradient_as_bucket_view (into its buckets, whose views the gradients become;
+    zero_grad(set_to_none=True) drops the views, not the buckets)."""
+    return setup.microbatches > 1 or (framework_of(setup) == "ddp" and setup.dp * setup.cp > 1
+                                      and setup.ddp_bucket_view)
 
 
 def gradient_bytes(setup, textbook: int) -> int:

@@ -55,7 +55,7 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
-from calc.frameworks import buffers, step_temporaries
+from calc.frameworks import buffers, gradients_into_held, step_temporaries
 from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
@@ -181,7 +181,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     has_embedding, has_head = here.embedding > 0, here.head > 0
     layers = here.layers
     chunks, in_flight = setup.in_flight() if (p > 1 and stage == "first") else (setup.virtual_stages, 1)
-    accumulating = setup.microbatches > 1
+    accumulating = gradients_into_held(setup)
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
     reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
@@ -251,7 +251,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
     the solver's many layouts share them."""
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
-           setup.tp, setup.sp, setup.cp, setup.microbatches > 1, reduced, setup.pp == 1, here)
+           setup.tp, setup.sp, setup.cp, gradients_into_held(setup), reduced, setup.pp == 1, here)
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -261,7 +261,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
             lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
                                   here.head, here.head_matrix)
         if "T_e" in lines:  # G counts the gradients the embeddings' backward makes, when fresh
-            made = Line(0, here.embedding * state_bytes(setup)[1] if setup.microbatches == 1 or reduced else 0)
+            made = Line(0, here.embedding * state_bytes(setup)[1] if not gradients_into_held(setup) or reduced else 0)
             lines["T_e"] = tuple(line - made for line in lines["T_e"])
         _RISES[key] = {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
     return _RISES[key]
@@ -290,7 +290,7 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1)
     return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
-                             accumulating=setup.microbatches > 1 and not reduced,
+                             accumulating=gradients_into_held(setup) and not reduced,
                              tied=shape.tied and setup.pp == 1 and not reduced)
 
 
@@ -319,7 +319,7 @@ def _bound_lines(shape: ModelShape, setup: TrainingSetup, has_head: bool, block_
     accumulating, its largest one's before it is added in) and its largest gradients alive
     together, with its recomputed tensors; at the head, the larger of the log-probabilities'
     and logits' gradients, and the head's new gradients with the logits' and its input's."""
-    accumulating = setup.microbatches > 1
+    accumulating = gradients_into_held(setup)
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     t, s, a, bf16 = setup.tp, ceil_div(shape.context, setup.cp), setup.bytes_per_value, setup.dtype == "bf16"
     _, grad, _ = state_bytes(setup)

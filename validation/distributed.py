@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import socket
 import sys
 import warnings
@@ -29,6 +28,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from validation.record import write_or_check
 from validation.reference_model import Transformer
 from validation.run import SMALL_SHAPES
 from validation.timeline import LiveBytes, _mark_blocks
@@ -122,17 +122,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed distributed.json")
     args = parser.parse_args(argv)
-    fresh = run()
-    if args.check:
-        if json.loads(RESULTS.read_text()) != fresh:
-            print(f"distributed: fresh steps differ from {RESULTS.name}; run python -m validation.distributed",
-                  file=sys.stderr)
-            return 1
-        print(f"distributed: {len(fresh['steps'])} steps of {RANKS} ranks match {RESULTS.name}")
-        return 0
-    RESULTS.write_text(json.dumps(fresh, indent=1) + "\n")
-    print(f"distributed: wrote {len(fresh['steps'])} steps to {RESULTS.name}")
-    return 0
+    return write_or_check(RESULTS, run(), "validation.distributed", args.check)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from validation.reference_model import Transformer
+from validation.record import write_or_check
 from validation.run import SMALL_SHAPES
 
 RESULTS = Path(__file__).with_name("timeline.json")
@@ -206,17 +206,11 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with the committed timeline.json")
     args = parser.parse_args(argv)
     fresh = run()
-    if args.check:
-        if json.loads(RESULTS.read_text()) != fresh:
-            print(f"timeline: fresh steps differ from {RESULTS.name}; run python -m validation.timeline", file=sys.stderr)
-            return 1
-        print(f"timeline: {len(fresh['steps'])} steps match {RESULTS.name}")
-        return 0
-    RESULTS.write_text(json.dumps(fresh, indent=1) + "\n")
-    for r in fresh["steps"]:
-        print(f"{r['shape']:28} B={r['batch']} {r['optimizer']:8} {r['dtype']} {r['attention']:8} {r['checkpoint']:5} "
-              f"M={r['microbatches']} logits={r['keep_logits']!s:5}: {r['peak']:,} bytes after {r['at']}")
-    return 0
+    if not args.check:
+        for r in fresh["steps"]:
+            print(f"{r['shape']:28} B={r['batch']} {r['optimizer']:8} {r['dtype']} {r['attention']:8} {r['checkpoint']:5} "
+                  f"M={r['microbatches']} logits={r['keep_logits']!s:5}: {r['peak']:,} bytes after {r['at']}")
+    return write_or_check(RESULTS, fresh, "validation.timeline", args.check)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 from calc.cuda import RNG_STATE_BYTES, attention_kernel, check_kernel, padded_head
-from calc.errors import FieldError
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row, symbol_values

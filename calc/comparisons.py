@@ -503,7 +503,7 @@ def _layout_text(layout: Layout, stage: bool = True) -> str:
     if s.tp > 1:
         parts.append(f"tp {s.tp}" + (" with sequence parallelism" if s.sp else ""))
     if s.pp > 1:
-        parts.append(f"pp {s.pp}")
+        parts.append(f"pp {s.pp}" + (f" interleaved in {s.virtual_stages} chunks" if s.virtual_stages > 1 else ""))
     if s.cp > 1:
         parts.append(f"cp {s.cp}" + (f" (ZeRO-{s.zero})" if sharded and s.dp == 1 else ""))
     return (" × ".join(parts) + f", {s.microbatches:,} micro-batch{'es' if s.microbatches != 1 else ''} of "
@@ -513,6 +513,27 @@ def _layout_text(layout: Layout, stage: bool = True) -> str:
 def _gpus_text(i: Inputs, gpus: int) -> str:
     card = GPUS[i.gpu].name if i.gpu != "custom" else f"GPUs of {in_unit(i.budget, i.unit, trim=True)}"
     return f"{gpus:,} × {card}" if i.gpu != "custom" else f"{gpus:,} {card}" if gpus != 1 else f"1 GPU of {in_unit(i.budget, i.unit, trim=True)}"
+
+
+def _cost_text(layout: Layout, unit: str) -> str:
+    """What the layout costs to run (calc.costs), as a clause."""
+    sent = f"each GPU sends {in_unit(layout.sent, unit)} a step" if layout.sent else "no communication"
+    idle = f", and its pipeline idles {layout.bubble.numerator}/{layout.bubble.denominator} of the step" \
+        if layout.bubble else ""
+    return sent + idle
+
+
+def _why_not(layout: Layout, best: Layout, unit: str) -> str:
+    """Why `layout` is not the answer `best`, by the first of the solver's keys it loses on."""
+    if layout.gpus > best.gpus:
+        return f"needs {layout.gpus - best.gpus:,} more GPUs"
+    if layout.bubble > best.bubble:
+        return f"idles {layout.bubble.numerator}/{layout.bubble.denominator} of the step in its pipeline"
+    if layout.sent > best.sent:
+        return f"sends {in_unit(layout.sent, unit)} a step per GPU against {in_unit(best.sent, unit)}"
+    if layout.setup.microbatches > best.setup.microbatches:
+        return f"takes {layout.setup.microbatches - best.setup.microbatches:,} more micro-batches"
+    return "needs more memory per GPU"
 
 
 def _layout_params(layout: Layout) -> tuple:
@@ -550,24 +571,19 @@ def solver_answer(i: Inputs) -> tuple:
              else f" (ZeRO-{best.setup.zero} shards nothing over one replica)" if best.setup.zero else "")
     text = (f"{sequences:,} sequences of {i.shape.context:,} tokens a step fit on {_gpus_text(i, best.gpus)}{stage}: "
             f"{_layout_text(best, stage=False)}; peak {in_unit(best.peak, i.unit)} of {in_unit(i.budget, i.unit)} usable "
-            f"per GPU.{stopped}")
+            f"per GPU; {_cost_text(best, i.unit)}.{stopped}")
+    if len(layouts) > 1:
+        text += f" The next best, {_layout_text(layouts[1])}, {_why_not(layouts[1], best, i.unit)}."
     rows = []
     for layout in layouts[1:8]:
-        why = (f"{layout.gpus - best.gpus:,} more GPUs" if layout.gpus > best.gpus
-               else f"{layout.setup.microbatches - best.setup.microbatches:,} more micro-batches"
-               if layout.setup.microbatches > best.setup.microbatches
-               else "a higher ZeRO stage" if layout.setup.zero > best.setup.zero
-               else "more tensor, pipeline or context parallelism"
-               if layout.setup.tp * layout.setup.pp * layout.setup.cp > best.setup.tp * best.setup.pp * best.setup.cp
-               else "more memory per GPU")
         rows.append(("-".join(f"{k}{v}" for k, v in _layout_params(layout)),
                      [_layout_text(layout), grouped(layout.gpus), str(layout.setup.zero), in_unit(layout.peak, i.unit),
-                      why], dict(_layout_params(layout))))
+                      _why_not(layout, best, i.unit)], dict(_layout_params(layout))))
     answer = Sentence("answer", text, _layout_params(best))
     if not rows:
         return (answer,)
     runners = grid("runner-ups", "Other layouts that fit, and why each is not the answer",
-                   ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Not chosen: needs"], rows, 1)
+                   ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Why not"], rows, 1)
     return answer, runners
 
 

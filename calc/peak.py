@@ -498,7 +498,7 @@ def peak_floor(shape: ModelShape, setup: TrainingSetup) -> int:
     block, embedding, head = _saved_per_sequence(shape, setup)
     replicas = setup.dp * setup.cp
     floor = 0
-    for here in stages(shape, setup.replace(batch=1, microbatches=1)):
+    for here in stages(shape, setup.replace(batch=1, microbatches=1, virtual_stages=1)):
         weights, _, optimizer = zero_states(here.parameters, replicas, setup.zero, state_bytes(setup))
         saved = setup.batch * (block * here.layers + (embedding if here.embedding else 0) + (head if here.head else 0))
         floor = max(floor, weights + optimizer + saved)

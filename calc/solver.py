@@ -5,13 +5,14 @@ setup's global batch, dp · micro-batches · batch), the card or a budget, and c
 a fixed ZeRO stage (or FSDP's name for it), the most micro-batches allowed, whether tensor,
 pipeline and context parallelism may be used. Every layout is judged by the peak of its
 fullest GPU's step (calc.fit, the same moments as on one GPU). The answer is the layout
-with the fewest GPUs; among those, the fewest micro-batches (least accumulation); then the
-lowest ZeRO stage and the least tensor, pipeline and context parallelism (least
-communication); then the least memory.
+with the fewest GPUs; among those, what it costs to run (calc.costs): the least time its
+pipeline idles, then the fewest bytes each GPU sends a step; then the fewest micro-batches;
+then the least memory.
 
 Exact over the layouts it considers (tensor and context parallelism up to 8-way, pipelines
-up to 128 stages, every ZeRO stage, every data-parallel size that divides the sequences,
-every micro-batch count up to the cap), without assuming that memory falls as replicas
+up to 128 stages, interleaved in up to 4 chunks, every ZeRO stage the framework runs,
+every data-parallel size that divides the sequences, every micro-batch count up to the
+cap), without assuming that memory falls as replicas
 grow (it does not: under a micro-batch cap the micro-batch size rises and falls with the
 replicas). Every family's replica counts are visited in one ascending order of GPUs, and
 at each the family either fits with one micro-batch or with the most the cap allows: from
@@ -24,11 +25,14 @@ than any layout left; at most MAX_EVALUATIONS layouts in all.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from fractions import Fraction
 
 from calc.parallel import divisors, quotient_divisors
 from calc.fit import peak_bytes
 from calc.peak import peak_floor
+from calc.costs import bubble, sent_bytes
 from calc.errors import FieldError
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
@@ -63,19 +67,22 @@ class Question:
 
 @dataclass(frozen=True)
 class Layout:
-    """A layout that fits: the setup (dp, zero, tp, sp, pp, cp, micro-batches, batch set),
-    its GPU count and the peak of its fullest GPU, in bytes."""
+    """A layout that fits: the setup (dp, zero, tp, sp, pp, v, cp, micro-batches, batch
+    set), its GPU count, the peak of its fullest GPU (bytes), what it costs to run
+    (calc.costs): its pipeline's bubble (a share of the step) and the bytes each GPU sends
+    a step."""
 
     setup: TrainingSetup
     gpus: int
     peak: int
+    bubble: Fraction = Fraction(0)
+    sent: int = 0
 
     @property
     def order(self) -> tuple:
-        """Fewest GPUs, then least accumulation, then the lowest ZeRO stage, then the least
-        model parallelism (tp · pp · cp), then memory."""
-        return (self.gpus, self.setup.microbatches, self.setup.zero, self.setup.tp * self.setup.pp * self.setup.cp,
-                self.peak)
+        """Fewest GPUs, then the least idle pipeline, then the least communication, then
+        the fewest micro-batches, then memory."""
+        return (self.gpus, self.bubble, self.sent, self.setup.microbatches, self.peak)
 
 
 RUNNER_UPS = 7
@@ -112,12 +119,12 @@ def search(shape: ModelShape, setup: TrainingSetup, budget: int, question: Quest
     cap = min(question.max_microbatches or MAX_PARALLEL, MAX_PARALLEL)
     judge = _Judge(shape, setup, budget, sequences, cap)
     candidates = []
-    for tp, sp, pp, cp, zero in _families(shape, setup, question):
+    for tp, sp, pp, v, cp, zero in _families(shape, setup, question):
         replicas = _replicas(sequences, tp, pp, cp, zero, question)
         widest = setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, zero=zero, dp=replicas[-1] if replicas else 1, batch=1,
                                microbatches=1, virtual_stages=1)
         if replicas and _states_fit(shape, widest, budget):
-            candidates += [(dp * tp * pp * cp, tp * pp * cp, dp, (tp, sp, pp, cp, zero)) for dp in replicas]
+            candidates += [(dp * tp * pp * cp, tp * pp * cp, dp, (tp, sp, pp, v, cp, zero)) for dp in replicas]
     candidates.sort()
     best: dict[tuple, Layout] = {}
     done: set[tuple] = set()
@@ -136,8 +143,8 @@ def search(shape: ModelShape, setup: TrainingSetup, budget: int, question: Quest
         if found is None:
             continue
         done.add(family)
-        tp, _, pp, cp, zero = family
-        key = (tp, pp, cp, found.setup.zero)
+        tp, _, pp, v, cp, zero = family
+        key = (tp, pp, v, cp, found.setup.zero)
         if key not in best or found.order < best[key].order:
             best[key] = found
     return Answer(tuple(sorted(best.values(), key=lambda layout: layout.order))[:RUNNER_UPS + 1], complete)
@@ -147,8 +154,13 @@ SOLVER_MAX_CP = 8
 """Context parallelism up to 8-way."""
 
 
+SOLVER_MAX_V = 4
+"""Interleaved pipelines of up to 4 chunks a stage."""
+
+
 def _families(shape: ModelShape, setup: TrainingSetup, question: Question):
-    """(tp, sp, pp, cp, zero) of every layout family the question allows."""
+    """(tp, sp, pp, v, cp, zero) of every layout family the question allows: v > 1 an
+    interleaved pipeline of v chunks a stage."""
     tps = [t for t in divisors(shape.heads, SOLVER_MAX_TP if question.allow_tp else 1)
            if shape.kv_heads % t == 0 and shape.d_ff % t == 0]
     pps = divisors(shape.layers, SOLVER_MAX_PP if question.allow_pp else 1)
@@ -158,14 +170,14 @@ def _families(shape: ModelShape, setup: TrainingSetup, question: Question):
     for tp in tps:
         for sp in ((False, True) if tp > 1 and shape.context % tp == 0 else (False,)):
             for pp in pps:
-                for cp in cps:
-                    for zero in stages:
-                        try:  # DeepSpeed refuses ZeRO-2/3 with pipelines; context parallelism needs fused attention
-                            check_layout(shape, setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, zero=zero, dp=1,
-                                                              microbatches=1, virtual_stages=1))
-                        except FieldError:
-                            continue
-                        yield tp, sp, pp, cp, zero
+                chunks = divisors(shape.layers // pp, SOLVER_MAX_V) if pp > 1 else (1,)
+                for v, cp, zero in itertools.product(chunks, cps, stages):
+                    try:  # DeepSpeed refuses ZeRO-2/3 with pipelines; context parallelism needs fused attention
+                        check_layout(shape, setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, zero=zero, dp=1, microbatches=pp,
+                                                          virtual_stages=v))
+                    except FieldError:
+                        continue
+                    yield tp, sp, pp, v, cp, zero
 
 
 def _states_fit(shape: ModelShape, setup: TrainingSetup, budget: int) -> bool:
@@ -193,9 +205,9 @@ class _Judge:
         self.shape, self.setup, self.budget, self.sequences, self.cap = shape, setup, budget, sequences, cap
         self.left = MAX_EVALUATIONS
 
-    def layout(self, dp, tp, sp, pp, cp, zero, m) -> TrainingSetup:
+    def layout(self, dp, tp, sp, pp, v, cp, zero, m) -> TrainingSetup:
         return self.setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, dp=dp, zero=zero, microbatches=m,
-                                  batch=self.sequences // dp // m, virtual_stages=1)
+                                  batch=self.sequences // dp // m, virtual_stages=v)
 
     def fits(self, setup: TrainingSetup) -> bool:
         if peak_floor(self.shape, setup) > self.budget:  # a lower bound of the peak: no need to judge it
@@ -205,18 +217,26 @@ class _Judge:
         self.left -= 1
         return peak_bytes(self.shape, setup) <= self.budget
 
-    def fewest_micro_batches(self, dp, tp, sp, pp, cp, zero) -> Layout | None:
-        """The layout of `dp` replicas of the family with the fewest micro-batches that
-        fits, or None: one micro-batch, else the fewest of two or more (from two on, the
-        peak does not grow with their number, so a bisection finds it)."""
+    def fewest_micro_batches(self, dp, tp, sp, pp, v, cp, zero) -> Layout | None:
+        """The best layout of `dp` replicas of the family that fits, or None: without a
+        pipeline the fewest micro-batches (one, else the fewest of two or more: from two
+        on the peak does not grow with their number, so a bisection finds it); with one,
+        the most the cap allows (the least bubble: their peak is the least of two or more),
+        else one. An interleaved pipeline takes a multiple of pp micro-batches."""
         per_replica = self.sequences // dp
-        counts = [m for m in quotient_divisors(self.sequences, dp, self.cap) if per_replica // m <= MAX_BATCH]
+        counts = [m for m in quotient_divisors(self.sequences, dp, self.cap) if per_replica // m <= MAX_BATCH
+                  and (v == 1 or m % pp == 0)]
         if not counts:
             return None
-        make = lambda m: self.layout(dp, tp, sp, pp, cp, zero, m)  # noqa: E731
+        make = lambda m: self.layout(dp, tp, sp, pp, v, cp, zero, m)  # noqa: E731
+        accumulating = [m for m in counts if m > 1]
+        if pp > 1:
+            for m in ([accumulating[-1]] if accumulating else []) + ([1] if counts[0] == 1 else []):
+                if self.fits(make(m)):
+                    return self._chosen(make(m))
+            return None
         if counts[0] == 1 and self.fits(make(1)):
             return self._chosen(make(1))
-        accumulating = [m for m in counts if m > 1]
         if not accumulating or not self.fits(make(accumulating[-1])):
             return None
         counts = accumulating
@@ -231,4 +251,5 @@ class _Judge:
 
     def _chosen(self, chosen: TrainingSetup) -> Layout:
         check_layout(self.shape, chosen)
-        return Layout(chosen, chosen.gpus, peak_bytes(self.shape, chosen))
+        return Layout(chosen, chosen.gpus, peak_bytes(self.shape, chosen), bubble(chosen),
+                      sent_bytes(self.shape, chosen))

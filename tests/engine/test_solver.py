@@ -2,16 +2,21 @@
 
 The layouts (calc.solver's bounds, written out again here): tensor parallelism t ≤ 8 that
 divides the heads, the key/value heads and d_ff, with sequence parallelism when t divides
-the context; pipelines p ≤ 128 that divide the layers; context parallelism c ≤ 8 with
-flash attention, 2c dividing the context; every data-parallel size and micro-batch count
-that divide the sequences, micro-batches up to the cap; ZeRO stages 0-3 (0-1 with
+the context; pipelines p ≤ 128 that divide the layers, interleaved in v ≤ 4 chunks that
+divide a stage's layers (with a multiple of p micro-batches); context parallelism c ≤ 8
+with flash attention, 2c dividing the context; every data-parallel size and micro-batch
+count that divide the sequences, micro-batches up to the cap; ZeRO stages 0-3 (0-1 with
 pipelines), a stage above 0 only over more than one data rank (with any stage allowed, or
-on one GPU). The answer is the fewest GPUs, then the fewest micro-batches.
+on one GPU). The answer is the fewest GPUs, then the least pipeline bubble, then the
+fewest bytes sent a step (calc.costs), then the fewest micro-batches.
 """
+
+from fractions import Fraction
 
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from calc import ModelShape, TrainingSetup
+from calc.costs import bubble, sent_bytes
 from calc.errors import FieldError
 from calc.fit import peak_bytes
 from calc.peak import peak_floor
@@ -23,14 +28,16 @@ def _divisors(n: int, limit: int) -> list[int]:
 
 
 def brute_force(shape: ModelShape, setup: TrainingSetup, budget: int, question: Question, sequences: int):
-    """(GPUs, micro-batches) of the best fitting layout by trying every one, or None."""
+    """(GPUs, bubble, bytes sent, micro-batches) of the best fitting layout by trying every
+    one, or None."""
     cap = question.max_microbatches or sequences
     best = None
     for tp in _divisors(shape.heads, 8 if question.allow_tp else 1):
         if shape.kv_heads % tp or shape.d_ff % tp:
             continue
         for sp in (False, True) if tp > 1 and shape.context % tp == 0 else (False,):
-            for pp in _divisors(shape.layers, 128 if question.allow_pp else 1):
+            for pp, v in ((pp, v) for pp in _divisors(shape.layers, 128 if question.allow_pp else 1)
+                          for v in (_divisors(shape.layers // pp, 4) if pp > 1 else (1,))):
                 for cp in _divisors(shape.context, 8 if question.allow_cp and setup.attention == "flash" else 1):
                     if cp > 1 and shape.context % (2 * cp):
                         continue
@@ -41,10 +48,12 @@ def brute_force(shape: ModelShape, setup: TrainingSetup, budget: int, question: 
                             if zero > 0 and dp * cp == 1 and (question.stage == "any" or tp * pp > 1):
                                 continue
                             for m in _divisors(sequences // dp, cap):
+                                if v > 1 and m % pp:
+                                    continue
                                 layout = setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, dp=dp, zero=zero, microbatches=m,
-                                                       batch=sequences // dp // m, virtual_stages=1)
+                                                       batch=sequences // dp // m, virtual_stages=v)
                                 if peak_bytes(shape, layout) <= budget:
-                                    found = (dp * tp * pp * cp, m)
+                                    found = (dp * tp * pp * cp, bubble(layout), sent_bytes(shape, layout), m)
                                     best = found if best is None else min(best, found)
     return best
 
@@ -81,7 +90,7 @@ def test_the_solver_answers_what_trying_every_layout_answers(case):
     assert answer.complete
     expected = brute_force(shape, setup, budget, question, question.sequences)
     got = answer.layouts[0] if answer.layouts else None
-    assert (got.gpus, got.setup.microbatches) == expected if expected else got is None
+    assert (got.gpus, got.bubble, got.sent, got.setup.microbatches) == expected if expected else got is None
     for layout in answer.layouts:  # every layout shown fits, within the question's constraints
         assert peak_bytes(shape, layout.setup) == layout.peak <= budget
         assert layout.setup.global_batch == question.sequences
@@ -99,3 +108,28 @@ def test_the_floor_the_solver_skips_by_is_never_above_the_peak(case, dp, tp, zer
     except FieldError:  # a layout that cannot split this model
         assume(False)
     assert peak_floor(shape, layout) <= peak
+
+
+def test_the_bubble_and_the_bytes_sent_are_the_textbook_s():
+    from calc import PRESETS
+    shape = PRESETS["llama-3-8b"].replace(context=4096, implementation="reference")
+    # 1F1B idles (p − 1)/m of a step; interleaved over v chunks, (p − 1)/(m·v)
+    assert bubble(TrainingSetup(pp=4, microbatches=8)) == Fraction(3, 8)
+    assert bubble(TrainingSetup(pp=4, microbatches=8, virtual_stages=2)) == Fraction(3, 16)
+    # DDP over 4 replicas, fp32: a ring all-reduce of every gradient sends 2·(4 − 1)/4 of them
+    P = 8_030_261_248
+    assert sent_bytes(shape, TrainingSetup(dp=4)) == 2 * 3 * P * 4 // 4
+    # ZeRO-3 in bf16 weights: reduce-scatter the gradients, all-gather the parameters twice
+    assert sent_bytes(shape, TrainingSetup(dp=4, zero=3, dtype="bf16-master")) == 3 * P * (2 + 2 * 2) // 4
+
+
+def test_a_pipeline_idle_most_of_the_step_is_not_the_answer_when_one_without_fits_on_as_many_gpus():
+    from calc import PRESETS
+    from calc.inputs import parse_inputs
+    inputs = parse_inputs({"preset": "llama-3-8b", "context": "4096", "solve_sequences": "8", "dtype": "bf16",
+                           "attention": "flash", "checkpoint": "block"})
+    layouts = search(inputs.shape, inputs.setup, inputs.budget, inputs.question).layouts
+    best = layouts[0]
+    assert best.bubble == 0 and best.setup.pp == 1
+    assert all(layout.order > best.order for layout in layouts[1:])
+    assert PRESETS["llama-3-8b"].heads % best.setup.tp == 0

@@ -118,8 +118,8 @@ def _row_roundings(rows, batch: int, layers: int) -> tuple[dict[str, int], int]:
             per["block"] += rounding(nbytes // layers // factor, factor)
         elif r.per_step:
             once += rounding(nbytes)
-        else:
-            per[r.stage] += rounding(nbytes // factor, factor) if r.stage == "block" else rounding(nbytes)
+        else:  # the embedding's and the head's rows: one tensor each
+            per[r.stage] += rounding(nbytes)
     return per, once
 
 

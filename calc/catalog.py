@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from calc import comparisons as c
 from calc.activations import activation_table
+from calc.allocated import allocated_peak, modelled
 from calc.errors import InputError
 from calc.fixed import fixed_table
 from calc.gpu_memory import allocator_checks_grid, gpu_memory_table
@@ -31,8 +32,10 @@ def _moments(i: Inputs) -> tuple:
     worst = max(moments.rows, key=lambda r: r.count)
     where = f", {worst.note}" if worst.note else ""
     name = worst.name[0].lower() + worst.name[1:]
-    return (moments, Sentence("worst", f"The peak is {name}: {in_unit(worst.count, i.unit)}{where}."),
-            parts_table(i.shape, setup))
+    allocated = (f" As PyTorch's caching allocator counts it (its blocks and cuBLAS's workspace, derived): "
+                 f"{in_unit(allocated_peak(i.shape, setup), i.unit)}." if modelled(setup) else "")
+    return (moments, Sentence("worst", f"The peak of the tensors is {name}: {in_unit(worst.count, i.unit)}{where}."
+                                       f"{allocated}"), parts_table(i.shape, setup))
 
 
 VIEWS = {

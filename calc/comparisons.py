@@ -515,11 +515,15 @@ def _gpus_text(i: Inputs, gpus: int) -> str:
     return f"{gpus:,} × {card}" if i.gpu != "custom" else f"{gpus:,} {card}" if gpus != 1 else f"1 GPU of {in_unit(i.budget, i.unit, trim=True)}"
 
 
+def _share(fraction: Fraction) -> str:
+    return f"{fraction.numerator}/{fraction.denominator}"
+
+
 def _cost_text(layout: Layout, unit: str) -> str:
     """What the layout costs to run (calc.costs), as a clause."""
-    sent = f"each GPU sends {in_unit(layout.sent, unit)} a step" if layout.sent else "no communication"
-    idle = f", and its pipeline idles {layout.bubble.numerator}/{layout.bubble.denominator} of the step" \
-        if layout.bubble else ""
+    sent = (f"each GPU sends {in_unit(layout.sent, unit)} a step (the collectives' textbook volume)" if layout.sent
+            else "no communication")
+    idle = f", and its pipeline idles {_share(layout.bubble)} of the step" if layout.bubble else ""
     return sent + idle
 
 
@@ -528,7 +532,7 @@ def _why_not(layout: Layout, best: Layout, unit: str) -> str:
     if layout.gpus > best.gpus:
         return f"needs {layout.gpus - best.gpus:,} more GPUs"
     if layout.bubble > best.bubble:
-        return f"idles {layout.bubble.numerator}/{layout.bubble.denominator} of the step in its pipeline"
+        return f"idles {_share(layout.bubble)} of the step in its pipeline"
     if layout.sent > best.sent:
         return f"sends {in_unit(layout.sent, unit)} a step per GPU against {in_unit(best.sent, unit)}"
     if layout.setup.microbatches > best.setup.microbatches:
@@ -583,7 +587,8 @@ def solver_answer(i: Inputs) -> tuple:
     if not rows:
         return (answer,)
     runners = grid("runner-ups", "Other layouts that fit, and why each is not the answer",
-                   ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Why not"], rows, 1)
+                   ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Why not"], rows, 1,
+                   notes=("Bytes sent are the collectives' textbook volumes (calc/costs.py), not measured.",))
     return answer, runners
 
 

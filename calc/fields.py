@@ -125,8 +125,8 @@ class Field:
             return str(value).lower()
         if isinstance(value, float):
             return repr(value)
-        if isinstance(value, Fraction):
-            return f"{float(value):g} %" if value.denominator in (1, 2, 4, 5, 10, 20, 25, 50, 100) else f"{value} %"
+        if isinstance(value, Fraction):  # a percentage of at most two decimals: exact as a float
+            return f"{float(value):g} %"
         return str(value)
 
 
@@ -326,8 +326,8 @@ FIELDS: tuple[Field, ...] = (
           "the CUDA context, kernels and libraries outside PyTorch's allocator (an assumption: set yours)", "inputs",
           minimum=0),
     Field("fragmentation", "gpu", "percent", "Allocator's cache (fragmentation)", "a share of the card kept free for "
-          "what PyTorch's caching allocator reserves beyond the blocks it hands out (an H200 reserved up to 4.4 % of "
-          "its memory more than it allocated; expandable_segments narrows it)", "inputs"),
+          "what PyTorch's caching allocator reserves beyond the blocks it hands out (an assumption: see On your GPU; "
+          "expandable_segments narrows it)", "inputs"),
     Field("budget", "gpu", "size", "GPU memory for tensors", "with GPU \"another\": memory for tensors, such as "
           "'80 GB' or '80 GiB'; a link that gives it picks \"another\"", "inputs"),
     Field("unit", "gpu", "choice", "Show sizes in", "unit of the rounded figures", "inputs",
@@ -350,6 +350,9 @@ COMPARE_DEFAULTS = {"dtype": "bf16", "attention": "flash", "checkpoint": "block"
 """Setup B starts as setup A with bf16, flash attention and per-block checkpointing."""
 PRESET_FIELDS = tuple(f.name for f in FIELDS if f.target == "shape")
 KEPT_ACROSS_PRESETS = ("context",)
+CLEARED_BY = {"gpu": ("budget",)}
+"""What choosing another value of a field drops from the reader's inputs: a named card's
+memory is its own, so a budget typed for another card goes."""
 """What a reader set that choosing another preset keeps: the context is the run's choice
 more than the model's (a model with learned positions says so if it cannot take it)."""
 KEY_FIELDS = ("preset", "context", "batch", "dtype", "attention", "checkpoint", "gpu")

@@ -38,6 +38,12 @@ FRAMEWORKS = {"auto": "DDP, or DeepSpeed with ZeRO", "ddp": "PyTorch DDP", "deep
 """The frameworks calc has rules for, with the names a sentence gives them."""
 
 
+PROVENANCE = {"ddp": "DDP's buckets measured rank by rank on CPU processes (validation/distributed.py)",
+              "deepspeed": "DeepSpeed's buffers and step derived from its source (calc/frameworks.py), not measured",
+              "megatron": "Megatron-LM's precision and buffers derived from its source (calc/frameworks.py), not measured"}
+"""How each framework's rules are known, as a table's note says it."""
+
+
 def framework_of(setup) -> str:
     """The framework that runs the setup: `auto` is DDP for ZeRO stage 0, else DeepSpeed."""
     if setup.framework == "auto":

@@ -44,6 +44,8 @@ def gpu_memory_table(i: Inputs) -> Table:
                 note="exact: the moments' highest")]
     notes = []
     if modelled(setup):
+        notes.append("The blocks follow the caching allocator's rules, derived from its source; whole steps are not "
+                     "yet measured on a GPU.")
         rows += [
             row(values, "rounding", "The allocator's rounding of their blocks", f(("R",)), 1,
                 note="512-byte multiples; a large tensor takes a whole 2 MiB-rounded segment unless over 1 MiB is left"),

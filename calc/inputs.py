@@ -69,10 +69,9 @@ class Inputs:
 
     @property
     def cache_headroom(self) -> int:
-        """Bytes of the card kept free for the allocator's cache (`fragmentation` of its
-        total, rounded down); none for a typed budget, which is memory for tensors."""
-        return 0 if self.gpu == "custom" else GPUS[self.gpu].nbytes * self.fragmentation.numerator // (
-            100 * self.fragmentation.denominator)
+        """Bytes of the card kept free for the allocator's cache; none for a typed budget,
+        which is memory for tensors."""
+        return 0 if self.gpu == "custom" else cache_share(GPUS[self.gpu].nbytes, self.fragmentation)
 
     @property
     def unit_bytes(self) -> int:
@@ -178,7 +177,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     budget = values["budget"][0]
     if gpu != "custom":
         total = GPUS[gpu].nbytes
-        budget = total - reserve - total * fragmentation.numerator // (100 * fragmentation.denominator)
+        budget = total - reserve - cache_share(total, fragmentation)
         if budget < 1:
             raise InputError({"reserve": f"reserve and fragmentation must leave some of the {GPUS[gpu].name}'s "
                                          f"{GPUS[gpu].mib:,} MiB"})
@@ -188,6 +187,12 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     return Inputs(preset, shape, setup, budget, values["unit"], compare,
                   Claim(claim_text, claim_bytes, claim_unit, values["claim_scope"]), config_text, gpu, reserve, question,
                   fragmentation)
+
+
+def cache_share(total: int, percent: Fraction) -> int:
+    """`percent` of a card's `total` bytes, rounded down: what is kept free for the caching
+    allocator's cache."""
+    return total * percent.numerator // (100 * percent.denominator)
 
 
 def check_setup(shape: ModelShape, setup: TrainingSetup) -> None:
@@ -233,8 +238,12 @@ def _value_of(name: str, values: dict):
 
 
 def _default_text(name: str) -> str:
+    """The default of a field that sets neither the shape nor a setup, as its input shows it:
+    a size as budget_text writes it (the claim as typed), anything else as the field writes it."""
     field = BY_NAME[name]
-    return budget_text(parse_size(DEFAULT_TEXT[name])) if field.kind == "size" else field.text(field.parse(DEFAULT_TEXT[name]))
+    if field.kind == "size" and name != "claim":
+        return budget_text(parse_size(DEFAULT_TEXT[name]))
+    return field.text(field.parse(DEFAULT_TEXT[name])) if field.kind == "percent" else DEFAULT_TEXT[name]
 
 
 def card_arch(gpu: str) -> str:
@@ -302,10 +311,8 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
             default = card_arch(inputs.gpu)
         elif field.target in defaults:
             default = field.text(getattr(defaults[field.target], field.attribute))
-        elif field.kind == "size" and field.name != "claim":  # written back as budget_text writes it
-            default = budget_text(parse_size(DEFAULT_TEXT[field.name]))
         else:
-            default = DEFAULT_TEXT[field.name]
+            default = _default_text(field.name)
         if shown != default:
             out[field.name] = shown
     return out

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from calc.fixed import state_bytes
 from calc.fit import peak_bytes
+from calc.frameworks import FRAMEWORKS, PROVENANCE, framework_of
 from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
 from calc.splits import stages, zero_states
@@ -59,7 +60,9 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     note = (f"{gpus:,} GPU{'s' if gpus != 1 else ''}: dp {setup.dp} × tp {setup.tp} × pp {setup.pp} × cp {setup.cp}; "
             f"{psi:,} parameters on {'the ' + stage + ' stage' if setup.pp > 1 else 'each GPU'} before ZeRO; "
             f"global batch {setup.global_batch:,}.")
-    return Table("per-gpu", "Memory per GPU", tuple(rows), count_label="bytes", notes=(note,), show_total=False)
+    notes = (note, f"{FRAMEWORKS[framework_of(setup)]}: {PROVENANCE[framework_of(setup)]}.") if setup.dp * setup.cp > 1 \
+        else (note,)
+    return Table("per-gpu", "Memory per GPU", tuple(rows), count_label="bytes", notes=notes, show_total=False)
 
 
 def _state_row(key: str, name: str, psi: int, bytes_each: int, replicas: int, nbytes: int):

@@ -36,6 +36,9 @@ from calc.site.views import render_value, render_view  # noqa: E402
 BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
 INLINE = re.compile(r"\[\[value (?P<name>[a-z_.-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
 LEFTOVER = re.compile(r"\[\[(calc|value)\b[^\]]*\]\]")
+INCLUDE = re.compile(r"\{!\s*(?P<name>[A-Za-z0-9_.-]+)\s*!\}")
+"""markdown-include's `{!file!}`: put in place here, before the directives are expanded, so
+that directives inside includes/ are expanded too."""
 
 _results: dict[str, dict] = {}
 
@@ -112,8 +115,13 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
     return out
 
 
+def with_includes(markdown: str) -> str:
+    """The page with each `{!file!}` replaced by includes/file's text."""
+    return INCLUDE.sub(lambda m: (ROOT / "includes" / m["name"]).read_text(), markdown)
+
+
 def on_page_markdown(markdown, page, config, files):
-    html = expand(markdown, page.file.src_uri, page.meta.get("calc"))
+    html = expand(with_includes(markdown), page.file.src_uri, page.meta.get("calc"))
     # overrides/main.html starts calc's worker early on pages that have live tables
     page.meta["calc_live"] = 'class="calc-inputs"' in html
     return html

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from calc.fields import BY_NAME, GROUPS, KEPT_ACROSS_PRESETS, KEY_FIELDS, PRESET_FIELDS, Field, in_group
+from calc.fields import BY_NAME, CLEARED_BY, GROUPS, KEPT_ACROSS_PRESETS, KEY_FIELDS, PRESET_FIELDS, Field, in_group
 from calc.inputs import field_values, parse_inputs
 from calc.site.escape import escape
 
@@ -30,8 +30,9 @@ def _control(field: Field, value: str) -> str:
     if field.kind in ("choice", "flag"):
         options = "".join(f'<option value="{escape(v)}"{" selected" if v == value else ""}>{escape(label)}</option>'
                           for v, label in field.choices)
-        clears = [name for name in PRESET_FIELDS if name not in KEPT_ACROSS_PRESETS]
-        extra = f' data-clears="{" ".join(clears)}"' if field.name == "preset" else ""
+        clears = ([name for name in PRESET_FIELDS if name not in KEPT_ACROSS_PRESETS] if field.name == "preset"
+                  else list(CLEARED_BY.get(field.name, ())))
+        extra = f' data-clears="{" ".join(clears)}"' if clears else ""
         return f"<select {common}{extra}>{options}</select>"
     if field.kind == "whole":
         return f'<input {common} type="text" inputmode="numeric" value="{escape(value)}" spellcheck="false">'

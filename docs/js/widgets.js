@@ -163,7 +163,7 @@ function bind(form) {
     if (!el.name || !(el.name in byName)) return;
     state[el.name] = el.value;
     edited = true;
-    // choosing a preset replaces the fields it sets (calc names them in data-clears)
+    // choosing a preset replaces the fields it sets, a card drops a typed budget (calc names them in data-clears)
     for (const name of (el.dataset.clears || "").split(" ").filter(Boolean)) delete state[name];
     render();
   }

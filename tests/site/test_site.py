@@ -131,6 +131,13 @@ def test_citable_ids_still_exist(built):
         assert anchor in page(built, url.strip("/") + ("/" if url.strip("/") else "")).ids, line
 
 
+def test_no_directive_is_left_unexpanded_anywhere_in_the_built_site(built):
+    # includes/ are Markdown too: the assumptions box on nine pages once showed "[[value budget]]"
+    left = {path.relative_to(built).as_posix() for path in built.rglob("*.html") if "[[" in path.read_text()}
+    assert not left
+    assert "[[" not in page(built, "").text and "after the reserve" in page(built, "").text
+
+
 def test_ids_are_unique_on_every_page(built):
     for url in PAGES:
         ids = re.findall(r'\sid="([^"]+)"', page(built, url).text)

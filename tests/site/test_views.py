@@ -127,3 +127,9 @@ def test_a_linked_row_is_named_by_its_own_label_not_open():
     links = re.findall(r"<a href=\"([^\"]+)\">([^<]+)</a>", html)
     assert len(links) > 1 and "open" not in {name for _, name in links}
     assert len({name for _, name in links}) == len({(href, name) for href, name in links}) > 1
+
+
+def test_choosing_a_card_drops_a_budget_typed_for_another():
+    from calc.site.form import inputs_panel
+    gpu = re.search(r'<select id="calc-in-gpu"[^>]*>', inputs_panel({})).group(0)
+    assert 'data-clears="budget"' in gpu

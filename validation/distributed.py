@@ -3,29 +3,45 @@ as PyTorch's data parallelism runs it, phase by phase, for calc's per-GPU moment
 
     python -m validation.distributed           # write distributed.json (about a minute)
     python -m validation.distributed --check   # measure again; exit 1 if it differs
+    python -m validation.distributed --fsdp2   # write distributed-fsdp2.json (about three minutes)
 
-Each rank runs the reference model (validation/reference_model.py) at a small shape under
-torch.nn.parallel.DistributedDataParallel, with its buckets as a second copy of the
-gradients or, with gradient_as_bucket_view, as the gradients themselves. Every rank runs
-two steps (the optimizer's state exists; DDP rebuilds its buckets in the order gradients
-became ready), then a third, in which a live-tensor timeline (validation.timeline.LiveBytes,
-entered before the model is made, so that DDP's buckets, made in C++, are counted too)
-records the most bytes alive in each phase of the step. Needs torch (the validation
-extra), never calc.
+Each rank runs the reference model (validation/reference_model.py) at a small shape, under
+
+- torch.nn.parallel.DistributedDataParallel, with its buckets as a second copy of the
+  gradients or, with gradient_as_bucket_view, as the gradients themselves; or
+- FSDP2 (torch.distributed.fsdp.fully_shard) on each block and then on the whole model,
+  as torchtitan wraps it: fp32 throughout, or with MixedPrecisionPolicy(param_dtype=bf16,
+  reduce_dtype=fp32) (calc's bf16-master: bf16 compute, fp32 shards); resharding after
+  forward or not. The device mesh is made before the timeline starts (on a GPU it lives
+  on the host).
+
+Every rank runs two steps (the optimizer's state exists; DDP rebuilds its buckets in the
+order gradients became ready), then a third, in which a live-tensor timeline
+(validation.timeline.LiveBytes, entered before the model is made, so that DDP's buckets,
+made in C++, are counted too, and observing FSDP2's in-place storage resizes) records the
+most bytes alive in each phase of the step. Needs torch (the validation extra), never calc.
+
+calc models FSDP2's optimizer step (its shards), not yet the buffers of its forward and
+backward passes (the gathered parameters, the all-gather and reduce-scatter buffers):
+tests/engine/test_distributed.py holds what is modelled to this record.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 from validation.record import write_or_check
@@ -34,6 +50,7 @@ from validation.run import SMALL_SHAPES
 from validation.timeline import LiveBytes, _mark_blocks
 
 RESULTS = Path(__file__).with_name("distributed.json")
+FSDP2_RESULTS = Path(__file__).with_name("distributed-fsdp2.json")
 RANKS = 2
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -45,15 +62,63 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_rank(rank: int, port: int, case: dict, out) -> None:
+def _wrap(model, case: dict, mesh):
+    """The model as the case's framework runs it."""
+    if case["framework"] == "ddp":
+        return DistributedDataParallel(model, gradient_as_bucket_view=case["bucket_view"])
+    policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+              if case["dtype"] == "bf16-master" else MixedPrecisionPolicy())
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, reshard_after_forward=case["reshard"], mp_policy=policy)
+    return fully_shard(model, mesh=mesh, reshard_after_forward=case["reshard"], mp_policy=policy)
+
+
+class _Settled:
+    """A collective's work whose wait() also lets gloo's thread drop the tensors it held."""
+
+    def __init__(self, work):
+        self.work = work
+
+    def wait(self, *args):
+        done = self.work.wait(*args)
+        time.sleep(SETTLE_S)
+        return done
+
+    def __getattr__(self, name):
+        return getattr(self.work, name)
+
+
+SETTLE_S = 0.005
+"""How long a rank waits after each collective: gloo completes it on its own thread, which
+releases the input and output tensors a moment after the rank is told it is done; without
+the wait, whether they are alive at the next op depends on timing (FSDP2's phases then
+differed by a block's unsharded parameters between ranks and runs; with it, two whole
+runs were equal). NCCL keeps no such references on the host."""
+
+
+def _settling(collective):
+    def settled(*args, async_op=False, **kwargs):
+        work = collective(*args, async_op=async_op, **kwargs)
+        if async_op:
+            return _Settled(work)
+        time.sleep(SETTLE_S)
+        return work
+    return settled
+
+
+def _rank(rank: int, port: int, case: dict, out) -> None:
+    for name in ("all_gather_single", "reduce_scatter_single", "all_reduce"):
+        if hasattr(dist, name):
+            setattr(dist, name, _settling(getattr(dist, name)))
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=case["ranks"])
+    mesh = init_device_mesh("cpu", (case["ranks"],)) if case["framework"] == "fsdp2" else None
     cfg = SMALL_SHAPES[case["shape"]]
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["dtype"] == "bf16")
     mode = LiveBytes()
-    with mode:
+    with mode, mode.observing_resizes():
         torch.manual_seed(0)
         model = Transformer(cfg)
-        ddp = DistributedDataParallel(model, gradient_as_bucket_view=case["bucket_view"])
+        wrapped = _wrap(model, case, mesh)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
         generator = torch.Generator().manual_seed(rank)
         ids = torch.randint(0, cfg["vocab"], (case["batch"], cfg["context"]), generator=generator)
@@ -63,7 +128,7 @@ def _ddp_rank(rank: int, port: int, case: dict, out) -> None:
         def step():
             mode.enter("forward")
             with autocast:
-                names["loss"] = ddp(ids, targets, attention=case["attention"], checkpoint=case["checkpoint"])
+                names["loss"] = wrapped(ids, targets, attention=case["attention"], checkpoint=case["checkpoint"])
             mode.enter("head")
             names["loss"].backward()
             mode.enter("optimizer")
@@ -72,12 +137,15 @@ def _ddp_rank(rank: int, port: int, case: dict, out) -> None:
 
         step()
         step()
+        gc.collect()  # as torchtitan does: automatic collection off, a collection between steps
+        gc.disable()
         hooks = _mark_blocks(model, mode)
         mode.phase_peaks.clear()
         mode.phase = "forward"
         step()
         for hook in hooks:
             hook.remove()
+        gc.enable()
     out.put((rank, dict(mode.phase_peaks)))
     dist.destroy_process_group()
 
@@ -87,7 +155,7 @@ def measure(case: dict) -> list[dict[str, int]]:
     context = mp.get_context("spawn")
     out = context.SimpleQueue()
     port = _free_port()
-    processes = [context.Process(target=_ddp_rank, args=(rank, port, case, out)) for rank in range(case["ranks"])]
+    processes = [context.Process(target=_rank, args=(rank, port, case, out)) for rank in range(case["ranks"])]
     for p in processes:
         p.start()
     results = dict(out.get() for _ in processes)
@@ -98,9 +166,14 @@ def measure(case: dict) -> list[dict[str, int]]:
     return [results[rank] for rank in range(case["ranks"])]
 
 
-def cases():
-    """DDP on two ranks: each precision, attention, checkpointing, bucket copy or view, at
-    one and three sequences a rank, on the small CS336 shape and GPT-2's."""
+def cases(framework: str = "ddp"):
+    """On two ranks, at one and three sequences a rank, on the small CS336 shape and
+    GPT-2's, with and without flash attention and checkpointing: DDP under each precision,
+    bucket copy or view; or FSDP2 in fp32 or bf16 with fp32 shards, resharding after
+    forward or not."""
+    if framework == "fsdp2":
+        yield from _fsdp2_cases()
+        return
     for shape, batch, dtype, (attention, checkpoint), bucket_view in itertools.product(
             ("small-cs336", "small-gpt2"), (1, 3), ("fp32", "bf16"), (("explicit", "none"), ("flash", "block")),
             (False, True)):
@@ -108,9 +181,17 @@ def cases():
                "attention": attention, "checkpoint": checkpoint, "bucket_view": bucket_view}
 
 
-def run(log=sys.stderr) -> dict:
+def _fsdp2_cases():
+    for shape, batch, dtype, (attention, checkpoint), reshard in itertools.product(
+            ("small-cs336", "small-gpt2"), (1, 3), ("fp32", "bf16-master"), (("explicit", "none"), ("flash", "block")),
+            (True, False)):
+        yield {"framework": "fsdp2", "ranks": RANKS, "shape": shape, "batch": batch, "dtype": dtype,
+               "attention": attention, "checkpoint": checkpoint, "reshard": reshard}
+
+
+def run(framework: str = "ddp", log=sys.stderr) -> dict:
     steps = []
-    for case in cases():
+    for case in cases(framework):
         ranks = measure(case)
         steps.append({**case, "phases": ranks})
         print(f"{case}: {ranks}", file=log)
@@ -121,7 +202,10 @@ def run(log=sys.stderr) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed distributed.json")
+    parser.add_argument("--fsdp2", action="store_true", help="measure FSDP2 instead: write distributed-fsdp2.json")
     args = parser.parse_args(argv)
+    if args.fsdp2:
+        return write_or_check(FSDP2_RESULTS, run("fsdp2"), "validation.distributed", args.check)
     return write_or_check(RESULTS, run(), "validation.distributed", args.check)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper_subclass
 from torch.utils._pytree import tree_flatten
 
 from validation.reference_model import Transformer
@@ -42,12 +42,18 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 class LiveBytes(TorchDispatchMode):
     """The bytes of storages made since the mode started and not yet freed, after every op;
-    the most of them, and the op it came after."""
+    the most of them, and the op it came after.
+
+    A storage is known by its identity (its StorageImpl, held weakly), and counted at its
+    size now: a storage resized in place (FSDP2 frees and re-allocates its unsharded
+    parameters with `untyped_storage().resize_`, outside the dispatcher) is counted at
+    its new size from the next op on."""
 
     def __init__(self, held=(), alive=()):
         super().__init__()
-        self.held = {t.untyped_storage().data_ptr() for t in held}  # alive all step; views of them are not new
-        self.refs: dict[tuple, tuple] = {}
+        self.held = {StorageWeakRef(t.untyped_storage()).cdata for t in held}  # alive all step; views are not new
+        self.refs: dict[int, StorageWeakRef] = {}
+        self.sizes: dict[int, int] = {}
         for t in alive:  # alive before the step, until the loop drops them (the last step's loss and logits)
             self._track(t)
         self.ops = 0
@@ -57,15 +63,42 @@ class LiveBytes(TorchDispatchMode):
         self.phase_peaks: dict[str, int] = {}
 
     def live(self) -> int:
-        for key in [k for k, (ref, _) in self.refs.items() if ref.expired()]:
-            del self.refs[key]
-        return sum(n for _, n in self.refs.values())
+        for key in [k for k, ref in self.refs.items() if ref.expired()]:
+            del self.refs[key], self.sizes[key]
+        return sum(self.sizes.values())
 
     def _track(self, t: torch.Tensor) -> None:
-        storage = t.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
-        if storage.data_ptr() not in self.held and storage.nbytes() and (key not in self.refs or self.refs[key][0].expired()):
-            self.refs[key] = (StorageWeakRef(storage), storage.nbytes())
+        if is_traceable_wrapper_subclass(t):  # a DTensor holds no memory; its local tensor does, made unseen
+            for name in t.__tensor_flatten__()[0]:
+                if isinstance(inner := getattr(t, name), torch.Tensor):
+                    self._track(inner)
+        else:
+            self.track_storage(t.untyped_storage())
+
+    def track_storage(self, storage) -> None:
+        """Count `storage` at its size now (a new one, or one resized in place)."""
+        ref = StorageWeakRef(storage)
+        if ref.cdata in self.held:
+            return
+        if ref.cdata not in self.refs or self.refs[ref.cdata].expired():
+            self.refs[ref.cdata] = ref
+        self.sizes[ref.cdata] = storage.nbytes()
+
+    @contextlib.contextmanager
+    def observing_resizes(self):
+        """Within it, every `UntypedStorage.resize_` updates the count."""
+        resize = torch.UntypedStorage.resize_
+
+        def observed(storage, size):
+            out = resize(storage, size)
+            self.track_storage(storage)
+            return out
+
+        torch.UntypedStorage.resize_ = observed
+        try:
+            yield self
+        finally:
+            torch.UntypedStorage.resize_ = resize
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))

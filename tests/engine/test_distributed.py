@@ -52,3 +52,36 @@ def test_ddp_s_bucket_copy_is_the_gradients_held_all_step():
     copy, view = phases(False), phases(True)
     assert copy["forward"] - view["forward"] == 0  # the view's buckets hold the gradients' bytes from the start
     assert copy["optimizer"] - view["optimizer"] == 4 * P
+
+
+FSDP2 = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed-fsdp2.json").read_text())
+PARAMETERS = {
+    # small-cs336: per block 2 norms (2·32), Q, K, V, O (4·32·32), W1, W3, W2 (3·48·32) = 8,768;
+    # the embedding and the head (2·64·32) and the final norm (32): 2 · 8,768 + 4,128
+    "small-cs336": 2 * (2 * 32 + 4 * 32 * 32 + 3 * 48 * 32) + 2 * 64 * 32 + 32,
+    # small-gpt2: per block 2 LayerNorms (2·2·32), Q, K, V, O with biases (4·(32·32 + 32)),
+    # W1 and W2 with biases (32·128 + 128 + 128·32 + 32) = 12,704; the tied embedding
+    # (64·32), 16 positions (16·32) and the final LayerNorm (2·32): 2 · 12,704 + 2,624
+    "small-gpt2": 2 * (2 * 2 * 32 + 4 * (32 * 32 + 32) + 32 * 128 + 128 + 128 * 32 + 32) + 64 * 32 + 16 * 32 + 2 * 32,
+}
+
+
+def fsdp2_id(step) -> str:
+    return (f"{step['shape']}-B{step['batch']}-{step['dtype']}-{step['attention']}-{step['checkpoint']}"
+            f"{'-reshard' if step['reshard'] else ''}")
+
+
+@pytest.mark.parametrize("step", FSDP2["steps"], ids=fsdp2_id)
+def test_fsdp2_s_optimizer_step_holds_a_shard_of_every_state(step):
+    # DDP holds, at the optimizer step, fp32 parameters (4 bytes), gradients (4) and Adam's
+    # two moments (8) for all P parameters; FSDP2 on N ranks holds each of them for P/N
+    # (its shards; under the bf16 policy too: fp32 shards, fp32 reduce dtype). The rest
+    # (buffers, step counts, token ids) is the same, but the loss: bf16 under the policy,
+    # 2 bytes fewer than DDP's fp32 one.
+    P, N = PARAMETERS[step["shape"]], step["ranks"]
+    ddp = next(s for s in MEASURED["steps"] if s["dtype"] == "fp32" and s["bucket_view"] and (
+        s["shape"], s["batch"], s["attention"], s["checkpoint"]) == (step["shape"], step["batch"], step["attention"],
+                                                                     step["checkpoint"]))
+    loss_saving = 2 if step["dtype"] == "bf16-master" else 0
+    for rank in step["phases"]:
+        assert ddp["phases"][0]["optimizer"] - rank["optimizer"] == 16 * P - 16 * P // N + loss_saving

@@ -287,7 +287,8 @@ FIELDS: tuple[Field, ...] = (
           "names, NO_SHARD is 0, SHARD_GRAD_OP 2, FULL_SHARD 3",
           "setup", _labelled(tuple(map(str, ZERO_STAGES)), _ZERO_LABELS), cast=int),
     Field("framework", "parallel", "choice", "Framework", "what runs the layout, with its own buffers and "
-          "precision: auto is DDP for stage 0 and DeepSpeed for ZeRO 1-3", "setup",
+          "precision: auto is DDP for stage 0 and DeepSpeed for ZeRO 1-3; fsdp2 is PyTorch's fully_shard (zero 3 "
+          "reshards after forward, zero 2 does not)", "setup",
           tuple((key, name) for key, name in FRAMEWORKS.items())),
     Field("fsdp", "aliases", "choice", "FSDP sharding", "PyTorch FSDP's name for a ZeRO stage: full = 3, grad-op = 2, "
           "no-shard = 0 (sets zero)", "inputs", (("", "—"),) + tuple((name, name) for name in FSDP_STAGES),

@@ -21,8 +21,11 @@ OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4}
 def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
     """Bytes per parameter of (weights, gradients, optimizer state) in the setup's regime:
     the optimizer's state holds the fp32 master weights where the weights are bf16; the
-    gradients are fp32 where the framework keeps them so (Megatron-LM)."""
+    gradients are fp32 where the framework keeps them so (Megatron-LM, FSDP2); FSDP2's
+    fp32 shards are the master weights (its bf16 parameters are gathered, not held)."""
     weights, gradients, master = STATE_BYTES[setup.dtype]
+    if setup.framework == "fsdp2":
+        weights, master = 4, 0
     return weights, gradient_bytes(setup, gradients), master + OPTIMIZER_BYTES[setup.optimizer]
 
 

@@ -26,6 +26,12 @@ its source (derived: none of them runs here on a GPU).
   `num_bytes_per_parameter`). The gradient buffer is the gradients, and its buckets are
   views of it; its Adam is fused.
 
+- **PyTorch FSDP2** (`framework fsdp2`, stages 2 and 3; calc.fsdp2): fp32 shards of
+  every state and, through the step, the gathered parameters, all-gather buffers and
+  reduce-scatter inputs of the groups at work. Held to steps on CPU processes rank by
+  rank (validation/distributed.py --fsdp2): fp32 to the byte but for one phase at one
+  sequence; the bf16 policy within two of a block's reduce-scatter inputs.
+
 `framework auto` (the default) is DDP for ZeRO stage 0 and DeepSpeed for stages 1 to 3.
 """
 
@@ -33,12 +39,16 @@ from __future__ import annotations
 
 from calc.errors import FieldError
 
-FRAMEWORKS = {"auto": "DDP, or DeepSpeed with ZeRO", "ddp": "PyTorch DDP", "deepspeed": "DeepSpeed ZeRO",
-              "megatron": "Megatron-LM"}
+FRAMEWORKS = {"auto": "DDP, or DeepSpeed with ZeRO", "ddp": "PyTorch DDP", "fsdp2": "PyTorch FSDP2",
+              "deepspeed": "DeepSpeed ZeRO", "megatron": "Megatron-LM"}
 """The frameworks calc has rules for, with the names a sentence gives them."""
 
 
 PROVENANCE = {"ddp": "DDP's buckets measured rank by rank on CPU processes (validation/distributed.py)",
+              "fsdp2": "FSDP2's shards and buffers read from its source and held to steps on CPU processes "
+                       "(validation/distributed.py --fsdp2): in fp32 equal to the byte but while the last block's "
+                       "gradients are copied for the reduce-scatter at one sequence; under the bf16 policy derived, "
+                       "within two of a block's reduce-scatter inputs",
               "deepspeed": "DeepSpeed's buffers and step derived from its source (calc/frameworks.py), not measured",
               "megatron": "Megatron-LM's precision and buffers derived from its source (calc/frameworks.py), not measured"}
 """How each framework's rules are known, as a table's note says it."""
@@ -60,6 +70,19 @@ def check_framework(setup) -> None:
     if framework == "deepspeed" and not setup.zero:
         raise FieldError("zero", "DeepSpeed's stage 0 is plain data parallelism: choose ZeRO stage 1, 2 or 3 with "
                                  "deepspeed, or ddp")
+    if framework == "fsdp2":
+        if setup.zero < 2 and setup.dp > 1:
+            raise FieldError("zero", "FSDP2 shards parameters, gradients and optimizer state: choose zero 3 (it "
+                                     "reshards after forward, its default) or zero 2 (reshard_after_forward=False)")
+        if setup.dtype == "bf16":
+            raise FieldError("dtype", "calc models FSDP2's bf16 through its MixedPrecisionPolicy (bf16 parameters "
+                                      "gathered, fp32 shards), not autocast: choose bf16-master (or fp32) with fsdp2")
+        if (setup.tp, setup.pp, setup.cp) != (1, 1, 1):
+            raise FieldError("framework", "calc models FSDP2 over data-parallel ranks only so far: choose tp, pp and "
+                                          "cp 1 with fsdp2")
+        if setup.microbatches > 1:
+            raise FieldError("microbatches", "calc models FSDP2 with one micro-batch a step so far (it reduce-scatters "
+                                             "every micro-batch's gradients into the shards)")
     if framework == "megatron":
         if setup.zero >= 2:
             raise FieldError("zero", "Megatron-LM shards the optimizer state (its distributed optimizer: zero 1), "
@@ -79,8 +102,14 @@ def gradients_into_held(setup) -> bool:
 
 
 def gradient_bytes(setup, textbook: int) -> int:
-    """Bytes a gradient takes: Megatron-LM keeps bf16 models' gradients in fp32."""
-    return 4 if framework_of(setup) == "megatron" else textbook
+    """Bytes a gradient takes: Megatron-LM keeps bf16 models' gradients in fp32, FSDP2 its
+    gradient shards (the reduce dtype)."""
+    return 4 if framework_of(setup) in ("megatron", "fsdp2") else textbook
+
+
+def gathers_and_reduces(setup) -> bool:
+    """Whether FSDP2 runs the step on more than one rank (calc.fsdp2's buffers apply)."""
+    return framework_of(setup) == "fsdp2" and setup.dp > 1
 
 
 def step_temporaries(setup, partition: int, gradient: int) -> int | None:

@@ -55,7 +55,8 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
-from calc.frameworks import buffers, gradients_into_held, step_temporaries
+from calc.frameworks import buffers, gathers_and_reduces, gradients_into_held, step_temporaries
+from calc.fsdp2 import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
@@ -84,6 +85,8 @@ PART_SYMBOLS = {
            "scalar) and by every block's random-number state",
     "A_z": "saved at the embedding's backward: its own, and what the loss keeps once a step, held until backward ends",
     "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
+    "A_g": "saved before the first block's forward: the embedding's, what is kept once a step",
+    "A_l": "saved by the blocks before the last one",
     "C_b": "one block's bf16 weight copies",
     "G": "all parameter gradients", "G_a": "gradients held from earlier micro-batches (accumulation)",
     "G_B": "the later blocks' new gradients, at the first block (ZeRO-2/3: none, each block's reduced)",
@@ -106,7 +109,36 @@ PART_SYMBOLS = {
     "T_o": "the optimizer step's temporaries",
     "T_c": "ring attention's K and V chunks in flight (context parallelism): the next one arriving, in backward with "
            "its gradients",
+    "X_s": "one residual-stream tensor: the input of the block FSDP2 gathers, or the gradient flowing into a block",
+    **{symbol: f"FSDP2 {what}" for symbol, what in (
+        ("F_g0", "copying the first block's parameters out: the root's gathered parameters and all-gather buffer, "
+                 "the block's"),
+        ("F_gL", "copying the last block's parameters out: the root's, the last block's and its all-gather buffer, "
+                 "the previous block's all-gather buffer (zero 2: the earlier blocks' parameters)"),
+        ("F_f", "in a block's forward: the root's parameters, the block's and its all-gather buffer, kept until the "
+                "next block gathers (zero 2: the earlier blocks' too)"),
+        ("F_e", "at the end of the forward pass: the root's parameters, the last block's all-gather buffer (zero 2: "
+                "every block's parameters)"),
+        ("F_r", "gathering the root again for backward (zero 3): its parameters and all-gather buffer, with the "
+                "loss's gradient"),
+        ("F_h", "in the head's backward: the root's parameters, the last block's gathered ahead (zero 2: every "
+                "block's)"),
+        ("F_gb", "copying the last block's parameters out for backward, its all-gather buffer still alive"),
+        ("F_l", "in the last block's backward: the root's parameters, the block's, the next block's gathered ahead"),
+        ("F_rl", "reduce-scattering the last block's gradients: its unsharded gradients and the reduce-scatter input"),
+        ("F_gn", "copying the next block's parameters out, the last block's reduce-scatter input and gradient shards "
+                 "alive"),
+        ("F_1", "in the first block's backward: the root's and the block's parameters, the second block's "
+                "reduce-scatter input, the later blocks' gradient shards"),
+        ("F_rf", "reduce-scattering the first block's gradients: its unsharded gradients, a reduce-scatter input, the "
+                 "later blocks' gradient shards"),
+        ("F_z", "in the embedding's backward, beyond G: the root's parameters and unsharded gradients, the first "
+                "block's reduce-scatter input, the blocks' gradient shards"),
+        ("F_rr", "reduce-scattering the root's gradients: its unsharded gradients, its reduce-scatter input, the "
+                 "blocks' gradient shards"),
+    )},
 }
+FSDP2_PARTS = ("F_g0", "F_gL", "F_f", "F_e", "F_r", "F_h", "F_gb", "F_l", "F_rl", "F_gn", "F_1", "F_rf", "F_z", "F_rr")
 
 _INPUT_ROWS = {"reference": ("token-ids", "target-ids"), "scratch": ("token-ids", "target-ids"), "hf": ("token-ids",)}
 """Rows that are the loop's own input tensors (or views of them), counted in I instead."""
@@ -130,7 +162,9 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     framework = step_temporaries(setup, ceil_div(held, replicas) if sharded else held, state_bytes(setup)[1])
     if framework is not None:  # DeepSpeed's or Megatron-LM's own step (calc.frameworks)
         return framework
-    if setup.optimizer != "adamw" or setup.step_impl == "fused" or setup.dtype == "bf16-master":
+    if setup.optimizer != "adamw" or setup.step_impl == "fused":
+        return 0
+    if setup.dtype == "bf16-master" and not gathers_and_reduces(setup):
         return 0  # bf16-master: the frameworks' own fused steps over the fp32 master copy, taken as none
     if setup.step_impl == "foreach":
         return 4 * (ceil_div(held, replicas) if sharded else held)
@@ -185,6 +219,10 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
     reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
+    fsdp2 = gathers_and_reduces(setup)
+    if fsdp2:  # FSDP2 pads each tensor, holds the root's gradients unsharded until backward ends
+        held_weights, held_grads, held_optimizer = sharded_states(shape, setup, kept)
+        grad = parameter_dtype_bytes(setup)
     fresh_grads = not accumulating or reduced  # new gradients not yet in the held ones
     stream = 2 if setup.dtype == "bf16-master" else 4  # the loss, the log-probabilities and their gradients
     loss = stream if has_head else 0
@@ -208,6 +246,10 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     # tied: the head's gradient of the shared matrix waits for the embedding's, to be added to it
     tied_head_grad = here.head_matrix * grad if shape.tied and p == 1 else 0
     head_grads = here.head * grad + tied_head_grad
+    fsdp2_buffers = dict.fromkeys(FSDP2_PARTS, 0)
+    if fsdp2:
+        fsdp2_buffers = buffers_by_moment(shape, setup)
+        fsdp2_buffers["F_z"] -= held_grads  # G counts the final shards; F_z what the rank holds instead
     return {
         "W": held_weights + held_optimizer,
         "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * ceil_div(tensors, p)
@@ -226,16 +268,20 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "A_z": embedding + (sums["embedding-per-step"] if has_embedding else 0) + head_per_step,
         "A_b": block,
         "A_h": head + head_per_step,
+        "A_g": embedding + sums["block-once"] + (sums["embedding-per-step"] if has_embedding else 0),
+        "A_l": (layers - 1) * block,
         "C_b": 0 if checkpointed else block_copies,
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
         "G_B": (layers - 1) * here.block * grad if fresh_grads and not reduced else 0,
-        "G_h": 0 if reduced else head_grads if fresh_grads else tied_head_grad,
+        "G_h": head_grads if fsdp2 else 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
         **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, here).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         **buffers(setup, here.parameters, here.block, weights, grad, held_grads),
+        "X_s": B * s * shape.d_model * stream if fsdp2 else 0,
+        **fsdp2_buffers,
     }
 
 
@@ -249,7 +295,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
     for Hugging Face and from-scratch code (and under selective recomputation) E_h and E_b
     are one stated upper bound and E_f is not walked. Remembered by what they depend on:
     the solver's many layouts share them."""
-    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
+    reduced = _reduced_as_made(setup)
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.tp, setup.sp, setup.cp, gradients_into_held(setup), reduced, setup.pp == 1, here)
     if key not in _RISES:
@@ -260,8 +306,9 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
         if "E_b" not in walks:
             lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
                                   here.head, here.head_matrix)
-        if "T_e" in lines:  # G counts the gradients the embeddings' backward makes, when fresh
-            made = Line(0, here.embedding * state_bytes(setup)[1] if not gradients_into_held(setup) or reduced else 0)
+        if "T_e" in lines:  # G (FSDP2: F_z) counts the gradients the embeddings' backward makes, when fresh
+            grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]
+            made = Line(0, here.embedding * grad if not gradients_into_held(setup) or reduced else 0)
             lines["T_e"] = tuple(line - made for line in lines["T_e"])
         _RISES[key] = {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
     return _RISES[key]
@@ -270,12 +317,19 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
 _RISES: dict = {}
 
 
+def _reduced_as_made(setup: TrainingSetup) -> bool:
+    """Whether each gradient leaves the backward pass's accounting as it is made: ZeRO-2/3
+    reduce-scatter each one into its shard; FSDP2 a block's together at its post-backward
+    (calc.fsdp2's parts count them), the root's when backward ends."""
+    return setup.zero >= 2 and setup.dp * setup.cp > 1 and not gathers_and_reduces(setup)
+
+
 def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
     """The op at which each walked moment of the fullest GPU is reached, by moment key, as
     a sentence names it ("softmax's backward")."""
     walks = _walks(shape, setup, _stage(shape, setup, fullest_stage(shape, setup)))
     ops = {}
-    for moment in MOMENTS:
+    for moment in moments_for(setup):
         for term in moment.formula:
             if term[0] in walks:
                 ops[moment.key] = highest_at(walks[term[0]], setup.batch)
@@ -287,8 +341,9 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
     depend on the batch only as one sequence or more, and on the layout only through the
     tensor- and context-parallel split and whether gradients are accumulated, reduced as
     made, or tied across the whole model."""
-    reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
-    plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1)
+    reduced = _reduced_as_made(setup)
+    plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1,
+                          framework="auto")
     return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
                              accumulating=gradients_into_held(setup) and not reduced,
                              tied=shape.tied and setup.pp == 1 and not reduced)
@@ -382,20 +437,46 @@ def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
 _HELD = (("W",), ("X",), ("I",), ("B_d",))
 MOMENTS = (
     Moment("block-forward", "Forward through the last block",
-           (*_HELD, ("A_f",), ("A_m",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",))),
-    Moment("forward-end", "End of the forward pass", (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",))),
+           (*_HELD, ("A_f",), ("A_m",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",), ("F_f",))),
+    Moment("forward-end", "End of the forward pass",
+           (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",), ("F_e",))),
     Moment("head-backward", "Backward through the loss, LM head and final norm",
-           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("E_h",), ("B_p",), ("B_r",))),
+           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("E_h",), ("B_p",), ("B_r",), ("F_h",))),
     Moment("last-block-backward", "Backward through the last block",
            (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("E_b",),
-            ("T_c",), ("B_p",), ("B_r",))),
+            ("T_c",), ("B_p",), ("B_r",), ("F_l",))),
     Moment("first-block-backward", "Backward through the first block",
            (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("E_b",),
-            ("T_c",), ("B_p",), ("B_r",))),
+            ("T_c",), ("B_p",), ("B_r",), ("F_1",))),
     Moment("embedding-backward", "Backward through the embedding",
-           (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",))),
+           (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",), ("F_z",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
 )
+FSDP2_MOMENTS = (
+    Moment("fsdp2-gather-first", "FSDP2 copies the first block's parameters out",
+           (*_HELD, ("A_g",), ("X_s",), ("K",), ("F_g0",))),
+    Moment("fsdp2-gather-last", "FSDP2 copies the last block's parameters out",
+           (*_HELD, ("A_f",), ("X_s",), ("K",), ("F_gL",))),
+    Moment("fsdp2-regather-root", "FSDP2 gathers the root again as backward starts",
+           (*_HELD, ("A",), ("K",), ("F_r",))),
+    Moment("fsdp2-gather-backward", "FSDP2 copies the last block's parameters out for backward",
+           (*_HELD, ("A_e",), ("L_s", "A_b"), ("K",), ("G_h",), ("X_s",), ("F_gb",))),
+    Moment("fsdp2-reduce-last", "FSDP2 reduce-scatters the last block's gradients",
+           (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rl",))),
+    Moment("fsdp2-gather-next", "FSDP2 copies the next block's parameters out for backward",
+           (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_gn",))),
+    Moment("fsdp2-reduce-first", "FSDP2 reduce-scatters the first block's gradients",
+           (*_HELD, ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rf",))),
+    Moment("fsdp2-reduce-root", "FSDP2 reduce-scatters the root's gradients as backward ends",
+           (*_HELD, ("A_z",), ("K",), ("F_rr",))),
+)
+"""The moments FSDP2's collectives add (calc.fsdp2), where what they gather or reduce
+outweighs what the step computes: each holds the activations alive around it."""
+
+
+def moments_for(setup: TrainingSetup) -> tuple[Moment, ...]:
+    """The moments walked for the setup: FSDP2's own beside the step's, where it runs."""
+    return MOMENTS + FSDP2_MOMENTS if gathers_and_reduces(setup) else MOMENTS
 
 
 @lru_cache(maxsize=512)
@@ -403,7 +484,7 @@ def _moments(shape: ModelShape, setup: TrainingSetup, stage: str) -> Table:
     values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
     ops = moment_ops(shape, setup) if stage == fullest_stage(shape, setup) else {}
     rows = tuple(row(values, m.key, m.name, f(*m.formula), 1, note=f"at {ops[m.key]}" if m.key in ops else "")
-                 for m in MOMENTS)
+                 for m in moments_for(setup))
     where = f" on the {stage} pipeline stage's GPUs" if setup.pp > 1 else " on each GPU" if setup.parallel else ""
     return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False,
                  notes=(_MOMENTS_PROVENANCE[setup.device if walks_apply(shape, setup) else "bound"],
@@ -436,7 +517,7 @@ def _moment_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[
     building them (the solver asks for thousands)."""
     values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
     return tuple(sum(values[term[0]] if len(term) == 1 else prod(values[symbol] for symbol in term)
-                     for term in m.formula) for m in MOMENTS)
+                     for term in m.formula) for m in moments_for(setup))
 
 
 def fullest_stage(shape: ModelShape, setup: TrainingSetup) -> str:
@@ -531,7 +612,8 @@ def batch_lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
     for stage in (("first", "last") if setup.pp > 1 else ("last",)):
         rises = _rise_lines(shape, two, _stage(shape, two, stage))
         parts = (_parts(shape, one, stage), _parts(shape, two, stage))
-        for moment, at_one, at_two in zip(MOMENTS, _moment_bytes(shape, one, stage), _moment_bytes(shape, two, stage)):
+        for moment, at_one, at_two in zip(moments_for(setup), _moment_bytes(shape, one, stage),
+                                          _moment_bytes(shape, two, stage)):
             walked = [term[0] for term in moment.formula if term[0] in rises]
             rest_one = at_one - sum(parts[0][symbol] for symbol in walked)
             rest_two = at_two - sum(parts[1][symbol] for symbol in walked)

@@ -37,6 +37,7 @@ from calc.errors import FieldError
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
 from calc.fixed import state_bytes
+from calc.frameworks import check_framework
 from calc.splits import check_layout, stages, zero_states
 
 SOLVER_MAX_TP = 8
@@ -210,6 +211,10 @@ class _Judge:
                                   batch=self.sequences // dp // m, virtual_stages=v)
 
     def fits(self, setup: TrainingSetup) -> bool:
+        try:  # a layout its framework does not run (FSDP2 with accumulation, say) does not fit
+            check_framework(setup)
+        except FieldError:
+            return False
         if peak_floor(self.shape, setup) > self.budget:  # a lower bound of the peak: no need to judge it
             return False
         if self.left <= 0:

@@ -85,3 +85,53 @@ def test_fsdp2_s_optimizer_step_holds_a_shard_of_every_state(step):
     loss_saving = 2 if step["dtype"] == "bf16-master" else 0
     for rank in step["phases"]:
         assert ddp["phases"][0]["optimizer"] - rank["optimizer"] == 16 * P - 16 * P // N + loss_saving
+
+
+FSDP2_PHASE_MOMENTS = {
+    "forward": ("block-forward", "forward-end", "fsdp2-gather-first", "fsdp2-gather-last"),
+    "head": ("head-backward", "fsdp2-regather-root", "fsdp2-gather-backward"),
+    "last-block": ("last-block-backward", "fsdp2-reduce-last", "fsdp2-gather-next"),
+    "first-block": ("first-block-backward",),
+    "embedding": ("embedding-backward", "fsdp2-reduce-first", "fsdp2-reduce-root"),
+    "optimizer": ("optimizer-step",),
+}
+
+
+def fsdp2_moments(step) -> dict[str, int]:
+    setup = TrainingSetup(batch=step["batch"], dtype=step["dtype"], attention=step["attention"],
+                          checkpoint=step["checkpoint"], device="cpu", optimizer_impl="fused", dp=step["ranks"],
+                          framework="fsdp2", zero=3 if step["reshard"] else 2)
+    moments = {r.key: r.count for r in moments_table(SHAPES[step["shape"]], setup).rows}
+    return {phase: max(moments[key] for key in keys) for phase, keys in FSDP2_PHASE_MOMENTS.items()}
+
+
+def reduce_scatter_input(step) -> int:
+    # a block's gradients in fp32, whole: small-cs336 8,768 values, small-gpt2 12,704 (PARAMETERS above)
+    return 4 * {"small-cs336": 8_768, "small-gpt2": 12_704}[step["shape"]]
+
+
+@pytest.mark.parametrize("step", [s for s in FSDP2["steps"] if s["dtype"] == "fp32"], ids=fsdp2_id)
+def test_fsdp2_in_fp32_every_phase_equals_calc_but_one(step):
+    # Every phase of every rank equals calc's moments to the byte, but one: at one
+    # sequence, while the last block's gradients are copied into its reduce-scatter input,
+    # the CPU step holds more than calc counts (not yet explained), less than that input
+    ours = fsdp2_moments(step)
+    for rank in step["phases"]:
+        for phase, measured in rank.items():
+            if phase == "last-block" and step["batch"] == 1:
+                assert 0 <= measured - ours[phase] < reduce_scatter_input(step)
+            else:
+                assert measured == ours[phase], phase
+
+
+@pytest.mark.parametrize("step", [s for s in FSDP2["steps"] if s["dtype"] == "bf16-master"], ids=fsdp2_id)
+def test_fsdp2_under_its_bf16_policy_is_within_two_reduce_scatter_inputs(step):
+    # Under MixedPrecisionPolicy(param_dtype=bf16) calc's moments are derived from FSDP2's
+    # source, not yet equal to the CPU steps: the optimizer step equals the measurement;
+    # each other phase is within two of a block's reduce-scatter inputs of it, either way
+    # (in backward, where the unsharded bf16 gradients meet the fp32 inputs)
+    ours = fsdp2_moments(step)
+    for rank in step["phases"]:
+        assert rank["optimizer"] == ours["optimizer"]
+        for phase, measured in rank.items():
+            assert abs(measured - ours[phase]) < 2 * reduce_scatter_input(step), phase

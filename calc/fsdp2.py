@@ -1,0 +1,127 @@
+"""PyTorch FSDP2 (`torch.distributed.fsdp.fully_shard`), wrapped as torchtitan wraps a
+model: each block one group, then the whole model, whose own group (the root) holds the
+embeddings, the final norm and the head. Read from torch 2.13's
+torch/distributed/fsdp/_fully_shard/ and held to whole steps on two gloo CPU processes
+(validation/distributed-fsdp2.json; tests/engine/test_distributed.py): in fp32 every phase
+of every rank equals calc to the byte but one, at one sequence, while the last block's
+gradients are copied into the reduce-scatter input (the CPU step holds more, less than
+that input; not yet explained); under the bf16 policy the optimizer step equals calc and
+the other phases are within two of a block's reduce-scatter inputs.
+
+What each of N ranks holds (bytes; "gathered" is in the parameters' dtype: fp32, or bf16
+under MixedPrecisionPolicy(param_dtype=bf16), calc's bf16-master):
+
+- always: its shard of every parameter in fp32 (each parameter's first dimension padded
+  to a multiple of N: _fsdp_param.py, `_init_sharded_param`) and the optimizer's state
+  over it; after backward, fp32 gradient shards (the policy's reduce dtype). Nothing
+  else: 16 bytes a parameter over N with AdamW, also under the bf16 policy.
+- a group's gathered parameters from its pre-forward to its post-forward (zero 3:
+  `reshard_after_forward=True`) or to its post-backward (zero 2: False), and again from
+  its pre-backward (re-gathered under zero 3) to its post-backward. The root's stay
+  gathered through the whole forward pass.
+- the all-gather buffer, the same bytes: in forward kept until the next group has copied
+  its own out (_fsdp_param_group.py, `wait_for_unshard`: `all_gather_state`); in backward
+  freed once copied out. Each group's pre-backward gathers the group before it
+  (`_backward_prefetch`).
+- at a group's post-backward its parameters are freed, the previous group's
+  reduce-scatter input is dropped (`reduce_scatter_max_input_buffers`, 1), and a new one
+  is made: the group's gradients in the reduce dtype (fp32), whole and padded. The
+  gradients are copied in and freed; the output, this rank's share, becomes the gradient
+  shards. The last input is dropped when backward ends.
+
+calc places each of these at the moments of the step (calc.peak: the moments marked
+FSDP2) and does not split FSDP2 over tensor, context or pipeline ranks yet.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+
+from calc.parameters import parameter_tensors
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.splits import ceil_div
+
+REDUCE_BYTES = 4
+"""The reduce dtype's bytes: fp32, as torchtitan's policy sets it (and FSDP2's default
+for fp32 parameters)."""
+
+
+@lru_cache(maxsize=256)
+def group_values(shape: ModelShape, ranks: int) -> tuple[int, int]:
+    """Values of (the root's, one block's) parameters as FSDP2 pads them for `ranks`
+    ranks: each tensor's first dimension rounded up to a multiple of the ranks. calc knows
+    the first dimension of the embedding, position and head tensors (the vocabulary, the
+    positions); every other tensor is padded to a multiple of the ranks in values, which is
+    the same where the ranks divide its first dimension (every preset's widths at powers
+    of two)."""
+    two, one = Counter(parameter_tensors(shape.replace(layers=2))), Counter(parameter_tensors(shape.replace(layers=1)))
+    block = two - one
+    root = one - block
+    rows = {shape.vocab * shape.d_model: shape.vocab}
+    if shape.positions == "learned":
+        rows.setdefault(shape.max_positions * shape.d_model, shape.max_positions)
+
+    def padded(values: int) -> int:
+        if values in rows:
+            return ceil_div(rows[values], ranks) * ranks * (values // rows[values])
+        return ceil_div(values, ranks) * ranks
+
+    return (sum(padded(v) * n for v, n in root.items()), sum(padded(v) * n for v, n in block.items()))
+
+
+def parameter_dtype_bytes(setup: TrainingSetup) -> int:
+    """Bytes of a gathered parameter and of its unsharded gradient: bf16 under the policy."""
+    return 2 if setup.dtype == "bf16-master" else 4
+
+
+def sharded_states(shape: ModelShape, setup: TrainingSetup, optimizer_bytes: int) -> tuple[int, int, int]:
+    """A rank's bytes of (fp32 parameter shards, fp32 gradient shards, optimizer state)."""
+    root, block = group_values(shape, setup.dp)
+    shard = (root + shape.layers * block) // setup.dp
+    return 4 * shard, REDUCE_BYTES * shard, optimizer_bytes * shard
+
+
+def buffers_by_moment(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
+    """FSDP2's gathered parameters, all-gather buffers, unsharded gradients, reduce-scatter
+    inputs and gradient shards alive at each moment calc.peak walks, by the moment's part
+    symbol (F_*), in bytes."""
+    N, L = setup.dp, shape.layers
+    root, block = group_values(shape, N)
+    p = parameter_dtype_bytes(setup)
+    Ur, Ub = root * p, block * p  # gathered: the root's, a block's (and an all-gather buffer of each)
+    Rb, Rr = block * REDUCE_BYTES, root * REDUCE_BYTES  # reduce-scatter inputs
+    Sb = Rb // N  # a block's gradient shards
+    resharded = setup.zero == 3
+    kept = lambda blocks: 0 if resharded else blocks * Ub  # noqa: E731  zero 2: gathered blocks stay
+    previous = Ub if L > 1 else Ur  # the all-gather buffer kept from the group before the last block
+    cast = block * p // N if p != 4 else 0  # the bf16 copy of a block's shard, the all-gather's input
+    casts = lambda blocks: blocks * input_casts(shape, setup)  # noqa: E731  saved by the blocks
+    ahead = 2 * Ub + cast if resharded and L > 1 else Ub if resharded else kept(L)  # a block and the next gathering
+    return {
+        "F_g0": 2 * Ur + 2 * Ub,  # copying the first block out: the root's and its all-gather buffers
+        "F_gL": Ur + previous + 2 * Ub + kept(L - 1) + casts(L - 1),
+        "F_f": Ur + 2 * Ub + kept(L - 1) + casts(L),
+        "F_e": Ur + Ub + kept(L) + casts(L),
+        "F_r": (2 * Ur if resharded else Ur + kept(L)) + casts(L),
+        "F_h": Ur + (Ub if resharded else kept(L)) + casts(L),
+        "F_gb": Ur + ahead + casts(L),
+        "F_l": Ur + ahead + casts(L),
+        "F_rl": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Ub + Rb + casts(L - 1),
+        "F_gn": Ur + (2 * Ub if resharded else kept(L - 1)) + Rb + Sb + casts(L - 1),
+        "F_1": Ur + Ub + Rb + (L - 1) * Sb + casts(1),
+        "F_rf": Ur + 2 * Ub + Rb + (L - 1) * Sb,  # as it starts: the block's parameters and gradients
+        "F_z": Ur + Rb + L * Sb + root * p,
+        "F_rr": root * p + Rr + L * Sb,
+    }
+
+
+def input_casts(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes a block saves of FSDP2's bf16 casts of its floating inputs (the policy's
+    cast_forward_inputs): the reference model passes each block its fp32 RoPE tables, cos
+    and sin [s, d_h/2], which its RoPE multiplies keep (learned positions: none). Hugging Face's code passes tables
+    already in the activations' dtype; the from-scratch model keeps its own."""
+    if setup.dtype != "bf16-master" or shape.implementation != "reference" or shape.positions != "rope":
+        return 0
+    return 2 * shape.context * (shape.d_head // 2) * 2

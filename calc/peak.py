@@ -128,17 +128,24 @@ PART_SYMBOLS = {
         ("F_rl", "reduce-scattering the last block's gradients: its unsharded gradients and the reduce-scatter input"),
         ("F_gn", "copying the next block's parameters out, the last block's reduce-scatter input and gradient shards "
                  "alive"),
+        ("F_rs", "while the last block's gradients are reduce-scattered: the input, the shards, the block's last "
+                 "unsharded gradient (on the CPU, gloo's copy of the input)"),
         ("F_1", "in the first block's backward: the root's and the block's parameters, the second block's "
                 "reduce-scatter input, the later blocks' gradient shards"),
         ("F_rf", "reduce-scattering the first block's gradients: its unsharded gradients, a reduce-scatter input, the "
                  "later blocks' gradient shards"),
+        ("F_rs1", "while the first block's gradients are reduce-scattered: the input, the shards, the block's last "
+                  "unsharded gradient (on the CPU, gloo's copy of the input), the later blocks' shards"),
+        ("F_rsr", "while the root's gradients are reduce-scattered: the input, the shards, its last unsharded "
+                  "gradient (on the CPU, gloo's copy of the input), the blocks' shards"),
         ("F_z", "in the embedding's backward, beyond G: the root's parameters and unsharded gradients, the first "
                 "block's reduce-scatter input, the blocks' gradient shards"),
         ("F_rr", "reduce-scattering the root's gradients: its unsharded gradients, its reduce-scatter input, the "
                  "blocks' gradient shards"),
     )},
 }
-FSDP2_PARTS = ("F_g0", "F_gL", "F_f", "F_e", "F_r", "F_h", "F_gb", "F_l", "F_rl", "F_gn", "F_1", "F_rf", "F_z", "F_rr")
+FSDP2_PARTS = ("F_g0", "F_gL", "F_f", "F_e", "F_r", "F_h", "F_gb", "F_l", "F_rl", "F_rs", "F_gn", "F_1", "F_rf",
+               "F_rs1", "F_z", "F_rr", "F_rsr")
 
 _INPUT_ROWS = {"reference": ("token-ids", "target-ids"), "scratch": ("token-ids", "target-ids"), "hf": ("token-ids",)}
 """Rows that are the loop's own input tensors (or views of them), counted in I instead."""
@@ -463,12 +470,18 @@ FSDP2_MOMENTS = (
            (*_HELD, ("A_e",), ("L_s", "A_b"), ("K",), ("G_h",), ("X_s",), ("F_gb",))),
     Moment("fsdp2-reduce-last", "FSDP2 reduce-scatters the last block's gradients",
            (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rl",))),
+    Moment("fsdp2-reduce-scatter-last", "FSDP2's reduce-scatter of the last block's gradients runs",
+           (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rs",))),
     Moment("fsdp2-gather-next", "FSDP2 copies the next block's parameters out for backward",
            (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_gn",))),
     Moment("fsdp2-reduce-first", "FSDP2 reduce-scatters the first block's gradients",
            (*_HELD, ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rf",))),
+    Moment("fsdp2-reduce-scatter-first", "FSDP2's reduce-scatter of the first block's gradients runs",
+           (*_HELD, ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rs1",))),
     Moment("fsdp2-reduce-root", "FSDP2 reduce-scatters the root's gradients as backward ends",
            (*_HELD, ("A_z",), ("K",), ("F_rr",))),
+    Moment("fsdp2-reduce-scatter-root", "FSDP2's reduce-scatter of the root's gradients runs",
+           (*_HELD, ("A_z",), ("K",), ("F_rsr",))),
 )
 """The moments FSDP2's collectives add (calc.fsdp2), where what they gather or reduce
 outweighs what the step computes: each holds the activations alive around it."""

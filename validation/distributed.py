@@ -150,19 +150,30 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
     dist.destroy_process_group()
 
 
-def measure(case: dict) -> list[dict[str, int]]:
-    """Each rank's most live bytes in each phase of a steady-state step."""
+def measure(case: dict, timeout_s: float = 300) -> list[dict[str, int]]:
+    """Each rank's most live bytes in each phase of a steady-state step. A rank that dies
+    (its peer then waits in a collective for ever) or a case past `timeout_s` ends the run
+    with an error, not a hang."""
     context = mp.get_context("spawn")
     out = context.SimpleQueue()
     port = _free_port()
     processes = [context.Process(target=_rank, args=(rank, port, case, out)) for rank in range(case["ranks"])]
     for p in processes:
         p.start()
-    results = dict(out.get() for _ in processes)
+    results, started = {}, time.monotonic()
+    while len(results) < len(processes):
+        if not out.empty():
+            rank, phases = out.get()
+            results[rank] = phases
+            continue
+        failed = [p.exitcode for p in processes if p.exitcode]
+        if failed or time.monotonic() - started > timeout_s:
+            for p in processes:
+                p.kill()
+            raise SystemExit(f"a rank {'exited with ' + str(failed[0]) if failed else 'timed out'}: {case}")
+        time.sleep(0.05)
     for p in processes:
         p.join()
-        if p.exitcode:
-            raise SystemExit(f"rank exited with {p.exitcode}: {case}")
     return [results[rank] for rank in range(case["ranks"])]
 
 

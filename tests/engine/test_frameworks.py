@@ -106,3 +106,35 @@ def test_auto_is_ddp_without_zero_and_deepspeed_with_it():
     check_layout(LLAMA, TrainingSetup(dp=2, zero=3))
     with pytest.raises(FieldError):
         check_layout(LLAMA, TrainingSetup(dp=2, zero=3, framework="ddp"))
+
+
+def test_fsdp2_pads_each_parameter_s_first_dimension_to_a_multiple_of_the_ranks():
+    # GPT-2 XL's shape: its vocabulary's 50,257 rows over 2 ranks pad to 50,258 (one row of
+    # 1,600 values); its positions (1,024 rows) and its block's widths divide evenly
+    from calc.fsdp2 import group_values
+    gpt2 = PRESETS["gpt2-xl"]
+    d = 1600
+    root, block = group_values(gpt2, 2)
+    assert root == 50_258 * d + 1_024 * d + 2 * d  # tied embedding, positions, final LayerNorm
+    assert block == 2 * 2 * d + 3 * d * d + 3 * d + d * d + d + 4 * d * d + 4 * d + 4 * d * d + d
+
+
+def test_fsdp2_holds_16_bytes_a_parameter_over_the_ranks_also_under_its_bf16_policy():
+    from calc.fsdp2 import sharded_states
+    for dtype in ("fp32", "bf16-master"):
+        setup = TrainingSetup(dtype=dtype, dp=8, zero=3, framework="fsdp2")
+        weights, gradients, optimizer = sharded_states(LLAMA, setup, 8)
+        P = parameter_count(LLAMA)  # every Llama-2-7B width divides by 8: no padding
+        assert (weights, gradients, optimizer) == (4 * P // 8, 4 * P // 8, 8 * P // 8)
+
+
+@pytest.mark.parametrize("fields, field", [
+    (dict(zero=1, dp=2), "zero"),
+    (dict(zero=3, dp=2, dtype="bf16"), "dtype"),
+    (dict(zero=3, dp=2, tp=2), "framework"),
+    (dict(zero=3, dp=2, microbatches=2, batch=2), "microbatches"),
+])
+def test_what_calc_does_not_model_of_fsdp2_is_a_field_error(fields, field):
+    with pytest.raises(FieldError) as error:
+        check_layout(LLAMA, TrainingSetup(framework="fsdp2", **fields))
+    assert error.value.field == field

@@ -235,24 +235,30 @@ def validation_grid(results: dict) -> Grid:
                  "dtype", "Card" if device == "cuda" else "Tensors"], rows, numeric_from=1, numeric_to=4)
 
 
-def distributed_grid(results: dict) -> Grid:
+def distributed_grid(results: dict, name: str = "validation-distributed") -> Grid:
     """Each step measured rank by rank on CPU processes beside calc's peak for that rank
-    (framework, layout and setup as measured): the highest phase of every rank."""
+    (framework, layout and setup as measured): the highest phase of every rank. `name`
+    is the view's (DDP's record or FSDP2's)."""
     shapes = {name: ModelShape(**cfg) for name, cfg in results.get("shapes", {}).items()}
     rows = []
     for c in results.get("steps", []):
+        fsdp2 = c["framework"] == "fsdp2"
         setup = TrainingSetup(batch=c["batch"], dtype=c["dtype"], attention=c["attention"], checkpoint=c["checkpoint"],
                               device="cpu", optimizer_impl="fused", dp=c["ranks"], framework=c["framework"],
-                              ddp_bucket_view=c["bucket_view"])
+                              ddp_bucket_view=c.get("bucket_view", False),
+                              zero=(3 if c.get("reshard") else 2) if fsdp2 else 0)
         ours = peak_bytes(shapes[c["shape"]], setup)
         measured = [max(phases.values()) for phases in c["phases"]]
-        options = "gradient_as_bucket_view" if c["bucket_view"] else "bucket copy"
+        if fsdp2:
+            options, variant = ("reshard after forward", "reshard") if c["reshard"] else ("kept to backward", "kept")
+        else:
+            options, variant = ("gradient_as_bucket_view", "view") if c["bucket_view"] else ("bucket copy", "copy")
         key = "-".join([c["framework"], c["shape"], f"b{c['batch']}", c["dtype"], c["attention"], c["checkpoint"],
-                        "view" if c["bucket_view"] else "copy"])
+                        variant])
         rows.append((key, [c["shape"], grouped(max(ours - m for m in measured)), grouped(max(measured)),
                            grouped(ours), f"{c['framework']}, {options}", f"{c['ranks']} ranks", str(c["batch"]),
                            c["attention"], c["checkpoint"], c["dtype"]]))
-    return grid("validation-distributed", f"Steps on {results.get('backend', '?')} CPU processes, PyTorch "
+    return grid(name, f"Steps on {results.get('backend', '?')} CPU processes, PyTorch "
                                            f"{results.get('torch', '?')}, rank by rank, against calc: peak bytes",
                 ["Shape", "calc − measured", "Measured", "calc", "Framework", "Layout", "B", "Attention",
                  "Checkpoint", "dtype"], rows, numeric_from=1, numeric_to=4,
@@ -495,17 +501,24 @@ def gpu_bars(i: Inputs, vary: str = "zero") -> Bars:
                 "the peak of its step.", tuple(bars), "Peak", i.budget, i.unit)
 
 
+def _stage_name(setup: TrainingSetup) -> str:
+    """ZeRO-3, or FSDP2's name for its stage where FSDP2 runs the layout."""
+    if setup.framework == "fsdp2":
+        return "FSDP2, resharding after forward" if setup.zero == 3 else "FSDP2, gathered until backward"
+    return f"ZeRO-{setup.zero}"
+
+
 def _layout_text(layout: Layout, stage: bool = True) -> str:
     """dp 2 (ZeRO-3) × tp 2 with sequence parallelism, 4 micro-batches of 1 sequence"""
     s = layout.setup
     sharded = stage and s.dp * s.cp > 1 and s.zero  # ZeRO shards over the data- and context-parallel ranks
-    parts = [f"dp {s.dp}" + (f" (ZeRO-{s.zero})" if sharded and s.dp > 1 else "")]
+    parts = [f"dp {s.dp}" + (f" ({_stage_name(s)})" if sharded and s.dp > 1 else "")]
     if s.tp > 1:
         parts.append(f"tp {s.tp}" + (" with sequence parallelism" if s.sp else ""))
     if s.pp > 1:
         parts.append(f"pp {s.pp}" + (f" interleaved in {s.virtual_stages} chunks" if s.virtual_stages > 1 else ""))
     if s.cp > 1:
-        parts.append(f"cp {s.cp}" + (f" (ZeRO-{s.zero})" if sharded and s.dp == 1 else ""))
+        parts.append(f"cp {s.cp}" + (f" ({_stage_name(s)})" if sharded and s.dp == 1 else ""))
     return (" × ".join(parts) + f", {s.microbatches:,} micro-batch{'es' if s.microbatches != 1 else ''} of "
             f"{s.batch:,} sequence{'s' if s.batch != 1 else ''}")
 
@@ -571,7 +584,7 @@ def solver_answer(i: Inputs) -> tuple:
                                    f"({tokens:,} tokens) a step in {budget_text(i)} per GPU.{why}{stopped}"),)
     best = layouts[0]
     replicas = best.setup.dp * best.setup.cp
-    stage = (f" with ZeRO-{best.setup.zero}" if replicas > 1 and best.setup.zero
+    stage = (f" with {_stage_name(best.setup)}" if replicas > 1 and best.setup.zero
              else f" (ZeRO-{best.setup.zero} shards nothing over one replica)" if best.setup.zero else "")
     text = (f"{sequences:,} sequences of {i.shape.context:,} tokens a step fit on {_gpus_text(i, best.gpus)}{stage}: "
             f"{_layout_text(best, stage=False)}; peak {in_unit(best.peak, i.unit)} of {in_unit(i.budget, i.unit)} usable "

@@ -36,7 +36,6 @@ FSDP2) and does not split FSDP2 over tensor, context or pipeline ranks yet.
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import lru_cache
 
 from calc.parameters import parameter_tensors
@@ -57,9 +56,7 @@ def group_values(shape: ModelShape, ranks: int) -> tuple[int, int]:
     positions); every other tensor is padded to a multiple of the ranks in values, which is
     the same where the ranks divide its first dimension (every preset's widths at powers
     of two)."""
-    two, one = Counter(parameter_tensors(shape.replace(layers=2))), Counter(parameter_tensors(shape.replace(layers=1)))
-    block = two - one
-    root = one - block
+    block, root = _registered(shape)
     rows = {shape.vocab * shape.d_model: shape.vocab}
     if shape.positions == "learned":
         rows.setdefault(shape.max_positions * shape.d_model, shape.max_positions)
@@ -69,7 +66,7 @@ def group_values(shape: ModelShape, ranks: int) -> tuple[int, int]:
             return ceil_div(rows[values], ranks) * ranks * (values // rows[values])
         return ceil_div(values, ranks) * ranks
 
-    return (sum(padded(v) * n for v, n in root.items()), sum(padded(v) * n for v, n in block.items()))
+    return sum(map(padded, root)), sum(map(padded, block))
 
 
 def parameter_dtype_bytes(setup: TrainingSetup) -> int:
@@ -130,19 +127,24 @@ def buffers_by_moment(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]
 def last_block_tensor(shape: ModelShape) -> int:
     """Values of a block's last parameter tensor (registration order): foreach_reduce's loop
     variable keeps its unsharded gradient alive until the reduce-scatter has run."""
-    one, two = parameter_tensors(shape.replace(layers=1)), parameter_tensors(shape.replace(layers=2))
-    n = len(two) - len(one)
-    start = next(i for i in range(len(two)) if two[i:i + n] == two[i + n:i + 2 * n])
-    return two[start + n - 1]
+    block, _ = _registered(shape)
+    return block[-1]
 
 
 def last_root_tensor(shape: ModelShape) -> int:
     """Values of the root's last parameter tensor (registration order), as for a block."""
+    _, root = _registered(shape)
+    return root[-1]
+
+
+@lru_cache(maxsize=256)
+def _registered(shape: ModelShape) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The values of (one block's, the root's) parameter tensors in registration order: a
+    model of two blocks repeats the block where a model of one has it once."""
     one, two = parameter_tensors(shape.replace(layers=1)), parameter_tensors(shape.replace(layers=2))
     n = len(two) - len(one)
     start = next(i for i in range(len(two)) if two[i:i + n] == two[i + n:i + 2 * n])
-    root = one[:start] + one[start + n:]
-    return root[-1]
+    return two[start:start + n], one[:start] + one[start + n:]
 
 
 def input_casts(shape: ModelShape, setup: TrainingSetup) -> int:

@@ -33,7 +33,7 @@ from calc.fields import BY_NAME  # noqa: E402
 from calc.site.form import inputs_panel  # noqa: E402
 from calc.site.views import render_value, render_view  # noqa: E402
 
-BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
+BLOCK = re.compile(r"^\[\[calc (?P<view>[a-z0-9-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]\s*$", re.M)
 INLINE = re.compile(r"\[\[value (?P<name>[a-z_.-]+)(?P<args>(?: [a-z_]+=[^\s\]]+)*)\]\]")
 LEFTOVER = re.compile(r"\[\[(calc|value)\b[^\]]*\]\]")
 INCLUDE = re.compile(r"\{!\s*(?P<name>[A-Za-z0-9_.-]+)\s*!\}")

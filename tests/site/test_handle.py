@@ -44,7 +44,10 @@ def assert_sound(reply: dict, seconds: float, hostile_values=()) -> None:
         for value in hostile_values:  # a reader's text reaches a page only escaped
             if "<" in value:
                 assert value not in html
-    assert seconds < 1.0, f"{seconds:.2f} s"
+    # A guard against runaway work, not a speed target (bench/ measures speed): the
+    # solver's bounded search over extreme inputs takes half a second in CPython, about
+    # three times that in Pyodide on CI's cores
+    assert seconds < 5.0, f"{seconds:.2f} s"
 
 
 # Each case a crash or a hang that fuzzing found, and what it must be now.

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
+import os
 import socket
 import sys
 import time
@@ -146,8 +147,10 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
         for hook in hooks:
             hook.remove()
         gc.enable()
-    out.put((rank, dict(mode.phase_peaks)))
-    dist.destroy_process_group()
+    out.put((rank, dict(mode.phase_peaks)))  # a SimpleQueue writes before it returns
+    # No teardown: gloo's worker threads can wait for ever on a peer that has left, and
+    # destroying the process group (or DDP's reducer, at exit) joins them.
+    os._exit(0)
 
 
 def measure(case: dict, timeout_s: float = 300) -> list[dict[str, int]]:
@@ -173,7 +176,9 @@ def measure(case: dict, timeout_s: float = 300) -> list[dict[str, int]]:
             raise SystemExit(f"a rank {'exited with ' + str(failed[0]) if failed else 'timed out'}: {case}")
         time.sleep(0.05)
     for p in processes:
-        p.join()
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()
     return [results[rank] for rank in range(case["ranks"])]
 
 

@@ -303,8 +303,9 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
     are one stated upper bound and E_f is not walked. Remembered by what they depend on:
     the solver's many layouts share them."""
     reduced = _reduced_as_made(setup)
+    grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
-           setup.tp, setup.sp, setup.cp, gradients_into_held(setup), reduced, setup.pp == 1, here)
+           setup.tp, setup.sp, setup.cp, gradients_into_held(setup), reduced, setup.pp == 1, here, grad)
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -314,7 +315,6 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
             lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
                                   here.head, here.head_matrix)
         if "T_e" in lines:  # G (FSDP2: F_z) counts the gradients the embeddings' backward makes, when fresh
-            grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]
             made = Line(0, here.embedding * grad if not gradients_into_held(setup) or reduced else 0)
             lines["T_e"] = tuple(line - made for line in lines["T_e"])
         _RISES[key] = {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}

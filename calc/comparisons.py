@@ -19,7 +19,7 @@ from calc.gpus import GPUS
 from calc.inputs import Inputs, check_setup
 from calc.parallel import divisors, per_gpu_table, quotient_divisors
 from calc.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
-from calc.splits import check_layout
+from calc.splits import check_layout, stages
 from calc.parameters import parameter_count
 from calc.fit import largest_batch, peak_bytes
 from calc.report import summary
@@ -263,6 +263,39 @@ def distributed_grid(results: dict, name: str = "validation-distributed") -> Gri
                 ["Shape", "calc − measured", "Measured", "calc", "Framework", "Layout", "B", "Attention",
                  "Checkpoint", "dtype"], rows, numeric_from=1, numeric_to=4,
                 notes=("Each rank's peak; every phase of every rank equals calc's moment to the byte "
+                       "(tests/engine/test_distributed.py).",))
+
+
+def tensor_parallel_grid(results: dict) -> Grid:
+    """Each step measured on tensor-parallel CPU processes (DTensor) beside calc for that
+    rank: what autograd saved in the forward pass, and the step's peak. With sequence
+    parallelism calc's walks do not yet follow DTensor's reduce-scatters and all-gathers,
+    and the peak's difference is shown, not hidden."""
+    shapes = {name: ModelShape(**cfg) for name, cfg in results.get("shapes", {}).items()}
+    rows = []
+    for c in results.get("steps", []):
+        setup = TrainingSetup(batch=c["batch"], dtype=c["dtype"], attention=c["attention"], checkpoint=c["checkpoint"],
+                              device="cpu", optimizer_impl="fused", tp=c["tp"], sp=c["sp"], framework=c["framework"])
+        shape = shapes[c["shape"]]
+        saved, peak = stages(shape, setup)[0].activations, peak_bytes(shape, setup)
+        measured_saved = max(rank["saved"] for rank in c["phases"])
+        measured_peak = max(max(v for k, v in rank.items() if k != "saved") for rank in c["phases"])
+        key = "-".join(["tp", c["shape"], f"b{c['batch']}", c["dtype"], c["attention"], c["checkpoint"],
+                        "sp" if c["sp"] else "nosp"])
+        rows.append((key, [c["shape"], "yes" if c["sp"] else "no", grouped(saved - measured_saved),
+                           grouped(measured_saved), grouped(peak - measured_peak), grouped(measured_peak),
+                           grouped(peak), f"{c['tp']} ranks", str(c["batch"]), c["attention"], c["checkpoint"],
+                           c["dtype"]]))
+    return grid("validation-tp", f"Tensor parallelism on {results.get('backend', '?')} CPU processes (DTensor, "
+                                 f"torchtitan's plan), PyTorch {results.get('torch', '?')}, rank by rank, against "
+                                 "calc: bytes",
+                ["Shape", "Sequence parallel", "Saved: calc − measured", "Saved, measured", "Peak: calc − measured",
+                 "Peak, measured", "Peak, calc", "Layout", "B", "Attention", "Checkpoint", "dtype"], rows,
+                numeric_from=2, numeric_to=7,
+                notes=("Saved: what autograd kept in the forward pass on each rank, equal on every rank and case. "
+                       "Peak: without sequence parallelism every phase of every rank equals calc's moment to the "
+                       "byte; with it calc's op-by-op walks do not yet split the norms' tokens or follow DTensor's "
+                       "reduce-scatters and all-gathers, so the peak differs by what the column shows "
                        "(tests/engine/test_distributed.py).",))
 
 

@@ -104,6 +104,16 @@ class BlockForward:
         self.done(*made)
         return out
 
+    def reduced(self, partial: str, linear: str) -> str:
+        """A row-parallel linear's output, summed over the tensor-parallel ranks: in place,
+        or (z.reduce_copies) into a new tensor made while the partial sums are alive."""
+        if not self.z.reduce_copies:
+            return partial
+        self.op(f"the all-reduce of {linear}'s partial sums")
+        total = self.make("all-reduced", self.z.per(self.z.s * self.z.d, self.z.a))
+        self.done(partial)
+        return total
+
     def rope(self, source: str, heads: int, saved_by: int) -> str:
         z = self.z
         self.op("RoPE")
@@ -198,7 +208,7 @@ class BlockForward:
             out = self.make("attention", z.per(hsd, z.a))
             self.done(*consumed, *folded_v)
             self.op("the heads' concatenation")
-            output = self.make("attention-output", z.per(sd, z.a), saved_by=1)
+            output = self.make("attention-output", z.per(hsd, z.a), saved_by=1)
             self.done(out)
         else:
             self.op("the attention kernel")
@@ -212,12 +222,12 @@ class BlockForward:
             if copied:
                 self.saved("flash-output", out)
                 self.op("the heads' concatenation")
-                output = self.make("attention-output", z.per(sd, z.a), saved_by=1)
+                output = self.make("attention-output", z.per(hsd, z.a), saved_by=1)
                 self.done(out)
             else:
                 output = out
         self.saved("attention-output", output)
-        attended = self.linear("", "o", z.d, saved_by=0)
+        attended = self.reduced(self.linear("", "o", z.d, saved_by=0), "W_O")
         self.done(*held, output, normed)
         # the residual, the feed-forward norm and the feed-forward layers
         self.op("the residual")
@@ -249,7 +259,7 @@ class BlockForward:
                 self.done(copy)
             self.done(activated, normed, stream)
             return None
-        out = self.linear("", "w2", z.d, saved_by=0)
+        out = self.reduced(self.linear("", "w2", z.d, saved_by=0), "W2")
         self.done(activated, normed)
         self.op("the block's residual")
         output = self.make("block-output", z.per(sd, z.n))

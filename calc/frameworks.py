@@ -104,6 +104,47 @@ def gradient_bytes(setup, textbook: int) -> int:
     return 4 if framework_of(setup) in ("megatron", "fsdp2") else textbook
 
 
+def runs_dtensor(setup) -> bool:
+    """Whether tensor parallelism runs through PyTorch's DTensor (ddp, fsdp2:
+    torch.distributed.tensor.parallel, as torchtitan plans it) rather than Megatron-LM's
+    layers (megatron; deepspeed, as Megatron-DeepSpeed runs it)."""
+    return setup.tp > 1 and framework_of(setup) in ("ddp", "fsdp2")
+
+
+def reduces_into_copies(setup) -> bool:
+    """Whether a row-parallel linear's partial sums are all-reduced into a new tensor, the
+    partial output alive until it is made: DTensor's all-reduce is functional (torch 2.13,
+    torch/distributed/_functional_collectives.py lines 161-182: the
+    _c10d_functional.all_reduce op, which reduces a copy of its input), where Megatron-LM
+    reduces the output in place (megatron/core/tensor_parallel/mappings.py lines 22-37). Under sequence parallelism both
+    reduce-scatter into a new s/t-token tensor, which calc's walks do not model yet."""
+    return runs_dtensor(setup) and not setup.sp
+
+
+def keeps_gathered_inputs(setup) -> bool:
+    """Whether, under sequence parallelism, a tensor-parallel rank keeps the all-gathered
+    input (all s tokens) of each column-parallel linear for its weight's gradient.
+
+    PyTorch's DTensor (ddp, fsdp2: torch.distributed.tensor.parallel, as torchtitan plans
+    it) all-gathers the sequence-sharded input as an autograd operation
+    (torch/distributed/tensor/parallel/style.py, torch 2.13: PrepareModuleInput line 542,
+    ColwiseParallel line 116), and the linear saves the gathered tensor. Megatron-LM (and
+    Megatron-DeepSpeed) saves the rank's shard and gathers it again in backward, into a
+    reused global buffer (megatron/core/tensor_parallel/layers.py lines 604 and 623-628).
+    Measured for DTensor on CPU processes (validation/distributed.py --tp)."""
+    return setup.sp and runs_dtensor(setup)
+
+
+def keeps_whole_embedding_gradient(setup) -> bool:
+    """Whether each tensor-parallel rank keeps its vocabulary-parallel embedding's gradient
+    whole (V·d values) though it holds 1/t of the weight: DTensor's embedding backward has
+    no strategy that keeps the gradient split by vocabulary (torch 2.13,
+    torch/distributed/tensor/_ops/_embedding_ops.py lines 62-97, `embedding_dense_backward_
+    strategy`: split by width, or partial), so it runs replicated and the whole gradient is
+    accumulated into the shard's .grad (measured: validation/distributed.py --tp)."""
+    return runs_dtensor(setup)
+
+
 def gathers_and_reduces(setup) -> bool:
     """Whether FSDP2 runs the step on more than one rank (calc.fsdp2's buffers apply)."""
     return framework_of(setup) == "fsdp2" and setup.dp > 1

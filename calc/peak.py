@@ -55,7 +55,8 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
-from calc.frameworks import buffers, gathers_and_reduces, gradients_into_held, step_temporaries
+from calc.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_whole_embedding_gradient,
+                             reduces_into_copies, step_temporaries)
 from calc.fsdp2 import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
@@ -230,6 +231,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     if fsdp2:  # FSDP2 pads each tensor, holds the root's gradients unsharded until backward ends
         held_weights, held_grads, held_optimizer = sharded_states(shape, setup, kept)
         grad = parameter_dtype_bytes(setup)
+    if has_embedding and keeps_whole_embedding_gradient(setup):  # DTensor's is V·d, not V/t·d
+        held_grads += (V - ceil_div(V, t)) * shape.d_model * grad
     fresh_grads = not accumulating or reduced  # new gradients not yet in the held ones
     stream = 2 if setup.dtype == "bf16-master" else 4  # the loss, the log-probabilities and their gradients
     loss = stream if has_head else 0
@@ -305,7 +308,9 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
     reduced = _reduced_as_made(setup)
     grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
-           setup.tp, setup.sp, setup.cp, gradients_into_held(setup), reduced, setup.pp == 1, here, grad)
+           setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, reduces_into_copies(setup),
+           gradients_into_held(setup), reduced,
+           setup.pp == 1, here, grad)
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -353,15 +358,16 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
                           framework="auto")
     return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
                              accumulating=gradients_into_held(setup) and not reduced,
-                             tied=shape.tied and setup.pp == 1 and not reduced)
+                             tied=shape.tied and setup.pp == 1 and not reduced,
+                             reduce_copies=reduces_into_copies(setup))
 
 
 @lru_cache(maxsize=512)
 def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool,
-                      accumulating: bool, tied: bool) -> dict:
+                      accumulating: bool, tied: bool, reduce_copies: bool) -> dict:
     """The embeddings' backward for any implementation; a block's forward and backward and
     the head's backward for the reference implementation."""
-    z = sizes(shape, setup, accumulating=accumulating)
+    z = sizes(shape, setup, accumulating=accumulating, reduce_copies=reduce_copies)
     walks = {}
     if has_embedding:
         walks["T_e"] = embedding_walk(shape, setup, z, tied=tied)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
-from calc.frameworks import FRAMEWORKS
+from calc.frameworks import FRAMEWORKS, keeps_gathered_inputs
 from calc.errors import FieldError, echo
 from calc.shape import check_whole
 
@@ -134,6 +134,12 @@ and step.
         """The same step on one GPU: the layout (replicas, splits, stages, micro-batches) undone."""
         return self.replace(dp=1, zero=0, framework="auto", tp=1, sp=False, pp=1, virtual_stages=1, cp=1,
                             microbatches=1)
+
+    @property
+    def keeps_gathered_inputs(self) -> bool:
+        """Whether a tensor-parallel rank keeps its column-parallel linears' all-gathered
+        inputs under sequence parallelism (calc.frameworks.keeps_gathered_inputs)."""
+        return keeps_gathered_inputs(self)
 
     @property
     def gpus(self) -> int:

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from calc.activations import activation_table
 from calc.errors import FieldError
-from calc.frameworks import check_framework
+from calc.frameworks import check_framework, keeps_gathered_inputs
 from calc.parameters import matrix_parameter_count, parameter_table
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -92,8 +92,9 @@ class Stage:
     head_matrix: int = 0
 
 
-ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp")
-"""The setup's fields a GPU's activation rows (per sequence) depend on."""
+ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp", "keeps_gathered_inputs")
+"""The setup's fields (and, through its framework, what its tensor parallelism keeps) a
+GPU's activation rows (per sequence) depend on."""
 STAGES_DEPEND_ON = (*ROWS_DEPEND_ON, "pp", "virtual_stages", "microbatches", "batch")
 """The setup's fields the pipeline stages depend on (ZeRO shards their states afterwards)."""
 
@@ -114,11 +115,13 @@ def remember(kind: str, shape: ModelShape, setup: TrainingSetup, fields: tuple, 
 def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     """(first, last) pipeline stage: parameters per GPU and activation bytes in flight.
     Neither depends on data parallelism (ZeRO shards the states afterwards)."""
-    return remember("stages", shape, setup, STAGES_DEPEND_ON, lambda: _stages(shape, setup.replace(dp=1, zero=0)))
+    gathered = keeps_gathered_inputs(setup)
+    return remember(("stages", gathered), shape, setup, STAGES_DEPEND_ON,
+                    lambda: _stages(shape, setup.replace(dp=1, zero=0), gathered))
 
 
 @lru_cache(maxsize=512)
-def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
+def _stages(shape: ModelShape, setup: TrainingSetup, gathered: bool) -> tuple[Stage, Stage]:
     check_layout(shape, setup)
     t, p, L = setup.tp, setup.pp, shape.layers
     params = {r.key: r.count for r in parameter_table(shape).rows}
@@ -133,7 +136,7 @@ def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     first_params = embedding + layers * block + (head if p == 1 else 0)
     last_params = layers * block + head + (embedding if p == 1 else 0)
 
-    rows = split_rows(shape, setup)
+    rows = split_rows(shape, setup, gathered)
     chunks, micro_batches = setup.in_flight()
     B = setup.batch
     blocks = sum(r.bytes_for_batch(B) for r in rows if r.stage == "block" and not r.per_step) * layers // L
@@ -150,20 +153,24 @@ def _stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
             Stage(last_params, last, embedding=embedding if p == 1 else 0, head=head, head_matrix=head_matrix, **common))
 
 
-def split_rows(shape: ModelShape, setup: TrainingSetup):
+def split_rows(shape: ModelShape, setup: TrainingSetup, gathered: bool | None = None):
     """The accounting's rows (per sequence) for one GPU under tensor (and sequence)
     parallelism. They depend on neither the batch nor the data or pipeline split, so the
-    solver's many candidates share them."""
-    return remember("rows", shape, setup, ROWS_DEPEND_ON, lambda: _split_rows_remembered(
-        shape, setup.replace(batch=1, dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1)))
+    solver's many candidates share them. `gathered`: whether the framework keeps the
+    column-parallel linears' gathered inputs (calc.frameworks.keeps_gathered_inputs; read
+    from `setup` when None)."""
+    if gathered is None:
+        gathered = keeps_gathered_inputs(setup)
+    return remember(("rows", gathered), shape, setup, ROWS_DEPEND_ON, lambda: _split_rows_remembered(
+        shape, setup.replace(batch=1, dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1), gathered))
 
 
 @lru_cache(maxsize=256)
-def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup) -> tuple:
+def _split_rows_remembered(shape: ModelShape, setup: TrainingSetup, gathered: bool) -> tuple:
     rows = activation_table(shape, setup.replace(cp=1)).rows
     if setup.accounting != "megatron" and setup.tp > 1:
-        rows = tuple(replace(r, count=ceil_div(r.count, setup.tp)) if _split_by_tensor_parallelism(r, setup.sp) else r
-                     for r in rows)
+        rows = tuple(replace(r, count=ceil_div(r.count, setup.tp))
+                     if _split_by_tensor_parallelism(r, setup.sp, gathered) else r for r in rows)
     if setup.cp > 1:  # each GPU keeps its 1/cp of every sequence's tokens
         rows = tuple(replace(r, count=ceil_div(r.count, setup.cp)) if _has_tokens(r) and not r.per_step else r
                      for r in rows)
@@ -183,19 +190,32 @@ them (Korthikanti et al. 2022, section 4.2: the inputs of the column-parallel li
 the residual dropout masks, with the norms' tensors and the block inputs)."""
 
 
-def _split_by_tensor_parallelism(r, sp: bool) -> bool:
+COLUMN_PARALLEL_INPUTS = {"qkv-input", "ffn-input", "head-input"}
+"""The inputs the column-parallel linears keep for their weights' gradients: under
+sequence parallelism each rank keeps its shard (Megatron-LM) or the all-gathered whole
+(PyTorch's DTensor)."""
+
+
+def _split_by_tensor_parallelism(r, sp: bool, gathered: bool) -> bool:
     """Whether one of t tensor-parallel ranks keeps 1/t of row `r`.
 
     Split: what belongs to the rank's heads or its share of the feed-forward width (Q, K,
     V, scores, P, the attention output, W1 x, …), and in the head the s·V tensors, which
     vocabulary-parallel cross-entropy splits by vocabulary. Kept whole on every rank: rows
     kept once per step (the causal mask, RoPE's tables); without sequence parallelism also
-    the norms' tensors, the block inputs, the column-parallel linears' inputs and the
-    residual dropout masks; in the head, the final norm and the head's input."""
+    the norms' tensors (the final norm's too), the block inputs, the column-parallel
+    linears' inputs and the residual dropout masks. With sequence parallelism all of these
+    are split too (the final norm's as well: it runs on the rank's tokens, Megatron-LM's
+    and torchtitan's alike), but the column-parallel linears' inputs where the framework
+    keeps them gathered (`gathered`); the targets stay whole (the loss reads every
+    token's logits, split by vocabulary)."""
     if r.per_step:
         return False
+    if sp and gathered and r.key in COLUMN_PARALLEL_INPUTS:
+        return False
     if r.stage == "head":
-        return any("V" in term for term in r.formula.terms)
+        return any("V" in term for term in r.formula.terms) or (
+            sp and (r.key.startswith("final-norm") or r.key == "head-input"))
     if r.stage != "block":
         return False
     if sp:

@@ -157,6 +157,7 @@ class Sizes:
     cast: bool  # bf16 autocast: linear layers and attention cast their fp32 inputs to bf16
     batched: bool  # more than one sequence (explicit attention copies some views to fold the batch)
     accumulating: bool  # each new parameter gradient is added into a held one, then freed
+    reduce_copies: bool = False  # tensor parallelism all-reduces W_O's and W2's partial sums into new tensors
 
     def per(self, values: int, size: int) -> Line:
         """`values` per sequence of `size` bytes each."""
@@ -168,15 +169,16 @@ class Sizes:
         return Line(0, values * size)
 
 
-def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool) -> Sizes:
+def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_copies: bool = False) -> Sizes:
     """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
-    the vocabulary, its context-parallel share of the tokens."""
+    the vocabulary, its context-parallel share of the tokens; `reduce_copies`:
+    calc.frameworks.reduces_into_copies."""
     t = setup.tp
     return Sizes(s=-(-shape.context // setup.cp), d=shape.d_model, h=-(-shape.heads // t),
                   h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
                   a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32,
                   stats=layer_norm_stats_bytes(setup), cast=setup.dtype == "bf16",
-                  batched=setup.batch > 1, accumulating=accumulating)
+                  batched=setup.batch > 1, accumulating=accumulating, reduce_copies=reduce_copies)
 
 
 def weight_matrices(shape: ModelShape, z: Sizes) -> dict[str, int]:

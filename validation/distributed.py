@@ -1,9 +1,10 @@
 """Whole training steps on several CPU processes (gloo), rank by rank: what each rank keeps
-as PyTorch's data parallelism runs it, phase by phase, for calc's per-GPU moments.
+as PyTorch's data and tensor parallelism run it, phase by phase, for calc's per-GPU moments.
 
     python -m validation.distributed           # write distributed.json (about a minute)
     python -m validation.distributed --check   # measure again; exit 1 if it differs
     python -m validation.distributed --fsdp2   # write distributed-fsdp2.json (about three minutes)
+    python -m validation.distributed --tp      # write distributed-tp.json (about three minutes)
 
 Each rank runs the reference model (validation/reference_model.py) at a small shape, under
 
@@ -13,22 +14,24 @@ Each rank runs the reference model (validation/reference_model.py) at a small sh
   as torchtitan wraps it: fp32 throughout, or with MixedPrecisionPolicy(param_dtype=bf16,
   reduce_dtype=fp32) (calc's bf16-master: bf16 compute, fp32 shards); resharding after
   forward or not. The device mesh is made before the timeline starts (on a GPU it lives
-  on the host).
+  on the host); or
+- DTensor tensor parallelism over the ranks (validation/tensor_parallel.py, torchtitan's
+  plan), with sequence parallelism or not, the loss under loss_parallel; every rank reads
+  the same tokens. Each rank also records what autograd saved in the forward pass
+  ("saved": validation.measure's count, a DTensor by its local tensor).
 
 Every rank runs two steps (the optimizer's state exists; DDP rebuilds its buckets in the
 order gradients became ready), then a third, in which a live-tensor timeline
 (validation.timeline.LiveBytes, entered before the model is made, so that DDP's buckets,
 made in C++, are counted too, and observing FSDP2's in-place storage resizes) records the
 most bytes alive in each phase of the step. Needs torch (the validation extra), never calc.
-
-calc models FSDP2's optimizer step (its shards), not yet the buffers of its forward and
-backward passes (the gathered parameters, the all-gather and reduce-scatter buffers):
-tests/engine/test_distributed.py holds what is modelled to this record.
+tests/engine/test_distributed.py compares calc with every rank of every case.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import os
@@ -40,18 +43,25 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as funcol
 import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.parallel import loss_parallel
 from torch.nn.parallel import DistributedDataParallel
 
+from validation.measure import _is_weight_copy
 from validation.record import write_or_check
 from validation.reference_model import Transformer
 from validation.run import SMALL_SHAPES
+from validation.tensor_parallel import TensorParallelTransformer, parallelize
+from validation.tensor_parallel import loss as tp_loss
 from validation.timeline import LiveBytes, _mark_blocks
 
 RESULTS = Path(__file__).with_name("distributed.json")
 FSDP2_RESULTS = Path(__file__).with_name("distributed-fsdp2.json")
+TP_RESULTS = Path(__file__).with_name("distributed-tp.json")
 RANKS = 2
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -65,6 +75,8 @@ def _free_port() -> int:
 
 def _wrap(model, case: dict, mesh):
     """The model as the case's framework runs it."""
+    if case.get("tp", 1) > 1:
+        return parallelize(model, mesh, case["sp"])
     if case["framework"] == "ddp":
         return DistributedDataParallel(model, gradient_as_bucket_view=case["bucket_view"])
     policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
@@ -72,6 +84,46 @@ def _wrap(model, case: dict, mesh):
     for block in model.blocks:
         fully_shard(block, mesh=mesh, reshard_after_forward=case["reshard"], mp_policy=policy)
     return fully_shard(model, mesh=mesh, reshard_after_forward=case["reshard"], mp_policy=policy)
+
+
+class SavedBytes(contextlib.AbstractContextManager):
+    """Within it, the bytes autograd saves for backward on this rank (`total`): each
+    storage once, a DTensor's by its local tensor, the parameters, buffers and autocast's
+    weight copies apart (as validation.measure counts them on one process)."""
+
+    def __init__(self, model):
+        self.fixed = {_local(t).untyped_storage()._cdata for t in (*model.parameters(), *model.buffers())}
+        self.seen: set = set()
+        self.total = 0
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t):
+        storage = _local(t).untyped_storage()
+        if storage._cdata not in self.seen and storage._cdata not in self.fixed and not _is_weight_copy(t):
+            self.seen.add(storage._cdata)
+            self.total += storage.nbytes()
+        return t
+
+    def __enter__(self):
+        self.seen.clear()
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.hooks.__exit__(*exc)
+
+
+def _local(t):
+    return t._local_tensor if isinstance(t, DTensor) else t
+
+
+def _optimizer_groups(model) -> list[list]:
+    """The parameters in groups fused AdamW can step together: tensor parallelism without
+    sequence parallelism leaves the norms' weights plain tensors beside the DTensor shards,
+    and a fused step cannot mix them (two fused AdamW steps allocate what one does: nothing)."""
+    shards = [p for p in model.parameters() if isinstance(p, DTensor)]
+    plain = [p for p in model.parameters() if not isinstance(p, DTensor)]
+    return [group for group in (plain, shards) if group]
 
 
 class _Settled:
@@ -107,34 +159,56 @@ def _settling(collective):
     return settled
 
 
+def _settled_wait(wait_tensor):
+    def settled(tensor):
+        done = wait_tensor(tensor)
+        time.sleep(SETTLE_S)
+        return done
+    return settled
+
+
 def _rank(rank: int, port: int, case: dict, out) -> None:
     for name in ("all_gather_single", "reduce_scatter_single", "all_reduce"):
         if hasattr(dist, name):
             setattr(dist, name, _settling(getattr(dist, name)))
+    funcol.wait_tensor = _settled_wait(funcol.wait_tensor)  # DTensor's collectives wait through it
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=case["ranks"])
-    mesh = init_device_mesh("cpu", (case["ranks"],)) if case["framework"] == "fsdp2" else None
+    tensor_parallel = case.get("tp", 1) > 1
+    mesh = init_device_mesh("cpu", (case["ranks"],)) if case["framework"] == "fsdp2" or tensor_parallel else None
     cfg = SMALL_SHAPES[case["shape"]]
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["dtype"] == "bf16")
     mode = LiveBytes()
     with mode, mode.observing_resizes():
         torch.manual_seed(0)
-        model = Transformer(cfg)
+        model = (TensorParallelTransformer if tensor_parallel else Transformer)(cfg)
         wrapped = _wrap(model, case, mesh)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-        generator = torch.Generator().manual_seed(rank)
+        optimizers = [torch.optim.AdamW(group, lr=1e-3, fused=True) for group in _optimizer_groups(model)]
+        generator = torch.Generator().manual_seed(0 if tensor_parallel else rank)  # TP ranks share the tokens
         ids = torch.randint(0, cfg["vocab"], (case["batch"], cfg["context"]), generator=generator)
         targets = torch.randint(0, cfg["vocab"], (case["batch"], cfg["context"]), generator=generator)
         names: dict[str, torch.Tensor] = {}
+        if tensor_parallel:
+            vocabulary_parallel = loss_parallel
+            forward = lambda ids, targets: tp_loss(wrapped, ids, targets, case["attention"], case["checkpoint"])  # noqa: E731
+        else:
+            vocabulary_parallel = contextlib.nullcontext
+            forward = lambda ids, targets: wrapped(ids, targets, attention=case["attention"],  # noqa: E731
+                                                   checkpoint=case["checkpoint"])
+
+        saved = SavedBytes(model)
 
         def step():
             mode.enter("forward")
-            with autocast:
-                names["loss"] = wrapped(ids, targets, attention=case["attention"], checkpoint=case["checkpoint"])
+            with autocast, vocabulary_parallel(), saved:
+                names["loss"] = forward(ids, targets)
             mode.enter("head")
-            names["loss"].backward()
+            with vocabulary_parallel():
+                names["loss"].backward()
             mode.enter("optimizer")
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            for opt in optimizers:
+                opt.step()
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
 
         step()
         step()
@@ -143,11 +217,15 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
         hooks = _mark_blocks(model, mode)
         mode.phase_peaks.clear()
         mode.phase = "forward"
+        saved.total = 0
         step()
         for hook in hooks:
             hook.remove()
         gc.enable()
-    out.put((rank, dict(mode.phase_peaks)))  # a SimpleQueue writes before it returns
+    result = dict(mode.phase_peaks)
+    if tensor_parallel:
+        result["saved"] = saved.total
+    out.put((rank, result))  # a SimpleQueue writes before it returns
     # No teardown: gloo's worker threads can wait for ever on a peer that has left, and
     # destroying the process group (or DDP's reducer, at exit) joins them.
     os._exit(0)
@@ -186,9 +264,18 @@ def cases(framework: str = "ddp"):
     """On two ranks, at one and three sequences a rank, on the small CS336 shape and
     GPT-2's, with and without flash attention and checkpointing: DDP under each precision,
     bucket copy or view; or FSDP2 in fp32 or bf16 with fp32 shards, resharding after
-    forward or not."""
+    forward or not; or ("tp") two tensor-parallel ranks, with sequence parallelism or
+    not, on the small CS336 shape and its grouped-query variant (untied, RoPE: the
+    shapes validation.tensor_parallel splits)."""
     if framework == "fsdp2":
         yield from _fsdp2_cases()
+        return
+    if framework == "tp":
+        for shape, batch, dtype, (attention, checkpoint), sp in itertools.product(
+                ("small-cs336", "small-gqa"), (1, 3), ("fp32", "bf16"), (("explicit", "none"), ("flash", "block")),
+                (False, True)):
+            yield {"framework": "ddp", "ranks": RANKS, "tp": RANKS, "sp": sp, "shape": shape, "batch": batch,
+                   "dtype": dtype, "attention": attention, "checkpoint": checkpoint}
         return
     for shape, batch, dtype, (attention, checkpoint), bucket_view in itertools.product(
             ("small-cs336", "small-gpt2"), (1, 3), ("fp32", "bf16"), (("explicit", "none"), ("flash", "block")),
@@ -219,7 +306,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed distributed.json")
     parser.add_argument("--fsdp2", action="store_true", help="measure FSDP2 instead: write distributed-fsdp2.json")
+    parser.add_argument("--tp", action="store_true", help="measure DTensor tensor parallelism instead: write "
+                                                          "distributed-tp.json")
     args = parser.parse_args(argv)
+    if args.tp:
+        return write_or_check(TP_RESULTS, run("tp"), "validation.distributed", args.check)
     if args.fsdp2:
         return write_or_check(FSDP2_RESULTS, run("fsdp2"), "validation.distributed", args.check)
     return write_or_check(RESULTS, run(), "validation.distributed", args.check)

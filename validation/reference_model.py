@@ -157,12 +157,21 @@ class Transformer(nn.Module):
     def loss(logits, targets):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
+    def embed_tokens(self, ids):
+        """The residual stream's start: token (and learned position) embeddings of `ids`."""
+        x = F.embedding(ids, self.embed)
+        if self.pos_embed is not None:
+            x = x + F.embedding(torch.arange(ids.shape[1], device=ids.device), self.pos_embed)
+        return x
+
+    def project(self, x):
+        """The head: logits from the final norm's output."""
+        return F.linear(x, self.embed if self.head is None else self.head)
+
     def logits(self, ids, attention="explicit", checkpoint="none"):
         """The logits [batch, seq, vocab] for `ids`."""
         seq = ids.shape[1]
-        x = F.embedding(ids, self.embed)
-        if self.pos_embed is not None:
-            x = x + F.embedding(torch.arange(seq, device=ids.device), self.pos_embed)
+        x = self.embed_tokens(ids)
         causal_mask = None
         if attention == "explicit":
             causal_mask = torch.ones(seq, seq, dtype=torch.bool, device=ids.device).triu(1)
@@ -172,5 +181,4 @@ class Transformer(nn.Module):
                 x = torch_checkpoint(block, x, attention, causal_mask, cos, sin, use_reentrant=False)
             else:
                 x = block(x, attention, causal_mask, cos, sin)
-        x = self.final_norm(x)
-        return F.linear(x, self.embed if self.head is None else self.head)
+        return self.project(self.final_norm(x))

@@ -15,6 +15,7 @@ import pytest
 
 from calc import ModelShape, TrainingSetup
 from calc.peak import moments_table
+from calc.splits import stages
 
 MEASURED = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed.json").read_text())
 SHAPES = {name: ModelShape(**cfg) for name, cfg in MEASURED["shapes"].items()}
@@ -111,3 +112,57 @@ def test_every_fsdp2_rank_s_phases_equal_calc_s_moments_to_the_byte(step):
     assert len(step["phases"]) == step["ranks"]
     for rank in step["phases"]:
         assert rank == ours
+
+
+TP = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed-tp.json").read_text())
+
+
+def tp_id(step) -> str:
+    return (f"{step['shape']}-B{step['batch']}-{step['dtype']}-{step['attention']}-{step['checkpoint']}"
+            f"{'-sp' if step['sp'] else ''}")
+
+
+def tp_setup(step, framework="ddp") -> TrainingSetup:
+    return TrainingSetup(batch=step["batch"], dtype=step["dtype"], attention=step["attention"],
+                         checkpoint=step["checkpoint"], device="cpu", optimizer_impl="fused", tp=step["tp"],
+                         sp=step["sp"], framework=framework)
+
+
+@pytest.mark.parametrize("step", TP["steps"], ids=tp_id)
+def test_every_tensor_parallel_rank_saves_what_calc_counts_to_the_byte(step):
+    # what autograd saved on each rank in the measured step's forward pass (parameters,
+    # buffers and autocast's weight copies apart) against the stage's activation bytes
+    first, last = stages(SHAPES[step["shape"]], tp_setup(step))
+    assert first == last  # one pipeline stage
+    assert [rank["saved"] for rank in step["phases"]] == [first.activations] * step["ranks"]
+
+
+@pytest.mark.parametrize("step", [s for s in TP["steps"] if not s["sp"]], ids=tp_id)
+def test_every_tensor_parallel_rank_s_phases_equal_calc_s_moments_to_the_byte(step):
+    # Without sequence parallelism; with it, calc's walks do not yet split the norms'
+    # tokens or model DTensor's reduce-scatters and all-gathers (the saved bytes above do)
+    moments = {r.key: r.count for r in moments_table(SHAPES[step["shape"]], tp_setup(step)).rows}
+    ours = {phase: max(moments[key] for key in keys) for phase, keys in PHASE_MOMENTS.items()}
+    for rank in step["phases"]:
+        assert {phase: rank[phase] for phase in ours} == ours
+
+
+def test_dtensor_keeps_the_gathered_inputs_megatron_keeps_a_shard_of():
+    # small-cs336, one sequence, fp32, two ranks with sequence parallelism: per block the
+    # Q/K/V input and the feed-forward input, and the head's input, each s·d = 16·32 values
+    # of 4 bytes; DTensor keeps them whole, Megatron-LM keeps half: 2·2·1,024 + 1,024 more
+    step = next(s for s in TP["steps"] if (s["shape"], s["batch"], s["dtype"], s["attention"], s["sp"])
+                == ("small-cs336", 1, "fp32", "explicit", True))
+    megatron = stages(SHAPES["small-cs336"], tp_setup(step, framework="megatron"))[0].activations
+    assert step["phases"][0]["saved"] - megatron == 2 * 2 * (16 * 32 * 4 // 2) + 16 * 32 * 4 // 2
+
+
+def test_dtensor_s_embedding_gradient_is_whole_on_each_rank():
+    # Between the end of the embedding's backward and the optimizer step nothing is freed
+    # but what the step swaps: the measured optimizer phase holds the embedding's gradient
+    # whole, 64·32 fp32 values = 8,192 bytes, where the rank's shard of the weight is 4,096.
+    # calc with the gradient split by vocabulary (Megatron-LM's rule) is 4,096 bytes lower.
+    step = next(s for s in TP["steps"] if (s["shape"], s["batch"], s["dtype"], s["attention"], s["sp"])
+                == ("small-cs336", 1, "fp32", "explicit", False))
+    split = {r.key: r.count for r in moments_table(SHAPES["small-cs336"], tp_setup(step, "megatron")).rows}
+    assert step["phases"][0]["optimizer"] - split["optimizer-step"] == 64 * 32 * 4 - 64 * 32 * 4 // 2

@@ -173,12 +173,24 @@ def test_tensor_parallelism_without_sp_keeps_the_linear_inputs_whole():
 
 def test_sequence_parallelism_splits_the_rest_but_not_the_mask():
     # with sequence parallelism the whole tensors above are split too (norms, block
-    # inputs, the linears' inputs); the causal mask, one s² tensor a step, stays whole
+    # inputs, the linears' inputs, the final norm, the head's input), as Megatron-LM runs
+    # it; the causal mask, one s² tensor a step, and the targets stay whole
     shape = PRESETS["llama-3-8b"].replace(implementation="reference", context=4096)
-    s, d, h, ff, L, t = 4096, 4096, 32, 14336, 32, 4
-    first = stages(shape, TrainingSetup(tp=t, sp=True))[0]
+    s, d, h, ff, L, t, V = 4096, 4096, 32, 14336, 32, 4, 128256
+    first = stages(shape, TrainingSetup(tp=t, sp=True, framework="megatron"))[0]
     blocks = 4 * L * (2 * (2 * s * d + s) + 2 * s * d + 4 * s * d + h * s * s + 4 * s * ff) // t
-    head = 4 * (2 * s * d + s + s * d) + 4 * s * 128256 // t + 8 * s + 4
+    head = 4 * (2 * s * d + s + s * d) // t + 4 * s * V // t + 8 * s + 4
+    assert first.activations == 8 * s + blocks + s * s + head
+
+
+def test_dtensor_keeps_the_column_parallel_linears_gathered_inputs_whole():
+    # PyTorch's DTensor (framework ddp) saves what its all-gather made: per block the Q/K/V
+    # and feed-forward inputs (s·d each) and the head's input stay whole on every GPU
+    shape = PRESETS["llama-3-8b"].replace(implementation="reference", context=4096)
+    s, d, h, ff, L, t, V = 4096, 4096, 32, 14336, 32, 4, 128256
+    first = stages(shape, TrainingSetup(tp=t, sp=True, framework="ddp"))[0]
+    blocks = 4 * L * (2 * (2 * s * d + s) + 4 * s * d + h * s * s + 4 * s * ff) // t + 4 * L * 2 * s * d
+    head = 4 * (2 * s * d + s) // t + 4 * s * d + 4 * s * V // t + 8 * s + 4
     assert first.activations == 8 * s + blocks + s * s + head
 
 

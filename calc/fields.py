@@ -28,7 +28,7 @@ from calc.shape import CHOICES as SHAPE_CHOICES
 from calc.shape import FLAGS as SHAPE_FLAGS
 from calc.shape import MAX_SIZE, SIZES
 from calc.solver import FSDP_STAGES
-from calc.units import parse_size_as_typed
+from calc.units import parse_size_as_typed, size_text
 
 GROUPS = {
     "model": "Model",
@@ -40,7 +40,7 @@ GROUPS = {
     "claim": "The claim to explain",
     "parallel": "Across GPUs (batch above is the micro-batch per GPU)",
     "solver": "The question: the fewest GPUs for this step",
-    "buffers": "Communication buffers (DeepSpeed, DDP)",
+    "buffers": "Communication buffers (NCCL, DeepSpeed, DDP)",
     "gpu": "GPU",
 }
 """Each group's legend, in the order the inputs panel shows them."""
@@ -127,6 +127,8 @@ class Field:
             return repr(value)
         if isinstance(value, Fraction):  # a percentage of at most two decimals: exact as a float
             return f"{float(value):g} %"
+        if self.kind == "size" and isinstance(value, int):  # a setup's size, in bytes
+            return size_text(value)
         return str(value)
 
 
@@ -304,6 +306,9 @@ FIELDS: tuple[Field, ...] = (
           "reduced at once under ZeRO", "setup", limit=10**12),
     Field("prefetch_bucket", "buffers", "whole", "ZeRO-3 prefetch (values)", "DeepSpeed's stage3_prefetch_bucket_size: "
           "parameters gathered ahead of the layer that needs them", "setup", limit=10**12),
+    Field("nccl", "buffers", "size", "NCCL per communicator", "memory NCCL takes on each GPU for each process group "
+          "the layout communicates in (data, tensor, pipeline, context parallel), outside PyTorch's allocator: an "
+          "assumption (512 MiB); set yours, or 0", "setup", minimum=0),
     Field("ddp_bucket_view", "buffers", "flag", "DDP gradient_as_bucket_view", "DDP's gradients are views of its "
           "buckets (else the buckets are a second copy of the gradients)", "setup", _NO_YES),
     Field("solve_sequences", "solver", "whole_or_none", "Sequences per step", "sequences one optimizer step trains "

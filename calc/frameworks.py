@@ -1,5 +1,5 @@
 """What each training framework keeps beyond the model states' textbook bytes, read from
-its source (derived: none of them runs here on a GPU).
+its source (derived: none of them runs here on a GPU; PyTorch's run on CPU processes).
 
 - **PyTorch DDP** (`framework ddp`; torch/nn/parallel/distributed.py, its C++ Reducer):
   no sharding; the Reducer's buckets are a second copy of the gradients for the whole
@@ -30,6 +30,13 @@ its source (derived: none of them runs here on a GPU).
   every state and, through the step, the gathered parameters, all-gather buffers and
   reduce-scatter inputs of the groups at work. Measured on CPU processes rank by rank
   (validation/distributed.py --fsdp2), to the byte.
+
+- **Tensor parallelism** runs through PyTorch's DTensor under ddp and fsdp2 (as torchtitan
+  plans it) and through Megatron-LM's layers under megatron and deepspeed: the two differ
+  in what a rank keeps (`runs_dtensor` and the rules after it). DTensor's measured on CPU
+  processes rank by rank (validation/distributed.py --tp).
+- **NCCL** takes `setup.nccl` bytes on a GPU for each communicator of its layout, outside
+  PyTorch's allocator (`communicators`): an assumption the reader sets.
 
 `framework auto` (the default) is DDP for ZeRO stage 0 and DeepSpeed for stages 1 to 3.
 """
@@ -163,12 +170,27 @@ def step_temporaries(setup, partition: int, gradient: int) -> int | None:
     return None
 
 
+def communicators(setup) -> int:
+    """The NCCL communicators a GPU of the layout takes part in: one for each way it is
+    split, of more than one GPU: its data-parallel replicas (with the context-parallel
+    ranks, over which the gradients are reduced too), its tensor-parallel group, its
+    pipeline's neighbours, its context-parallel ring."""
+    return sum(size > 1 for size in (setup.dp * setup.cp, setup.tp, setup.pp, setup.cp))
+
+
+def nccl_bytes(setup) -> int:
+    """NCCL's memory on a GPU of the layout, on CUDA: `setup.nccl` for each communicator."""
+    return setup.nccl * communicators(setup) if setup.device == "cuda" else 0
+
+
 def buffers(setup, parameters: int, block: int, weight: int, gradient: int, held_gradients: int) -> dict[str, int]:
-    """The communication buffers a GPU keeps, by part symbol (calc.peak.PART_SYMBOLS): DDP's
-    bucket copy of the gradients (B_d), DeepSpeed's reduce bucket (B_r) and ZeRO-3's
-    gathered layer and prefetch (B_p); `parameters` on the GPU, `block` in one layer."""
+    """The communication buffers a GPU keeps, by part symbol (calc.peak.PART_SYMBOLS): NCCL's
+    memory for its communicators on CUDA (B_n, `setup.nccl` each), DDP's bucket copy of
+    the gradients (B_d), DeepSpeed's reduce bucket (B_r) and ZeRO-3's gathered layer and
+    prefetch (B_p); `parameters` on the GPU, `block` in one layer."""
     framework, replicated = framework_of(setup), setup.dp * setup.cp > 1
     return {
+        "B_n": nccl_bytes(setup),
         "B_d": held_gradients if framework == "ddp" and replicated and not setup.ddp_bucket_view else 0,
         "B_r": min(setup.reduce_bucket, parameters) * gradient if framework == "deepspeed" and replicated else 0,
         "B_p": (block + min(setup.prefetch_bucket, parameters)) * weight

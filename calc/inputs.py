@@ -24,7 +24,7 @@ from calc.shape import ModelShape
 from calc.solver import FSDP_STAGES, Question
 from calc.gpus import GPUS
 from calc.hf_config import config_model_type
-from calc.units import in_unit, parse_size
+from calc.units import in_unit, parse_size, size_text
 
 DEFAULT_SETUP = TrainingSetup()
 
@@ -130,6 +130,9 @@ def _parse(params: Mapping[str, str]) -> Inputs:
             values[field.name] = field.parse(text)
         except FieldError as e:
             errors[e.field] = e.message
+            continue
+        if field.kind == "size" and field.target == "setup":  # a setup holds the bytes alone
+            values[field.name] = values[field.name][0]
 
     gpu = "custom" if "budget" in params and "gpu" not in params else values.get("gpu", DEFAULT_TEXT["gpu"])
     if "arch" not in params:  # the card's own, unless the reader names another
@@ -268,10 +271,7 @@ def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
 
 def budget_text(nbytes: int) -> str:
     """A budget as the reader would type it: '80 GB', '80 GiB', '512 MiB', or exact bytes."""
-    for unit, size in (("GiB", 2**30), ("GB", 10**9), ("MiB", 2**20), ("MB", 10**6)):
-        if nbytes % size == 0:
-            return f"{nbytes // size} {unit}"
-    return f"{nbytes} B"
+    return size_text(nbytes)
 
 
 def field_values(inputs: Inputs) -> dict[str, str]:

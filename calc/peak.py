@@ -55,7 +55,7 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
-from calc.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_whole_embedding_gradient,
+from calc.frameworks import (buffers, gathers_and_reduces, nccl_bytes, gradients_into_held, keeps_whole_embedding_gradient,
                              reduces_into_copies, step_temporaries)
 from calc.fsdp2 import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.forward import block_forward_walk
@@ -71,6 +71,7 @@ INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 PART_SYMBOLS = {
     "W": "parameters and optimizer state (held all step)",
     "X": "buffers, and the optimizer's step counts where they are on the device",
+    "B_n": "NCCL's memory for the GPU's communicators, outside PyTorch's allocator (assumed: the nccl field)",
     "B_d": "DDP's gradient buckets, a second copy of the gradients (unless gradient_as_bucket_view)",
     "B_r": "ZeRO's reduce bucket, while backward reduces gradients",
     "B_p": "ZeRO-3's gathered parameters: the layer at work and the prefetch bucket",
@@ -447,7 +448,7 @@ def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     return remember("sums", shape, setup, SUMS_DEPEND_ON, make)
 
 
-_HELD = (("W",), ("X",), ("I",), ("B_d",))
+_HELD = (("W",), ("X",), ("I",), ("B_n",), ("B_d",))
 MOMENTS = (
     Moment("block-forward", "Forward through the last block",
            (*_HELD, ("A_f",), ("A_m",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",), ("F_f",))),
@@ -560,7 +561,7 @@ def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
 
 
-BUFFER_PARTS = ("B_d", "B_r", "B_p")
+BUFFER_PARTS = ("B_n", "B_d", "B_r", "B_p")
 
 
 def buffer_parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
@@ -572,11 +573,13 @@ def buffer_parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
 
 def summed_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> int:
     """The seed's, CS336's and Megatron's own peak, which is their sum: model states (under
-    ZeRO), autocast's weight copies and the activations in flight on a stage's GPUs."""
+    ZeRO), autocast's weight copies, the activations in flight on a stage's GPUs and NCCL's
+    communicators (on CUDA)."""
     here = _stage(shape, setup, stage)
     states = sum(zero_states(here.parameters, setup.dp * setup.cp, setup.zero, state_bytes(setup)))
     matrices = here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices)
-    return states + (2 * matrices if setup.dtype == "bf16" else 0) + here.activations
+    nccl = nccl_bytes(setup)
+    return states + (2 * matrices if setup.dtype == "bf16" else 0) + here.activations + nccl
 
 
 def tensor_peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
@@ -590,9 +593,10 @@ def tensor_peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
 
 def peak_floor(shape: ModelShape, setup: TrainingSetup) -> int:
     """A lower bound of the step's peak on the fullest GPU, cheap to work out (no walk):
-    every moment holds the parameters and optimizer state (W), and the end of the forward
-    pass one micro-batch's saved activations (A, without what is kept once a step, or only
-    for one sequence). The solver skips a layout whose floor is over the budget."""
+    every moment holds the parameters and optimizer state (W) and NCCL's memory (B_n), and
+    the end of the forward pass one micro-batch's saved activations (A, without what is
+    kept once a step, or only for one sequence). The solver skips a layout whose floor is
+    over the budget."""
     if setup.accounting != "autograd":
         return 0
     block, embedding, head = _saved_per_sequence(shape, setup)
@@ -601,7 +605,7 @@ def peak_floor(shape: ModelShape, setup: TrainingSetup) -> int:
     for here in stages(shape, setup.replace(batch=1, microbatches=1, virtual_stages=1)):
         weights, _, optimizer = zero_states(here.parameters, replicas, setup.zero, state_bytes(setup))
         saved = setup.batch * (block * here.layers + (embedding if here.embedding else 0) + (head if here.head else 0))
-        floor = max(floor, weights + optimizer + saved)
+        floor = max(floor, weights + optimizer + saved + nccl_bytes(setup))
     return floor
 
 

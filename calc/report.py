@@ -79,7 +79,7 @@ SOLVER_BOUNDS = {"max_tp": SOLVER_MAX_TP, "max_pp": SOLVER_MAX_PP, "max_cp": SOL
 def value_text(inputs, name: str) -> str:
     """One number of the summary as text: `parameters`, `largest_batch`, `budget` (the
     memory a step may use, named), `gpu_reported` and `reserve` (the card's total, the
-    reserve taken off it),
+    reserve taken off it), `nccl` (NCCL's memory per communicator),
     `bytes.<key>` (in the inputs' unit) or `exact.<key>` (bytes, grouped), keys as in
     summary()['bytes'], or `setup.<field>` (a whole-number field of the step as the inputs
     set it, grouped: a framework's default the prose names), or `solver.max_tp`, `solver.max_pp`,
@@ -93,6 +93,8 @@ def value_text(inputs, name: str) -> str:
         return grouped(s["largest_batch"])
     if name == "budget":
         return inputs.budget_label
+    if name == "nccl":  # NCCL's memory per communicator, held beside the tensors
+        return f"{inputs.setup.nccl // 2**20:,} MiB ({in_unit(inputs.setup.nccl, inputs.unit)})"
     if name in ("gpu_reported", "reserve"):  # the card's total as its driver reports it; the reserve taken off
         if inputs.gpu == "custom":
             return "—" if name == "gpu_reported" else in_unit(0, inputs.unit, trim=True)

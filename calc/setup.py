@@ -28,6 +28,12 @@ parameter is on a device with foreach kernels (CUDA), else the for-loop
 (torch/optim/optimizer.py, _default_to_fused_or_foreach; torch 2.13)."""
 
 MAX_BATCH = 10**6
+DEFAULT_NCCL = 512 * 2**20
+"""NCCL's memory per communicator on a GPU, assumed (NCCL allocates it outside PyTorch's
+caching allocator; it depends on the NCCL version, the channels, protocols and NVLink
+SHARP): the low end of the 0.5-2 GB a communicator seen in practice. Set yours: the
+drop in torch.cuda.mem_get_info()'s free memory across the first collective of each
+process group."""
 MAX_PARALLEL = 65536
 
 CHOICES = {
@@ -75,7 +81,9 @@ and step.
     with its communication buffers, in values (elements) as its settings count them:
     DeepSpeed's reduce_bucket_size (5e8 by default) and stage3_prefetch_bucket_size (5e7);
     PyTorch DDP's buckets hold a second copy of the gradients unless
-    gradient_as_bucket_view (`ddp_bucket_view`).
+    gradient_as_bucket_view (`ddp_bucket_view`). `nccl`: bytes NCCL takes on a GPU for each
+    communicator the layout needs (calc.frameworks.communicators), outside PyTorch's
+    allocator: an assumption the reader sets.
     """
 
     batch: int = 1
@@ -100,6 +108,7 @@ and step.
     reduce_bucket: int = 500_000_000
     prefetch_bucket: int = 50_000_000
     ddp_bucket_view: bool = False
+    nccl: int = DEFAULT_NCCL
 
     def __post_init__(self):
         check_whole("batch", self.batch, MAX_BATCH)
@@ -116,6 +125,8 @@ and step.
             raise FieldError("framework", f"framework must be one of {', '.join(FRAMEWORKS)}, not {echo(self.framework)}")
         for name in ("reduce_bucket", "prefetch_bucket"):
             check_whole(name, getattr(self, name), 10**12)
+        if isinstance(self.nccl, bool) or not isinstance(self.nccl, int) or not 0 <= self.nccl <= 10**15:
+            raise FieldError("nccl", f"nccl must be a size from 0 bytes to a petabyte, not {echo(self.nccl)}")
         for name in ("sp", "keep_logits", "ddp_bucket_view"):
             if not isinstance(getattr(self, name), bool):
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")

@@ -37,7 +37,7 @@ from calc.errors import FieldError
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
 from calc.fixed import state_bytes
-from calc.frameworks import check_framework
+from calc.frameworks import check_framework, nccl_bytes
 from calc.splits import check_layout, stages, zero_states
 
 SOLVER_MAX_TP = 8
@@ -183,11 +183,12 @@ def _families(shape: ModelShape, setup: TrainingSetup, question: Question):
 
 def _states_fit(shape: ModelShape, setup: TrainingSetup, budget: int) -> bool:
     """Whether the parameters and optimizer state a GPU holds all step, at the family's
-    most replicas (ZeRO shards them most), fit: every moment holds them, so a family
-    whose do not has no layout that fits."""
+    most replicas (ZeRO shards them most), fit beside NCCL's memory: every moment holds
+    them, so a family whose do not has no layout that fits."""
     first, last = stages(shape, setup)
     replicas = setup.dp * setup.cp
-    return all(sum(zero_states(stage.parameters, replicas, setup.zero, state_bytes(setup))[::2]) <= budget
+    nccl = nccl_bytes(setup.replace(dp=1))  # the family's fewest communicators: one replica
+    return all(sum(zero_states(stage.parameters, replicas, setup.zero, state_bytes(setup))[::2]) + nccl <= budget
                for stage in (first, last))
 
 

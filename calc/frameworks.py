@@ -123,8 +123,10 @@ def reduces_into_copies(setup) -> bool:
     partial output alive until it is made: DTensor's all-reduce is functional (torch 2.13,
     torch/distributed/_functional_collectives.py lines 161-182: the
     _c10d_functional.all_reduce op, which reduces a copy of its input), where Megatron-LM
-    reduces the output in place (megatron/core/tensor_parallel/mappings.py lines 22-37). Under sequence parallelism both
-    reduce-scatter into a new s/t-token tensor, which calc's walks do not model yet."""
+    reduces the output in place (megatron/core/tensor_parallel/mappings.py lines 22-37).
+    Under sequence parallelism DTensor reduce-scatters instead, from a copy of the
+    partial sums laid out rank by rank (calc.forward and calc.backward walk it:
+    Sizes.gathers)."""
     return runs_dtensor(setup) and not setup.sp
 
 

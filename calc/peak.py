@@ -55,8 +55,9 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
-from calc.frameworks import (buffers, gathers_and_reduces, nccl_bytes, gradients_into_held, keeps_whole_embedding_gradient,
-                             reduces_into_copies, step_temporaries)
+from calc.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
+                             keeps_whole_embedding_gradient, nccl_bytes, reduces_into_copies, runs_dtensor,
+                             step_temporaries)
 from calc.fsdp2 import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.forward import block_forward_walk
 from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
@@ -95,6 +96,8 @@ PART_SYMBOLS = {
     "G_h": "final norm and LM head's new gradients, still held in the blocks (tied, the head's gradient of the "
            "shared matrix, also when accumulating: it waits for the embedding's)",
     "T_f": "logits while log-softmax runs",
+    "T_l": "inside DTensor's vocabulary-parallel log-softmax, beyond the logits: the shifted logits (fp32) and "
+           "three fp32 values a token, less the NLL weight, not yet made",
     "A_f": "saved before the last block's forward: the embedding's, the earlier blocks', what is kept once a step",
     "C_f": "the earlier blocks' bf16 weight (and bias) copies in autocast's cache",
     "E_f": "forward through a block at its fullest: its input, what it saves, its temporaries (walked op by op for "
@@ -232,8 +235,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     if fsdp2:  # FSDP2 pads each tensor, holds the root's gradients unsharded until backward ends
         held_weights, held_grads, held_optimizer = sharded_states(shape, setup, kept)
         grad = parameter_dtype_bytes(setup)
-    if has_embedding and keeps_whole_embedding_gradient(setup):  # DTensor's is V·d, not V/t·d
-        held_grads += (V - ceil_div(V, t)) * shape.d_model * grad
+    if has_embedding:  # DTensor's is V·d, not V/t·d
+        held_grads += whole_embedding_excess(shape, setup) * grad
     fresh_grads = not accumulating or reduced  # new gradients not yet in the held ones
     stream = 2 if setup.dtype == "bf16-master" else 4  # the loss, the log-probabilities and their gradients
     loss = stream if has_head else 0
@@ -288,6 +291,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "G_B": (layers - 1) * here.block * grad if fresh_grads and not reduced else 0,
         "G_h": head_grads if fsdp2 else 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
+        "T_l": B * s * (vocab + 3) * 4 - head_per_step if has_head and runs_dtensor(setup) else 0,
         **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, here).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         **buffers(setup, here.parameters, here.block, weights, grad, held_grads),
@@ -309,9 +313,8 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
     reduced = _reduced_as_made(setup)
     grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
-           setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, reduces_into_copies(setup),
-           gradients_into_held(setup), reduced,
-           setup.pp == 1, here, grad)
+           setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
+           reduces_into_copies(setup), gradients_into_held(setup), reduced, setup.pp == 1, here, grad)
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -321,13 +324,22 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[st
             lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
                                   here.head, here.head_matrix)
         if "T_e" in lines:  # G (FSDP2: F_z) counts the gradients the embeddings' backward makes, when fresh
-            made = Line(0, here.embedding * grad if not gradients_into_held(setup) or reduced else 0)
+            embedding = here.embedding + (whole_embedding_excess(shape, setup) if here.embedding else 0)
+            made = Line(0, embedding * grad if not gradients_into_held(setup) or reduced else 0)
             lines["T_e"] = tuple(line - made for line in lines["T_e"])
         _RISES[key] = {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
     return _RISES[key]
 
 
 _RISES: dict = {}
+
+
+def whole_embedding_excess(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Values of the token embedding's gradient beyond the GPU's share of the vocabulary,
+    where the framework computes it whole (calc.frameworks.keeps_whole_embedding_gradient)."""
+    if not keeps_whole_embedding_gradient(setup):
+        return 0
+    return (shape.vocab - ceil_div(shape.vocab, setup.tp)) * shape.d_model
 
 
 def _reduced_as_made(setup: TrainingSetup) -> bool:
@@ -360,18 +372,21 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
     return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
                              accumulating=gradients_into_held(setup) and not reduced,
                              tied=shape.tied and setup.pp == 1 and not reduced,
-                             reduce_copies=reduces_into_copies(setup))
+                             reduce_copies=reduces_into_copies(setup), gathers=keeps_gathered_inputs(setup),
+                             whole_embedding=keeps_whole_embedding_gradient(setup), loss_parallel=runs_dtensor(setup))
 
 
 @lru_cache(maxsize=512)
 def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool,
-                      accumulating: bool, tied: bool, reduce_copies: bool) -> dict:
+                      accumulating: bool, tied: bool, reduce_copies: bool, gathers: bool,
+                      whole_embedding: bool, loss_parallel: bool) -> dict:
     """The embeddings' backward for any implementation; a block's forward and backward and
     the head's backward for the reference implementation."""
-    z = sizes(shape, setup, accumulating=accumulating, reduce_copies=reduce_copies)
+    z = sizes(shape, setup, accumulating=accumulating, reduce_copies=reduce_copies, gathers=gathers,
+              loss_parallel=loss_parallel)
     walks = {}
     if has_embedding:
-        walks["T_e"] = embedding_walk(shape, setup, z, tied=tied)
+        walks["T_e"] = embedding_walk(shape, setup, z, tied=tied, rows=shape.vocab if whole_embedding else z.vocab)
     if walks_apply(shape, setup):
         attention = attention_rows(shape, setup)
         walks["E_f"] = block_forward_walk(shape, setup, z, attention)
@@ -466,6 +481,15 @@ MOMENTS = (
            (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",), ("F_z",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
 )
+LOSS_PARALLEL_MOMENTS = (
+    Moment("log-softmax-inside", "Inside DTensor's vocabulary-parallel log-softmax",
+           (*_HELD, ("A",), ("A_m",), ("C",), ("K",), ("G_a",), ("T_f",), ("T_l",), ("B_p",))),
+)
+"""Under DTensor's tensor parallelism loss_parallel computes log-softmax on each rank's
+share of the vocabulary, written out (torch 2.13, torch/distributed/tensor/parallel/
+loss.py `_log_softmax`): the logits shifted by their maximum, their exponentials (freed
+once summed), then the result, while the shifted logits, the maximum, the sum and its
+logarithm (one value a token each) are alive."""
 FSDP2_MOMENTS = (
     Moment("fsdp2-gather-first", "FSDP2 copies the first block's parameters out",
            (*_HELD, ("A_g",), ("X_s",), ("K",), ("F_g0",))),
@@ -495,8 +519,10 @@ outweighs what the step computes: each holds the activations alive around it."""
 
 
 def moments_for(setup: TrainingSetup) -> tuple[Moment, ...]:
-    """The moments walked for the setup: FSDP2's own beside the step's, where it runs."""
-    return MOMENTS + FSDP2_MOMENTS if gathers_and_reduces(setup) else MOMENTS
+    """The moments walked for the setup: FSDP2's own beside the step's, where it runs;
+    inside DTensor's vocabulary-parallel log-softmax under its tensor parallelism."""
+    return (MOMENTS + (FSDP2_MOMENTS if gathers_and_reduces(setup) else ())
+            + (LOSS_PARALLEL_MOMENTS if runs_dtensor(setup) else ()))
 
 
 @lru_cache(maxsize=512)

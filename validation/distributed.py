@@ -48,6 +48,7 @@ import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.parallel import loss as tensor_parallel_loss
 from torch.distributed.tensor.parallel import loss_parallel
 from torch.nn.parallel import DistributedDataParallel
 
@@ -111,6 +112,19 @@ class SavedBytes(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc):
         return self.hooks.__exit__(*exc)
+
+
+def _seen_inside(mode) -> None:
+    """Run loss_parallel's handlers (log-softmax and NLL written out on each rank's share
+    of the vocabulary) inside `mode`: a dispatch mode is off while DTensor dispatches, so
+    the temporaries those handlers make would be unseen, though allocated."""
+    def seen(handler):
+        def run(op_call, args, kwargs):
+            with mode:
+                return handler(op_call, args, kwargs)
+        return run
+    for op, handler in list(tensor_parallel_loss.customized_loss_ops.items()):
+        tensor_parallel_loss.customized_loss_ops[op] = seen(handler)
 
 
 def _local(t):
@@ -188,6 +202,7 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
         targets = torch.randint(0, cfg["vocab"], (case["batch"], cfg["context"]), generator=generator)
         names: dict[str, torch.Tensor] = {}
         if tensor_parallel:
+            _seen_inside(mode)
             vocabulary_parallel = loss_parallel
             forward = lambda ids, targets: tp_loss(wrapped, ids, targets, case["attention"], case["checkpoint"])  # noqa: E731
         else:

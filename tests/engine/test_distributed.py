@@ -137,12 +137,11 @@ def test_every_tensor_parallel_rank_saves_what_calc_counts_to_the_byte(step):
     assert [rank["saved"] for rank in step["phases"]] == [first.activations] * step["ranks"]
 
 
-@pytest.mark.parametrize("step", [s for s in TP["steps"] if not s["sp"]], ids=tp_id)
+@pytest.mark.parametrize("step", TP["steps"], ids=tp_id)
 def test_every_tensor_parallel_rank_s_phases_equal_calc_s_moments_to_the_byte(step):
-    # Without sequence parallelism; with it, calc's walks do not yet split the norms'
-    # tokens or model DTensor's reduce-scatters and all-gathers (the saved bytes above do)
     moments = {r.key: r.count for r in moments_table(SHAPES[step["shape"]], tp_setup(step)).rows}
-    ours = {phase: max(moments[key] for key in keys) for phase, keys in PHASE_MOMENTS.items()}
+    phases = PHASE_MOMENTS | {"forward": (*PHASE_MOMENTS["forward"], "log-softmax-inside")}
+    ours = {phase: max(moments[key] for key in keys) for phase, keys in phases.items()}
     for rank in step["phases"]:
         assert {phase: rank[phase] for phase in ours} == ours
 
@@ -166,3 +165,16 @@ def test_dtensor_s_embedding_gradient_is_whole_on_each_rank():
                 == ("small-cs336", 1, "fp32", "explicit", False))
     split = {r.key: r.count for r in moments_table(SHAPES["small-cs336"], tp_setup(step, "megatron")).rows}
     assert step["phases"][0]["optimizer"] - split["optimizer-step"] == 64 * 32 * 4 - 64 * 32 * 4 // 2
+
+
+def test_dtensor_s_log_softmax_holds_the_shifted_logits_beside_the_logits_and_the_result():
+    # small-cs336, three sequences, fp32, sequence parallel: the forward pass peaks inside
+    # loss_parallel's log-softmax, where the shifted logits (48 tokens × 32 of the rank's
+    # 64-word vocabulary, fp32: 6,144 bytes) and three values a token (the maximum, the sum
+    # of exponentials, its logarithm: 3 · 48 · 4 = 576) are alive beside what the end of
+    # the forward pass holds, less the new loss and NLL's total weight (4 bytes each), not
+    # yet made
+    step = next(s for s in TP["steps"] if (s["shape"], s["batch"], s["dtype"], s["attention"], s["sp"])
+                == ("small-cs336", 3, "fp32", "explicit", True))
+    moments = {r.key: r.count for r in moments_table(SHAPES["small-cs336"], tp_setup(step)).rows}
+    assert step["phases"][0]["forward"] - moments["forward-end"] == 48 * 32 * 4 + 3 * 48 * 4 - 4 - 4

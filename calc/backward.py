@@ -30,7 +30,7 @@ from calc.activations.autograd import bf16_log_softmax, kernel_pads, sdpa_kernel
 from calc.forward import BlockForward
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.splits import split_rows
+from calc.layout.split import split_rows
 from calc.walk import FP32, AttentionSaved, Line, Sizes, Walk, weight_matrices
 
 NORM_NAMES = {"norm1": "the attention norm", "norm2": "the feed-forward norm", "final-norm": "the final norm"}
@@ -351,7 +351,8 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     norm_readers = 2 if shape.norm == "rmsnorm" else 1
     copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
     if recompute:
-        program.keep("norm1-input", z.per(z.s_l * z.d, z.n), holders=norm_readers)  # the block's input, the checkpoint's
+        # the block's input, which the checkpoint keeps
+        program.keep("norm1-input", z.per(z.s_l * z.d, z.n), holders=norm_readers)
     else:  # what the block saved, in the order of the forward pass
         _norm_saved(program, shape, "norm1")
         _shared_input(program, "qkv-input", ("v", "k", "q"))

@@ -15,7 +15,7 @@ from calc.errors import InputError
 from calc.fixed import fixed_table
 from calc.gpu_memory import allocator_checks_grid, gpu_memory_table
 from calc.inputs import Inputs
-from calc.parallel import per_gpu_table
+from calc.layout.per_gpu import per_gpu_table
 from calc.parameters import parameter_table
 from calc.peak import moments_table, parts_table
 from calc.report import summary_table

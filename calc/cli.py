@@ -19,11 +19,11 @@ from calc.gpus import GPUS
 from calc.fixed import fixed_table
 from calc.activations import activation_table
 from calc.inputs import Inputs, parse_inputs
-from calc.parallel import per_gpu_table
+from calc.layout.per_gpu import per_gpu_table
 from calc.parameters import parameter_table
 from calc.presets import PRESETS
 from calc.render import part_text
-from calc.solver import FSDP_STAGES
+from calc.layout.solver import FSDP_STAGES
 from calc.report import summary
 from calc.table import Formula, Grid, Sentence, Table
 from calc.units import in_unit

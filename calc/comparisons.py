@@ -17,9 +17,9 @@ from calc.errors import FieldError
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
 from calc.inputs import Inputs, check_setup
-from calc.parallel import divisors, per_gpu_table, quotient_divisors
-from calc.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
-from calc.splits import check_layout, stages
+from calc.layout.per_gpu import divisors, per_gpu_table, quotient_divisors
+from calc.layout.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
+from calc.layout.split import check_layout, stages
 from calc.parameters import parameter_count
 from calc.fit import largest_batch, peak_bytes
 from calc.report import summary
@@ -562,7 +562,7 @@ def _share(fraction: Fraction) -> str:
 
 
 def _cost_text(layout: Layout, unit: str) -> str:
-    """What the layout costs to run (calc.costs), as a clause."""
+    """What the layout costs to run (calc.layout.costs), as a clause."""
     sent = (f"each GPU sends {in_unit(layout.sent, unit)} a step (the collectives' textbook volume)" if layout.sent
             else "no communication")
     idle = f", and its pipeline idles {_share(layout.bubble)} of the step" if layout.bubble else ""
@@ -630,7 +630,7 @@ def solver_answer(i: Inputs) -> tuple:
         return (answer,)
     runners = grid("runner-ups", "Other layouts that fit, and why each is not the answer",
                    ["Layout", "GPUs", "ZeRO stage", "Peak per GPU", "Why not"], rows, 1,
-                   notes=("Bytes sent are the collectives' textbook volumes (calc/costs.py), not measured.",))
+                   notes=("Bytes sent are the collectives' textbook volumes (calc/layout/costs.py), not measured.",))
     return answer, runners
 
 

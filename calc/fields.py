@@ -18,7 +18,7 @@ from fractions import Fraction
 
 from calc.cuda import ARCHES
 from calc.errors import FieldError, echo
-from calc.frameworks import FRAMEWORKS
+from calc.layout.frameworks import FRAMEWORKS
 from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.presets import DEFAULT_PRESET, PRESETS
@@ -27,7 +27,7 @@ from calc.setup import MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
 from calc.shape import CHOICES as SHAPE_CHOICES
 from calc.shape import FLAGS as SHAPE_FLAGS
 from calc.shape import MAX_SIZE, SIZES
-from calc.solver import FSDP_STAGES
+from calc.layout.solver import FSDP_STAGES
 from calc.units import parse_size_as_typed, size_text
 
 GROUPS = {
@@ -60,7 +60,7 @@ class Field:
     (a Hugging Face config.json, which stands for the fields it sets; not `in_link`: a link
     carries those fields instead).
     target: where the value goes — "shape", "setup", "compare" (setup B, the name less
-    its b_ prefix), "question" (the solver's constraints, calc.solver.Question; the name
+    its b_ prefix), "question" (the solver's constraints, calc.layout.solver.Question; the name
     less a solve_ prefix) or "inputs" (preset, budget, unit, claim, and the fsdp alias,
     whose group "aliases" no panel shows)."""
 

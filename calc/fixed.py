@@ -8,7 +8,7 @@ and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 
 from __future__ import annotations
 
-from calc.frameworks import gradient_bytes
+from calc.layout.frameworks import state_bytes as framework_state_bytes
 from calc.parameters import matrix_parameter_count, parameter_count
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
@@ -23,10 +23,8 @@ def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
     the optimizer's state holds the fp32 master weights where the weights are bf16; the
     gradients are fp32 where the framework keeps them so (Megatron-LM, FSDP2); FSDP2's
     fp32 shards are the master weights (its bf16 parameters are gathered, not held)."""
-    weights, gradients, master = STATE_BYTES[setup.dtype]
-    if setup.framework == "fsdp2":
-        weights, master = 4, 0
-    return weights, gradient_bytes(setup, gradients), master + OPTIMIZER_BYTES[setup.optimizer]
+    weights, gradients, master = framework_state_bytes(setup, *STATE_BYTES[setup.dtype])
+    return weights, gradients, master + OPTIMIZER_BYTES[setup.optimizer]
 
 
 def buffer_bytes(shape: ModelShape) -> int:

@@ -35,7 +35,7 @@ embeddings, and the optimizer step. At each moment we add up what is alive:
   SwiGLU, 2 for GELU), all its new weight gradients (accumulating, the largest one's
   before it is added in), and a recomputed block's saved tensors and weight copies.
 
-Spread over GPUs (calc.splits), the same moments are walked on the fullest GPU: its
+Spread over GPUs (calc.layout.split), the same moments are walked on the fullest GPU: its
 pipeline stage's layers (and, on a first stage, the other micro-batches in flight), its
 tensor- and context-parallel share of the activations, its ZeRO shard of the states, and
 the communication buffers its framework keeps (DDP's bucket copy of the gradients, ZeRO's
@@ -55,12 +55,12 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
-from calc.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
+from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
                              keeps_whole_embedding_gradient, nccl_bytes, reduces_into_copies, runs_dtensor,
                              step_temporaries)
-from calc.fsdp2 import buffers_by_moment, parameter_dtype_bytes, sharded_states
+from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.forward import block_forward_walk
-from calc.splits import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
+from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -172,7 +172,7 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     sharded = replicas > 1 and setup.zero >= 1
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
     framework = step_temporaries(setup, ceil_div(held, replicas) if sharded else held, state_bytes(setup)[1])
-    if framework is not None:  # DeepSpeed's or Megatron-LM's own step (calc.frameworks)
+    if framework is not None:  # DeepSpeed's or Megatron-LM's own step (calc.layout.frameworks)
         return framework
     if setup.optimizer != "adamw" or setup.step_impl == "fused":
         return 0
@@ -336,7 +336,7 @@ _RISES: dict = {}
 
 def whole_embedding_excess(shape: ModelShape, setup: TrainingSetup) -> int:
     """Values of the token embedding's gradient beyond the GPU's share of the vocabulary,
-    where the framework computes it whole (calc.frameworks.keeps_whole_embedding_gradient)."""
+    where the framework computes it whole (calc.layout.frameworks.keeps_whole_embedding_gradient)."""
     if not keeps_whole_embedding_gradient(setup):
         return 0
     return (shape.vocab - ceil_div(shape.vocab, setup.tp)) * shape.d_model
@@ -345,7 +345,7 @@ def whole_embedding_excess(shape: ModelShape, setup: TrainingSetup) -> int:
 def _reduced_as_made(setup: TrainingSetup) -> bool:
     """Whether each gradient leaves the backward pass's accounting as it is made: ZeRO-2/3
     reduce-scatter each one into its shard; FSDP2 a block's together at its post-backward
-    (calc.fsdp2's parts count them), the root's when backward ends."""
+    (calc.layout.frameworks.fsdp2_buffers's parts count them), the root's when backward ends."""
     return setup.zero >= 2 and setup.dp * setup.cp > 1 and not gathers_and_reduces(setup)
 
 
@@ -514,8 +514,9 @@ FSDP2_MOMENTS = (
     Moment("fsdp2-reduce-scatter-root", "FSDP2's reduce-scatter of the root's gradients runs",
            (*_HELD, ("A_z",), ("K",), ("F_rsr",))),
 )
-"""The moments FSDP2's collectives add (calc.fsdp2), where what they gather or reduce
-outweighs what the step computes: each holds the activations alive around it."""
+"""The moments FSDP2's collectives add (calc.layout.frameworks.fsdp2_buffers), where what
+they gather or reduce outweighs what the step computes: each holds the activations alive
+around it."""
 
 
 def moments_for(setup: TrainingSetup) -> tuple[Moment, ...]:

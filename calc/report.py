@@ -10,7 +10,7 @@ from calc.fit import largest_batch, peak_bytes
 from calc.peak import MOMENTS, moment_ops, tensor_peak_bytes
 from calc.setup import TrainingSetup
 from calc.shape import IMPLEMENTATION_NAMES, ModelShape
-from calc.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
+from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.table import Table, f, row
 from calc.units import grouped, in_unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
-from calc.frameworks import FRAMEWORKS, keeps_gathered_inputs
+from calc.layout.frameworks import FRAMEWORKS, keeps_gathered_inputs
 from calc.errors import FieldError, echo
 from calc.shape import check_whole
 
@@ -70,19 +70,19 @@ class TrainingSetup:
     arch: the GPU's compute capability ("sm90": H100, H200), which decides the attention
     kernel scaled_dot_product_attention runs on CUDA (calc.cuda.attention_kernel).
 
-    Spreading training over GPUs (see calc.parallel): dp data-parallel replicas with ZeRO
+    Spreading training over GPUs (see calc.layout.per_gpu): dp data-parallel replicas with ZeRO
     stage `zero`; tp-way tensor parallelism, with sequence parallelism if `sp`; pp pipeline
     stages, each split into `virtual_stages` chunks under the interleaved 1F1B schedule (1:
 not interleaved); cp-way context parallelism (ring attention: each of cp GPUs keeps 1/cp of
 every sequence's tokens); `microbatches` micro-batches of `batch` sequences per replica
 and step.
 
-    `framework` runs the layout (calc.frameworks: "auto", "ddp", "deepspeed", "megatron"),
+    `framework` runs the layout (calc.layout.frameworks: "auto", "ddp", "deepspeed", "megatron"),
     with its communication buffers, in values (elements) as its settings count them:
     DeepSpeed's reduce_bucket_size (5e8 by default) and stage3_prefetch_bucket_size (5e7);
     PyTorch DDP's buckets hold a second copy of the gradients unless
     gradient_as_bucket_view (`ddp_bucket_view`). `nccl`: bytes NCCL takes on a GPU for each
-    communicator the layout needs (calc.frameworks.communicators), outside PyTorch's
+    communicator the layout needs (calc.layout.frameworks.communicators), outside PyTorch's
     allocator: an assumption the reader sets.
     """
 
@@ -149,7 +149,7 @@ and step.
     @property
     def keeps_gathered_inputs(self) -> bool:
         """Whether a tensor-parallel rank keeps its column-parallel linears' all-gathered
-        inputs under sequence parallelism (calc.frameworks.keeps_gathered_inputs)."""
+        inputs under sequence parallelism (calc.layout.frameworks.keeps_gathered_inputs)."""
         return keeps_gathered_inputs(self)
 
     @property

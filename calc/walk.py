@@ -176,8 +176,8 @@ def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_co
           gathers: bool = False, loss_parallel: bool = False) -> Sizes:
     """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
     the vocabulary, its context-parallel share of the tokens; `reduce_copies`:
-    calc.frameworks.reduces_into_copies; `gathers`: calc.frameworks.keeps_gathered_inputs
-    (the stream's share of the tokens, s/t); `loss_parallel`: calc.frameworks.runs_dtensor."""
+    calc.layout.frameworks.reduces_into_copies; `gathers`: calc.layout.frameworks.keeps_gathered_inputs
+    (the stream's share of the tokens, s/t); `loss_parallel`: calc.layout.frameworks.runs_dtensor."""
     t = setup.tp
     s = -(-shape.context // setup.cp)
     return Sizes(s=s, s_l=-(-s // t) if gathers else s, gathers=gathers, loss_parallel=loss_parallel, d=shape.d_model, h=-(-shape.heads // t),

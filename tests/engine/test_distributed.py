@@ -15,7 +15,7 @@ import pytest
 
 from calc import ModelShape, TrainingSetup
 from calc.peak import moments_table
-from calc.splits import stages
+from calc.layout.split import stages
 
 MEASURED = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed.json").read_text())
 SHAPES = {name: ModelShape(**cfg) for name, cfg in MEASURED["shapes"].items()}

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from calc.fit import largest_batch, peak_bytes
 from calc.inputs import InputError, inputs_to_params, parse_inputs
 from calc.setup import MAX_BATCH
-from calc.solver import search
+from calc.layout.solver import search
 
 
 def test_a_reserve_of_nothing_is_a_reserve():

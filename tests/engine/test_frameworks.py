@@ -1,4 +1,4 @@
-"""Each framework's rules (calc.frameworks), derived from its source, against its own
+"""Each framework's rules (calc.layout.frameworks), derived from its source, against its own
 estimator where the two count the same thing, and each difference stated.
 
 Megatron-LM (megatron/training/theoretical_memory_usage.py, `num_bytes_per_parameter`):
@@ -15,9 +15,9 @@ from calc import PRESETS, TrainingSetup, parameter_count
 from calc.errors import FieldError
 from calc.fixed import state_bytes
 from calc.inputs import InputError, parse_inputs
-from calc.parallel import per_gpu_table
+from calc.layout.per_gpu import per_gpu_table
 from calc.peak import optimizer_temporaries
-from calc.splits import check_layout, stages, zero_states
+from calc.layout.split import check_layout, stages, zero_states
 
 LLAMA = PRESETS["llama-2-7b"].replace(implementation="reference")
 H, V, L, FFN = 4096, 32000, 32, 11008
@@ -111,7 +111,7 @@ def test_auto_is_ddp_without_zero_and_deepspeed_with_it():
 def test_fsdp2_pads_each_parameter_s_first_dimension_to_a_multiple_of_the_ranks():
     # GPT-2 XL's shape: its vocabulary's 50,257 rows over 2 ranks pad to 50,258 (one row of
     # 1,600 values); its positions (1,024 rows) and its block's widths divide evenly
-    from calc.fsdp2 import group_values
+    from calc.layout.frameworks.fsdp2_buffers import group_values
     gpt2 = PRESETS["gpt2-xl"]
     d = 1600
     root, block = group_values(gpt2, 2)
@@ -120,7 +120,7 @@ def test_fsdp2_pads_each_parameter_s_first_dimension_to_a_multiple_of_the_ranks(
 
 
 def test_fsdp2_holds_16_bytes_a_parameter_over_the_ranks_also_under_its_bf16_policy():
-    from calc.fsdp2 import sharded_states
+    from calc.layout.frameworks.fsdp2_buffers import sharded_states
     for dtype in ("fp32", "bf16-master"):
         setup = TrainingSetup(dtype=dtype, dp=8, zero=3, framework="fsdp2")
         weights, gradients, optimizer = sharded_states(LLAMA, setup, 8)

@@ -1,6 +1,6 @@
 """The solver against a brute force over every layout it may answer, on small models.
 
-The layouts (calc.solver's bounds, written out again here): tensor parallelism t ≤ 8 that
+The layouts (calc.layout.solver's bounds, written out again here): tensor parallelism t ≤ 8 that
 divides the heads, the key/value heads and d_ff, with sequence parallelism when t divides
 the context; pipelines p ≤ 128 that divide the layers, interleaved in v ≤ 4 chunks that
 divide a stage's layers (with a multiple of p micro-batches); context parallelism c ≤ 8
@@ -8,7 +8,7 @@ with flash attention, 2c dividing the context; every data-parallel size and micr
 count that divide the sequences, micro-batches up to the cap; ZeRO stages 0-3 (0-1 with
 pipelines), a stage above 0 only over more than one data rank (with any stage allowed, or
 on one GPU). The answer is the fewest GPUs, then the least pipeline bubble, then the
-fewest bytes sent a step (calc.costs), then the fewest micro-batches.
+fewest bytes sent a step (calc.layout.costs), then the fewest micro-batches.
 """
 
 from fractions import Fraction
@@ -16,11 +16,11 @@ from fractions import Fraction
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from calc import ModelShape, TrainingSetup
-from calc.costs import bubble, sent_bytes
+from calc.layout.costs import bubble, sent_bytes
 from calc.errors import FieldError
 from calc.fit import peak_bytes
 from calc.peak import peak_floor
-from calc.solver import Question, search
+from calc.layout.solver import Question, search
 
 
 def _divisors(n: int, limit: int) -> list[int]:

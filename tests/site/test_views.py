@@ -92,7 +92,7 @@ def test_values_are_labelled():
     assert render_value("bytes.activations", {"accounting": "seed"}) == "16.262 GB"
     assert render_value("exact.activations", {"accounting": "seed"}) == "16,262,172,672"
     assert render_value("parameters", {"preset": "gpt2-xl"}) == "1,557,611,200"
-    # the solver's bounds, as calc/solver.py documents them: one node of 8 GPUs, 128 stages
+    # the solver's bounds, as calc/layout/solver.py documents them: one node of 8 GPUs, 128 stages
     assert [render_value(f"solver.max_{n}", {}) for n in ("tp", "pp", "cp")] == ["8", "128", "8"]
 
 

@@ -1,9 +1,9 @@
 """Memory per GPU when training is spread over many: data parallelism with ZeRO, tensor
 (and sequence) parallelism, and pipeline parallelism; and the layout with the fewest GPUs.
 
-How a layout splits the model is calc.splits; the peak of the fullest GPU's step is
+How a layout splits the model is calc.layout.split; the peak of the fullest GPU's step is
 calc.peak's, the same moments as on one GPU (so a layout of one GPU gives the one-GPU
-peak; calc.solver finds the layout with the fewest GPUs). The precision regimes are calc.setup.STATE_BYTES: fp32 (4 + 4 + K bytes a
+peak; calc.layout.solver finds the layout with the fewest GPUs). The precision regimes are calc.setup.STATE_BYTES: fp32 (4 + 4 + K bytes a
 parameter, K = 8 for AdamW, 4 for SGD with momentum), bf16 autocast over fp32 weights (the
 same, plus bf16 weight copies) and bf16 weights with an fp32 master copy in the optimizer
 (2 + 2 + 4 + K: the ZeRO paper's 2 + 2 + 12).
@@ -15,10 +15,10 @@ from functools import lru_cache
 
 from calc.fixed import state_bytes
 from calc.fit import peak_bytes
-from calc.frameworks import FRAMEWORKS, PROVENANCE, framework_of
+from calc.layout.frameworks import FRAMEWORKS, PROVENANCE, framework_of
 from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
-from calc.splits import stages, zero_states
+from calc.layout.split import stages, zero_states
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 

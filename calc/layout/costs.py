@@ -28,10 +28,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 from calc.fixed import state_bytes
-from calc.frameworks import framework_of
+from calc.layout.frameworks import framework_of
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.splits import ceil_div, stages
+from calc.layout.split import ceil_div, stages
 
 
 def bubble(setup: TrainingSetup) -> Fraction:

@@ -1,6 +1,7 @@
-"""PyTorch FSDP2 (`torch.distributed.fsdp.fully_shard`), wrapped as torchtitan wraps a
-model: each block one group, then the whole model, whose own group (the root) holds the
-embeddings, the final norm and the head. Read from torch 2.13's
+"""PyTorch FSDP2's buffers through a step (`torch.distributed.fsdp.fully_shard`; its rules
+are calc.layout.frameworks.fsdp2), wrapped as torchtitan wraps a model: each block one
+group, then the whole model, whose own group (the root) holds the embeddings, the final
+norm and the head. Read from torch 2.13's
 torch/distributed/fsdp/_fully_shard/ and measured on two gloo CPU processes: every phase
 of every rank of 32 steps (fp32 and the bf16 policy, resharding after forward or not, two
 shapes) equals calc's moments to the byte (validation/distributed-fsdp2.json;
@@ -41,7 +42,7 @@ from functools import lru_cache
 from calc.parameters import parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.splits import ceil_div
+from calc.layout.split import ceil_div
 
 REDUCE_BYTES = 4
 """The reduce dtype's bytes: fp32, as torchtitan's policy sets it (and FSDP2's default

@@ -14,7 +14,7 @@ parallelism, the loss's s·V tensors by vocabulary-parallel cross-entropy), for 
 layers; under the 1F1B schedule the first stage holds min(p, micro-batches) micro-batches
 in flight, the last one.
 
-Used by calc.peak, which walks the step's moments on the fullest GPU, and calc.parallel.
+Used by calc.peak, which walks the step's moments on the fullest GPU, and calc.layout.per_gpu.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from calc.activations import activation_table
 from calc.errors import FieldError
-from calc.frameworks import check_framework, keeps_gathered_inputs
+from calc.layout.frameworks import check_framework, keeps_gathered_inputs
 from calc.parameters import matrix_parameter_count, parameter_table
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -157,7 +157,7 @@ def split_rows(shape: ModelShape, setup: TrainingSetup, gathered: bool | None = 
     """The accounting's rows (per sequence) for one GPU under tensor (and sequence)
     parallelism. They depend on neither the batch nor the data or pipeline split, so the
     solver's many candidates share them. `gathered`: whether the framework keeps the
-    column-parallel linears' gathered inputs (calc.frameworks.keeps_gathered_inputs; read
+    column-parallel linears' gathered inputs (calc.layout.frameworks.keeps_gathered_inputs; read
     from `setup` when None)."""
     if gathered is None:
         gathered = keeps_gathered_inputs(setup)

@@ -5,7 +5,7 @@ setup's global batch, dp · micro-batches · batch), the card or a budget, and c
 a fixed ZeRO stage (or FSDP's name for it), the most micro-batches allowed, whether tensor,
 pipeline and context parallelism may be used. Every layout is judged by the peak of its
 fullest GPU's step (calc.fit, the same moments as on one GPU). The answer is the layout
-with the fewest GPUs; among those, what it costs to run (calc.costs): the least time its
+with the fewest GPUs; among those, what it costs to run (calc.layout.costs): the least time its
 pipeline idles, then the fewest bytes each GPU sends a step; then the fewest micro-batches;
 then the least memory.
 
@@ -29,16 +29,16 @@ import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 
-from calc.parallel import divisors, quotient_divisors
+from calc.layout.per_gpu import divisors, quotient_divisors
 from calc.fit import peak_bytes
 from calc.peak import peak_floor
-from calc.costs import bubble, sent_bytes
+from calc.layout.costs import bubble, sent_bytes
 from calc.errors import FieldError
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
 from calc.fixed import state_bytes
-from calc.frameworks import check_framework, nccl_bytes
-from calc.splits import check_layout, stages, zero_states
+from calc.layout.frameworks import check_framework, nccl_bytes
+from calc.layout.split import check_layout, stages, zero_states
 
 SOLVER_MAX_TP = 8
 SOLVER_MAX_PP = 128
@@ -70,7 +70,7 @@ class Question:
 class Layout:
     """A layout that fits: the setup (dp, zero, tp, sp, pp, v, cp, micro-batches, batch
     set), its GPU count, the peak of its fullest GPU (bytes), what it costs to run
-    (calc.costs): its pipeline's bubble (a share of the step) and the bytes each GPU sends
+    (calc.layout.costs): its pipeline's bubble (a share of the step) and the bytes each GPU sends
     a step."""
 
     setup: TrainingSetup

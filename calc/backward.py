@@ -144,14 +144,15 @@ class _Program:
         """Under DTensor's sequence parallelism (the backward of the reduce-scatter after a
         row-parallel linear) the gradient of the rank's tokens, all-gathered to every token
         (`size` bytes a value); from two sequences on the chunks are copied into the
-        sequences' order. Else the gradient itself."""
+        sequences' order. Under Megatron-LM's (z.megatron_sp) the same, with no copy (its
+        sequence is the first dimension). Else the gradient itself."""
         z, w = self.z, self.walk
-        if not z.gathers:
+        if not (z.gathers or z.megatron_sp):
             return grad
         w.at = "the all-gather of the gradient"
         gathered = self.buffers.name("gathered")
         w.make(gathered, z.per(z.s * z.d, size))
-        if z.batched:
+        if z.batched and z.gathers:
             ordered = self.buffers.name("gathered")
             w.make(ordered, z.per(z.s * z.d, size))
             w.drop(gathered)
@@ -162,16 +163,17 @@ class _Program:
     def scattered(self, grad: str, size: int) -> str:
         """Under DTensor's sequence parallelism (the backward of the all-gather before the
         column-parallel linears) the summed gradient of every token, reduce-scattered to the
-        rank's tokens from a copy laid out rank by rank (`size` bytes a value). Else the
-        gradient itself."""
+        rank's tokens from a copy laid out rank by rank (`size` bytes a value); under
+        Megatron-LM's with no copy. Else the gradient itself."""
         z, w = self.z, self.walk
-        if not z.gathers:
+        if not (z.gathers or z.megatron_sp):
             return grad
         w.at = "the reduce-scatter of the gradient"
         laid_out, out = self.buffers.name("chunks"), self.buffers.name("scattered")
-        w.make(laid_out, z.per(z.s * z.d, size))
+        if z.gathers:
+            w.make(laid_out, z.per(z.s * z.d, size))
         w.make(out, z.per(z.s_l * z.d, size))
-        w.drop(laid_out, grad)
+        w.drop(laid_out if z.gathers else None, grad)
         return out
 
     def rms_norm(self, prefix: str, grad: str, into: str) -> None:

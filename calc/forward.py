@@ -108,11 +108,12 @@ class BlockForward:
         """A row-parallel linear's output, summed over the tensor-parallel ranks: in place,
         or (z.reduce_copies) into a new tensor made while the partial sums are alive; under
         DTensor's sequence parallelism (z.gathers) reduce-scattered to the rank's tokens,
-        from a copy that lays the ranks' chunks out one after another."""
+        from a copy that lays the ranks' chunks out one after another; under Megatron-LM's
+        (z.megatron_sp) with none."""
         z = self.z
-        if z.gathers:
+        if z.gathers or z.megatron_sp:  # Megatron-LM's sequence is the first dimension: no copy to lay it out
             self.op(f"the reduce-scatter of {linear}'s partial sums")
-            laid_out = self.make("chunks", z.per(z.s * z.d, z.a))
+            laid_out = self.make("chunks", z.per(z.s * z.d, z.a)) if z.gathers else None
             total = self.make("reduce-scattered", z.per(z.s_l * z.d, z.a))
             self.done(laid_out, partial)
             return total

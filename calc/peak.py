@@ -56,8 +56,8 @@ from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
 from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
-                             keeps_whole_embedding_gradient, nccl_bytes, reduces_into_copies, runs_dtensor,
-                             step_temporaries)
+                             keeps_whole_embedding_gradient, megatron_sequence_parallel, nccl_bytes,
+                             reduces_into_copies, runs_dtensor, step_temporaries)
 from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.forward import block_forward_walk
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
@@ -73,6 +73,7 @@ PART_SYMBOLS = {
     "W": "parameters and optimizer state (held all step)",
     "X": "buffers, and the optimizer's step counts where they are on the device",
     "B_n": "NCCL's memory for the GPU's communicators, outside PyTorch's allocator (assumed: the nccl field)",
+    "B_g": "Megatron-LM's global buffer that sequence parallelism gathers each linear's input into, kept all run",
     "B_d": "DDP's gradient buckets, a second copy of the gradients (unless gradient_as_bucket_view)",
     "B_r": "ZeRO's reduce bucket, while backward reduces gradients",
     "B_p": "ZeRO-3's gathered parameters: the layer at work and the prefetch bucket",
@@ -296,6 +297,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         **buffers(setup, here.parameters, here.block, weights, grad, held_grads),
         "X_s": B * s * shape.d_model * stream if fsdp2 else 0,
+        "B_g": B * s * shape.d_model * stream if megatron_sequence_parallel(setup) else 0,
         **fsdp2_buffers,
     }
 
@@ -373,17 +375,18 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
                              accumulating=gradients_into_held(setup) and not reduced,
                              tied=shape.tied and setup.pp == 1 and not reduced,
                              reduce_copies=reduces_into_copies(setup), gathers=keeps_gathered_inputs(setup),
-                             whole_embedding=keeps_whole_embedding_gradient(setup), loss_parallel=runs_dtensor(setup))
+                             whole_embedding=keeps_whole_embedding_gradient(setup), loss_parallel=runs_dtensor(setup),
+                             megatron_sp=megatron_sequence_parallel(setup))
 
 
 @lru_cache(maxsize=512)
 def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool,
                       accumulating: bool, tied: bool, reduce_copies: bool, gathers: bool,
-                      whole_embedding: bool, loss_parallel: bool) -> dict:
+                      whole_embedding: bool, loss_parallel: bool, megatron_sp: bool) -> dict:
     """The embeddings' backward for any implementation; a block's forward and backward and
     the head's backward for the reference implementation."""
     z = sizes(shape, setup, accumulating=accumulating, reduce_copies=reduce_copies, gathers=gathers,
-              loss_parallel=loss_parallel)
+              loss_parallel=loss_parallel, megatron_sp=megatron_sp)
     walks = {}
     if has_embedding:
         walks["T_e"] = embedding_walk(shape, setup, z, tied=tied, rows=shape.vocab if whole_embedding else z.vocab)
@@ -463,7 +466,7 @@ def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     return remember("sums", shape, setup, SUMS_DEPEND_ON, make)
 
 
-_HELD = (("W",), ("X",), ("I",), ("B_n",), ("B_d",))
+_HELD = (("W",), ("X",), ("I",), ("B_n",), ("B_g",), ("B_d",))
 MOMENTS = (
     Moment("block-forward", "Forward through the last block",
            (*_HELD, ("A_f",), ("A_m",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",), ("F_f",))),
@@ -588,7 +591,7 @@ def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
 
 
-BUFFER_PARTS = ("B_n", "B_d", "B_r", "B_p")
+BUFFER_PARTS = ("B_n", "B_g", "B_d", "B_r", "B_p")
 
 
 def buffer_parts(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:

@@ -159,7 +159,8 @@ class Sizes:
     accumulating: bool  # each new parameter gradient is added into a held one, then freed
     reduce_copies: bool = False  # tensor parallelism all-reduces W_O's and W2's partial sums into new tensors
     gathers: bool = False  # DTensor's sequence parallelism: the stream split by tokens, gathered for the linears
-    s_l: int = 0  # the residual stream's tokens on this GPU: s, or s/t under `gathers`
+    megatron_sp: bool = False  # Megatron-LM's sequence parallelism: the stream split by tokens, gathered in a buffer
+    s_l: int = 0  # the residual stream's tokens on this GPU: s, or s/t under either sequence parallelism
     loss_parallel: bool = False  # DTensor's vocabulary-parallel loss: NLL's backward makes log-softmax's gradient
 
     def per(self, values: int, size: int) -> Line:
@@ -173,14 +174,15 @@ class Sizes:
 
 
 def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_copies: bool = False,
-          gathers: bool = False, loss_parallel: bool = False) -> Sizes:
+          gathers: bool = False, loss_parallel: bool = False, megatron_sp: bool = False) -> Sizes:
     """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
     the vocabulary, its context-parallel share of the tokens; `reduce_copies`:
     calc.layout.frameworks.reduces_into_copies; `gathers`: calc.layout.frameworks.keeps_gathered_inputs
     (the stream's share of the tokens, s/t); `loss_parallel`: calc.layout.frameworks.runs_dtensor."""
     t = setup.tp
     s = -(-shape.context // setup.cp)
-    return Sizes(s=s, s_l=-(-s // t) if gathers else s, gathers=gathers, loss_parallel=loss_parallel, d=shape.d_model, h=-(-shape.heads // t),
+    return Sizes(s=s, s_l=-(-s // t) if gathers or megatron_sp else s, gathers=gathers, megatron_sp=megatron_sp,
+                 loss_parallel=loss_parallel, d=shape.d_model, h=-(-shape.heads // t),
                   h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
                   a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32,
                   stats=layer_norm_stats_bytes(setup), cast=setup.dtype == "bf16",

@@ -16,8 +16,8 @@ from calc.errors import FieldError
 from calc.fixed import state_bytes
 from calc.inputs import InputError, parse_inputs
 from calc.layout.per_gpu import per_gpu_table
-from calc.peak import optimizer_temporaries
 from calc.layout.split import check_layout, stages, zero_states
+from calc.peak import buffer_parts, optimizer_temporaries
 
 LLAMA = PRESETS["llama-2-7b"].replace(implementation="reference")
 H, V, L, FFN = 4096, 32000, 32, 11008
@@ -138,3 +138,15 @@ def test_what_calc_does_not_model_of_fsdp2_is_a_field_error(fields, field):
     with pytest.raises(FieldError) as error:
         check_layout(LLAMA, TrainingSetup(framework="fsdp2", **fields))
     assert error.value.field == field
+
+
+def test_megatron_s_sequence_parallelism_gathers_into_one_buffer_kept_all_run():
+    # Llama-2-7B's shape in the reference code, 4,096 tokens, 2 sequences, bf16 weights with
+    # an fp32 master, tp 4 with sequence parallelism: Megatron-LM gathers each
+    # column-parallel linear's input into one global buffer, one micro-batch's
+    # 2 · 4,096 · 4,096 values of 2 bytes; DTensor (ddp) gathers into new tensors instead
+    shape = PRESETS["llama-2-7b"].replace(implementation="reference", context=4096)
+    layout = TrainingSetup(dtype="bf16-master", attention="flash", batch=2, tp=4, sp=True)
+    assert buffer_parts(shape, layout.replace(framework="megatron"))["B_g"] == 2 * 4096 * 4096 * 2
+    assert buffer_parts(shape, layout.replace(framework="ddp"))["B_g"] == 0
+    assert buffer_parts(shape, layout.replace(framework="megatron", sp=False))["B_g"] == 0

@@ -94,6 +94,20 @@ def keeps_gathered_inputs(setup) -> bool:
     return setup.sp and runs_dtensor(setup)
 
 
+def megatron_sequence_parallel(setup) -> bool:
+    """Whether Megatron-LM's layers run sequence parallelism (megatron; deepspeed as
+    Megatron-DeepSpeed runs it): the residual stream split by tokens; a column-parallel
+    linear gathers its input into one global buffer, reused by every layer in forward and
+    backward and kept for the run (Megatron-LM d98e8a6,
+    megatron/core/tensor_parallel/layers.py lines 623-628: `get_global_memory_buffer()`),
+    and saves its shard; a row-parallel one reduce-scatters its partial sums along the
+    sequence (the first dimension: no copy to lay the chunks out) into a new tensor, and
+    in backward its gradient is all-gathered into a new one
+    (megatron/core/tensor_parallel/mappings.py `_gather_along_first_dim`,
+    `_reduce_scatter_along_first_dim`). Derived, not measured."""
+    return setup.sp and setup.tp > 1 and not runs_dtensor(setup)
+
+
 def keeps_whole_embedding_gradient(setup) -> bool:
     """Whether each tensor-parallel rank keeps its vocabulary-parallel embedding's gradient
     whole (V·d values) though it holds 1/t of the weight: DTensor's embedding backward has

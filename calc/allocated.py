@@ -16,11 +16,11 @@ from __future__ import annotations
 from calc.allocator import cublas_workspace_bytes, rounding
 from calc.fixed import buffer_bytes, state_bytes
 from calc.layout.frameworks import gradients_into_held
+from calc.layout.split import split_rows, stages
 from calc.parameters import parameter_tensor_count, parameter_tensor_sizes
 from calc.peak import MOMENTS, _INPUT_ROWS, _parts, _walks, moments_table
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.layout.split import split_rows, stages
 from calc.walk import tensors_above_at, weight_matrices, sizes
 
 INDEX_BYTES, STEP_COUNT_BYTES = 8, 4

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from calc.activations.autograd import bf16_log_softmax, kernel_pads, sdpa_kernel
 from calc.forward import BlockForward
+from calc.layout.split import split_rows
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.layout.split import split_rows
 from calc.walk import FP32, AttentionSaved, Line, Sizes, Walk, weight_matrices
 
 NORM_NAMES = {"norm1": "the attention norm", "norm2": "the feed-forward norm", "final-norm": "the final norm"}

@@ -12,18 +12,18 @@ import json
 import sys
 from pathlib import Path
 
+from calc.activations import activation_table
 from calc.catalog import OPTIONS, RESULTS_FILES, VIEWS, answer, view_options
 from calc.errors import FieldError, InputError
 from calc.fields import FIELDS, BY_NAME
-from calc.gpus import GPUS
 from calc.fixed import fixed_table
-from calc.activations import activation_table
+from calc.gpus import GPUS
 from calc.inputs import Inputs, parse_inputs
 from calc.layout.per_gpu import per_gpu_table
+from calc.layout.solver import FSDP_STAGES
 from calc.parameters import parameter_table
 from calc.presets import PRESETS
 from calc.render import part_text
-from calc.layout.solver import FSDP_STAGES
 from calc.report import summary
 from calc.table import Formula, Grid, Sentence, Table
 from calc.units import in_unit

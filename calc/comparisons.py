@@ -14,6 +14,7 @@ from calc.activations import activation_table, block_rows, bytes_per_block, quad
 from calc.activations.seed import SEED_PRINTED
 from calc.categories import CATEGORIES
 from calc.errors import FieldError
+from calc.fit import largest_batch, peak_bytes
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
 from calc.inputs import Inputs, check_setup
@@ -21,7 +22,6 @@ from calc.layout.per_gpu import divisors, per_gpu_table, quotient_divisors
 from calc.layout.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
 from calc.layout.split import check_layout, stages
 from calc.parameters import parameter_count
-from calc.fit import largest_batch, peak_bytes
 from calc.report import summary
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape

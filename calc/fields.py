@@ -18,16 +18,16 @@ from fractions import Fraction
 
 from calc.cuda import ARCHES
 from calc.errors import FieldError, echo
-from calc.layout.frameworks import FRAMEWORKS
 from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
+from calc.layout.frameworks import FRAMEWORKS
+from calc.layout.solver import FSDP_STAGES
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
-from calc.setup import MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
+from calc.setup import DEFAULT_NCCL, MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
 from calc.shape import CHOICES as SHAPE_CHOICES
 from calc.shape import FLAGS as SHAPE_FLAGS
 from calc.shape import MAX_SIZE, SIZES
-from calc.layout.solver import FSDP_STAGES
 from calc.units import parse_size_as_typed, size_text
 
 GROUPS = {
@@ -308,7 +308,7 @@ FIELDS: tuple[Field, ...] = (
           "parameters gathered ahead of the layer that needs them", "setup", limit=10**12),
     Field("nccl", "buffers", "size", "NCCL per communicator", "memory NCCL takes on each GPU for each process group "
           "the layout communicates in (data, tensor, pipeline, context parallel), outside PyTorch's allocator: an "
-          "assumption (512 MiB); set yours, or 0", "setup", minimum=0),
+          f"assumption ({size_text(DEFAULT_NCCL)}); set yours, or 0", "setup", minimum=0),
     Field("ddp_bucket_view", "buffers", "flag", "DDP gradient_as_bucket_view", "DDP's gradients are views of its "
           "buckets (else the buckets are a second copy of the gradients)", "setup", _NO_YES),
     Field("solve_sequences", "solver", "whole_or_none", "Sequences per step", "sequences one optimizer step trains "

@@ -14,16 +14,16 @@ from functools import lru_cache
 from typing import Mapping
 
 from calc.activations import activation_table, check_implementation
-from calc.layout.frameworks import check_framework
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
+from calc.gpus import GPUS
+from calc.hf_config import config_model_type
+from calc.layout.frameworks import check_framework
+from calc.layout.solver import FSDP_STAGES, Question
 from calc.layout.split import check_layout
 from calc.presets import PRESETS
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.layout.solver import FSDP_STAGES, Question
-from calc.gpus import GPUS
-from calc.hf_config import config_model_type
 from calc.units import in_unit, parse_size, size_text
 
 DEFAULT_SETUP = TrainingSetup()

@@ -55,11 +55,11 @@ from math import prod
 from calc.activations.autograd import bf16_log_softmax
 from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
+from calc.forward import block_forward_walk
 from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
                              keeps_whole_embedding_gradient, megatron_sequence_parallel, nccl_bytes,
                              reduces_into_copies, runs_dtensor, step_temporaries)
 from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
-from calc.forward import block_forward_walk
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
 from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
 from calc.setup import TrainingSetup

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from calc.activations import activation_table
+from calc.fit import largest_batch, peak_bytes
 from calc.fixed import fixed_table, state_bytes
 from calc.gpus import GPUS
+from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.parameters import parameter_count
-from calc.fit import largest_batch, peak_bytes
 from calc.peak import MOMENTS, moment_ops, tensor_peak_bytes
 from calc.setup import TrainingSetup
 from calc.shape import IMPLEMENTATION_NAMES, ModelShape
-from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.table import Table, f, row
 from calc.units import grouped, in_unit
 
@@ -93,12 +93,11 @@ def value_text(inputs, name: str) -> str:
         return grouped(s["largest_batch"])
     if name == "budget":
         return inputs.budget_label
-    if name == "nccl":  # NCCL's memory per communicator, held beside the tensors
-        return f"{inputs.setup.nccl // 2**20:,} MiB ({in_unit(inputs.setup.nccl, inputs.unit)})"
-    if name in ("gpu_reported", "reserve"):  # the card's total as its driver reports it; the reserve taken off
-        if inputs.gpu == "custom":
+    if name in ("gpu_reported", "reserve", "nccl"):  # the card's total, the reserve taken off, NCCL's share
+        if inputs.gpu == "custom" and name != "nccl":
             return "—" if name == "gpu_reported" else in_unit(0, inputs.unit, trim=True)
-        nbytes = GPUS[inputs.gpu].nbytes if name == "gpu_reported" else inputs.reserve
+        nbytes = {"gpu_reported": GPUS[inputs.gpu].nbytes if inputs.gpu in GPUS else 0, "reserve": inputs.reserve,
+                  "nccl": inputs.setup.nccl}[name]
         return f"{nbytes // 2**20:,} MiB ({in_unit(nbytes, inputs.unit)})"
     kind, _, key = name.partition(".")
     if kind == "solver" and key in SOLVER_BOUNDS:

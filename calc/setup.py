@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
-from calc.layout.frameworks import FRAMEWORKS, keeps_gathered_inputs
 from calc.errors import FieldError, echo
+from calc.layout.frameworks import FRAMEWORKS, keeps_gathered_inputs
 from calc.shape import check_whole
 
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")

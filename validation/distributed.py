@@ -52,7 +52,7 @@ from torch.distributed.tensor.parallel import loss as tensor_parallel_loss
 from torch.distributed.tensor.parallel import loss_parallel
 from torch.nn.parallel import DistributedDataParallel
 
-from validation.measure import _is_weight_copy
+from validation.measure import is_weight_copy
 from validation.record import write_or_check
 from validation.reference_model import Transformer
 from validation.run import SMALL_SHAPES
@@ -100,7 +100,7 @@ class SavedBytes(contextlib.AbstractContextManager):
 
     def _pack(self, t):
         storage = _local(t).untyped_storage()
-        if storage._cdata not in self.seen and storage._cdata not in self.fixed and not _is_weight_copy(t):
+        if storage._cdata not in self.seen and storage._cdata not in self.fixed and not is_weight_copy(t):
             self.seen.add(storage._cdata)
             self.total += storage.nbytes()
         return t

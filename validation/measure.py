@@ -35,7 +35,7 @@ def _storage_key(t: torch.Tensor):
     return t.untyped_storage()._cdata
 
 
-def _is_weight_copy(t: torch.Tensor) -> bool:
+def is_weight_copy(t: torch.Tensor) -> bool:
     """A cast of a parameter (autocast's cached copy), seen through any views of it."""
     node = t.grad_fn
     while node is not None and type(node).__name__ in _VIEW_NODES:
@@ -132,7 +132,7 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
             key = _storage_key(t)
             if key not in seen:
                 seen.add(key)
-                kind = "saved_parameters" if key in fixed else "weight_copies" if _is_weight_copy(t) else "activations"
+                kind = "saved_parameters" if key in fixed else "weight_copies" if is_weight_copy(t) else "activations"
                 totals[kind] += t.untyped_storage().nbytes()
             return t
 

@@ -29,9 +29,9 @@ from fractions import Fraction
 
 from calc.fixed import state_bytes
 from calc.layout.frameworks import framework_of
+from calc.layout.split import ceil_div, stages
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.layout.split import ceil_div, stages
 
 
 def bubble(setup: TrainingSetup) -> Fraction:

@@ -1,24 +1,25 @@
 """Memory per GPU when training is spread over many: data parallelism with ZeRO, tensor
-(and sequence) parallelism, and pipeline parallelism; and the layout with the fewest GPUs.
+(and sequence) parallelism, and pipeline parallelism.
 
 How a layout splits the model is calc.layout.split; the peak of the fullest GPU's step is
 calc.peak's, the same moments as on one GPU (so a layout of one GPU gives the one-GPU
-peak; calc.layout.solver finds the layout with the fewest GPUs). The precision regimes are calc.setup.STATE_BYTES: fp32 (4 + 4 + K bytes a
-parameter, K = 8 for AdamW, 4 for SGD with momentum), bf16 autocast over fp32 weights (the
-same, plus bf16 weight copies) and bf16 weights with an fp32 master copy in the optimizer
-(2 + 2 + 4 + K: the ZeRO paper's 2 + 2 + 12).
+peak; calc.layout.solver finds the layout with the fewest GPUs). The precision regimes
+are calc.setup.STATE_BYTES: fp32 (4 + 4 + K bytes a parameter, K = 8 for AdamW, 4 for
+SGD with momentum), bf16 autocast over fp32 weights (the same, plus bf16 weight copies)
+and bf16 weights with an fp32 master copy in the optimizer (2 + 2 + 4 + K: the ZeRO
+paper's 2 + 2 + 12).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from calc.fixed import state_bytes
 from calc.fit import peak_bytes
-from calc.layout.frameworks import FRAMEWORKS, PROVENANCE, framework_of
+from calc.fixed import state_bytes
+from calc.layout.frameworks import FRAMEWORKS, PROVENANCE, framework_of, nccl_bytes
+from calc.layout.split import stages, zero_states
 from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
-from calc.layout.split import stages, zero_states
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 
@@ -44,6 +45,9 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if setup.dtype == "bf16":
         copies = 2 * (here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices))
         rows.append(row({"C": copies}, "weight-copies", "bf16 weight copies autocast keeps", f(("C",)), 1))
+    if setup.accounting != "autograd" and nccl_bytes(setup):  # a summed accounting adds NCCL's memory alone
+        rows.append(row({"B_n": nccl_bytes(setup)}, "buffer-b-n", PART_SYMBOLS["B_n"][0].upper() + PART_SYMBOLS["B_n"][1:],
+                        f(("B_n",)), 1))
     if setup.accounting == "autograd":
         for key, nbytes in buffer_parts(shape, setup).items():
             if nbytes:
@@ -60,8 +64,7 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     note = (f"{gpus:,} GPU{'s' if gpus != 1 else ''}: dp {setup.dp} × tp {setup.tp} × pp {setup.pp} × cp {setup.cp}; "
             f"{psi:,} parameters on {'the ' + stage + ' stage' if setup.pp > 1 else 'each GPU'} before ZeRO; "
             f"global batch {setup.global_batch:,}.")
-    notes = (note, f"{FRAMEWORKS[framework_of(setup)]}: {PROVENANCE[framework_of(setup)]}.") if setup.dp * setup.cp > 1 \
-        else (note,)
+    notes = (note, f"{FRAMEWORKS[framework_of(setup)]}: {PROVENANCE[framework_of(setup)]}.") if gpus > 1 else (note,)
     return Table("per-gpu", "Memory per GPU", tuple(rows), count_label="bytes", notes=notes, show_total=False)
 
 

@@ -29,16 +29,16 @@ import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 
-from calc.layout.per_gpu import divisors, quotient_divisors
-from calc.fit import peak_bytes
-from calc.peak import peak_floor
-from calc.layout.costs import bubble, sent_bytes
 from calc.errors import FieldError
+from calc.fit import peak_bytes
+from calc.fixed import state_bytes
+from calc.layout.costs import bubble, sent_bytes
+from calc.layout.frameworks import check_framework, nccl_bytes
+from calc.layout.per_gpu import divisors, quotient_divisors
+from calc.layout.split import check_layout, stages, zero_states
+from calc.peak import peak_floor
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
-from calc.fixed import state_bytes
-from calc.layout.frameworks import check_framework, nccl_bytes
-from calc.layout.split import check_layout, stages, zero_states
 
 SOLVER_MAX_TP = 8
 SOLVER_MAX_PP = 128

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from calc import ModelShape, TrainingSetup
-from calc.peak import moments_table
 from calc.layout.split import stages
+from calc.peak import moments_table
 
 MEASURED = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed.json").read_text())
 SHAPES = {name: ModelShape(**cfg) for name, cfg in MEASURED["shapes"].items()}

@@ -7,10 +7,10 @@ import pytest
 
 from calc import PRESETS, ModelShape, TrainingSetup, activation_table, parameter_count, peak_bytes
 from calc.inputs import InputError, inputs_to_params, parse_inputs
-from calc.peak import moments_table
 from calc.layout.per_gpu import per_gpu_bytes, per_gpu_table
 from calc.layout.solver import Question, solve
 from calc.layout.split import stages, zero_states
+from calc.peak import moments_table
 
 # Rajbhandari et al. 2020, figure 1: a 7.5B-parameter model on 64 GPUs, mixed-precision
 # Adam (K = 12): 120 GB baseline, 31.4 GB (P_os), 16.6 GB (P_os+g), 1.9 GB (P_os+g+p).

@@ -16,11 +16,11 @@ from fractions import Fraction
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from calc import ModelShape, TrainingSetup
-from calc.layout.costs import bubble, sent_bytes
 from calc.errors import FieldError
 from calc.fit import peak_bytes
-from calc.peak import peak_floor
+from calc.layout.costs import bubble, sent_bytes
 from calc.layout.solver import Question, search
+from calc.peak import peak_floor
 
 
 def _divisors(n: int, limit: int) -> list[int]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from calc.errors import FieldError
 
 LABEL = "PyTorch DDP"
-PROVENANCE = "DDP's buckets measured rank by rank on CPU processes (validation/distributed.py)"
+PROVENANCE = ("DDP's buckets and DTensor's tensor parallelism measured rank by rank on CPU processes "
+              "(validation/distributed.py, --tp); on a GPU the same code's, not measured")
 TENSOR_PARALLEL = "dtensor"
 
 

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from calc.layout.split import ceil_div
 from calc.parameters import parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
-from calc.layout.split import ceil_div
 
 REDUCE_BYTES = 4
 """The reduce dtype's bytes: fp32, as torchtitan's policy sets it (and FSDP2's default

@@ -365,10 +365,10 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
         for key in (("w1-output", "silu-output", "w3-output", "product") if swiglu else ("w1-output", "gelu-output")):
             program.keep(key, z.per(sf, z.a))
         for name, values in weight_matrices(shape, z).items() if z.cast else ():
-            program.keep(copies[name], z.fixed(values, 2))
+            program.keep(copies[name], z.copy(values))
     w.baseline = w.live
     grad = "g-out"
-    w.have(grad, z.per(z.s_l * z.d, z.n))
+    w.have(grad, Line(0) if z.gradient_held else z.per(z.s_l * z.d, z.n))  # a pipeline's buffer: held outside
     # the feed-forward branch
     branch = program.split(grad, "mid", cast=True)
     if recompute:
@@ -451,7 +451,7 @@ def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:
     copy = None
     if z.cast:
         copy = "copy-head"
-        program.keep(copy, z.fixed(z.vocab * z.d, 2))
+        program.keep(copy, z.copy(z.vocab * z.d))
     w.baseline = w.live
     seed, grad_log_probs, grad_logits = "dloss", "dlogp", "dlogits"
     w.at = "NLL's backward"

@@ -15,10 +15,12 @@ from calc.activations.seed import SEED_PRINTED
 from calc.categories import CATEGORIES
 from calc.errors import FieldError
 from calc.fit import largest_batch, peak_bytes
+from calc.peak import pass_bytes
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
 from calc.inputs import Inputs, check_setup
 from calc.layout.per_gpu import divisors, per_gpu_table, quotient_divisors
+from calc.layout.schedule import SCHEDULES
 from calc.layout.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
 from calc.layout.split import check_layout, stages
 from calc.parameters import parameter_count
@@ -292,6 +294,36 @@ def tensor_parallel_grid(results: dict) -> Grid:
                 numeric_from=2, numeric_to=7,
                 notes=("Saved: what autograd kept in the forward pass on each rank. Peak: the step's highest "
                        "phase; every phase of every rank equals calc's moment to the byte "
+                       "(tests/engine/test_distributed.py).",))
+
+
+def pipeline_grid(results: dict) -> Grid:
+    """Each step measured on pipeline-parallel CPU processes (torch.distributed.pipelining,
+    one stage a rank) beside calc for that rank: its highest pass and the step's peak."""
+    shapes = {name: ModelShape(**cfg) for name, cfg in results.get("shapes", {}).items()}
+    rows = []
+    for c in results.get("steps", []):
+        setup = TrainingSetup(batch=c["batch"], dtype=c["dtype"], attention=c["attention"], checkpoint=c["checkpoint"],
+                              device="cpu", optimizer_impl="fused", pp=c["pp"], microbatches=c["microbatches"],
+                              schedule=c["schedule"], framework=c["framework"])
+        shape = shapes[c["shape"]]
+        for rank, measured in enumerate(c["phases"]):
+            ours = pass_bytes(shape, setup, rank)
+            key = "-".join(["pp", c["shape"], f"b{c['batch']}", f"m{c['microbatches']}", c["schedule"], c["dtype"],
+                            c["attention"], c["checkpoint"], f"rank{rank}"])
+            differing = sum(ours.get(phase) != value for phase, value in measured.items())
+            rows.append((key, [c["shape"], SCHEDULES[c["schedule"]], str(c["microbatches"]), f"stage {rank + 1}",
+                               grouped(max(ours.values()) - max(measured.values())), grouped(max(measured.values())),
+                               grouped(max(ours.values())), f"{len(measured) - differing} of {len(measured)}",
+                               str(c["batch"]), c["attention"], c["checkpoint"], c["dtype"]]))
+    return grid("validation-pp", f"Pipelines on {results.get('backend', '?')} CPU processes "
+                                 f"(torch.distributed.pipelining, one stage a rank), PyTorch {results.get('torch', '?')}, "
+                                 "rank by rank, against calc: bytes",
+                ["Shape", "Schedule", "Micro-batches", "Rank", "Peak: calc − measured", "Peak, measured", "Peak, calc",
+                 "Passes equal", "B", "Attention", "Checkpoint", "dtype"], rows,
+                numeric_from=4, numeric_to=7,
+                notes=("Each pass is one micro-batch's forward (with its loss, on the last stage) or backward, and the "
+                       "optimizer step; calc walks the stage's moments at every pass of its schedule "
                        "(tests/engine/test_distributed.py).",))
 
 

@@ -21,6 +21,7 @@ from calc.errors import FieldError, echo
 from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.layout.frameworks import FRAMEWORKS
+from calc.layout.schedule import SCHEDULES
 from calc.layout.solver import FSDP_STAGES
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
@@ -300,6 +301,9 @@ FIELDS: tuple[Field, ...] = (
           _NO_YES),
     Field("pp", "parallel", "whole", *_LAYOUT_LABELS["pp"], "setup", limit=MAX_PARALLEL),
     Field("virtual_stages", "parallel", "whole", *_LAYOUT_LABELS["virtual_stages"], "setup", limit=MAX_PARALLEL),
+    Field("schedule", "parallel", "choice", "Pipeline schedule", "the order each stage runs its micro-batches in: "
+          "1F1B, or GPipe (every forward, then every backward: PyTorch's pipelining, framework ddp)", "setup",
+          tuple(SCHEDULES.items())),
     Field("cp", "parallel", "whole", *_LAYOUT_LABELS["cp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
     Field("reduce_bucket", "buffers", "whole", "Reduce bucket (values)", "DeepSpeed's reduce_bucket_size: gradients "

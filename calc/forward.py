@@ -90,12 +90,12 @@ class BlockForward:
         self.op(f"W_{user.upper()}" if len(user) == 1 else user.upper())
         made = []
         if z.cast:
-            copy = self.make("copy", z.fixed(weight_matrices(self.shape, z)[user], 2), saved_by=1)
+            copy = self.make("copy", z.copy(weight_matrices(self.shape, z)[user]), saved_by=1)
             self.saved(self.copies[user], copy)
             if self.cache:
                 self.walk.hold(copy)
                 if self.shape.bias:  # the bias's bf16 copy, which only the cache keeps
-                    self.walk.make(self.walk.name("bias-copy"), z.fixed(d_out, 2))
+                    self.walk.make(self.walk.name("bias-copy"), z.copy(d_out))
             made.append(copy)
             if key:
                 made.append(self.make("input", z.per(z.s * z.d, z.a), saved_by=1))
@@ -283,7 +283,7 @@ class BlockForward:
         if not complete:  # recomputation stops once W2 has saved its input (and weight copy)
             if z.cast:
                 self.op("W2")
-                copy = self.make("copy", z.fixed(weight_matrices(shape, z)["w2"], 2), saved_by=1)
+                copy = self.make("copy", z.copy(weight_matrices(shape, z)["w2"]), saved_by=1)
                 self.saved(self.copies["w2"], copy)
                 self.done(copy)
             self.done(activated, normed, stream, *((shard,) if z.gathers else ()))

@@ -204,9 +204,9 @@ def check_setup(shape: ModelShape, setup: TrainingSetup) -> None:
     split the model. Run on the reader's setups before any view, so no view meets one."""
     check_implementation(shape, setup)
     activation_table(shape, setup)
-    check_framework(setup)
     if setup.parallel:
-        check_layout(shape, setup)
+        check_layout(shape, setup)  # the layout's sizes first, then what its framework runs
+    check_framework(setup)
 
 
 def _setup_b_field(field: str, params: Mapping[str, str]) -> str:

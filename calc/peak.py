@@ -58,10 +58,12 @@ from calc.fixed import buffer_bytes, state_bytes
 from calc.forward import block_forward_walk
 from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
                              keeps_whole_embedding_gradient, megatron_sequence_parallel, nccl_bytes,
-                             reduces_into_copies, runs_dtensor, step_temporaries)
+                             gradients_into_buckets, reduces_into_copies, runs_dtensor, runs_torch_pipeline,
+                             step_temporaries)
 from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
+from calc.layout.schedule import Pass, every_pass, passes
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
-from calc.parameters import parameter_count, parameter_tensor_count, parameter_tensors
+from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
@@ -79,10 +81,18 @@ PART_SYMBOLS = {
     "B_p": "ZeRO-3's gathered parameters: the layer at work and the prefetch bucket",
     "I": "the batch's token ids and targets (int64), held by the loop",
     "A": "saved activations at the end of the forward pass (the inputs apart)",
-    "A_m": "the other micro-batches in flight on a first pipeline stage (1F1B)",
+    "A_m": "the other micro-batches in flight on the pipeline stage (1F1B): their saved activations (under "
+           "PyTorch's schedules, and their outputs)",
+    "A_p": "PyTorch's pipeline schedule: the micro-batch's output, kept through its backward, and the finished "
+           "micro-batches' outputs and input gradients its send handles still reference",
+    "A_o": "PyTorch's pipeline schedule: the last micro-batch's output, finished, until the new one replaces it",
+    "B_q": "PyTorch's pipeline receive buffers: each micro-batch's input activations and output gradient, kept "
+           "all run (those of micro-batches in flight counted as their saved inputs)",
     "L_s": "the blocks on this GPU's pipeline stage",
     "C": "bf16 weight (and bias) copies in autocast's cache (until the autocast region exits)",
     "C_g": "bf16 weight copies the graph keeps for backward",
+    "C_a": "every bf16 weight copy of the stage, in autocast's cache from its first pass on, when autocast wraps a "
+           "PyTorch pipeline's whole step",
     "K": "held by the loop's names after the forward pass: the loss, and the logits if it keeps them",
     "K_l": "the loss just made, and the last one, referenced until the new one replaces it",
     "A_e": "saved by the embedding, kept once a step (the causal mask, what the loss keeps once: its total-weight "
@@ -214,11 +224,13 @@ def _counted_per_block(row) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict[str, int]:
+def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pass | None = None) -> dict[str, int]:
     """Byte values of the parts the moments add up on one GPU, for the setup's batch: the
     `stage` ("first" or "last"; the same when pp = 1) of the layout's pipeline, its states
     under ZeRO, its tensor-parallel share of the activations. One GPU is the layout
-    dp = tp = pp = 1."""
+    dp = tp = pp = 1. Under PyTorch's pipeline schedules, `at` is the pass of the
+    stage's schedule (calc.layout.schedule) the moments are in, or None for the
+    optimizer step after them all."""
     B, L, s, V = setup.batch, shape.layers, shape.context, shape.vocab
     t, p, N = setup.tp, setup.pp, setup.dp * setup.cp  # ZeRO shards over the data-parallel and context ranks
     s = ceil_div(s, setup.cp)  # the tokens of each sequence on this GPU
@@ -228,7 +240,10 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     has_embedding, has_head = here.embedding > 0, here.head > 0
     layers = here.layers
     chunks, in_flight = setup.in_flight() if (p > 1 and stage == "first") else (setup.virtual_stages, 1)
-    accumulating = gradients_into_held(setup)
+    torch_pipeline = runs_torch_pipeline(setup)
+    # the step's first backward makes the gradients; the later ones add into them
+    accumulating = _accumulating(setup, at)
+    copies_held = _copies_held(setup, at)
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
     reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
@@ -257,35 +272,41 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     head_copy = 2 * here.head_matrix if bf16 else 0
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
-    tensors = parameter_tensor_count(shape)
     # tied: the head's gradient of the shared matrix waits for the embedding's, to be added to it
     tied_head_grad = here.head_matrix * grad if shape.tied and p == 1 else 0
     head_grads = here.head * grad + tied_head_grad
+    pipeline = _torch_pipeline_parts(shape, setup, at, here, one_micro_batch + per_step + head_per_step, loss) \
+        if torch_pipeline else dict.fromkeys(("A_m", "A_p", "A_o", "B_q", "K", "K_l"), 0)
     fsdp2_buffers = dict.fromkeys(FSDP2_PARTS, 0)
     if fsdp2:
         fsdp2_buffers = buffers_by_moment(shape, setup)
         fsdp2_buffers["F_z"] -= held_grads  # G counts the final shards; F_z what the rank holds instead
     return {
         "W": held_weights + held_optimizer,
-        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * ceil_div(tensors, p)
+        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * here.tensors
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
-        "I": B * s * INDEX_BYTES * (has_embedding + has_head),
+        "I": B * s * INDEX_BYTES * (has_embedding + has_head) * (setup.microbatches if torch_pipeline else 1),
         "A": one_micro_batch + per_step + head_per_step,
-        "A_m": (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
-        "C": layers * cached + head_copy,
+        "A_m": pipeline["A_m"] if torch_pipeline else
+        (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
+        "A_p": pipeline["A_p"],
+        "A_o": pipeline["A_o"],
+        "B_q": pipeline["B_q"],
+        "C": 0 if copies_held else layers * cached + head_copy,
+        "C_a": layers * cached + head_copy if copies_held else 0,
         "A_f": embedding + (layers - 1) * block + sums["block-once"] + sums["block-per-step"] * (layers - 1) // L
         + (sums["embedding-per-step"] if has_embedding else 0),
-        "C_f": (layers - 1) * cached,
-        "C_g": (0 if checkpointed else layers * block_copies) + head_copy,
-        "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
-        "K_l": 2 * loss,
+        "C_f": 0 if copies_held else (layers - 1) * cached,
+        "C_g": 0 if copies_held else (0 if checkpointed else layers * block_copies) + head_copy,
+        "K": pipeline["K"] if torch_pipeline else loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
+        "K_l": pipeline["K_l"] if torch_pipeline else 2 * loss,
         "A_e": embedding + per_step + head_per_step,
         "A_z": embedding + (sums["embedding-per-step"] if has_embedding else 0) + head_per_step,
         "A_b": block,
         "A_h": head + head_per_step,
         "A_g": embedding + sums["block-once"] + (sums["embedding-per-step"] if has_embedding else 0),
         "A_l": (layers - 1) * block,
-        "C_b": 0 if checkpointed else block_copies,
+        "C_b": 0 if checkpointed or copies_held else block_copies,
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
@@ -293,7 +314,8 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
         "G_h": head_grads if fsdp2 else 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
         "T_l": B * s * (vocab + 3) * 4 - head_per_step if has_head and runs_dtensor(setup) else 0,
-        **{symbol: max(line.at(B) for line in lines) for symbol, lines in _rise_lines(shape, setup, here).items()},
+        **{symbol: max(line.at(B) for line in lines)
+           for symbol, lines in _rise_lines(shape, setup, here, accumulating, copies_held).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         **buffers(setup, here.parameters, here.block, weights, grad, held_grads),
         "X_s": B * s * shape.d_model * stream if fsdp2 else 0,
@@ -302,32 +324,99 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last") -> dict
     }
 
 
+def _copies_held(setup: TrainingSetup, at: Pass | None) -> bool:
+    """Whether autocast's cache holds every bf16 weight copy of the stage through the pass:
+    under bf16 autocast around a PyTorch pipeline's whole step, from the stage's second
+    pass on (the cache, filled by its first forward, is cleared only when the step's
+    autocast region exits: torch 2.13, aten/src/ATen/autocast_mode.cpp `cached_cast`)."""
+    return at is not None and setup.dtype == "bf16" and (at.kind == "backward" or at.microbatch > 0)
+
+
+def _accumulating(setup: TrainingSetup, at: Pass | None) -> bool:
+    """Whether new gradients are added into held ones: at a pass of PyTorch's pipeline
+    schedule, once an earlier micro-batch's backward has made them (or into DDP's buckets)."""
+    return gradients_into_held(setup) if at is None else at.accumulated or gradients_into_buckets(setup)
+
+
+def _torch_pipeline_parts(shape: ModelShape, setup: TrainingSetup, at: Pass | None, here: Stage, saved: int,
+                          loss: int) -> dict[str, int]:
+    """What PyTorch's pipeline schedule keeps on a stage beyond one micro-batch's step
+    (torch 2.13, torch/distributed/pipelining/stage.py), at the pass `at` (None: the
+    optimizer step), by part:
+
+    - B_q: a receive buffer for each micro-batch's input activations (all but the first
+      stage) and for each one's output gradient (all but the last), made at the first
+      step and kept for the run (`_create_act_recv_info` line 1428,
+      `_create_grad_recv_info` line 1596); a micro-batch in flight's input buffer is the
+      input its first block saved (counted in its activations), so it is counted here
+      only for the others;
+    - A_m: each other micro-batch in flight: its saved activations, and its output,
+      which `fwd_cache` keeps until its backward (lines 913-916): the last stage's
+      logits, another stage's residual stream;
+    - A_p: in a backward, the micro-batch's own output (`fwd_cache`'s, popped for it), and
+      the finished micro-batches' outputs and input gradients that the schedule's send
+      handles still reference, waited but not dropped (schedules.py lines 902-955 and
+      1061-1172: calc.layout.schedule counts them);
+    - A_o: in a forward, the last finished micro-batch's output, which the schedule's
+      `output` name holds until the new one replaces it (the last stage's, under 1F1B);
+    - K and K_l: the micro-batch's loss, and the earlier micro-batches' the schedule keeps
+      in `_internal_losses` until the step ends (schedules.py lines 299-339); none at the
+      optimizer step.
+    """
+    B, m, t = setup.batch, setup.microbatches, setup.tp
+    s = ceil_div(shape.context, setup.cp)
+    tokens = ceil_div(s, t) if setup.sp else s  # the residual stream's, on each tensor-parallel rank
+    stream = 2 if setup.dtype == "bf16-master" else 4
+    buffer = B * tokens * shape.d_model * stream
+    # at the optimizer step the "first" stages' figure is their highest: a middle stage's, with both kinds of buffer
+    first, last = (here.embedding > 0 and setup.pp == 2 if at is None else at.stage == 0), here.head > 0
+    in_flight = 0 if at is None else at.others + 1
+    output = B * s * ceil_div(shape.vocab, t) * setup.bytes_per_value if last else buffer
+    if at is None:
+        return {"B_q": (0 if first else m * buffer) + (0 if last else m * buffer), "A_m": 0, "A_p": 0, "A_o": 0, "K": 0,
+                "K_l": 0}
+    backward = at.kind == "backward"
+    return {"B_q": (0 if first else (m - in_flight) * buffer) + (0 if last else m * buffer),
+            "A_m": at.others * (saved + output),
+            "A_p": (output if backward else 0) + at.sent * buffer,
+            "A_o": output if at.previous_output else 0,
+            "K": loss * (at.losses + backward), "K_l": loss * (at.losses + 1)}
+
+
 WALKED = ("E_f", "E_h", "E_b", "T_e")
 """The parts that rise and fall inside a part of the step, walked op by op (calc.walk)."""
 
 
-def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict[str, tuple[Line, ...]]:
+def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulating: bool | None = None,
+                copies_held: bool = False) -> dict[str, tuple[Line, ...]]:
     """E_f, E_h, E_b and T_e on the GPUs of the stage `here`, each the highest of some
     lines in the batch (bytes = per_sequence · B + constant): the walks' highest points;
     for Hugging Face and from-scratch code (and under selective recomputation) E_h and E_b
     are one stated upper bound and E_f is not walked. Remembered by what they depend on:
-    the solver's many layouts share them."""
+    the solver's many layouts share them. `accumulating`: whether new gradients are added
+    into held ones (calc.layout.frameworks.gradients_into_held when None); `copies_held`:
+    whether autocast's cache holds the bf16 weight copies through the walks (C_a counts them)."""
+    if accumulating is None:
+        accumulating = gradients_into_held(setup)
     reduced = _reduced_as_made(setup)
     grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
-           reduces_into_copies(setup), gradients_into_held(setup), reduced, setup.pp == 1, here, grad)
+           reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
+           copies_held)
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
-        walks = _walks(shape, setup, here)
+        walks = _walks(shape, setup, here, accumulating, copies_held=copies_held)
         lines = {symbol: rises(walk) for symbol, walk in walks.items()}
+        if "E_b" in walks and _gradient_held(setup, here) and here.layers > 1:  # the blocks before the last
+            lines["E_b"] += rises(_walks(shape, setup, here, accumulating, False, copies_held)["E_b"])
         if "E_b" not in walks:
-            lines |= _bound_lines(shape, setup.replace(batch=1), here.head > 0, here.block, here.block_matrices,
-                                  here.head, here.head_matrix)
+            lines |= _bound_lines(shape, setup.replace(batch=1), accumulating, here.head > 0, here.block,
+                                  here.block_matrices, here.head, here.head_matrix)
         if "T_e" in lines:  # G (FSDP2: F_z) counts the gradients the embeddings' backward makes, when fresh
             embedding = here.embedding + (whole_embedding_excess(shape, setup) if here.embedding else 0)
-            made = Line(0, embedding * grad if not gradients_into_held(setup) or reduced else 0)
+            made = Line(0, embedding * grad if not accumulating or reduced else 0)
             lines["T_e"] = tuple(line - made for line in lines["T_e"])
         _RISES[key] = {symbol: lines.get(symbol, (Line(0),)) for symbol in WALKED}
     return _RISES[key]
@@ -342,6 +431,12 @@ def whole_embedding_excess(shape: ModelShape, setup: TrainingSetup) -> int:
     if not keeps_whole_embedding_gradient(setup):
         return 0
     return (shape.vocab - ceil_div(shape.vocab, setup.tp)) * shape.d_model
+
+
+def _gradient_held(setup: TrainingSetup, here: Stage) -> bool:
+    """Whether the gradient of the stage's output arrives in a buffer held all run: a stage
+    before the last of PyTorch's pipeline schedules (calc.layout.schedule)."""
+    return runs_torch_pipeline(setup) and here.head == 0
 
 
 def _reduced_as_made(setup: TrainingSetup) -> bool:
@@ -363,7 +458,8 @@ def moment_ops(shape: ModelShape, setup: TrainingSetup) -> dict[str, str]:
     return ops
 
 
-def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
+def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulating: bool | None = None,
+           gradient_held: bool | None = None, copies_held: bool = False) -> dict:
     """The walks of the parts on the GPUs of the stage `here`, by the part they give. They
     depend on the batch only as one sequence or more, and on the layout only through the
     tensor- and context-parallel split and whether gradients are accumulated, reduced as
@@ -372,7 +468,10 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
     plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1,
                           framework="auto")
     return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
-                             accumulating=gradients_into_held(setup) and not reduced,
+                             gradient_held=_gradient_held(setup, here) if gradient_held is None else gradient_held,
+                             copies_held=copies_held,
+                             accumulating=(gradients_into_held(setup) if accumulating is None else accumulating)
+                             and not reduced,
                              tied=shape.tied and setup.pp == 1 and not reduced,
                              reduce_copies=reduces_into_copies(setup), gathers=keeps_gathered_inputs(setup),
                              whole_embedding=keeps_whole_embedding_gradient(setup), loss_parallel=runs_dtensor(setup),
@@ -381,12 +480,16 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage) -> dict:
 
 @lru_cache(maxsize=512)
 def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool,
-                      accumulating: bool, tied: bool, reduce_copies: bool, gathers: bool,
+                      gradient_held: bool, copies_held: bool, accumulating: bool, tied: bool, reduce_copies: bool, gathers: bool,
                       whole_embedding: bool, loss_parallel: bool, megatron_sp: bool) -> dict:
     """The embeddings' backward for any implementation; a block's forward and backward and
-    the head's backward for the reference implementation."""
+    the head's backward for the reference implementation. With `gradient_held` (a stage of
+    PyTorch's pipeline before the last) the last block's output gradient is the schedule's
+    receive buffer; of more blocks, the others' is made by the next block, and E_b is the
+    higher of the two walks (a bound for those stages)."""
     z = sizes(shape, setup, accumulating=accumulating, reduce_copies=reduce_copies, gathers=gathers,
-              loss_parallel=loss_parallel, megatron_sp=megatron_sp)
+              loss_parallel=loss_parallel, megatron_sp=megatron_sp, gradient_held=gradient_held,
+              copies_held=copies_held)
     walks = {}
     if has_embedding:
         walks["T_e"] = embedding_walk(shape, setup, z, tied=tied, rows=shape.vocab if whole_embedding else z.vocab)
@@ -400,13 +503,12 @@ def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, h
 
 
 @lru_cache(maxsize=512)
-def _bound_lines(shape: ModelShape, setup: TrainingSetup, has_head: bool, block_parameters: int,
+def _bound_lines(shape: ModelShape, setup: TrainingSetup, accumulating: bool, has_head: bool, block_parameters: int,
                  block_matrices: int, head_parameters: int, head_matrix: int) -> dict[str, tuple[Line, ...]]:
     """E_b and E_h where no walk describes the code: a block's new gradients (or,
     accumulating, its largest one's before it is added in) and its largest gradients alive
     together, with its recomputed tensors; at the head, the larger of the log-probabilities'
     and logits' gradients, and the head's new gradients with the logits' and its input's."""
-    accumulating = gradients_into_held(setup)
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     t, s, a, bf16 = setup.tp, ceil_div(shape.context, setup.cp), setup.bytes_per_value, setup.dtype == "bf16"
     _, grad, _ = state_bytes(setup)
@@ -466,27 +568,27 @@ def _saved_sums(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     return remember("sums", shape, setup, SUMS_DEPEND_ON, make)
 
 
-_HELD = (("W",), ("X",), ("I",), ("B_n",), ("B_g",), ("B_d",))
+_HELD = (("W",), ("X",), ("I",), ("B_n",), ("B_g",), ("B_d",), ("B_q",))
 MOMENTS = (
     Moment("block-forward", "Forward through the last block",
-           (*_HELD, ("A_f",), ("A_m",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",), ("F_f",))),
+           (*_HELD, ("A_f",), ("A_m",), ("A_p",), ("C_a",), ("A_o",), ("C_f",), ("K",), ("G_a",), ("E_f",), ("B_p",), ("F_f",))),
     Moment("forward-end", "End of the forward pass",
-           (*_HELD, ("A",), ("A_m",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",), ("F_e",))),
+           (*_HELD, ("A",), ("A_m",), ("A_p",), ("C_a",), ("C",), ("K_l",), ("G_a",), ("T_f",), ("B_p",), ("F_e",))),
     Moment("head-backward", "Backward through the loss, LM head and final norm",
-           (*_HELD, ("A",), ("A_m",), ("C_g",), ("K",), ("G_a",), ("E_h",), ("B_p",), ("B_r",), ("F_h",))),
+           (*_HELD, ("A",), ("A_m",), ("A_p",), ("C_a",), ("C_g",), ("K",), ("G_a",), ("E_h",), ("B_p",), ("B_r",), ("F_h",))),
     Moment("last-block-backward", "Backward through the last block",
-           (*_HELD, ("A_e",), ("A_m",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("E_b",),
+           (*_HELD, ("A_e",), ("A_m",), ("A_p",), ("C_a",), ("L_s", "A_b"), ("L_s", "C_b"), ("K",), ("G_a",), ("G_h",), ("E_b",),
             ("T_c",), ("B_p",), ("B_r",), ("F_l",))),
     Moment("first-block-backward", "Backward through the first block",
-           (*_HELD, ("A_e",), ("A_m",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("E_b",),
+           (*_HELD, ("A_e",), ("A_m",), ("A_p",), ("C_a",), ("A_b",), ("C_b",), ("K",), ("G_a",), ("G_h",), ("G_B",), ("E_b",),
             ("T_c",), ("B_p",), ("B_r",), ("F_1",))),
     Moment("embedding-backward", "Backward through the embedding",
-           (*_HELD, ("A_z",), ("A_m",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",), ("F_z",))),
+           (*_HELD, ("A_z",), ("A_m",), ("A_p",), ("C_a",), ("K",), ("G",), ("T_e",), ("B_p",), ("B_r",), ("F_z",))),
     Moment("optimizer-step", "The optimizer step", (*_HELD, ("K",), ("G",), ("T_o",))),
 )
 LOSS_PARALLEL_MOMENTS = (
     Moment("log-softmax-inside", "Inside DTensor's vocabulary-parallel log-softmax",
-           (*_HELD, ("A",), ("A_m",), ("C",), ("K",), ("G_a",), ("T_f",), ("T_l",), ("B_p",))),
+           (*_HELD, ("A",), ("A_m",), ("A_p",), ("C_a",), ("C",), ("K",), ("G_a",), ("T_f",), ("T_l",), ("B_p",))),
 )
 """Under DTensor's tensor parallelism loss_parallel computes log-softmax on each rank's
 share of the vocabulary, written out (torch 2.13, torch/distributed/tensor/parallel/
@@ -529,12 +631,73 @@ def moments_for(setup: TrainingSetup) -> tuple[Moment, ...]:
             + (LOSS_PARALLEL_MOMENTS if runs_dtensor(setup) else ()))
 
 
+FORWARD_MOMENTS = ("block-forward", "forward-end", "log-softmax-inside")
+"""The moments inside a micro-batch's forward pass (with its loss); the others but the
+optimizer step's are inside its backward pass."""
+
+
+def _runs(setup: TrainingSetup, stage: str) -> tuple[tuple[Pass | None, tuple[Moment, ...]], ...]:
+    """The stretches of the step whose moments are walked with one set of parts: the whole
+    step; under PyTorch's pipeline schedules each pass of the stage's schedule (on "first",
+    of the first two: the second holds one micro-batch fewer in flight than the first but
+    receive buffers for its inputs too, and the later ones fewer still), with its forward
+    or backward moments, then the optimizer step."""
+    moments = moments_for(setup)
+    if not runs_torch_pipeline(setup):
+        return ((None, moments),)
+    forward = tuple(m for m in moments if m.key in FORWARD_MOMENTS)
+    backward = tuple(m for m in moments if m.key not in FORWARD_MOMENTS and m.key != "optimizer-step")
+    indices = range(min(2, setup.pp - 1)) if stage == "first" else (setup.pp - 1,)
+    return (*((at, forward if at.kind == "forward" else backward)
+              for here in indices for at in passes(here, setup.pp, setup.microbatches, setup.schedule)),
+            (None, tuple(m for m in moments if m.key == "optimizer-step")))
+
+
+def _moment_values(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[tuple[dict, str], ...]:
+    """For each moment (moments_for), the parts' values at it on the stage's GPUs and, under
+    PyTorch's pipeline schedules, the pass of its schedule at which it is highest."""
+    layers = {"L_s": _stage(shape, setup, stage).layers}
+    best: dict[str, tuple[int, dict, str]] = {}
+    for at, moments in _runs(setup, stage):
+        values = _parts(shape, setup, stage, at) | layers
+        where = "" if at is None else (f"{at.kind} of micro-batch {at.microbatch + 1} of {setup.microbatches}"
+                                       + (f", {at.others} more in flight" if at.others else ""))
+        for m in moments:
+            total = _formula_bytes(m, values)
+            if m.key not in best or total > best[m.key][0]:
+                best[m.key] = (total, values, where)
+    return tuple(best[m.key][1:] for m in moments_for(setup))
+
+
+def pass_bytes(shape: ModelShape, setup: TrainingSetup, here: int) -> dict[str, int]:
+    """Under PyTorch's pipeline schedules, the most tensor bytes alive on the GPUs of stage
+    `here` (0 first) in each pass of its schedule ("forward-0", "backward-0", … by
+    micro-batch, from 0) and at the optimizer step ("optimizer"), as
+    validation/distributed.py --pp records each rank's phases."""
+    stage = "last" if here == setup.pp - 1 else "first"
+    layers = {"L_s": _stage(shape, setup, stage).layers}
+    moments = moments_for(setup)
+    out = {}
+    for at in every_pass(here, setup.pp, setup.microbatches, setup.schedule):
+        values = _parts(shape, setup, stage, at) | layers
+        out[f"{at.kind}-{at.microbatch}"] = max(_formula_bytes(m, values) for m in moments
+                                                if m.key != "optimizer-step"
+                                                and (m.key in FORWARD_MOMENTS) == (at.kind == "forward"))
+    out["optimizer"] = _formula_bytes(moments[-1] if moments[-1].key == "optimizer-step" else next(
+        m for m in moments if m.key == "optimizer-step"), _parts(shape, setup, stage) | layers)
+    return out
+
+
+def _formula_bytes(m: Moment, values: dict) -> int:
+    return sum(values[term[0]] if len(term) == 1 else prod(values[symbol] for symbol in term) for term in m.formula)
+
+
 @lru_cache(maxsize=512)
 def _moments(shape: ModelShape, setup: TrainingSetup, stage: str) -> Table:
-    values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
     ops = moment_ops(shape, setup) if stage == fullest_stage(shape, setup) else {}
-    rows = tuple(row(values, m.key, m.name, f(*m.formula), 1, note=f"at {ops[m.key]}" if m.key in ops else "")
-                 for m in moments_for(setup))
+    rows = tuple(row(values, m.key, m.name, f(*m.formula), 1,
+                     note="; ".join(n for n in (f"at {ops[m.key]}" if m.key in ops else "", at) if n))
+                 for m, (values, at) in zip(moments_for(setup), _moment_values(shape, setup, stage)))
     where = f" on the {stage} pipeline stage's GPUs" if setup.pp > 1 else " on each GPU" if setup.parallel else ""
     return Table("moments", "Moments of a training step" + where, rows, count_label="bytes", show_total=False,
                  notes=(_MOMENTS_PROVENANCE[setup.device if walks_apply(shape, setup) else "bound"],
@@ -565,9 +728,8 @@ def _stage(shape: ModelShape, setup: TrainingSetup, stage: str):
 def _moment_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[int, ...]:
     """Each moment's bytes on a stage's GPUs: the same sums as _moments' rows, without
     building them (the solver asks for thousands)."""
-    values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
-    return tuple(sum(values[term[0]] if len(term) == 1 else prod(values[symbol] for symbol in term)
-                     for term in m.formula) for m in moments_for(setup))
+    return tuple(_formula_bytes(m, values) for m, (values, _) in zip(moments_for(setup),
+                                                                       _moment_values(shape, setup, stage)))
 
 
 def fullest_stage(shape: ModelShape, setup: TrainingSetup) -> str:
@@ -632,7 +794,7 @@ def peak_floor(shape: ModelShape, setup: TrainingSetup) -> int:
     block, embedding, head = _saved_per_sequence(shape, setup)
     replicas = setup.dp * setup.cp
     floor = 0
-    for here in stages(shape, setup.replace(batch=1, microbatches=1, virtual_stages=1)):
+    for here in stages(shape, setup.replace(batch=1, microbatches=max(setup.pp, 1), virtual_stages=1)):
         weights, _, optimizer = zero_states(here.parameters, replicas, setup.zero, state_bytes(setup))
         saved = setup.batch * (block * here.layers + (embedding if here.embedding else 0) + (head if here.head else 0))
         floor = max(floor, weights + optimizer + saved + nccl_bytes(setup))
@@ -662,11 +824,13 @@ def batch_lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
         at_one, at_two = tensor_peak_bytes(shape, one), tensor_peak_bytes(shape, two)
         return [Line(at_two - at_one, 2 * at_one - at_two)]
     lines = []
-    for stage in (("first", "last") if setup.pp > 1 else ("last",)):
-        rises = _rise_lines(shape, two, _stage(shape, two, stage))
-        parts = (_parts(shape, one, stage), _parts(shape, two, stage))
-        for moment, at_one, at_two in zip(moments_for(setup), _moment_bytes(shape, one, stage),
-                                          _moment_bytes(shape, two, stage)):
+    for stage, (at, moments) in ((stage, run) for stage in (("first", "last") if setup.pp > 1 else ("last",))
+                                 for run in _runs(setup, stage)):
+        rises = _rise_lines(shape, two, _stage(shape, two, stage), _accumulating(two, at), _copies_held(two, at))
+        layers = {"L_s": _stage(shape, two, stage).layers}
+        parts = (_parts(shape, one, stage, at) | layers, _parts(shape, two, stage, at) | layers)
+        for moment in moments:
+            at_one, at_two = _formula_bytes(moment, parts[0]), _formula_bytes(moment, parts[1])
             walked = [term[0] for term in moment.formula if term[0] in rises]
             rest_one = at_one - sum(parts[0][symbol] for symbol in walked)
             rest_two = at_two - sum(parts[1][symbol] for symbol in walked)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
 from calc.errors import FieldError, echo
 from calc.layout.frameworks import FRAMEWORKS, keeps_gathered_inputs
+from calc.layout.schedule import SCHEDULES
 from calc.shape import check_whole
 
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
@@ -103,6 +104,7 @@ and step.
     sp: bool = False
     pp: int = 1
     virtual_stages: int = 1
+    schedule: str = "1f1b"
     cp: int = 1
     microbatches: int = 1
     reduce_bucket: int = 500_000_000
@@ -135,6 +137,10 @@ and step.
         if self.virtual_stages > 1 and (self.pp == 1 or self.microbatches % self.pp):
             raise FieldError("virtual_stages", "the interleaved schedule needs pipeline stages (pp above 1) and a number "
                                                "of micro-batches that pp divides, as Megatron-LM requires")
+        if self.schedule not in SCHEDULES:
+            raise FieldError("schedule", f"schedule must be one of {', '.join(SCHEDULES)}, not {echo(self.schedule)}")
+        if self.schedule != "1f1b" and self.virtual_stages > 1:
+            raise FieldError("schedule", "interleaved stages run the 1F1B schedule: choose 1f1b, or virtual_stages 1")
 
     @property
     def parallel(self) -> bool:

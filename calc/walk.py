@@ -160,6 +160,8 @@ class Sizes:
     reduce_copies: bool = False  # tensor parallelism all-reduces W_O's and W2's partial sums into new tensors
     gathers: bool = False  # DTensor's sequence parallelism: the stream split by tokens, gathered for the linears
     megatron_sp: bool = False  # Megatron-LM's sequence parallelism: the stream split by tokens, gathered in a buffer
+    gradient_held: bool = False  # the gradient of the block's output is held outside the walk (a pipeline's receive buffer)
+    copies_held: bool = False  # autocast's cache holds every bf16 weight copy outside the walk, made before it
     s_l: int = 0  # the residual stream's tokens on this GPU: s, or s/t under either sequence parallelism
     loss_parallel: bool = False  # DTensor's vocabulary-parallel loss: NLL's backward makes log-softmax's gradient
 
@@ -172,13 +174,23 @@ class Sizes:
         """`values` of `size` bytes each, whatever the batch (a weight's gradient)."""
         return Line(0, values * size)
 
+    def copy(self, values: int) -> Line:
+        """A bf16 copy of a weight (or bias) of `values` values, as the walk counts it: none
+        where autocast's cache made it before the walk (`copies_held`)."""
+        return Line(0) if self.copies_held else Line(0, 2 * values)
+
 
 def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_copies: bool = False,
-          gathers: bool = False, loss_parallel: bool = False, megatron_sp: bool = False) -> Sizes:
+          gathers: bool = False, loss_parallel: bool = False, megatron_sp: bool = False,
+          gradient_held: bool = False, copies_held: bool = False) -> Sizes:
     """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
     the vocabulary, its context-parallel share of the tokens; `reduce_copies`:
     calc.layout.frameworks.reduces_into_copies; `gathers`: calc.layout.frameworks.keeps_gathered_inputs
-    (the stream's share of the tokens, s/t); `loss_parallel`: calc.layout.frameworks.runs_dtensor."""
+    (the stream's share of the tokens, s/t); `loss_parallel`: calc.layout.frameworks.runs_dtensor;
+    `gradient_held`: the gradient of a block's output arrives in memory held outside the
+    walk (PyTorch's pipeline receive buffer, on a stage before the last); `copies_held`:
+    autocast's cache made every bf16 weight copy before the walk and keeps them past it
+    (autocast around a pipeline's whole step, from its second pass on)."""
     t = setup.tp
     s = -(-shape.context // setup.cp)
     return Sizes(s=s, s_l=-(-s // t) if gathers or megatron_sp else s, gathers=gathers, megatron_sp=megatron_sp,
@@ -186,7 +198,8 @@ def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_co
                   h_kv=-(-shape.kv_heads // t), d_h=shape.d_head, d_ff=-(-shape.d_ff // t), vocab=-(-shape.vocab // t),
                   a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32,
                   stats=layer_norm_stats_bytes(setup), cast=setup.dtype == "bf16",
-                  batched=setup.batch > 1, accumulating=accumulating, reduce_copies=reduce_copies)
+                  batched=setup.batch > 1, accumulating=accumulating, reduce_copies=reduce_copies,
+                  gradient_held=gradient_held, copies_held=copies_held)
 
 
 def weight_matrices(shape: ModelShape, z: Sizes) -> dict[str, int]:

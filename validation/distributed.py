@@ -5,6 +5,7 @@ as PyTorch's data and tensor parallelism run it, phase by phase, for calc's per-
     python -m validation.distributed --check   # measure again; exit 1 if it differs
     python -m validation.distributed --fsdp2   # write distributed-fsdp2.json (about three minutes)
     python -m validation.distributed --tp      # write distributed-tp.json (about three minutes)
+    python -m validation.distributed --pp      # write distributed-pp.json (about two minutes)
 
 Each rank runs the reference model (validation/reference_model.py) at a small shape, under
 
@@ -18,7 +19,12 @@ Each rank runs the reference model (validation/reference_model.py) at a small sh
 - DTensor tensor parallelism over the ranks (validation/tensor_parallel.py, torchtitan's
   plan), with sequence parallelism or not, the loss under loss_parallel; every rank reads
   the same tokens. Each rank also records what autograd saved in the forward pass
-  ("saved": validation.measure's count, a DTensor by its local tensor).
+  ("saved": validation.measure's count, a DTensor by its local tensor); or
+- torch.distributed.pipelining, one stage a rank (validation/pipeline.py): the 1F1B or
+  GPipe schedule over micro-batches, the loss made on the last stage by the schedule's
+  loss_fn, no outputs returned (return_outputs=False, as torchtitan steps it); the first
+  rank reads the token ids, the last the targets. Each rank records each forward and
+  backward of a micro-batch as a phase ("forward-0", "backward-0", ...).
 
 Every rank runs two steps (the optimizer's state exists; DDP rebuilds its buckets in the
 order gradients became ready), then a third, in which a live-tensor timeline
@@ -44,6 +50,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed._functional_collectives as funcol
+import torch.distributed.pipelining.schedules as pipeline_schedules
 import torch.multiprocessing as mp
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -52,6 +59,7 @@ from torch.distributed.tensor.parallel import loss as tensor_parallel_loss
 from torch.distributed.tensor.parallel import loss_parallel
 from torch.nn.parallel import DistributedDataParallel
 
+from validation import pipeline
 from validation.measure import is_weight_copy
 from validation.record import write_or_check
 from validation.reference_model import Transformer
@@ -63,6 +71,7 @@ from validation.timeline import LiveBytes, _mark_blocks
 RESULTS = Path(__file__).with_name("distributed.json")
 FSDP2_RESULTS = Path(__file__).with_name("distributed-fsdp2.json")
 TP_RESULTS = Path(__file__).with_name("distributed-tp.json")
+PP_RESULTS = Path(__file__).with_name("distributed-pp.json")
 RANKS = 2
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -181,12 +190,24 @@ def _settled_wait(wait_tensor):
     return settled
 
 
+def _settled_p2p(wait_batch):
+    def settled(works):
+        wait_batch(works)
+        if works:
+            time.sleep(SETTLE_S)
+    return settled
+
+
 def _rank(rank: int, port: int, case: dict, out) -> None:
     for name in ("all_gather_single", "reduce_scatter_single", "all_reduce"):
         if hasattr(dist, name):
             setattr(dist, name, _settling(getattr(dist, name)))
     funcol.wait_tensor = _settled_wait(funcol.wait_tensor)  # DTensor's collectives wait through it
+    pipeline_schedules._wait_batch_p2p = _settled_p2p(pipeline_schedules._wait_batch_p2p)  # the schedules' sends
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=case["ranks"])
+    if case.get("pp", 1) > 1:
+        out.put((rank, _pipeline_phases(rank, case)))
+        os._exit(0)
     tensor_parallel = case.get("tp", 1) > 1
     mesh = init_device_mesh("cpu", (case["ranks"],)) if case["framework"] == "fsdp2" or tensor_parallel else None
     cfg = SMALL_SHAPES[case["shape"]]
@@ -246,6 +267,57 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
     os._exit(0)
 
 
+def _pipeline_phases(rank: int, case: dict) -> dict[str, int]:
+    """The most live bytes of each phase of this rank's steady-state pipeline step: each
+    micro-batch's forward (with its loss, on the last stage) and backward, the optimizer."""
+    cfg = SMALL_SHAPES[case["shape"]]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["dtype"] == "bf16")
+    stages, microbatches = case["pp"], case["microbatches"]
+    first, last = rank == 0, rank == stages - 1
+    mode = LiveBytes()
+    with mode:
+        torch.manual_seed(0)
+        module = pipeline.StageModule(Transformer(cfg), rank, stages, case["attention"], case["checkpoint"])
+        schedule = pipeline.schedule(module, rank, stages, microbatches, case["schedule"])
+        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=True)
+        generator = torch.Generator().manual_seed(0)
+        size = (case["batch"] * microbatches, cfg["context"])
+        ids = torch.randint(0, cfg["vocab"], size, generator=generator) if first else None
+        targets = torch.randint(0, cfg["vocab"], size, generator=generator) if last else None
+        _phase_each_chunk(schedule._stage, mode)
+
+        def step():
+            with autocast:
+                schedule.step(*((ids,) if first else ()), target=targets, return_outputs=False)
+            mode.enter("optimizer")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()
+        step()
+        gc.collect()
+        gc.disable()
+        mode.phase_peaks.clear()
+        step()
+        gc.enable()
+    return dict(mode.phase_peaks)
+
+
+def _phase_each_chunk(stage, mode: LiveBytes) -> None:
+    """Enter a phase as the stage starts each micro-batch's forward or backward."""
+    forward, backward = stage.forward_one_chunk, stage.backward_one_chunk
+
+    def forward_one_chunk(chunk, *args, **kwargs):
+        mode.enter(f"forward-{chunk}")
+        return forward(chunk, *args, **kwargs)
+
+    def backward_one_chunk(chunk, *args, **kwargs):
+        mode.enter(f"backward-{chunk}")
+        return backward(chunk, *args, **kwargs)
+
+    stage.forward_one_chunk, stage.backward_one_chunk = forward_one_chunk, backward_one_chunk
+
+
 def measure(case: dict, timeout_s: float = 300) -> list[dict[str, int]]:
     """Each rank's most live bytes in each phase of a steady-state step. A rank that dies
     (its peer then waits in a collective for ever) or a case past `timeout_s` ends the run
@@ -281,9 +353,18 @@ def cases(framework: str = "ddp"):
     bucket copy or view; or FSDP2 in fp32 or bf16 with fp32 shards, resharding after
     forward or not; or ("tp") two tensor-parallel ranks, with sequence parallelism or
     not, on the small CS336 shape and its grouped-query variant (untied, RoPE: the
-    shapes validation.tensor_parallel splits)."""
+    shapes validation.tensor_parallel splits); or ("pp") a two-stage pipeline, one stage a
+    rank, on those shapes, 2 and 4 micro-batches of one and three sequences, fp32, under
+    1F1B and GPipe."""
     if framework == "fsdp2":
         yield from _fsdp2_cases()
+        return
+    if framework == "pp":
+        for shape, batch, microbatches, dtype, (attention, checkpoint), kind in itertools.product(
+                ("small-cs336", "small-gqa"), (1, 3), (2, 4), ("fp32",), (("explicit", "none"), ("flash", "block")),
+                ("1f1b", "gpipe")):
+            yield {"framework": "ddp", "ranks": RANKS, "pp": RANKS, "microbatches": microbatches, "schedule": kind,
+                   "shape": shape, "batch": batch, "dtype": dtype, "attention": attention, "checkpoint": checkpoint}
         return
     if framework == "tp":
         for shape, batch, dtype, (attention, checkpoint), sp in itertools.product(
@@ -323,7 +404,11 @@ def main(argv=None) -> int:
     parser.add_argument("--fsdp2", action="store_true", help="measure FSDP2 instead: write distributed-fsdp2.json")
     parser.add_argument("--tp", action="store_true", help="measure DTensor tensor parallelism instead: write "
                                                           "distributed-tp.json")
+    parser.add_argument("--pp", action="store_true", help="measure torch.distributed.pipelining instead: write "
+                                                          "distributed-pp.json")
     args = parser.parse_args(argv)
+    if args.pp:
+        return write_or_check(PP_RESULTS, run("pp"), "validation.distributed", args.check)
     if args.tp:
         return write_or_check(TP_RESULTS, run("tp"), "validation.distributed", args.check)
     if args.fsdp2:

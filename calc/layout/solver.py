@@ -123,7 +123,7 @@ def search(shape: ModelShape, setup: TrainingSetup, budget: int, question: Quest
     for tp, sp, pp, v, cp, zero in _families(shape, setup, question):
         replicas = _replicas(sequences, tp, pp, cp, zero, question)
         widest = setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, zero=zero, dp=replicas[-1] if replicas else 1, batch=1,
-                               microbatches=1, virtual_stages=1)
+                               microbatches=pp, virtual_stages=1)
         if replicas and _states_fit(shape, widest, budget):
             candidates += [(dp * tp * pp * cp, tp * pp * cp, dp, (tp, sp, pp, v, cp, zero)) for dp in replicas]
     candidates.sort()

@@ -25,7 +25,7 @@ from functools import lru_cache
 from calc.activations import activation_table
 from calc.errors import FieldError
 from calc.layout.frameworks import check_framework, keeps_gathered_inputs
-from calc.parameters import matrix_parameter_count, parameter_table
+from calc.parameters import matrix_parameter_count, parameter_table, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 
@@ -47,10 +47,9 @@ def zero_states(psi: int, replicas: int, stage: int, per_param: tuple[int, int, 
     return p, g, o
 
 
-def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
-    """FieldError naming the layout's field when the layout cannot split this model, or its
-    framework does not run it."""
-    check_framework(setup)
+def check_layout(shape: ModelShape, setup: TrainingSetup, framework: bool = True) -> None:
+    """FieldError naming the layout's field when the layout cannot split this model, or
+    (`framework`) its framework does not run it."""
     t, p = setup.tp, setup.pp
     for name, size in (("heads", shape.heads), ("kv_heads", shape.kv_heads), ("d_ff", shape.d_ff)):
         if size % t:
@@ -72,6 +71,8 @@ def check_layout(shape: ModelShape, setup: TrainingSetup) -> None:
     if p > 1 and setup.zero >= 2:
         raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
                                  "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
+    if framework:
+        check_framework(setup)
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,12 @@ class Stage:
     (`block`, and its weight matrices `block_matrices`), the embedding's and the final
     norm and head's (0 where the stage has none; `head_matrix`, the head's weight matrix
     shard, which autocast copies); the layers it runs; and `activations`, the bytes in
-    flight under 1F1B (the papers' sum)."""
+    flight under 1F1B (the papers' sum); `tensors`, how many parameter tensors it holds
+    (the optimizer keeps a step count for each)."""
 
     parameters: int
     activations: int
+    tensors: int = 0
     layers: int = 0
     block: int = 0
     block_matrices: int = 0
@@ -116,13 +119,15 @@ def stages(shape: ModelShape, setup: TrainingSetup) -> tuple[Stage, Stage]:
     """(first, last) pipeline stage: parameters per GPU and activation bytes in flight.
     Neither depends on data parallelism (ZeRO shards the states afterwards)."""
     gathered = keeps_gathered_inputs(setup)
-    return remember(("stages", gathered), shape, setup, STAGES_DEPEND_ON,
-                    lambda: _stages(shape, setup.replace(dp=1, zero=0), gathered))
+    split = remember(("stages", gathered), shape, setup, STAGES_DEPEND_ON,
+                     lambda: _stages(shape, setup.replace(dp=1, zero=0), gathered))
+    check_framework(setup)  # here: the stages are worked out over one replica, which may be no framework's
+    return split
 
 
 @lru_cache(maxsize=512)
 def _stages(shape: ModelShape, setup: TrainingSetup, gathered: bool) -> tuple[Stage, Stage]:
-    check_layout(shape, setup)
+    check_layout(shape, setup, framework=False)
     t, p, L = setup.tp, setup.pp, shape.layers
     params = {r.key: r.count for r in parameter_table(shape).rows}
     head_matrix = shape.vocab * shape.d_model
@@ -146,11 +151,16 @@ def _stages(shape: ModelShape, setup: TrainingSetup, gathered: bool) -> tuple[St
     chunk = blocks // setup.virtual_stages  # one chunk's layers (all the stage's when not interleaved)
     first = chunks * chunk + micro_batches * (emb + (out if p == 1 else 0)) + per_step
     last = blocks + out + (emb if p == 1 else 0) + per_step
+    per_block = len(parameter_tensors(shape.replace(layers=2))) - len(parameter_tensors(shape.replace(layers=1)))
+    embedding_tensors = 1 + (shape.positions == "learned")
+    head_tensors = len(parameter_tensors(shape.replace(layers=1))) - per_block - embedding_tensors + (shape.tied and p > 1)
+    first_tensors = embedding_tensors + layers * per_block + (head_tensors if p == 1 else 0)
+    last_tensors = layers * per_block + head_tensors + (embedding_tensors if p == 1 else 0)
     common = dict(layers=layers, block=block, block_matrices=block_matrix // t)
     head_matrix = vocab_shard if (not shape.tied or p > 1) else ceil_div(shape.vocab, t) * shape.d_model
-    return (Stage(first_params, first, embedding=embedding, head=head if p == 1 else 0,
+    return (Stage(first_params, first, first_tensors, embedding=embedding, head=head if p == 1 else 0,
                   head_matrix=head_matrix if p == 1 else 0, **common),
-            Stage(last_params, last, embedding=embedding if p == 1 else 0, head=head, head_matrix=head_matrix, **common))
+            Stage(last_params, last, last_tensors, embedding=embedding if p == 1 else 0, head=head, head_matrix=head_matrix, **common))
 
 
 def split_rows(shape: ModelShape, setup: TrainingSetup, gathered: bool | None = None):

@@ -15,7 +15,7 @@ import pytest
 
 from calc import ModelShape, TrainingSetup
 from calc.layout.split import stages
-from calc.peak import moments_table
+from calc.peak import batch_lines, moments_table, pass_bytes, tensor_peak_bytes
 
 MEASURED = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed.json").read_text())
 SHAPES = {name: ModelShape(**cfg) for name, cfg in MEASURED["shapes"].items()}
@@ -178,3 +178,58 @@ def test_dtensor_s_log_softmax_holds_the_shifted_logits_beside_the_logits_and_th
                 == ("small-cs336", 3, "fp32", "explicit", True))
     moments = {r.key: r.count for r in moments_table(SHAPES["small-cs336"], tp_setup(step)).rows}
     assert step["phases"][0]["forward"] - moments["forward-end"] == 48 * 32 * 4 + 3 * 48 * 4 - 4 - 4
+
+
+PP = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed-pp.json").read_text())
+
+
+def pp_id(step) -> str:
+    return (f"{step['shape']}-B{step['batch']}-m{step['microbatches']}-{step['schedule']}-{step['dtype']}-"
+            f"{step['attention']}-{step['checkpoint']}")
+
+
+def pp_setup(step) -> TrainingSetup:
+    return TrainingSetup(batch=step["batch"], dtype=step["dtype"], attention=step["attention"],
+                         checkpoint=step["checkpoint"], device="cpu", optimizer_impl="fused", pp=step["pp"],
+                         microbatches=step["microbatches"], schedule=step["schedule"], framework=step["framework"])
+
+
+@pytest.mark.parametrize("step", PP["steps"], ids=pp_id)
+def test_every_pipeline_rank_s_passes_equal_calc_s_to_the_byte(step):
+    # each rank runs one stage: each micro-batch's forward and backward, then the optimizer
+    for rank, measured in enumerate(step["phases"]):
+        assert pass_bytes(SHAPES[step["shape"]], pp_setup(step), rank) == measured
+
+
+@pytest.mark.parametrize("step", PP["steps"], ids=pp_id)
+def test_the_pipeline_s_peak_is_its_fullest_rank_s(step):
+    shape, setup = SHAPES[step["shape"]], pp_setup(step)
+    assert tensor_peak_bytes(shape, setup) == max(max(rank.values()) for rank in step["phases"])
+    assert max(line.at(step["batch"]) for line in batch_lines(shape, setup)) == tensor_peak_bytes(shape, setup) or \
+        step["batch"] == 1  # the lines hold from two sequences on
+
+
+def test_the_last_stage_keeps_every_micro_batch_s_input_buffer_all_run():
+    # small-cs336, one sequence a micro-batch, two micro-batches, fp32: at the optimizer step
+    # the last stage holds its 10,848 parameters with gradients and Adam's moments (16 bytes
+    # each), RoPE's tables (2 · 16 · 4 values of 4 bytes), a step count for each of its 11
+    # parameter tensors (a block's 9, the final norm, the head: 4 bytes each), both micro-
+    # batches' targets (2 · 16 int64) and a receive buffer for each micro-batch's input
+    # activations (2 · 16 tokens · 32 values, fp32)
+    step = next(s for s in PP["steps"] if (s["shape"], s["batch"], s["microbatches"], s["attention"])
+                == ("small-cs336", 1, 2, "explicit"))
+    assert step["phases"][1]["optimizer"] == (16 * 10_848 + 2 * 16 * 4 * 4 + 11 * 4 + 2 * 16 * 8
+                                              + 2 * 16 * 32 * 4)
+
+
+def test_gpipe_s_first_stage_holds_every_micro_batch_at_the_first_backward():
+    # small-cs336, one sequence a micro-batch, four micro-batches, fp32: the first stage's
+    # first backward finds all four forwarded under GPipe, two under 1F1B; each forward adds
+    # what one micro-batch keeps (its saved activations and its output, measured as the
+    # rise from the first forward to the second)
+    def first_stage(schedule):
+        return next(s for s in PP["steps"] if (s["shape"], s["batch"], s["microbatches"], s["attention"],
+                                               s["schedule"]) == ("small-cs336", 1, 4, "explicit", schedule))["phases"][0]
+    gpipe, one_f_one_b = first_stage("gpipe"), first_stage("1f1b")
+    one_micro_batch = gpipe["forward-1"] - gpipe["forward-0"]
+    assert gpipe["backward-0"] - one_f_one_b["backward-0"] == 2 * one_micro_batch

@@ -61,7 +61,7 @@ def test_largest_batch_of_a_small_model_fits_and_one_more_does_not(budget, heads
     shape = ModelShape(vocab=64, context=context, layers=2, d_model=8 * heads, heads=heads, kv_heads=heads, d_ff=24,
                        ffn="swiglu", norm="rmsnorm", bias=False, positions=positions, tied=tied, max_positions=None)
     setup = TrainingSetup(attention=attention, checkpoint=checkpoint, dtype=dtype, device="cpu",
-                          microbatches=microbatches, pp=pp)
+                          microbatches=microbatches, pp=pp, schedule="1f1b" if microbatches >= pp else "gpipe")
     best = largest_batch(shape, setup, budget)
     if best:
         assert peak_bytes(shape, setup.replace(batch=best)) <= budget

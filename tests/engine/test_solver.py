@@ -52,7 +52,11 @@ def brute_force(shape: ModelShape, setup: TrainingSetup, budget: int, question: 
                                     continue
                                 layout = setup.replace(tp=tp, sp=sp, pp=pp, cp=cp, dp=dp, zero=zero, microbatches=m,
                                                        batch=sequences // dp // m, virtual_stages=v)
-                                if peak_bytes(shape, layout) <= budget:
+                                try:  # a layout its framework does not run does not fit
+                                    peak = peak_bytes(shape, layout)
+                                except FieldError:
+                                    continue
+                                if peak <= budget:
                                     found = (dp * tp * pp * cp, bubble(layout), sent_bytes(shape, layout), m)
                                     best = found if best is None else min(best, found)
     return best

@@ -1,7 +1,7 @@
 """The frameworks that run a layout, and what each keeps beyond the model states'
 textbook bytes, read from its source: one module each (ddp, deepspeed, megatron, fsdp2,
 with FSDP2's buffers in fsdp2_buffers), the same names in each (LABEL, PROVENANCE,
-TENSOR_PARALLEL, check, state_bytes, gradients_into_buckets, step_temporaries, buffers).
+TENSOR_PARALLEL, PIPELINE, check, state_bytes, gradients_into_buckets, step_temporaries, buffers).
 Adding a framework is a module and a line in RULES.
 
 Here, what holds whichever framework runs:
@@ -47,11 +47,17 @@ def check_framework(setup) -> None:
     rules_of(setup).check(setup)
 
 
+def gradients_into_buckets(setup) -> bool:
+    """Whether each new gradient is copied into the framework's buckets, then freed (DDP
+    with gradient_as_bucket_view)."""
+    return rules_of(setup).gradients_into_buckets(setup)
+
+
 def gradients_into_held(setup) -> bool:
     """Whether each new gradient goes into memory held through the whole step, then is
     freed: accumulating over micro-batches (into the gradients of the earlier ones), or
     into the framework's buckets (DDP with gradient_as_bucket_view)."""
-    return setup.microbatches > 1 or rules_of(setup).gradients_into_buckets(setup)
+    return setup.microbatches > 1 or gradients_into_buckets(setup)
 
 
 def state_bytes(setup, weights: int, gradients: int, master: int) -> tuple[int, int, int]:
@@ -78,6 +84,14 @@ def reduces_into_copies(setup) -> bool:
     partial sums laid out rank by rank (calc.forward and calc.backward walk it:
     Sizes.gathers)."""
     return runs_dtensor(setup) and not setup.sp
+
+
+def runs_torch_pipeline(setup) -> bool:
+    """Whether PyTorch's pipeline schedules run the stages (torch.distributed.pipelining,
+    1F1B or GPipe: ddp; calc.layout.schedule), rather than Megatron-LM's (megatron;
+    deepspeed, whose pipeline engine keeps the same micro-batches in flight). Interleaved
+    stages follow Megatron-LM's counts under every framework (derived)."""
+    return setup.pp > 1 and setup.virtual_stages == 1 and rules_of(setup).PIPELINE == "torch"
 
 
 def keeps_gathered_inputs(setup) -> bool:

@@ -21,9 +21,13 @@ from calc.errors import FieldError
 LABEL = "DeepSpeed ZeRO"
 PROVENANCE = "DeepSpeed's buffers and step derived from its source (calc/layout/frameworks/deepspeed.py), not measured"
 TENSOR_PARALLEL = "megatron"
+PIPELINE = "megatron"
 
 
 def check(setup) -> None:
+    if setup.pp > 1 and setup.schedule != "1f1b":
+        raise FieldError("schedule", "DeepSpeed's pipeline engine runs 1F1B (its TrainSchedule): choose 1f1b, or ddp "
+                                     "for PyTorch's GPipe")
     if not setup.zero:
         raise FieldError("zero", "DeepSpeed's stage 0 is plain data parallelism: choose ZeRO stage 1, 2 or 3 with "
                                  "deepspeed, or ddp")

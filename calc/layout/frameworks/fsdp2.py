@@ -16,6 +16,7 @@ LABEL = "PyTorch FSDP2"
 PROVENANCE = ("FSDP2's shards and buffers measured rank by rank on CPU processes (validation/distributed.py --fsdp2); "
               "on a GPU its order of frees is the same code's, not measured")
 TENSOR_PARALLEL = "dtensor"
+PIPELINE = "torch"
 
 
 def check(setup) -> None:

@@ -17,9 +17,13 @@ LABEL = "Megatron-LM"
 PROVENANCE = "Megatron-LM's precision and buffers derived from its source (calc/layout/frameworks/megatron.py), " \
              "not measured"
 TENSOR_PARALLEL = "megatron"
+PIPELINE = "megatron"
 
 
 def check(setup) -> None:
+    if setup.pp > 1 and setup.schedule != "1f1b":
+        raise FieldError("schedule", "Megatron-LM runs pipelines under 1F1B (interleaved with virtual stages): choose "
+                                     "1f1b, or ddp for PyTorch's GPipe")
     if setup.zero >= 2:
         raise FieldError("zero", "Megatron-LM shards the optimizer state (its distributed optimizer: zero 1), "
                                  "not gradients or parameters: choose zero 0 or 1 with megatron")

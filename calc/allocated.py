@@ -28,8 +28,9 @@ INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 
 def modelled(setup: TrainingSetup) -> bool:
     """Whether the allocator's view is worked out for this setup: CUDA, the autograd
-    accounting, one GPU (gradient accumulation included)."""
-    return (setup.device == "cuda" and setup.accounting == "autograd"
+    accounting, one GPU (gradient accumulation included), every parameter training (not
+    yet LoRA's adapters)."""
+    return (setup.device == "cuda" and setup.accounting == "autograd" and setup.finetune == "full"
             and (setup.dp, setup.tp, setup.pp, setup.cp) == (1, 1, 1, 1))
 
 

@@ -61,6 +61,7 @@ VIEWS = {
     "chart-context": lambda i, o: (c.context_lines(i),),
     "chart-block": lambda i, o: (c.block_tensors(i),),
     "compare": lambda i, o: (c.compare_grid(i),),
+    "finetune": lambda i, o: (c.finetune_grid(i),),
     "implementations": lambda i, o: (c.implementations_grid(i),),
     "scratch-variants": lambda i, o: (c.scratch_variants_grid(i),),
     "reverse": lambda i, o: reverse_answer(i),
@@ -82,8 +83,10 @@ COMPARE_VIEWS = {"compare"}
 """Views that read setup B: a page with one shows setup B's inputs."""
 CLAIM_VIEWS = {"reverse"}
 SOLVER_VIEWS = {"solver"}
+FINETUNE_VIEWS = {"finetune"}
+"""Views that compare full fine-tuning with LoRA: a page with one shows LoRA's inputs."""
 GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PARALLEL_VIEWS, "solver": SOLVER_VIEWS,
-                 "buffers": PARALLEL_VIEWS}
+                 "buffers": PARALLEL_VIEWS, "finetune": FINETUNE_VIEWS}
 """The inputs groups a panel shows only on pages with one of these views."""
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
 STATIC_VIEWS = {"validation", "validation-cuda", "validation-cuda-derived", "allocator-checks", "validation-distributed",

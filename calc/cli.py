@@ -44,7 +44,7 @@ def _metavar(field) -> str:
     if field.kind in ("choice", "flag"):
         return "{" + ",".join(field.values) + "}"
     return {"whole": "N", "whole_or_none": "N|none", "probability": "P", "percent": "PERCENT", "size": "SIZE",
-            "json": "PATH"}[field.kind]
+            "json": "PATH", "modules": "NAMES"}[field.kind]
 
 
 def build_parser() -> argparse.ArgumentParser:

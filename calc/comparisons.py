@@ -370,6 +370,43 @@ def compare_grid(i: Inputs) -> Grid:
     return grid("compare", f"A: {setup_label(a)}. B: {setup_label(b)}.", ["Quantity", "Setup A", "Setup B", "B / A"], rows)
 
 
+def finetune_grid(i: Inputs) -> Grid:
+    """Full fine-tuning beside LoRA for the reader's model, step and card: the states each
+    holds, the activations, the peak, the largest batch, and the fewest GPUs for the
+    reader's batch. Full fine-tuning of Hugging Face code runs under bf16 autocast where
+    the reader's LoRA has a bf16 base (a bf16 cast of the whole model is measured for the
+    reference implementation only)."""
+    lora = i.setup if i.setup.finetune == "lora" else i.setup.replace(finetune="lora")
+    full = lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype)
+    columns = []
+    for setup in (full, lora):
+        try:
+            check_setup(i.shape, setup)
+        except FieldError:
+            columns.append(None)
+            continue
+        found = search(i.shape, setup, i.budget, i.question).layouts
+        columns.append((summary(i.shape, setup, i.budget), found[0].gpus if found else None))
+    rows = []
+    for rk, label in (("parameters", "Weights (LoRA: the frozen base and the adapters)"),
+                      ("gradients", "Gradients"), ("optimizer", "Optimizer state"), ("weight_copies", "bf16 weight copies"),
+                      ("activations", f"Activations kept (B = {lora.batch:,})"), ("peak", "Peak of the step")):
+        rows.append((rk.replace("_", "-"), [label, *(in_unit(c[0]["bytes"][rk], i.unit) if c else "—" for c in columns)]))
+    rows.append(("largest-batch", [f"Largest batch in {budget_text(i)}",
+                                   *(grouped(c[0]["largest_batch"]) if c else "—" for c in columns)]))
+    sequences = i.question.sequences or lora.global_batch
+    rows.append(("fewest-gpus", [f"Fewest GPUs for {sequences:,} sequences a step",
+                                 *((grouped(c[1]) if c[1] else "none within the solver's bounds") if c else "—"
+                                   for c in columns)]))
+    return grid("finetune", f"Full fine-tuning and LoRA (rank {lora.lora_rank}, {lora.lora_targets}) at "
+                            f"{i.shape.context:,} tokens",
+                ["Quantity", f"Full fine-tuning ({full.dtype})", f"LoRA ({lora.dtype})"], rows,
+                notes=("Full fine-tuning of Hugging Face code under bf16 autocast where the LoRA base is bf16 (calc "
+                       "measures a bf16 cast of the whole model for the reference implementation only). The fewest "
+                       "GPUs: the solver's answer for the same step and question; LoRA runs on one GPU or DDP "
+                       "replicas.",))
+
+
 def _times(y: int, x: int) -> str:
     if x:
         return f"{float(Fraction(y, x)):.3f}×"

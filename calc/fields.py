@@ -22,9 +22,11 @@ from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.layout.frameworks import FRAMEWORKS
 from calc.layout.schedule import SCHEDULES
+from calc.lora import LLAMA_MODULES, parse_targets
 from calc.layout.solver import FSDP_STAGES
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
+from calc.setup import MAX_LORA_RANK
 from calc.setup import DEFAULT_NCCL, MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
 from calc.shape import CHOICES as SHAPE_CHOICES
 from calc.shape import FLAGS as SHAPE_FLAGS
@@ -37,6 +39,7 @@ GROUPS = {
     "architecture": "Architecture: feed-forward, norm, positions, biases, tying",
     "implementation": "Implementation: whose code, activation, dropout, cache",
     "step": "Training step",
+    "finetune": "Fine-tuning: LoRA",
     "compare": "Setup B, to compare",
     "claim": "The claim to explain",
     "parallel": "Across GPUs (batch above is the micro-batch per GPU)",
@@ -57,7 +60,8 @@ class Field:
     """One input. kind: "whole" (a count from 1 to `limit`), "whole_or_none" (the same, or
     "none"), "choice" (one of `choices`, pairs of value and label), "flag" (true or
     false), "probability" (a decimal from 0 up to 1), "percent" (a share from 0 to 50 %,
-    kept exact as a Fraction), "size" (bytes, typed as '80 GB'), "json"
+    kept exact as a Fraction), "size" (bytes, typed as '80 GB'), "modules" (LoRA's target
+    modules: all-linear, or names separated by commas), "json"
     (a Hugging Face config.json, which stands for the fields it sets; not `in_link`: a link
     carries those fields instead).
     target: where the value goes — "shape", "setup", "compare" (setup B, the name less
@@ -106,6 +110,8 @@ class Field:
             return _percent(self.name, text)
         if self.kind == "json":
             return params_from_hf_config(text)
+        if self.kind == "modules":
+            return parse_targets(text)
         if self.kind == "choice":
             if text not in self.values:
                 raise FieldError(self.name, f"{self.name} must be one of {', '.join(v for v in self.values if v)}, "
@@ -306,6 +312,17 @@ FIELDS: tuple[Field, ...] = (
           tuple(SCHEDULES.items())),
     Field("cp", "parallel", "whole", *_LAYOUT_LABELS["cp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
+    Field("finetune", "finetune", "choice", "What trains", "full: every parameter (pretraining, full fine-tuning); "
+          "lora: peft's LoRA adapters, the rest frozen", "setup", (("full", "full: every parameter"),
+                                                                   ("lora", "lora: LoRA adapters"))),
+    Field("lora_rank", "finetune", "whole", "LoRA rank r", "the adapters' rank (LoraConfig r)", "setup",
+          limit=MAX_LORA_RANK),
+    Field("lora_alpha", "finetune", "whole", "LoRA alpha", "scales the adapters' output by alpha / r: no memory",
+          "setup", limit=MAX_LORA_RANK),
+    Field("lora_dropout", "finetune", "probability", "LoRA dropout", "dropout on each adapter's input "
+          "(LoraConfig lora_dropout)", "setup"),
+    Field("lora_targets", "finetune", "modules", "LoRA target modules", "all-linear, or some of "
+          f"{', '.join(LLAMA_MODULES)} separated by commas (LoraConfig target_modules)", "setup"),
     Field("reduce_bucket", "buffers", "whole", "Reduce bucket (values)", "DeepSpeed's reduce_bucket_size: gradients "
           "reduced at once under ZeRO", "setup", limit=10**12),
     Field("prefetch_bucket", "buffers", "whole", "ZeRO-3 prefetch (values)", "DeepSpeed's stage3_prefetch_bucket_size: "

@@ -9,6 +9,7 @@ and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 from __future__ import annotations
 
 from calc.layout.frameworks import state_bytes as framework_state_bytes
+from calc.lora import adapter_count
 from calc.parameters import matrix_parameter_count, parameter_count
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
@@ -25,6 +26,17 @@ def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
     fp32 shards are the master weights (its bf16 parameters are gathered, not held)."""
     weights, gradients, master = framework_state_bytes(setup, *STATE_BYTES[setup.dtype])
     return weights, gradients, master + OPTIMIZER_BYTES[setup.optimizer]
+
+
+def lora_states(shape: ModelShape, setup: TrainingSetup, parameters: int | None = None) -> tuple[int, int, int]:
+    """Bytes of (weights, gradients, optimizer state) of a LoRA run (calc.lora) on one GPU,
+    holding `parameters` of the base model (all of them when None): the frozen base in its
+    dtype (fp32; bf16 under bf16-master), the adapters in fp32 (peft's default), and
+    gradients (fp32) and optimizer state for the adapters alone."""
+    base = parameter_count(shape) if parameters is None else parameters
+    adapters = adapter_count(shape, setup)
+    return (base * (2 if setup.dtype == "bf16-master" else 4) + 4 * adapters, 4 * adapters,
+            OPTIMIZER_BYTES[setup.optimizer] * adapters)
 
 
 def buffer_bytes(shape: ModelShape) -> int:
@@ -53,6 +65,8 @@ def weight_copy_count(shape: ModelShape, setup: TrainingSetup) -> int:
 
 def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes."""
+    if setup.finetune == "lora":
+        return _lora_fixed_table(shape, setup)
     values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
     weights, gradients, kept = state_bytes(setup)
@@ -70,4 +84,24 @@ def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
                             note="blocks' copies are remade when each block is recomputed"))
         else:
             rows.append(row(values, "weight-copies", "bf16 weight copies kept by autocast", f(("P_w",)), 2))
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters")
+
+
+def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """A LoRA run's fixed memory: the frozen base, the adapters with their gradients and
+    optimizer state, and under bf16 autocast the adapters' bf16 copies autocast caches
+    (the frozen weights' copies are made at every call and kept as activations)."""
+    values = {"P": parameter_count(shape), "P_a": adapter_count(shape, setup)}
+    optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
+    bf16_base = setup.dtype == "bf16-master"
+    rows = [
+        row(values, "parameters", f"Frozen base weights ({'bf16' if bf16_base else 'fp32'})", f(("P",)),
+            2 if bf16_base else 4),
+        row(values, "adapters", "LoRA adapters A and B (fp32)", f(("P_a",)), 4),
+        row(values, "gradients", "Gradients of the adapters (fp32)", f(("P_a",)), 4),
+        row(values, "optimizer", f"Optimizer state of the adapters: {optimizer} (fp32)", f(("P_a",)),
+            OPTIMIZER_BYTES[setup.optimizer]),
+    ]
+    if setup.dtype == "bf16":
+        rows.append(row(values, "weight-copies", "bf16 copies of the adapters, cached by autocast", f(("P_a",)), 2))
     return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters")

@@ -62,7 +62,8 @@ from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into
                              step_temporaries)
 from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
 from calc.layout.schedule import Pass, every_pass, passes
-from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, remember, split_rows, stages, zero_states
+from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, held_states, remember, split_rows, stages
+from calc.lora import adapter_tensors, adapters_per_layer
 from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -182,6 +183,13 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     replicas = setup.dp * setup.cp
     sharded = replicas > 1 and setup.zero >= 1
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
+    if setup.finetune == "lora":  # the optimizer steps the adapters alone
+        tensors = adapter_tensors(shape, setup)
+        if setup.optimizer != "adamw" or setup.step_impl == "fused":
+            return 0
+        if setup.step_impl == "foreach":
+            return 4 * sum(tensors)
+        return 4 * max(before + 2 * size for before, size in zip((0, *tensors), tensors))
     framework = step_temporaries(setup, ceil_div(held, replicas) if sharded else held, state_bytes(setup)[1])
     if framework is not None:  # DeepSpeed's or Megatron-LM's own step (calc.layout.frameworks)
         return framework
@@ -245,7 +253,10 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
     accumulating = _accumulating(setup, at)
     copies_held = _copies_held(setup, at)
     weights, grad, kept = state_bytes(setup)
-    held_weights, held_grads, held_optimizer = zero_states(here.parameters, N, setup.zero, (weights, grad, kept))
+    held_weights, held_grads, held_optimizer = held_states(shape, setup, here.parameters, N)
+    lora = setup.finetune == "lora"
+    if lora:  # the adapters' gradients: fp32
+        grad = 4
     reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
     fsdp2 = gathers_and_reduces(setup)
     if fsdp2:  # FSDP2 pads each tensor, holds the root's gradients unsharded until backward ends
@@ -267,14 +278,15 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
                 + (sums["embedding-per-step"] if has_embedding else 0))
     head_per_step = sums["head-per-step"] if has_head else 0
     one_micro_batch = embedding + layers * block + head
-    block_copies = 2 * here.block_matrices if bf16 else 0
+    trainable_block = adapters_per_layer(shape, setup) if lora else here.block  # a block's parameters that train
+    block_copies = 2 * (adapters_per_layer(shape, setup) if lora else here.block_matrices) if bf16 else 0
     cached = block_copies + (2 * _linear_biases(shape, t) if bf16 and shape.bias else 0)  # autocast's cache
-    head_copy = 2 * here.head_matrix if bf16 else 0
+    head_copy = 2 * here.head_matrix if bf16 and not lora else 0  # LoRA: the frozen head's copy is an activation
     checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
     # tied: the head's gradient of the shared matrix waits for the embedding's, to be added to it
     tied_head_grad = here.head_matrix * grad if shape.tied and p == 1 else 0
-    head_grads = here.head * grad + tied_head_grad
+    head_grads = 0 if lora else here.head * grad + tied_head_grad
     pipeline = _torch_pipeline_parts(shape, setup, at, here, one_micro_batch + per_step + head_per_step, loss) \
         if torch_pipeline else dict.fromkeys(("A_m", "A_p", "A_o", "B_q", "K", "K_l"), 0)
     fsdp2_buffers = dict.fromkeys(FSDP2_PARTS, 0)
@@ -283,7 +295,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
         fsdp2_buffers["F_z"] -= held_grads  # G counts the final shards; F_z what the rank holds instead
     return {
         "W": held_weights + held_optimizer,
-        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * here.tensors
+        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * (len(adapter_tensors(shape, setup)) if lora else here.tensors)
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
         "I": B * s * INDEX_BYTES * (has_embedding + has_head) * (setup.microbatches if torch_pipeline else 1),
         "A": one_micro_batch + per_step + head_per_step,
@@ -310,7 +322,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
-        "G_B": (layers - 1) * here.block * grad if fresh_grads and not reduced else 0,
+        "G_B": (layers - 1) * trainable_block * grad if fresh_grads and not reduced else 0,
         "G_h": head_grads if fsdp2 else 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
         "T_l": B * s * (vocab + 3) * 4 - head_per_step if has_head and runs_dtensor(setup) else 0,
@@ -403,7 +415,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
            reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
-           copies_held)
+           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets)
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -412,8 +424,9 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
         if "E_b" in walks and _gradient_held(setup, here) and here.layers > 1:  # the blocks before the last
             lines["E_b"] += rises(_walks(shape, setup, here, accumulating, False, copies_held)["E_b"])
         if "E_b" not in walks:
-            lines |= _bound_lines(shape, setup.replace(batch=1), accumulating, here.head > 0, here.block,
-                                  here.block_matrices, here.head, here.head_matrix)
+            trains = ((adapters_per_layer(shape, setup),) * 2 + (0, 0) if setup.finetune == "lora"
+                      else (here.block, here.block_matrices, here.head, here.head_matrix))  # what has gradients
+            lines |= _bound_lines(shape, setup.replace(batch=1), accumulating, here.head > 0, *trains)
         if "T_e" in lines:  # G (FSDP2: F_z) counts the gradients the embeddings' backward makes, when fresh
             embedding = here.embedding + (whole_embedding_excess(shape, setup) if here.embedding else 0)
             made = Line(0, embedding * grad if not accumulating or reduced else 0)
@@ -467,7 +480,7 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulating: b
     reduced = _reduced_as_made(setup)
     plain = setup.replace(batch=min(setup.batch, 2), dp=1, zero=0, pp=1, virtual_stages=1, microbatches=1,
                           framework="auto")
-    return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0,
+    return _walks_remembered(shape, plain, here.head > 0, here.embedding > 0 and setup.finetune == "full",
                              gradient_held=_gradient_held(setup, here) if gradient_held is None else gradient_held,
                              copies_held=copies_held,
                              accumulating=(gradients_into_held(setup) if accumulating is None else accumulating)
@@ -768,7 +781,7 @@ def summed_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> int:
     ZeRO), autocast's weight copies, the activations in flight on a stage's GPUs and NCCL's
     communicators (on CUDA)."""
     here = _stage(shape, setup, stage)
-    states = sum(zero_states(here.parameters, setup.dp * setup.cp, setup.zero, state_bytes(setup)))
+    states = sum(held_states(shape, setup, here.parameters, setup.dp * setup.cp))
     matrices = here.head_matrix + (0 if setup.checkpoint == "block" else here.layers * here.block_matrices)
     nccl = nccl_bytes(setup)
     return states + (2 * matrices if setup.dtype == "bf16" else 0) + here.activations + nccl
@@ -795,7 +808,7 @@ def peak_floor(shape: ModelShape, setup: TrainingSetup) -> int:
     replicas = setup.dp * setup.cp
     floor = 0
     for here in stages(shape, setup.replace(batch=1, microbatches=max(setup.pp, 1), virtual_stages=1)):
-        weights, _, optimizer = zero_states(here.parameters, replicas, setup.zero, state_bytes(setup))
+        weights, _, optimizer = held_states(shape, setup, here.parameters, replicas)
         saved = setup.batch * (block * here.layers + (embedding if here.embedding else 0) + (head if here.head else 0))
         floor = max(floor, weights + optimizer + saved + nccl_bytes(setup))
     return floor

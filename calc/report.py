@@ -5,6 +5,7 @@ from __future__ import annotations
 from calc.activations import activation_table
 from calc.fit import largest_batch, peak_bytes
 from calc.fixed import fixed_table, state_bytes
+from calc.lora import adapter_count
 from calc.gpus import GPUS
 from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.parameters import parameter_count
@@ -27,7 +28,7 @@ def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT
         "setup": setup.as_dict(),
         "parameters": parameter_count(shape),
         "bytes": {
-            "parameters": fixed["parameters"],
+            "parameters": fixed["parameters"] + fixed.get("adapters", 0),
             "gradients": fixed["gradients"],
             "optimizer": fixed["optimizer"],
             "weight_copies": fixed.get("weight-copies", 0),
@@ -41,20 +42,33 @@ def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT
     }
 
 
+def _state_rows(setup: TrainingSetup, values: dict) -> list:
+    weights, gradients, kept = state_bytes(setup)
+    precision = "bf16" if weights == 2 else "fp32"
+    return [
+        row(values, "parameters", f"Parameters ({precision})", f((weights, "P")), 1),
+        row(values, "gradients", f"Gradients ({precision})", f((gradients, "P")), 1),
+        row(values, "optimizer", "Optimizer state (fp32" + (", master weights included)" if weights == 2 else ")"),
+            f((kept, "P")), 1),
+    ]
+
+
+def _lora_state_rows(shape: ModelShape, setup: TrainingSetup, values: dict):
+    """Under LoRA: the frozen base, and the adapters with their gradients and optimizer
+    state (calc.fixed's rows, in bytes)."""
+    for r in fixed_table(shape, setup).rows:
+        if r.key != "weight-copies":
+            yield row(values | {"P_a": adapter_count(shape, setup)}, r.key, r.name,
+                      f((r.bytes_per_value, *r.formula.terms[0])), 1)
+
+
 def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Headline bytes of one step: fixed memory, activations for the batch, the peak."""
     s = summary(shape, setup)
     b = s["bytes"]
     values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"],
               "M_t": b["peak_tensors"]}
-    weights, gradients, kept = state_bytes(setup)
-    precision = "bf16" if weights == 2 else "fp32"
-    rows = [
-        row(values, "parameters", f"Parameters ({precision})", f((weights, "P")), 1),
-        row(values, "gradients", f"Gradients ({precision})", f((gradients, "P")), 1),
-        row(values, "optimizer", "Optimizer state (fp32" + (", master weights included)" if weights == 2 else ")"),
-            f((kept, "P")), 1),
-    ]
+    rows = list(_lora_state_rows(shape, setup, values)) if setup.finetune == "lora" else _state_rows(setup, values)
     if b["weight_copies"]:
         rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))
     rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1,
@@ -77,7 +91,8 @@ SOLVER_BOUNDS = {"max_tp": SOLVER_MAX_TP, "max_pp": SOLVER_MAX_PP, "max_cp": SOL
 
 
 def value_text(inputs, name: str) -> str:
-    """One number of the summary as text: `parameters`, `largest_batch`, `budget` (the
+    """One number of the summary as text: `parameters`, `trainable` (LoRA: the adapters'
+    count), `largest_batch`, `budget` (the
     memory a step may use, named), `gpu_reported` and `reserve` (the card's total, the
     reserve taken off it), `nccl` (NCCL's memory per communicator),
     `bytes.<key>` (in the inputs' unit) or `exact.<key>` (bytes, grouped), keys as in
@@ -91,6 +106,8 @@ def value_text(inputs, name: str) -> str:
         return grouped(s["parameters"])
     if name == "largest_batch":
         return grouped(s["largest_batch"])
+    if name == "trainable":  # the parameters that train: all, or LoRA's adapters
+        return grouped(adapter_count(inputs.shape, inputs.setup) if inputs.setup.finetune == "lora" else s["parameters"])
     if name == "budget":
         return inputs.budget_label
     if name in ("gpu_reported", "reserve", "nccl"):  # the card's total, the reserve taken off, NCCL's share

@@ -8,6 +8,7 @@ from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
 from calc.errors import FieldError, echo
 from calc.layout.frameworks import FRAMEWORKS, keeps_gathered_inputs
 from calc.layout.schedule import SCHEDULES
+from calc.lora import ALL_LINEAR, FINETUNES, parse_targets
 from calc.shape import check_whole
 
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
@@ -47,6 +48,8 @@ CHOICES = {
     "device": DEVICES,
 }
 """The allowed values of each of the setup's text fields."""
+MAX_LORA_RANK = 65536
+"""The largest LoRA rank (and alpha) calc takes."""
 LAYOUT_SIZES = ("dp", "tp", "pp", "virtual_stages", "cp", "microbatches")
 """The parallel layout's whole-number fields, each from 1 to MAX_PARALLEL."""
 ZERO_STAGES = (0, 1, 2, 3)
@@ -85,6 +88,11 @@ and step.
     gradient_as_bucket_view (`ddp_bucket_view`). `nccl`: bytes NCCL takes on a GPU for each
     communicator the layout needs (calc.layout.frameworks.communicators), outside PyTorch's
     allocator: an assumption the reader sets.
+
+    `finetune` "lora" trains peft's LoRA adapters (calc.lora) of rank `lora_rank` on the
+    `lora_targets` modules, with `lora_dropout` on their input, every other parameter
+    frozen; `lora_alpha` scales their output (no memory). Under LoRA, dtype "bf16-master"
+    means bf16 base weights with fp32 adapters (no master copy: nothing frozen steps).
     """
 
     batch: int = 1
@@ -111,6 +119,11 @@ and step.
     prefetch_bucket: int = 50_000_000
     ddp_bucket_view: bool = False
     nccl: int = DEFAULT_NCCL
+    finetune: str = "full"
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: str = ALL_LINEAR
 
     def __post_init__(self):
         check_whole("batch", self.batch, MAX_BATCH)
@@ -132,6 +145,15 @@ and step.
         for name in ("sp", "keep_logits", "ddp_bucket_view"):
             if not isinstance(getattr(self, name), bool):
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
+        if self.finetune not in FINETUNES:
+            raise FieldError("finetune", f"finetune must be one of {', '.join(FINETUNES)}, not {echo(self.finetune)}")
+        for name in ("lora_rank", "lora_alpha"):
+            check_whole(name, getattr(self, name), MAX_LORA_RANK)
+        if isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float)) \
+                or not 0 <= self.lora_dropout < 1:
+            raise FieldError("lora_dropout", f"lora_dropout must be from 0 up to 1, not {echo(self.lora_dropout)}")
+        if parse_targets(self.lora_targets) != self.lora_targets:
+            raise FieldError("lora_targets", f"lora_targets must be written as {parse_targets(self.lora_targets)}")
         if self.sp and self.tp == 1:
             raise FieldError("sp", "sp (sequence parallelism) needs tp above 1")
         if self.virtual_stages > 1 and (self.pp == 1 or self.microbatches % self.pp):

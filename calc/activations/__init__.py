@@ -9,11 +9,13 @@ from functools import lru_cache
 from calc.activations.autograd import autograd_table
 from calc.activations.cs336 import cs336_table
 from calc.activations.hf import hf_table, is_gpt2
+from calc.activations.lora import lora_table
 from calc.activations.megatron import megatron_table
 from calc.activations.scratch import scratch_table
 from calc.activations.seed import seed_table
 from calc.cuda import MEASURED_ARCH
 from calc.errors import FieldError
+from calc.lora import check as check_lora
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table
@@ -32,6 +34,10 @@ PROVENANCE = {
                     "kernel it picks and that kernel's saved tensors, the fused dropout) on fake tensors "
                     "(validation/results-cuda-derived.json); not measured on this card. The same rules equal an "
                     "H200's measurements (sm90).",
+    "lora-cpu": "Every row measured: peft 0.21's LoRA over transformers 5.23, PyTorch 2.13 on the CPU, saved-tensor "
+                "hooks (validation/results-lora.json).",
+    "lora-cuda": "LoRA's rows are measured on the CPU (validation/results-lora.json); on CUDA calc applies the same "
+                 "rules with CUDA's dropout masks and attention kernel: derived, not measured on a GPU.",
 }
 """Where the rows of the autograd accounting come from: the CPU, an sm90 card (measured),
 another card (derived)."""
@@ -39,6 +45,8 @@ another card (derived)."""
 
 def provenance(setup: TrainingSetup) -> str:
     """The sentence saying where a setup's autograd rows come from."""
+    if setup.finetune == "lora":
+        return PROVENANCE["lora-cpu" if setup.device == "cpu" else "lora-cuda"]
     if setup.device == "cpu":
         return PROVENANCE["cpu"]
     return PROVENANCE["cuda-measured" if setup.arch == MEASURED_ARCH else "cuda-derived"]
@@ -47,9 +55,10 @@ def provenance(setup: TrainingSetup) -> str:
 def check_implementation(shape: ModelShape, setup: TrainingSetup) -> None:
     """FieldError where the autograd accounting has no measured rows for this combination
     of implementation, architecture and options."""
+    check_lora(shape, setup)
     if setup.accounting != "autograd":
         return
-    if setup.dtype == "bf16-master" and shape.implementation != "reference":
+    if setup.dtype == "bf16-master" and shape.implementation != "reference" and setup.finetune == "full":
         raise FieldError("dtype", "a model cast to bf16 (bf16 weights, fp32 master) is measured for the reference "
                                   "implementation only so far: choose fp32 or bf16 autocast, or implementation reference")
     if shape.implementation == "scratch":
@@ -93,6 +102,8 @@ def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     check_implementation(shape, setup)  # never rows of a setup nobody measured
     make = _IMPLEMENTATIONS[shape.implementation] if setup.accounting == "autograd" else _TABLES[setup.accounting]
+    if setup.finetune == "lora":  # peft's LoRA (calc.lora.check: over Hugging Face's Llama-style code)
+        make = lora_table
     table = make(shape, setup)
     unused = hf_settings(shape) if shape.implementation != "hf" and setup.accounting == "autograd" else ()
     if unused:

@@ -17,7 +17,7 @@ from functools import lru_cache
 from calc.fit import peak_bytes
 from calc.fixed import state_bytes
 from calc.layout.frameworks import FRAMEWORKS, PROVENANCE, framework_of, nccl_bytes
-from calc.layout.split import stages, zero_states
+from calc.layout.split import held_states, stages, zero_states
 from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -37,6 +37,12 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     p, g, o = zero_states(psi, replicas, setup.zero, per)
     sharded = {"parameters": setup.zero >= 3, "gradients": setup.zero >= 2, "optimizer": setup.zero >= 1}
     rows = []
+    if setup.finetune == "lora":  # every replica holds the frozen base and the adapters whole (DDP)
+        for key, label, nbytes in zip(("parameters", "gradients", "optimizer"),
+                                      ("Frozen base and LoRA adapters", "Gradients of the adapters",
+                                       "Optimizer state of the adapters"), held_states(shape, setup, psi, replicas)):
+            rows.append(row({"S": nbytes}, key, label, f(("S",)), 1))
+        per = ()
     for (key, label), bytes_each, nbytes in zip((("parameters", "Parameters"), ("gradients", "Gradients"),
                                                  ("optimizer", "Optimizer state")), per, (p, g, o)):
         split = sharded[key] and replicas > 1

@@ -31,11 +31,10 @@ from fractions import Fraction
 
 from calc.errors import FieldError
 from calc.fit import peak_bytes
-from calc.fixed import state_bytes
 from calc.layout.costs import bubble, sent_bytes
 from calc.layout.frameworks import check_framework, nccl_bytes
 from calc.layout.per_gpu import divisors, quotient_divisors
-from calc.layout.split import check_layout, stages, zero_states
+from calc.layout.split import check_layout, held_states, stages
 from calc.peak import peak_floor
 from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import ModelShape
@@ -185,10 +184,10 @@ def _states_fit(shape: ModelShape, setup: TrainingSetup, budget: int) -> bool:
     """Whether the parameters and optimizer state a GPU holds all step, at the family's
     most replicas (ZeRO shards them most), fit beside NCCL's memory: every moment holds
     them, so a family whose do not has no layout that fits."""
-    first, last = stages(shape, setup)
+    first, last = stages(shape, setup.replace(dp=1))  # the family's shares, as _families checked them
     replicas = setup.dp * setup.cp
     nccl = nccl_bytes(setup.replace(dp=1))  # the family's fewest communicators: one replica
-    return all(sum(zero_states(stage.parameters, replicas, setup.zero, state_bytes(setup))[::2]) + nccl <= budget
+    return all(sum(held_states(shape, setup, stage.parameters, replicas)[::2]) + nccl <= budget
                for stage in (first, last))
 
 

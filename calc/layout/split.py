@@ -24,7 +24,9 @@ from functools import lru_cache
 
 from calc.activations import activation_table
 from calc.errors import FieldError
+from calc.fixed import lora_states, state_bytes
 from calc.layout.frameworks import check_framework, keeps_gathered_inputs
+from calc.lora import check_layout as check_lora_layout
 from calc.parameters import matrix_parameter_count, parameter_table, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -45,6 +47,15 @@ def zero_states(psi: int, replicas: int, stage: int, per_param: tuple[int, int, 
     if stage >= 3:
         p = shard(p)
     return p, g, o
+
+
+def held_states(shape: ModelShape, setup: TrainingSetup, parameters: int, replicas: int) -> tuple[int, int, int]:
+    """Bytes of (weights, gradients, optimizer state) one GPU holds of `parameters` of the
+    model over `replicas` ZeRO ranks: ZeRO's shards in the precision's bytes, or under
+    LoRA the frozen base and the adapters (calc.fixed.lora_states: one GPU or DDP)."""
+    if setup.finetune == "lora":
+        return lora_states(shape, setup, parameters)
+    return zero_states(parameters, replicas, setup.zero, state_bytes(setup))
 
 
 def check_layout(shape: ModelShape, setup: TrainingSetup, framework: bool = True) -> None:
@@ -71,6 +82,7 @@ def check_layout(shape: ModelShape, setup: TrainingSetup, framework: bool = True
     if p > 1 and setup.zero >= 2:
         raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
                                  "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
+    check_lora_layout(setup)
     if framework:
         check_framework(setup)
 
@@ -95,7 +107,8 @@ class Stage:
     head_matrix: int = 0
 
 
-ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp", "keeps_gathered_inputs")
+ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp", "keeps_gathered_inputs",
+                  "finetune", "lora_rank", "lora_dropout", "lora_targets")
 """The setup's fields (and, through its framework, what its tensor parallelism keeps) a
 GPU's activation rows (per sequence) depend on."""
 STAGES_DEPEND_ON = (*ROWS_DEPEND_ON, "pp", "virtual_stages", "microbatches", "batch")

@@ -16,7 +16,7 @@ from calc.site.escape import escape
 
 ALWAYS = ("model", "config", "architecture", "implementation", "step")
 """The groups every panel shows (the GPU's comes last); the others only where a view reads them."""
-OPEN = {"compare", "claim", "parallel", "solver"}
+OPEN = {"compare", "claim", "parallel", "solver", "finetune"}
 """Groups shown open on the pages whose views read them; every other group, the key inputs
 apart (calc.fields.KEY_FIELDS, shown first), is folded away under its legend."""
 FOLDED_LEGENDS = {"model": "Model shape: vocabulary, layers, widths, heads", "step": "More of the step: accounting, "

@@ -21,7 +21,7 @@ def test_every_shape_and_setup_attribute_is_one_field():
 def test_every_field_is_a_cli_flag_and_an_input_of_the_panel():
     # fsdp, an alias of zero for the command line and links, is the one field no panel shows
     flags = {option for action in build_parser()._actions for option in action.option_strings}
-    panel = inputs_panel({}, ("compare", "claim", "parallel", "solver", "buffers"))
+    panel = inputs_panel({}, ("compare", "claim", "parallel", "solver", "buffers", "finetune"))
     for field in FIELDS:
         assert field.flag in flags
         assert (f'name="{field.name}"' in panel) == (field.group != "aliases"), field.name
@@ -43,7 +43,9 @@ def test_every_choice_and_flag_value_is_accepted_as_shown():
                 continue
             needs = {"sp": {"tp": "5", "context": "1000"},  # sequence parallelism needs tp dividing the context
                      "activation": {} if value == "silu" else {"ffn": "gelu"},  # SwiGLU's is SiLU
-                     "framework": {"deepspeed": {"dp": "2", "zero": "1"}}.get(value, {})}  # DeepSpeed shards
+                     "framework": {"deepspeed": {"dp": "2", "zero": "1"}}.get(value, {}),  # DeepSpeed shards
+                     # LoRA is modelled for Llama-style Hugging Face code under SDPA
+                     "finetune": {"lora": {"preset": "llama-3-8b", "attention": "flash"}}.get(value, {})}
             params = {field.name: value, **needs.get(field.name, {})}
             inputs = parse_inputs(params)
             assert field_values(inputs)[field.name] == value

@@ -150,3 +150,16 @@ def test_megatron_s_sequence_parallelism_gathers_into_one_buffer_kept_all_run():
     assert buffer_parts(shape, layout.replace(framework="megatron"))["B_g"] == 2 * 4096 * 4096 * 2
     assert buffer_parts(shape, layout.replace(framework="ddp"))["B_g"] == 0
     assert buffer_parts(shape, layout.replace(framework="megatron", sp=False))["B_g"] == 0
+
+
+def test_the_solver_answers_a_reader_who_runs_fsdp2_with_its_sharding():
+    # FSDP2 refuses ZeRO stage 0 over many replicas: the solver skips those layouts and
+    # answers with a sharded one that fits, not with the refusal
+    from calc.fit import peak_bytes
+    from calc.layout.solver import search
+    inputs = parse_inputs({"preset": "llama-3-8b", "implementation": "reference", "context": "4096", "batch": "8",
+                           "dtype": "bf16-master", "checkpoint": "block", "attention": "flash", "gpu": "h100-80gb",
+                           "framework": "fsdp2"})
+    answer = search(inputs.shape, inputs.setup, inputs.budget, inputs.question).layouts[0]
+    assert answer.setup.framework == "fsdp2" and answer.setup.zero >= 2 and answer.setup.dp > 1
+    assert peak_bytes(inputs.shape, answer.setup) <= inputs.budget

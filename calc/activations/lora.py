@@ -1,0 +1,165 @@
+"""What autograd keeps when peft's LoRA trains Hugging Face's Llama-style code
+(`finetune lora`; calc.lora has the adapters), as peft 0.21 and transformers 5.23 run it in
+training mode on the CPU (torch 2.13), SDPA attention.
+
+Autograd keeps a tensor only for a gradient it will compute, and under LoRA only the
+adapters train. So, against full training (calc.activations.hf):
+
+- a frozen linear layer keeps no input (its weight's gradient is not computed): the
+  Q/K/V and feed-forward inputs, the head's input and down_proj's are kept only where an
+  adapter keeps them; a frozen norm gain keeps no x·rms; a frozen embedding no token ids;
+- the embedding's output needs no gradient, so the first layer's attention norm keeps
+  nothing (under gradient checkpointing enable_input_require_grads makes it need one:
+  each layer then keeps its input, as in full training);
+- each targeted layer keeps what its adapter needs: peft casts the input to the
+  adapters' dtype (fp32), applies dropout (keeping its mask, on the CPU a tensor of the
+  input's dtype, and its output) and A keeps what it multiplies, B keeps A's r-wide output.
+  At dropout 0 in fp32 the input itself is kept, once for the layers that share it; under
+  bf16 autocast A multiplies a bf16 copy of its input, one for each targeted layer (and
+  autocast caches the adapters' bf16 copies); with a bf16 base each targeted layer keeps
+  its input's fp32 copy;
+- under bf16 autocast a frozen weight's bf16 copy is not cached (autocast caches only
+  weights that need gradients) but is kept by its matmul for the input's gradient: every
+  base matrix whose input needs a gradient (in the first layer not Q, K and V), and the
+  head's.
+
+Every row is checked to the byte against validation/results-lora.json (tests/engine/
+test_lora.py).
+"""
+
+from __future__ import annotations
+
+from calc.activations.hf import FP32, INDEX, _kernel_rows, _mask_bytes, _sdpa_kernel, _sliding_mask
+from calc.lora import module_shapes, targets
+from calc.setup import TrainingSetup
+from calc.shape import ModelShape
+from calc.table import Table, f, row, symbol_values
+
+
+def lora_table(shape: ModelShape, setup: TrainingSetup) -> Table:
+    """What autograd keeps at the end of a LoRA step's forward pass; rows per sequence."""
+    if setup.attention == "flash":
+        _sdpa_kernel(shape, setup, _sliding_mask(shape))
+    return Table("autograd", "What autograd keeps: Hugging Face Llama-style code under peft's LoRA",
+                 tuple(lora_llama_rows(shape, setup)), batch=setup.batch)
+
+
+def lora_llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
+    """The rows (per sequence) of a LoRA step of Llama-style code."""
+    v = symbol_values(shape) | {"r": setup.lora_rank, "L_1": shape.layers - 1}
+    regime = {"fp32": "fp32", "bf16": "autocast", "bf16-master": "bf16 base"}[setup.dtype]
+    a = 4 if regime == "fp32" else 2  # the layers' outputs: fp32, or bf16 (autocast's, or the base's)
+    stream = 2 if regime == "bf16 base" else FP32  # the residual stream
+    chosen = targets(setup.lora_targets)
+    rows = []
+
+    def add(key, name, terms, nbytes, stage="block", category="attention", **extra):
+        rows.append(row(v, key, name, f(*terms), nbytes, stage=stage, category=category, **extra))
+
+    def norm(prefix, label, layers, stage, category):
+        add(f"{prefix}-input", f"{label} input (fp32" + (", a copy of the bf16 stream)" if stream == 2 else ")"),
+            [(*layers, "s", "d")], FP32, stage, category)
+        add(f"{prefix}-rms", f"{label} inverse RMS", [(*layers, "s")], FP32, stage, category)
+
+    if setup.checkpoint == "block":
+        add("block-input", "Layer input, kept by the checkpoint (enable_input_require_grads: it needs a gradient)",
+            [("L", "s", "d")], stream, category="inputs", note="everything else in the layer is recomputed in backward")
+    else:
+        norm("norm1", "Attention norm (the layers after the first)", ("L_1",), "block", "norms")
+        _adapter_inputs(add, setup, regime, chosen, ("q_proj", "k_proj", "v_proj"), "d", "Q/K/V projection input",
+                        "qkv-input", kept_already=False, first_layer_needs_gradient=False)
+        _attention(add, v, shape, setup, regime, a)
+        _adapter_inputs(add, setup, regime, chosen, ("o_proj",), "d", "o_proj's input (the attention output)",
+                        "o-input", kept_already=True)
+        norm("norm2", "Feed-forward norm", ("L",), "block", "norms")
+        _adapter_inputs(add, setup, regime, chosen, ("gate_proj", "up_proj"), "d", "Feed-forward input", "ffn-input",
+                        kept_already=False, category="ffn")
+        wide = ("L", "s", "d_ff")
+        add("w1-output", "gate_proj output, kept by SiLU", [wide], a, category="ffn")
+        add("silu-output", "SiLU(gate), kept by ⊙", [wide], a, category="ffn")
+        add("w3-output", "up_proj output, kept by ⊙", [wide], a, category="ffn")
+        _adapter_inputs(add, setup, regime, chosen, ("down_proj",), "d_ff", "SiLU(gate) ⊙ up, down_proj's input",
+                        "product", kept_already=False, category="ffn")
+        for name in chosen:
+            add(f"lora-a-output-{name}", f"{name}'s A output (r wide), kept by B", [("L", "s", "r")], a if regime ==
+                "autocast" else FP32, category="ffn" if name in ("gate_proj", "up_proj", "down_proj") else "attention")
+        if regime == "autocast":
+            _frozen_copies(add, shape)
+    norm("final-norm", "Final norm", (), "head", "output")
+    add("log-probs", "Log-probabilities (fp32: the loss upcasts the logits)", [("s", "V")], FP32, "head", "output",
+        note="the logits themselves are not kept")
+    add("target-ids", "Shifted labels (int64), kept by NLL", [("s",)], INDEX, "head", "output",
+        note="one sequence keeps the padded labels, s + 1 values: see the next row")
+    add("target-pad", "The padding label of one sequence (int64), kept only at B = 1", [(1,)], INDEX, "head", "output",
+        per_step=True, at_batch_one=True)
+    add("nll-weight", "NLL total weight (fp32 scalar)", [(1,)], FP32, "head", "output", per_step=True)
+    if regime == "autocast":
+        add("head-copy", "The frozen head's bf16 copy, kept for its input's gradient (not cached)",
+            [("V", "d")], 2, "head", "output", per_step=True, note="the same bytes for any batch")
+    return rows
+
+
+def _attention(add, v, shape, setup, regime: str, a: int) -> None:
+    """SDPA's inputs and output, and RoPE's tables: the same tensors as in full training."""
+    heads, kv = ("L", "s", "d"), ("L", "s", "h_kv", "d_h")
+    tables = 2 if regime == "bf16 base" else FP32  # cos and sin follow the stream's dtype
+    add("rope-tables", "RoPE cos and sin" + (" (cast to bf16)" if tables == 2 else " (fp32)") + ", computed once per step",
+        [(2, "s", "d_h")], tables, per_step=True)
+    masked = _sliding_mask(shape)
+    kernel = _sdpa_kernel(shape, setup, masked)
+    if masked:
+        add("q", "Q after RoPE", [heads], a)
+        add("k", "K repeated to all h heads", [heads], a)
+        add("v", "V repeated to all h heads", [heads], a)
+        add("sliding-mask", "Sliding-window mask, kept by SDPA in every layer", [("L", "s", "s")], a, category="quadratic")
+    else:
+        grouped = kernel != "efficient"
+        add("q", "Q after RoPE", [heads], a)
+        add("k", "K after RoPE, not repeated (enable_gqa)" if grouped else "K after RoPE", [kv if grouped else heads], a)
+        add("v", "V, not repeated (enable_gqa)" if grouped else "V", [kv if grouped else heads], a)
+    add("flash-output", "SDPA output, kept by SDPA", [heads], a)
+    for r in _kernel_rows(v, kernel):
+        add(r.key, r.name, r.formula.terms, r.bytes_per_value, per_step=r.per_step, note=r.note)
+
+
+def _adapter_inputs(add, setup, regime: str, chosen, modules, width: str, label: str, key: str, kept_already: bool,
+                    category: str = "attention", first_layer_needs_gradient: bool = True) -> None:
+    """What the adapters of `modules` (those targeted) keep of their shared input (s·width
+    per sequence and layer): at dropout 0 in fp32 the input itself (once; nothing new
+    where another op keeps it already), else per targeted module what A multiplies (the
+    dropped input, its bf16 copy under autocast, or, with a bf16 base and no dropout, the
+    input's fp32 copy) and its dropout mask (on the fp32 input), which dropout keeps only
+    where the input needs a gradient: not in the first layer's Q, K and V."""
+    mine = [name for name in modules if name in chosen]
+    if not mine:
+        return
+    dropout = setup.lora_dropout > 0
+    terms = [("L", "s", width)]
+    if regime == "fp32" and not dropout:
+        if not kept_already:
+            add(key, f"{label} (fp32), kept by the adapters' A" if len(mine) > 1 else f"{label} (fp32), kept by A",
+                terms, FP32, category=category)
+        return
+    for name in mine:
+        if dropout:
+            add(f"lora-dropout-mask-{name}", f"{name}'s LoRA dropout mask" + (
+                " (bool)" if setup.device == "cuda" else " (fp32 noise)") + (
+                "" if first_layer_needs_gradient else ", in the layers after the first"),
+                [("L" if first_layer_needs_gradient else "L_1", "s", width)], _mask_bytes(setup, FP32),
+                category=category)
+        kept = 2 if regime == "autocast" else FP32
+        what = ("its bf16 copy" if regime == "autocast" else "fp32") + (", after dropout" if dropout else "")
+        if regime == "bf16 base" and not dropout:
+            what = "its fp32 copy"
+        add(f"lora-input-{name}", f"{name}'s adapter input ({what}), kept by A", terms, kept, category=category)
+
+
+def _frozen_copies(add, shape: ModelShape) -> None:
+    """Under bf16 autocast, each frozen base matrix's bf16 copy (2 bytes a value), made at
+    every call (not cached) and kept by its matmul for the input's gradient: every layer's
+    but the first layer's Q, K and V (whose input needs no gradient)."""
+    sizes = module_shapes(shape)
+    every = sum(d_in * d_out for name, (d_in, d_out) in sizes.items())
+    qkv = sum(sizes[name][0] * sizes[name][1] for name in ("q_proj", "k_proj", "v_proj"))
+    add("frozen-copies", "Frozen weights' bf16 copies, kept for their inputs' gradients (not cached)",
+        [("L_1", every), (every - qkv,)], 2, per_step=True, note="the same bytes for any batch")

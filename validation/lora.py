@@ -1,0 +1,118 @@
+"""LoRA fine-tuning measured: Hugging Face Llama-style code under peft's LoRA, on CPU tensors.
+
+    python -m validation.lora           # write results-lora.json (about a minute)
+    python -m validation.lora --check   # measure again; exit 1 if it differs
+
+Each case builds the small Llama-style model (validation.run.HF_SMALL), in fp32 or with its
+weights cast to bf16 (the base a reader loads with torch_dtype=bfloat16), wraps it with
+peft's get_peft_model and a LoraConfig (rank, the target modules, LoRA dropout; peft's
+defaults otherwise: its adapters in fp32 whatever the base, autocast_adapter_dtype), and
+runs one forward pass (the loss included) under saved-tensor hooks, in fp32 or under CPU
+bf16 autocast, then backward. With gradient checkpointing it calls
+enable_input_require_grads, as transformers' and peft's guides do. What it records:
+
+- "activations": the bytes of every storage autograd saved, each once, the parameters and
+  buffers apart, and autocast's cached copies of the adapters apart ("weight_copies");
+- "trainable": the adapters' parameter count, and their bytes and the frozen ones'.
+
+tests/engine/test_lora.py compares calc with every case. Needs torch, transformers and peft
+(the validation extra), never calc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from validation.hf_models import hf_model
+from validation.measure import _cast_module, _storage_key, is_weight_copy
+from validation.record import write_or_check
+from validation.run import HF_SMALL
+
+RESULTS = Path(__file__).with_name("results-lora.json")
+RANK = 4
+TARGETS = {"all-linear": "all-linear", "q_proj,v_proj": ["q_proj", "v_proj"],
+           "q_proj,k_proj,v_proj,o_proj": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+"""The target sets measured, by the text calc's lora_targets field takes: peft's all-linear
+(every linear layer but the head), its default for Llama (Q and V), the attention's four."""
+
+warnings.filterwarnings("ignore")
+
+
+def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str, dropout: float) -> dict:
+    """One LoRA forward pass's saved bytes and the model's parameters, as the module says.
+    dtype: "fp32"; "bf16" (CPU autocast over the fp32 base); "bf16-master" (the base cast
+    to bf16, no autocast; the adapters fp32)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = hf_model(cfg, attention)
+    if checkpoint == "block":
+        model.gradient_checkpointing_enable()
+    if dtype == "bf16-master":
+        _cast_module(model, torch.bfloat16)
+    model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS[targets],
+                                             lora_dropout=dropout))
+    if checkpoint == "block":
+        model.enable_input_require_grads()
+    model.train()
+    ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
+    fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
+    seen: set = set()
+    totals = {"activations": 0, "weight_copies": 0}
+
+    def pack(t: torch.Tensor):
+        key = _storage_key(t)
+        if key not in seen and key not in fixed:
+            seen.add(key)
+            totals["weight_copies" if is_weight_copy(t) else "activations"] += t.untyped_storage().nbytes()
+        return t
+
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()  # the graph measured is one backward runs
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    return {**totals, "trainable": sum(p.numel() for p in trainable),
+            "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
+            "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)}
+
+
+def cases():
+    """The small Llama shape at one and three sequences, SDPA attention, with and without
+    checkpointing, in each precision, for each target set, with and without LoRA dropout."""
+    yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"),
+                                 ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1))
+
+
+def run(log=sys.stderr) -> dict:
+    logging.disable(logging.WARNING)  # bitsandbytes, imported by peft, logs a missing optional kernel
+    import peft
+
+    steps = []
+    for shape, batch, attention, checkpoint, dtype, targets, dropout in cases():
+        measured = measure(HF_SMALL[shape], batch, attention, checkpoint, dtype, targets, dropout)
+        steps.append({"shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
+                      "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **measured})
+        print(steps[-1], file=log)
+    return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
+            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed results-lora.json")
+    args = parser.parse_args(argv)
+    return write_or_check(RESULTS, run(), "validation.lora", args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

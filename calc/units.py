@@ -51,7 +51,8 @@ def parse_size_as_typed(text: str, least: int = 1) -> tuple[int, str]:
     """(bytes, unit as typed) of a size such as '2.265 GB', '2265 MB' or '15.15 GiB'.
 
     Exact: the decimal is read as a fraction, never a float ('2.265 GB' is 2,265,000,000
-    bytes); a part of a byte is dropped. A bare number is GB. ValueError for anything
+    bytes); a part of a byte is dropped. A bare number is GB; a unit in any case is the
+    unit ('80 gb' is 80 GB, its unit written GB). ValueError for anything
     else, under `least` bytes (one, unless 0 is allowed), or over an exabyte, with a
     message that quotes at most MAX_SIZE_TEXT characters of the text.
     """
@@ -59,8 +60,8 @@ def parse_size_as_typed(text: str, least: int = 1) -> tuple[int, str]:
     if len(cleaned) > MAX_SIZE_TEXT:
         raise ValueError(f"a size is at most {MAX_SIZE_TEXT} characters, such as '80 GB'")
     unit = "GB"
-    for name in sorted(UNITS, key=len, reverse=True):
-        if cleaned.endswith(name):
+    for name in sorted(UNITS, key=len, reverse=True):  # in any case: '80 gb' is 80 GB
+        if cleaned.lower().endswith(name.lower()):
             cleaned, unit = cleaned[: -len(name)].strip(), name
             break
     number = _NUMBER.fullmatch(cleaned)

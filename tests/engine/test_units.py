@@ -6,6 +6,7 @@ from calc.units import in_unit, parse_size
 @pytest.mark.parametrize("text, nbytes", [
     ("80 GB", 80 * 10**9), ("80GB", 80 * 10**9), ("80 GiB", 80 * 2**30), ("2.265 GB", 2_265_000_000),
     ("80", 80 * 10**9), ("512 MiB", 512 * 2**20), ("1e9 B", 10**9),
+    ("80 gb", 80 * 10**9), ("80gib", 80 * 2**30), ("512 mib", 512 * 2**20),  # as people type them
 ])
 def test_sizes_parse_exactly(text, nbytes):
     assert parse_size(text) == nbytes

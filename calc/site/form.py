@@ -84,6 +84,6 @@ def inputs_panel(params: dict | None = None, groups: tuple = ()) -> str:
         '</fieldset><p class="calc-status" role="status" aria-live="polite">'
         "Tables below are computed for these inputs. Live editing starts once calc has loaded in your browser"
         " (it needs JavaScript and WebAssembly).</p>"
-        '<noscript><p class="calc-noscript">JavaScript is off: the tables show this page\'s defaults, and inputs in a '
-        "link cannot be applied.</p></noscript></form>"
+        '<noscript><style>.calc-status{display:none}</style><p class="calc-noscript">JavaScript is off: the tables '
+        "show this page's defaults, and inputs in a link cannot be applied.</p></noscript></form>"
     )

@@ -73,7 +73,10 @@ def _name_cell(r) -> str:
 
 @lru_cache(maxsize=2048)
 def _formula_cell(formula: Formula) -> str:
-    return f'<code data-latex="{escape(formula.latex())}">{escape(formula.text())}</code>'
+    """The formula as text, each term unbroken (a narrow column breaks it between terms,
+    never inside d_ff)."""
+    terms = " + ".join(f'<span class="calc-term">{escape(term)}</span>' for term in formula.text().split(" + "))
+    return f'<code data-latex="{escape(formula.latex())}">{terms}</code>'
 
 
 def grid_html(g: Grid, prefix: str, link=None) -> str:
@@ -97,9 +100,11 @@ def sentence_html(s: Sentence, prefix: str, link=None) -> str:
 
 def unavailable_html(key: str, messages: list[str]) -> str:
     """What a view shows when the reader's inputs are valid but do not go with the
-    parameters the page pins for it (a from-scratch table when flash attention is chosen)."""
+    parameters the page pins for it (a from-scratch table when flash attention is chosen).
+    A reason two fields give is said once."""
+    said = "; ".join(dict.fromkeys(messages))
     return (f'<p class="calc-answer calc-unavailable" id="{escape(key)}-unavailable">'
-            f'{escape("Not shown for these inputs: " + "; ".join(messages) + ".")}</p>')
+            f'{escape("Not shown for these inputs: " + said + ".")}</p>')
 
 
 def formula_html(formula: Formula) -> str:

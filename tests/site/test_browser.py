@@ -383,6 +383,8 @@ def test_without_javascript_a_line_says_a_links_inputs_cannot_be_applied(browser
     page.goto(site_url + "?batch=3")
     expect(page.locator(".calc-noscript")).to_be_visible()
     expect(page.locator(".calc-noscript")).to_contain_text("inputs in a link cannot be applied")
+    expect(page.locator(".calc-status")).to_be_hidden()  # no promise that live editing starts
+    assert page.locator('.calc-actions [data-action="copy"]').evaluate("b => getComputedStyle(b).opacity") == "0.5"
     shot(page, "without-javascript")
     context.close()
 

@@ -3,7 +3,7 @@
 from html.parser import HTMLParser
 
 from calc import PRESETS, TrainingSetup, activation_table
-from calc.site.html import formula_table_html, grid_html, sentence_html
+from calc.site.html import formula_table_html, grid_html, sentence_html, unavailable_html
 from calc.table import Row, Sentence, Table, f, grid
 
 
@@ -39,3 +39,16 @@ def test_text_is_escaped_never_injected():
 def test_headers_are_column_headers():
     html = grid_html(grid("g", "c", ["A", "B"], [("r", ["1", "2"])]), "p")
     assert html.count('<th scope="col"') == 2
+
+
+def test_a_reason_two_fields_give_is_said_once():
+    html = unavailable_html("scratch", ["choose explicit", "choose explicit", "choose none"])
+    assert html.count("choose explicit") == 1 and "choose explicit; choose none." in html
+
+
+def test_a_formula_breaks_only_between_its_terms():
+    # each term of L·s·d_ff + 2·L·s is one unbreakable span; the "+" between them may wrap
+    from calc.site.html import _formula_cell
+    from calc.table import f
+    cell = _formula_cell(f(("L", "s", "d_ff"), (2, "L", "s")))
+    assert cell.count('class="calc-term"') == 2 and "</span> + <span" in cell

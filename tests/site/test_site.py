@@ -184,6 +184,7 @@ def test_a_project_site_gets_a_working_404_page_and_a_full_sitemap(tmp_path):
     links = re.findall(r'(?:href|src)="([^"#]+)"', missing)
     local = [link for link in links if not link.startswith(("https://", "http://", "data:", "mailto:"))]
     assert local and all(link.startswith("/memory/") for link in local), [x for x in local if not x.startswith("/memory/")]
+    assert '<a href="https://example.org/memory/">Start from the question</a>' in missing  # a way home
     sitemap = (tmp_path / "sitemap.xml").read_text()
     pages = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("index.html"))
     for page_path in pages:

@@ -8,8 +8,10 @@ torch/distributed/pipelining/schedules.py), and what each pass finds alive.
 - **GPipe** (`ScheduleGPipe._step_microbatches`, lines 878-960): all m forwards, then all
   m backwards.
 
-calc.peak walks each stage's moments at every pass of its schedule (measured rank by
-rank on CPU processes: validation/distributed.py --pp).
+calc.peak walks a stage's moments at the passes where it is fullest (`passes`: a few
+dozen, however many micro-batches); calc.peak.pass_bytes at every pass (`every_pass`, a
+simulation of the schedule's code), which validation/distributed.py --pp measures rank by
+rank on CPU processes.
 """
 
 from __future__ import annotations

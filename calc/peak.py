@@ -61,7 +61,7 @@ from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into
                              gradients_into_buckets, reduces_into_copies, runs_dtensor, runs_torch_pipeline,
                              step_temporaries)
 from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
-from calc.layout.schedule import Pass, every_pass, passes
+from calc.layout.schedule import Pass, every_pass, fullest
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, held_states, remember, split_rows, stages
 from calc.lora import adapter_tensors, adapters_per_layer
 from calc.parameters import parameter_count, parameter_tensors
@@ -231,14 +231,28 @@ def _counted_per_block(row) -> bool:
     return bool(row.formula.terms and row.formula.terms[0] and row.formula.terms[0][0] == "L")
 
 
-@lru_cache(maxsize=4096)
 def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pass | None = None) -> dict[str, int]:
     """Byte values of the parts the moments add up on one GPU, for the setup's batch: the
     `stage` ("first" or "last"; the same when pp = 1) of the layout's pipeline, its states
     under ZeRO, its tensor-parallel share of the activations. One GPU is the layout
     dp = tp = pp = 1. Under PyTorch's pipeline schedules, `at` is the pass of the
     stage's schedule (calc.layout.schedule) the moments are in, or None for the
-    optimizer step after them all."""
+    optimizer step after them all: what the pass finds alive is laid over the parts the
+    passes share (a handful of them a stage, the solver judging thousands of layouts)."""
+    shared = _shared_parts(shape, setup, stage, _accumulating(setup, at), _copies_held(setup, at))
+    if not runs_torch_pipeline(setup):
+        return shared
+    here = _stage(shape, setup, stage)
+    loss = (2 if setup.dtype == "bf16-master" else 4) if here.head > 0 else 0
+    return shared | _torch_pipeline_parts(shape, setup, at, here, shared["A"], loss)
+
+
+@lru_cache(maxsize=4096)
+def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulating: bool,
+                  copies_held: bool) -> dict[str, int]:
+    """_parts but what a pipeline pass alone decides (its micro-batches in flight, sent
+    handles, losses: calc.peak._torch_pipeline_parts), for gradients `accumulating` into
+    held ones or not and autocast's cache holding the copies (`copies_held`) or not."""
     B, L, s, V = setup.batch, shape.layers, shape.context, shape.vocab
     t, p, N = setup.tp, setup.pp, setup.dp * setup.cp  # ZeRO shards over the data-parallel and context ranks
     s = ceil_div(s, setup.cp)  # the tokens of each sequence on this GPU
@@ -249,9 +263,6 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
     layers = here.layers
     chunks, in_flight = setup.in_flight() if (p > 1 and stage == "first") else (setup.virtual_stages, 1)
     torch_pipeline = runs_torch_pipeline(setup)
-    # the step's first backward makes the gradients; the later ones add into them
-    accumulating = _accumulating(setup, at)
-    copies_held = _copies_held(setup, at)
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = held_states(shape, setup, here.parameters, N)
     lora = setup.finetune == "lora"
@@ -287,8 +298,6 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
     # tied: the head's gradient of the shared matrix waits for the embedding's, to be added to it
     tied_head_grad = here.head_matrix * grad if shape.tied and p == 1 else 0
     head_grads = 0 if lora else here.head * grad + tied_head_grad
-    pipeline = _torch_pipeline_parts(shape, setup, at, here, one_micro_batch + per_step + head_per_step, loss) \
-        if torch_pipeline else dict.fromkeys(("A_m", "A_p", "A_o", "B_q", "K", "K_l"), 0)
     fsdp2_buffers = dict.fromkeys(FSDP2_PARTS, 0)
     if fsdp2:
         fsdp2_buffers = buffers_by_moment(shape, setup)
@@ -299,19 +308,16 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
         "I": B * s * INDEX_BYTES * (has_embedding + has_head) * (setup.microbatches if torch_pipeline else 1),
         "A": one_micro_batch + per_step + head_per_step,
-        "A_m": pipeline["A_m"] if torch_pipeline else
-        (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
-        "A_p": pipeline["A_p"],
-        "A_o": pipeline["A_o"],
-        "B_q": pipeline["B_q"],
+        "A_m": (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
+        "A_p": 0, "A_o": 0, "B_q": 0,  # PyTorch's pipeline passes: _torch_pipeline_parts
         "C": 0 if copies_held else layers * cached + head_copy,
         "C_a": layers * cached + head_copy if copies_held else 0,
         "A_f": embedding + (layers - 1) * block + sums["block-once"] + sums["block-per-step"] * (layers - 1) // L
         + (sums["embedding-per-step"] if has_embedding else 0),
         "C_f": 0 if copies_held else (layers - 1) * cached,
         "C_g": 0 if copies_held else (0 if checkpointed else layers * block_copies) + head_copy,
-        "K": pipeline["K"] if torch_pipeline else loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
-        "K_l": pipeline["K_l"] if torch_pipeline else 2 * loss,
+        "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
+        "K_l": 2 * loss,
         "A_e": embedding + per_step + head_per_step,
         "A_z": embedding + (sums["embedding-per-step"] if has_embedding else 0) + head_per_step,
         "A_b": block,
@@ -662,7 +668,7 @@ def _runs(setup: TrainingSetup, stage: str) -> tuple[tuple[Pass | None, tuple[Mo
     backward = tuple(m for m in moments if m.key not in FORWARD_MOMENTS and m.key != "optimizer-step")
     indices = range(min(2, setup.pp - 1)) if stage == "first" else (setup.pp - 1,)
     return (*((at, forward if at.kind == "forward" else backward)
-              for here in indices for at in passes(here, setup.pp, setup.microbatches, setup.schedule)),
+              for here in indices for at in fullest(here, setup.pp, setup.microbatches, setup.schedule)),
             (None, tuple(m for m in moments if m.key == "optimizer-step")))
 
 

@@ -63,26 +63,53 @@ def passes(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[P
 
     if schedule == "gpipe":
         held = (not last) + (not first)  # each finished micro-batch's output and input gradient
-        for j in sorted({0, 1, m - 1} & set(range(m))):
+        for j in _within({0, 1, m - 1}, 0, m):
             add("forward", j, j, False, j, 0)
-        for j in sorted({0, 1, m - 1} & set(range(m))):
+        for j in _within({0, 1, m - 1}, 0, m):
             add("backward", j, m - j - 1, j > 0, m - 1, j * held)
         return tuple(out)
     w = min(m, stages - stage)
-    for j in sorted({0, 1, w - 1} & set(range(w))):
+    for j in _within({0, 1, w - 1}, 0, w):
         add("forward", j, j, False, j, 0)
     steady = m - w  # backward-forward pairs
 
     def warmup_send(b_done: int) -> int:  # the warm-up's last fired forward send, once its micro-batch is done
         return int(not last and w >= 2 and b_done > w - 2)
 
-    for b in sorted({0, 1, w - 2, w - 1, w, steady - 1} & set(range(steady))):
+    for b in _within({0, 1, w - 2, w - 1, w, steady - 1}, 0, steady):
         add("backward", b, w - 1, b > 0, b + w - 1, warmup_send(b) + int(not first and b >= 1))
         add("forward", b + w, w - 1, True, b + w, warmup_send(b + 1) + int(not first), w == 1)
     add("backward", steady, w - 1, steady > 0, m - 1, warmup_send(steady) + int(not first and steady >= 1))
-    for b in sorted({steady + 1, m - 1} & set(range(steady + 1, m))):
+    for b in _within({steady + 1, m - 1}, steady + 1, m):
         add("backward", b, m - b - 1, True, m - 1, int(not first))
     return tuple(out)
+
+
+@lru_cache(maxsize=1024)
+def fullest(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[Pass, ...]:
+    """Of `passes`, those no other pass of the same kind outdoes: one finds at least as
+    many micro-batches in flight, sent handles and losses alive (each adds bytes), with the
+    same gradients made or not, the same finished output named, and autocast's cache as
+    full (and of passes that find the same, the first). The peak is at one of them; the
+    solver walks only these."""
+    run = passes(stage, stages, microbatches, schedule)
+
+    def kind(p: Pass) -> tuple:
+        return p.kind, p.accumulated, p.previous_output, p.microbatch > 0
+
+    def outdone(p: Pass) -> bool:
+        return any(q != p and kind(q) == kind(p) and (q.others, q.sent, q.losses) != (p.others, p.sent, p.losses)
+                   and q.others >= p.others and q.sent >= p.sent and q.losses >= p.losses for q in run)
+    kept = {}
+    for p in run:  # of passes that find the same alive, the first
+        if not outdone(p):
+            kept.setdefault((kind(p), p.others, p.sent, p.losses), p)
+    return tuple(kept.values())
+
+
+def _within(numbers: set, start: int, stop: int) -> list:
+    """Those of `numbers` from `start` up to (not including) `stop`, in order."""
+    return sorted(n for n in numbers if start <= n < stop)
 
 
 def every_pass(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[Pass, ...]:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calc.layout.schedule import every_pass, passes
+from calc.layout.schedule import every_pass, fullest, passes
 
 
 def test_one_f_one_b_s_first_stage_holds_as_many_micro_batches_as_stages():
@@ -48,6 +48,10 @@ def test_the_passes_walked_are_passes_of_the_schedule_and_reach_its_fullest(stag
                                                    p.microbatch > 0)))
     for kind in ("forward", "backward"):
         assert max(alive(p) for p in walked if p.kind == kind) == max(alive(p) for p in every if p.kind == kind)
+        for flags in {(p.accumulated, p.previous_output, p.microbatch > 0) for p in every if p.kind == kind}:
+            alike = [p for p in every if p.kind == kind and (p.accumulated, p.previous_output, p.microbatch > 0) == flags]
+            kept = [p for p in fullest(stage, stages, m, schedule) if p in alike]
+            assert kept and max(alive(p) for p in kept) == max(alive(p) for p in alike)
 
 
 @pytest.mark.parametrize("microbatches", [64, 4096, 65536])

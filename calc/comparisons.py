@@ -404,7 +404,8 @@ def finetune_grid(i: Inputs) -> Grid:
                 notes=("Full fine-tuning of Hugging Face code under bf16 autocast where the LoRA base is bf16 (calc "
                        "measures a bf16 cast of the whole model for the reference implementation only). The fewest "
                        "GPUs: the solver's answer for the same step and question; LoRA runs on one GPU or DDP "
-                       "replicas.",))
+                       "replicas. LoRA's rows are measured on the CPU; on CUDA they are derived (CUDA's dropout "
+                       "masks and attention kernel), not measured on a GPU.",))
 
 
 def _times(y: int, x: int) -> str:

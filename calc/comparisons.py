@@ -248,24 +248,29 @@ def distributed_grid(results: dict, name: str = "validation-distributed") -> Gri
         setup = TrainingSetup(batch=c["batch"], dtype=c["dtype"], attention=c["attention"], checkpoint=c["checkpoint"],
                               device="cpu", optimizer_impl="fused", dp=c["ranks"], framework=c["framework"],
                               ddp_bucket_view=c.get("bucket_view", False),
-                              zero=(3 if c.get("reshard") else 2) if fsdp2 else 0)
+                              zero=(3 if c.get("reshard") else 2) if fsdp2 else 0,
+                              microbatches=c.get("microbatches", 1))
         ours = peak_bytes(shapes[c["shape"]], setup)
         measured = [max(phases.values()) for phases in c["phases"]]
         if fsdp2:
             options, variant = ("reshard after forward", "reshard") if c["reshard"] else ("kept to backward", "kept")
         else:
             options, variant = ("gradient_as_bucket_view", "view") if c["bucket_view"] else ("bucket copy", "copy")
+        microbatches = c.get("microbatches", 1)
         key = "-".join([c["framework"], c["shape"], f"b{c['batch']}", c["dtype"], c["attention"], c["checkpoint"],
-                        variant])
+                        variant, *([f"m{microbatches}"] if microbatches > 1 else [])])
+        batch = f"{microbatches} × {c['batch']}" if microbatches > 1 else str(c["batch"])
         rows.append((key, [c["shape"], grouped(max(ours - m for m in measured)), grouped(max(measured)),
-                           grouped(ours), f"{c['framework']}, {options}", f"{c['ranks']} ranks", str(c["batch"]),
+                           grouped(ours), f"{c['framework']}, {options}", f"{c['ranks']} ranks", batch,
                            c["attention"], c["checkpoint"], c["dtype"]]))
     return grid(name, f"Steps on {results.get('backend', '?')} CPU processes, PyTorch "
                                            f"{results.get('torch', '?')}, rank by rank, against calc: peak bytes",
                 ["Shape", "calc − measured", "Measured", "calc", "Framework", "Layout", "B", "Attention",
                  "Checkpoint", "dtype"], rows, numeric_from=1, numeric_to=4,
                 notes=("Each rank's peak; every phase of every rank equals calc's moment to the byte "
-                       "(tests/engine/test_distributed.py).",))
+                       "(tests/engine/test_distributed.py).",
+                       "B is the sequences a micro-batch on each rank; 2 × 3 is two micro-batches of 3 a step, "
+                       "the gradients accumulated (FSDP2 reduce-scatters each into the shards)."))
 
 
 def tensor_parallel_grid(results: dict) -> Grid:

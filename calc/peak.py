@@ -300,8 +300,9 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
     head_grads = 0 if lora else here.head * grad + tied_head_grad
     fsdp2_buffers = dict.fromkeys(FSDP2_PARTS, 0)
     if fsdp2:
-        fsdp2_buffers = buffers_by_moment(shape, setup)
-        fsdp2_buffers["F_z"] -= held_grads  # G counts the final shards; F_z what the rank holds instead
+        fsdp2_buffers = buffers_by_moment(shape, setup, accumulating)
+        if not accumulating:  # G counts the final shards; F_z what the rank holds instead
+            fsdp2_buffers["F_z"] -= held_grads
     return {
         "W": held_weights + held_optimizer,
         "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * (len(adapter_tensors(shape, setup)) if lora else here.tensors)
@@ -413,9 +414,12 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     are one stated upper bound and E_f is not walked. Remembered by what they depend on:
     the solver's many layouts share them. `accumulating`: whether new gradients are added
     into held ones (calc.layout.frameworks.gradients_into_held when None); `copies_held`:
-    whether autocast's cache holds the bf16 weight copies through the walks (C_a counts them)."""
+    whether autocast's cache holds the bf16 weight copies through the walks (C_a counts them).
+    FSDP2's unsharded gradients are new in every micro-batch's backward (what it holds
+    from earlier ones are shards, G_a), so its walks never accumulate."""
     if accumulating is None:
         accumulating = gradients_into_held(setup)
+    accumulating = accumulating and not gathers_and_reduces(setup)
     reduced = _reduced_as_made(setup)
     grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
@@ -616,27 +620,27 @@ once summed), then the result, while the shifted logits, the maximum, the sum an
 logarithm (one value a token each) are alive."""
 FSDP2_MOMENTS = (
     Moment("fsdp2-gather-first", "FSDP2 copies the first block's parameters out",
-           (*_HELD, ("A_g",), ("X_s",), ("K",), ("F_g0",))),
+           (*_HELD, ("G_a",), ("A_g",), ("X_s",), ("K",), ("F_g0",))),
     Moment("fsdp2-gather-last", "FSDP2 copies the last block's parameters out",
-           (*_HELD, ("A_f",), ("X_s",), ("K",), ("F_gL",))),
+           (*_HELD, ("G_a",), ("A_f",), ("X_s",), ("K",), ("F_gL",))),
     Moment("fsdp2-regather-root", "FSDP2 gathers the root again as backward starts",
-           (*_HELD, ("A",), ("K",), ("F_r",))),
+           (*_HELD, ("G_a",), ("A",), ("K",), ("F_r",))),
     Moment("fsdp2-gather-backward", "FSDP2 copies the last block's parameters out for backward",
-           (*_HELD, ("A_e",), ("L_s", "A_b"), ("K",), ("G_h",), ("X_s",), ("F_gb",))),
+           (*_HELD, ("G_a",), ("A_e",), ("L_s", "A_b"), ("K",), ("G_h",), ("X_s",), ("F_gb",))),
     Moment("fsdp2-reduce-last", "FSDP2 reduce-scatters the last block's gradients",
-           (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rl",))),
+           (*_HELD, ("G_a",), ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rl",))),
     Moment("fsdp2-reduce-scatter-last", "FSDP2's reduce-scatter of the last block's gradients runs",
-           (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rs",))),
+           (*_HELD, ("G_a",), ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_rs",))),
     Moment("fsdp2-gather-next", "FSDP2 copies the next block's parameters out for backward",
-           (*_HELD, ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_gn",))),
+           (*_HELD, ("G_a",), ("A_e",), ("A_l",), ("K",), ("G_h",), ("X_s",), ("F_gn",))),
     Moment("fsdp2-reduce-first", "FSDP2 reduce-scatters the first block's gradients",
-           (*_HELD, ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rf",))),
+           (*_HELD, ("G_a",), ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rf",))),
     Moment("fsdp2-reduce-scatter-first", "FSDP2's reduce-scatter of the first block's gradients runs",
-           (*_HELD, ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rs1",))),
+           (*_HELD, ("G_a",), ("A_z",), ("K",), ("G_h",), ("X_s",), ("F_rs1",))),
     Moment("fsdp2-reduce-root", "FSDP2 reduce-scatters the root's gradients as backward ends",
-           (*_HELD, ("A_z",), ("K",), ("F_rr",))),
+           (*_HELD, ("G_a",), ("A_z",), ("K",), ("F_rr",))),
     Moment("fsdp2-reduce-scatter-root", "FSDP2's reduce-scatter of the root's gradients runs",
-           (*_HELD, ("A_z",), ("K",), ("F_rsr",))),
+           (*_HELD, ("G_a",), ("A_z",), ("K",), ("F_rsr",))),
 )
 """The moments FSDP2's collectives add (calc.layout.frameworks.fsdp2_buffers), where what
 they gather or reduce outweighs what the step computes: each holds the activations alive

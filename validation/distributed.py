@@ -14,8 +14,9 @@ Each rank runs the reference model (validation/reference_model.py) at a small sh
 - FSDP2 (torch.distributed.fsdp.fully_shard) on each block and then on the whole model,
   as torchtitan wraps it: fp32 throughout, or with MixedPrecisionPolicy(param_dtype=bf16,
   reduce_dtype=fp32) (calc's bf16-master: bf16 compute, fp32 shards); resharding after
-  forward or not. The device mesh is made before the timeline starts (on a GPU it lives
-  on the host); or
+  forward or not, one micro-batch a step or two (each reduce-scatters its gradients into
+  the shards, FSDP2's default; torchtitan accumulates so). The device mesh is made before
+  the timeline starts (on a GPU it lives on the host); or
 - DTensor tensor parallelism over the ranks (validation/tensor_parallel.py, torchtitan's
   plan), with sequence parallelism or not, the loss under loss_parallel; every rank reads
   the same tokens. Each rank also records what autograd saved in the forward pass
@@ -25,6 +26,9 @@ Each rank runs the reference model (validation/reference_model.py) at a small sh
   loss_fn, no outputs returned (return_outputs=False, as torchtitan steps it); the first
   rank reads the token ids, the last the targets. Each rank records each forward and
   backward of a micro-batch as a phase ("forward-0", "backward-0", ...).
+
+Micro-batches (the loop as validation/timeline.py writes it: the same tokens, the loss not
+divided) share their phases: a phase's figure is its most over all of them.
 
 Every rank runs two steps (the optimizer's state exists; DDP rebuilds its buckets in the
 order gradients became ready), then a third, in which a live-tensor timeline
@@ -234,12 +238,13 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
         saved = SavedBytes(model)
 
         def step():
-            mode.enter("forward")
-            with autocast, vocabulary_parallel(), saved:
-                names["loss"] = forward(ids, targets)
-            mode.enter("head")
-            with vocabulary_parallel():
-                names["loss"].backward()
+            for _ in range(case.get("microbatches", 1)):  # gradients accumulated, as the timeline's loop does
+                mode.enter("forward")
+                with autocast, vocabulary_parallel(), saved:
+                    names["loss"] = forward(ids, targets)
+                mode.enter("head")
+                with vocabulary_parallel():
+                    names["loss"].backward()
             mode.enter("optimizer")
             for opt in optimizers:
                 opt.step()
@@ -351,7 +356,7 @@ def cases(framework: str = "ddp"):
     """On two ranks, at one and three sequences a rank, on the small CS336 shape and
     GPT-2's, with and without flash attention and checkpointing: DDP under each precision,
     bucket copy or view; or FSDP2 in fp32 or bf16 with fp32 shards, resharding after
-    forward or not; or ("tp") two tensor-parallel ranks, with sequence parallelism or
+    forward or not, with one micro-batch a step or two; or ("tp") two tensor-parallel ranks, with sequence parallelism or
     not, on the small CS336 shape and its grouped-query variant (untied, RoPE: the
     shapes validation.tensor_parallel splits); or ("pp") a two-stage pipeline, one stage a
     rank, on those shapes, 2 and 4 micro-batches of one and three sequences, fp32, under
@@ -381,11 +386,12 @@ def cases(framework: str = "ddp"):
 
 
 def _fsdp2_cases():
-    for shape, batch, dtype, (attention, checkpoint), reshard in itertools.product(
-            ("small-cs336", "small-gpt2"), (1, 3), ("fp32", "bf16-master"), (("explicit", "none"), ("flash", "block")),
-            (True, False)):
+    for microbatches, shape, batch, dtype, (attention, checkpoint), reshard in itertools.product(
+            (1, 2), ("small-cs336", "small-gpt2"), (1, 3), ("fp32", "bf16-master"),
+            (("explicit", "none"), ("flash", "block")), (True, False)):
+        accumulated = {"microbatches": microbatches} if microbatches > 1 else {}
         yield {"framework": "fsdp2", "ranks": RANKS, "shape": shape, "batch": batch, "dtype": dtype,
-               "attention": attention, "checkpoint": checkpoint, "reshard": reshard}
+               "attention": attention, "checkpoint": checkpoint, "reshard": reshard, **accumulated}
 
 
 def run(framework: str = "ddp", log=sys.stderr) -> dict:

@@ -79,7 +79,7 @@ def check_layout(shape: ModelShape, setup: TrainingSetup, framework: bool = True
     if shape.layers % (p * setup.virtual_stages):
         raise FieldError("virtual_stages", f"pp × virtual_stages ({p * setup.virtual_stages}) must divide layers "
                                            f"({shape.layers})")
-    if p > 1 and setup.zero >= 2:
+    if p > 1 and setup.zero >= 2 and setup.framework != "fsdp2":  # FSDP2's own check says what it does
         raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
                                  "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
     check_lora_layout(setup)

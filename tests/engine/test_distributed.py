@@ -69,7 +69,7 @@ PARAMETERS = {
 
 def fsdp2_id(step) -> str:
     return (f"{step['shape']}-B{step['batch']}-{step['dtype']}-{step['attention']}-{step['checkpoint']}"
-            f"{'-reshard' if step['reshard'] else ''}")
+            f"{'-reshard' if step['reshard'] else ''}-m{step.get('microbatches', 1)}")
 
 
 @pytest.mark.parametrize("step", FSDP2["steps"], ids=fsdp2_id)
@@ -101,7 +101,8 @@ FSDP2_PHASE_MOMENTS = {
 def fsdp2_moments(step) -> dict[str, int]:
     setup = TrainingSetup(batch=step["batch"], dtype=step["dtype"], attention=step["attention"],
                           checkpoint=step["checkpoint"], device="cpu", optimizer_impl="fused", dp=step["ranks"],
-                          framework="fsdp2", zero=3 if step["reshard"] else 2)
+                          framework="fsdp2", zero=3 if step["reshard"] else 2,
+                          microbatches=step.get("microbatches", 1))
     moments = {r.key: r.count for r in moments_table(SHAPES[step["shape"]], setup).rows}
     return {phase: max(moments[key] for key in keys) for phase, keys in FSDP2_PHASE_MOMENTS.items()}
 
@@ -112,6 +113,24 @@ def test_every_fsdp2_rank_s_phases_equal_calc_s_moments_to_the_byte(step):
     assert len(step["phases"]) == step["ranks"]
     for rank in step["phases"]:
         assert rank == ours
+
+
+def test_fsdp2_s_later_micro_batch_holds_every_gradient_shard_from_its_start():
+    # Accumulating, FSDP2 reduce-scatters each micro-batch's gradients and adds them into
+    # the fp32 shards, which the second micro-batch holds all through its forward pass:
+    # 4 bytes for each of a rank's P/N parameters (small-cs336, fp32: 4 · 21,664 / 2).
+    # From the first block's backward on, the first micro-batch has made some shards
+    # already: there the second holds one block's fewer more (4 · 8,768 / 2).
+    def phases(microbatches):
+        return next(s for s in FSDP2["steps"] if (s["shape"], s["batch"], s["dtype"], s["attention"], s["reshard"],
+                                                   s.get("microbatches", 1))
+                    == ("small-cs336", 1, "fp32", "explicit", True, microbatches))["phases"][0]
+
+    one, two = phases(1), phases(2)
+    shards = 4 * PARAMETERS["small-cs336"] // 2
+    assert two["forward"] - one["forward"] == shards == 43_328
+    assert two["first-block"] - one["first-block"] == shards - 4 * 8_768 // 2
+    assert two["optimizer"] == one["optimizer"]
 
 
 TP = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed-tp.json").read_text())

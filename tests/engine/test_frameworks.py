@@ -132,7 +132,7 @@ def test_fsdp2_holds_16_bytes_a_parameter_over_the_ranks_also_under_its_bf16_pol
     (dict(zero=1, dp=2), "zero"),
     (dict(zero=3, dp=2, dtype="bf16"), "dtype"),
     (dict(zero=3, dp=2, tp=2), "framework"),
-    (dict(zero=3, dp=2, microbatches=2, batch=2), "microbatches"),
+    (dict(zero=3, dp=2, pp=2, microbatches=2), "pp"),
 ])
 def test_what_calc_does_not_model_of_fsdp2_is_a_field_error(fields, field):
     with pytest.raises(FieldError) as error:

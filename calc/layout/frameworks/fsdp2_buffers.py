@@ -3,8 +3,8 @@ are calc.layout.frameworks.fsdp2), wrapped as torchtitan wraps a model: each blo
 group, then the whole model, whose own group (the root) holds the embeddings, the final
 norm and the head. Read from torch 2.13's
 torch/distributed/fsdp/_fully_shard/ and measured on two gloo CPU processes: every phase
-of every rank of 32 steps (fp32 and the bf16 policy, resharding after forward or not, two
-shapes) equals calc's moments to the byte (validation/distributed-fsdp2.json;
+of every rank of 64 steps (fp32 and the bf16 policy, resharding after forward or not, one
+micro-batch a step or two, two shapes) equals calc's moments to the byte (validation/distributed-fsdp2.json;
 tests/engine/test_distributed.py). On a GPU NCCL makes no copy of a reduce-scatter's
 input; the rest is the same code.
 
@@ -30,6 +30,11 @@ under MixedPrecisionPolicy(param_dtype=bf16), calc's bf16-master):
   holds until it returns); the output, this rank's share, becomes the gradient shards. On
   the CPU, gloo's reduce-scatter works on a copy of the input. The last input is dropped
   when backward ends.
+- with gradients accumulated over micro-batches (each micro-batch's backward
+  reduce-scatters, FSDP2's default), every later micro-batch holds all the gradient
+  shards from its start, and each reduce-scatter's output lives until it has been added
+  into them (_fsdp_collectives.py, `foreach_reduce`: `sharded_param.grad._local_tensor +=
+  new_sharded_grad`).
 
 calc places each of these at the moments of the step (calc.peak: the moments marked
 FSDP2) and does not split FSDP2 over tensor, context or pipeline ranks yet.
@@ -82,16 +87,20 @@ def sharded_states(shape: ModelShape, setup: TrainingSetup, optimizer_bytes: int
     return 4 * shard, REDUCE_BYTES * shard, optimizer_bytes * shard
 
 
-def buffers_by_moment(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
+def buffers_by_moment(shape: ModelShape, setup: TrainingSetup, accumulating: bool = False) -> dict[str, int]:
     """FSDP2's gathered parameters, all-gather buffers, unsharded gradients, reduce-scatter
     inputs and gradient shards alive at each moment calc.peak walks, by the moment's part
-    symbol (F_*), in bytes."""
+    symbol (F_*), in bytes. `accumulating`: in a micro-batch after the step's first, whose
+    gradient shards (every one, calc.peak's G_a) are held from the start: the shards the
+    micro-batch makes are not counted again, but a reduce-scatter's output while it is
+    added in."""
     N, L = setup.dp, shape.layers
     root, block = group_values(shape, N)
     p = parameter_dtype_bytes(setup)
     Ur, Ub = root * p, block * p  # gathered: the root's, a block's (and an all-gather buffer of each)
     Rb, Rr = block * REDUCE_BYTES, root * REDUCE_BYTES  # reduce-scatter inputs
-    Sb = Rb // N  # a block's gradient shards
+    Sb = Rb // N  # a block's gradient shards (and a reduce-scatter's output)
+    made = lambda blocks: 0 if accumulating else blocks * Sb  # noqa: E731  the shards made so far in backward
     resharded = setup.zero == 3
     kept = lambda blocks: 0 if resharded else blocks * Ub  # noqa: E731  zero 2: gathered blocks stay
     previous = Ub if L > 1 else Ur  # the all-gather buffer kept from the group before the last block
@@ -113,15 +122,15 @@ def buffers_by_moment(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]
         "F_gb": Ur + ahead + casts(L),
         "F_l": Ur + ahead - cast + casts(L) + recomputing,  # the shard's copy is freed once the all-gather has run
         "F_rl": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Ub + Rb + casts(L - 1),
-        "F_gn": Ur + (2 * Ub if resharded else kept(L - 1)) + Rb + Sb + casts(L - 1),
+        "F_gn": Ur + (2 * Ub if resharded else kept(L - 1)) + Rb + made(1) + casts(L - 1),
         "F_rs": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Rb + Sb + last_block_tensor(shape) * p
         + gloo(Rb) + casts(L - 1),
-        "F_1": Ur + Ub + Rb + (L - 1) * Sb + casts(1) + recomputing,
-        "F_rs1": Ur + Rb + Sb + last_block_tensor(shape) * p + gloo(Rb) + (L - 1) * Sb,
-        "F_rf": Ur + 2 * Ub + Rb + (L - 1) * Sb,  # as it starts: the block's parameters and gradients
-        "F_z": Ur + Rb + L * Sb + root * p,
-        "F_rr": root * p + Rr + L * Sb,
-        "F_rsr": Rr + Rr // N + last_root_tensor(shape) * p + gloo(Rr) + L * Sb,
+        "F_1": Ur + Ub + Rb + made(L - 1) + casts(1) + recomputing,
+        "F_rs1": Ur + Rb + Sb + last_block_tensor(shape) * p + gloo(Rb) + made(L - 1),
+        "F_rf": Ur + 2 * Ub + Rb + made(L - 1),  # as it starts: the block's parameters and gradients
+        "F_z": Ur + Rb + made(L) + root * p,
+        "F_rr": root * p + Rr + made(L),
+        "F_rsr": Rr + Rr // N + last_root_tensor(shape) * p + gloo(Rr) + made(L),
     }
 
 

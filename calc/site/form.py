@@ -2,15 +2,16 @@
 
 Field names are calc's vocabulary (the URL's query keys too). The panel is rendered at
 build time with the page's values and starts disabled; the widget script enables it once
-calc is running in the browser. The panel carries the field list the browser needs
-(`data-fields`), so no field name is written in JavaScript.
+calc is running in the browser. The panel carries the field lists the browser needs (its
+own, `data-fields`; every one a link may set, `data-link-fields`), so no field name is
+written in JavaScript.
 """
 
 from __future__ import annotations
 
 import json
 
-from calc.fields import BY_NAME, CLEARED_BY, GROUPS, KEPT_ACROSS_PRESETS, KEY_FIELDS, PRESET_FIELDS, Field, in_group
+from calc.fields import BY_NAME, CLEARED_BY, FIELDS, GROUPS, KEPT_ACROSS_PRESETS, KEY_FIELDS, PRESET_FIELDS, Field, in_group
 from calc.inputs import field_values, parse_inputs
 from calc.site.escape import escape
 
@@ -22,6 +23,8 @@ apart (calc.fields.KEY_FIELDS, shown first), is folded away under its legend."""
 FOLDED_LEGENDS = {"model": "Model shape: vocabulary, layers, widths, heads", "step": "More of the step: accounting, "
                   "optimizer, device, logits", "gpu": "GPU: reserve, budget, unit"}
 """What a folded group's summary says where its legend alone would not."""
+LINK_FIELDS = tuple(f.name for f in FIELDS if f.in_link)
+"""Every field a link may set: the browser keeps and carries those a page's panel does not show."""
 
 
 def _control(field: Field, value: str) -> str:
@@ -77,7 +80,8 @@ def inputs_panel(params: dict | None = None, groups: tuple = ()) -> str:
             + "".join(_group(g, values) for g in shown if g not in OPEN))
     return (
         f'<form class="calc-inputs" id="inputs" aria-label="Inputs for the tables on this page" autocomplete="off" '
-        f'data-defaults="{escape(json.dumps(params or {}, sort_keys=True))}" data-fields="{escape(" ".join(names))}">'
+        f'data-defaults="{escape(json.dumps(params or {}, sort_keys=True))}" data-fields="{escape(" ".join(names))}" '
+        f'data-link-fields="{escape(" ".join(LINK_FIELDS))}">'
         '<fieldset class="calc-all" disabled>' + body
         + '<div class="calc-actions"><button type="button" class="md-button" data-action="reset">Reset to defaults</button>'
         '<button type="button" class="md-button" data-action="copy">Copy link</button></div>'

@@ -26,16 +26,21 @@ export function writeState(canonical, edited = false) {
 // links (inside its views) carry their setups already and are left alone.
 export function carryState(inputs) {
   const query = new URLSearchParams(inputs).toString();
-  for (const a of document.querySelectorAll(".md-content a[href], .md-nav a[href], .md-footer a[href], .md-tabs a[href]")) {
-    if (a.closest(".calc-view")) continue;
-    const base = a.dataset.calcHref ?? a.getAttribute("href");
-    const url = new URL(base, window.location.href);
-    const page = url.pathname.endsWith("/") || url.pathname.endsWith(".html");
-    if (url.origin !== window.location.origin || !page || (url.pathname === window.location.pathname && url.hash)) continue;
-    url.search = query;
-    const href = url.pathname + url.search + url.hash;
-    if (a.getAttribute("href") === href) continue; // each write costs a style recalculation
-    a.dataset.calcHref = base;
-    a.setAttribute("href", href);
+  for (const a of document.querySelectorAll(".md-content a[href], .md-nav a[href], .md-footer a[href], .md-tabs a[href], .md-header a[href]")) {
+    if (!a.closest(".calc-view")) carryLink(a, query);
   }
+}
+
+// One link to a page of the site, given the query `query` (its original href remembered);
+// links elsewhere, and links to a place on this very page, are left alone.
+export function carryLink(a, query) {
+  const base = a.dataset.calcHref ?? a.getAttribute("href");
+  const url = new URL(base, window.location.href);
+  const page = url.pathname.endsWith("/") || url.pathname.endsWith(".html");
+  if (url.origin !== window.location.origin || !page || (url.pathname === window.location.pathname && url.hash)) return;
+  url.search = query;
+  const href = url.pathname + url.search + url.hash;
+  if (a.getAttribute("href") === href) return; // each write costs a style recalculation
+  a.dataset.calcHref = base;
+  a.setAttribute("href", href);
 }

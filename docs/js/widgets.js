@@ -2,17 +2,22 @@
 // inputs' values go to calc, calc's HTML comes back into the page. No arithmetic here.
 import { patchHTML, patchText } from "./patch.js";
 import { calcRuntime } from "./runtime.js";
-import { carryState, readState, writeState } from "./state.js";
+import { carryLink, carryState, readState, writeState } from "./state.js";
 
 const URL_DELAY_MS = 150;
 const SLOW_LOAD_MS = 8000;
 
+// The bound page's link query (the reader's own inputs) and how to follow the address bar
+// when Back or Forward lands on another entry of the same page.
+let page = { query: () => window.location.search.slice(1), followUrl: null };
+
 function bind(form) {
   if (form.dataset.bound) return;
   form.dataset.bound = "true";
+  form.dataset.path = window.location.pathname;
   const fields = [...form.querySelectorAll("input[name], select[name], textarea[name]")];
   const byName = Object.fromEntries(fields.map((el) => [el.name, el]));
-  const fieldNames = form.dataset.fields.split(" "); // calc's field list (calc/fields.py)
+  const linkFields = (form.dataset.linkFields || "").split(" ").filter(Boolean); // every field a link may set
   const status = form.querySelector(".calc-status");
   // Inline numbers in the prose state facts about the setup the prose names; they stay put.
   const views = [...document.querySelectorAll(".calc-view.calc-live")];
@@ -23,19 +28,26 @@ function bind(form) {
     params: JSON.parse(el.dataset.params || "{}"),
   }));
   // The page's own starting inputs (its front matter), then whatever the link carries.
+  // `own` is every input the reader set, by the link that opened the page or by hand,
+  // whether or not it equals a default: it is written into the address bar and travels
+  // with every link, so no page's own start overrides it. Inputs this panel does not show
+  // (a layout, passing a one-GPU page) are kept and carried, not applied.
   const defaults = JSON.parse(form.dataset.defaults || "{}");
-  let state = { ...defaults, ...readState(fieldNames) };
+  const applied = (inputs) => Object.fromEntries(Object.entries(inputs).filter(([name]) => name in byName));
+  let own = readState(linkFields);
+  let state = { ...defaults, ...applied(own) };
   const shown = views.map(() => null); // the HTML each view shows, as calc last sent it
   // Opened without inputs in the link, the page shows the tables the build made with calc
   // for its defaults: the first live render is the same HTML, so it is not patched in
   // (no layout shift, formulas stay typeset). A test checks built tables equal calc's.
-  let asBuilt = Object.keys(readState(fieldNames)).length === 0;
+  let asBuilt = Object.keys(applied(own)).length === 0;
   const fromLink = !asBuilt; // the link carries inputs the built tables may not match
   let inFlight = false;
   let queued = false;
   let urlTimer = null;
   let pendingUrl = null;
   let edited = false; // the reader changed an input since the address bar last followed
+  let resolved = {}; // calc's text of every input, as last computed
 
   // Writes touch the DOM only when something changed: each write costs a layout.
   const say = (text) => {
@@ -56,10 +68,30 @@ function bind(form) {
     document.body.classList.toggle("calc-has-stale", stale);
   }
 
+  // The reader's inputs in calc's text where calc has read them (the panel's), as set otherwise.
+  function ownText() {
+    return Object.fromEntries(Object.entries(own).map(([name, value]) => [name, byName[name] && name in resolved ? resolved[name] : value]));
+  }
+
   // The inputs the reader set (by link or by hand) travel with every link to another page.
   function carry() {
-    const own = Object.fromEntries(Object.entries(state).filter(([name, value]) => defaults[name] !== value));
-    carryState(own);
+    carryState(inFieldOrder(ownText()));
+  }
+
+  // The address bar: calc's short form, less what equals this page's start, plus every
+  // start input the reader changed and everything the reader set.
+  function linkParams(canonical) {
+    const params = {};
+    for (const [name, value] of Object.entries(canonical)) if (defaults[name] !== value) params[name] = value;
+    for (const [name, value] of Object.entries(defaults)) {
+      if (name in resolved && resolved[name] !== value) params[name] = resolved[name];
+    }
+    return inFieldOrder({ ...params, ...ownText() });
+  }
+
+  // A link's inputs in calc's field order, however they were set: a reload writes the same address.
+  function inFieldOrder(inputs) {
+    return Object.fromEntries(linkFields.filter((name) => name in inputs).map((name) => [name, inputs[name]]));
   }
 
   function showErrors(errors) {
@@ -137,8 +169,9 @@ function bind(form) {
           }
           shown[i] = html;
         });
+        resolved = reply.resolved;
         fill(reply.resolved);
-        scheduleUrl(reply.canonical);
+        scheduleUrl(linkParams(reply.canonical));
         showErrors({});
         say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
         document.dispatchEvent(new CustomEvent("calc:rendered"));
@@ -162,9 +195,13 @@ function bind(form) {
     const el = event.target;
     if (!el.name || !(el.name in byName)) return;
     state[el.name] = el.value;
+    if (linkFields.includes(el.name)) own[el.name] = el.value;
     edited = true;
     // choosing a preset replaces the fields it sets, a card drops a typed budget (calc names them in data-clears)
-    for (const name of (el.dataset.clears || "").split(" ").filter(Boolean)) delete state[name];
+    for (const name of (el.dataset.clears || "").split(" ").filter(Boolean)) {
+      delete state[name];
+      delete own[name];
+    }
     render();
   }
 
@@ -174,6 +211,7 @@ function bind(form) {
     const action = event.target.closest("button[data-action]")?.dataset.action;
     if (action === "reset") {
       state = { ...defaults };
+      own = {};
       edited = true;
       render();
     } else if (action === "copy") {
@@ -187,9 +225,22 @@ function bind(form) {
     }
   });
 
+  // Back or Forward to another entry of this page: its address is the state again.
+  function followUrl() {
+    clearTimeout(urlTimer);
+    pendingUrl = null;
+    own = readState(linkFields);
+    state = { ...defaults, ...applied(own) };
+    fill(state);
+    edited = false; // the address bar already says this; it is not a new entry
+    carry();
+    render();
+  }
+  page = { query: () => new URLSearchParams(inFieldOrder(ownText())).toString(), followUrl, form };
+
   // A link's inputs are shown at once (calc's field list is in the page); its tables are
   // marked until calc has computed them.
-  fill(readState(fieldNames));
+  fill(applied(own));
   carry();
   say(fromLink ? "Loading calc in your browser… the tables below show this page's defaults until calc has computed them for your link."
                : "Loading calc in your browser… the tables below are already correct for these inputs.");
@@ -236,10 +287,29 @@ function nameTheSearchDialog() {
 }
 
 // mkdocs-material swaps pages without reloading (instant navigation): bind on every swap.
+// A page without live tables passes the inputs its link brought on to its own links.
 document$.subscribe(() => {
   nameTheSearchDialog();
   const form = document.querySelector("form.calc-inputs");
   if (form) bind(form);
+  else {
+    page = { query: () => window.location.search.slice(1), followUrl: null };
+    carryState(Object.fromEntries(new URLSearchParams(window.location.search)));
+  }
   requestAnimationFrame(showLinkedRow);
 });
 window.addEventListener("hashchange", showLinkedRow);
+
+// Back and Forward between entries of the same page (the reader's edits) recompute from the
+// address bar; between pages the theme swaps the page, which binds anew.
+window.addEventListener("popstate", () => {
+  if (page.followUrl && page.form.isConnected && page.form.dataset.path === window.location.pathname) page.followUrl();
+});
+
+// Search results are drawn as the reader types: each carries the inputs as it is followed.
+for (const type of ["mousedown", "click", "keydown"]) {
+  document.addEventListener(type, (event) => {
+    const a = event.target.closest?.(".md-search-result a[href]");
+    if (a) carryLink(a, page.query());
+  }, true);
+}

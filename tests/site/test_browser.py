@@ -260,6 +260,19 @@ def test_the_search_index_waits_for_calc_and_search_still_answers(page: Page, si
     assert not errors
 
 
+def test_a_search_result_opens_its_page_with_the_readers_inputs(page: Page, site_url, errors):
+    open_live(page, site_url + "fixed-memory/?preset=llama-3-8b&batch=3")
+    page.locator("input[name=query]").press_sequentially("pipeline")
+    result = page.locator(".md-search-result__item a").first
+    result.wait_for(timeout=10_000)
+    result.click()
+    page.wait_for_url(lambda url: "fixed-memory" not in url)
+    assert "preset=llama-3-8b" in page.url and "batch=3" in page.url
+    page.wait_for_selector(READY, timeout=60_000)
+    expect(page.locator("#calc-in-batch")).to_have_value("3")
+    assert not errors
+
+
 def test_without_the_snapshot_calc_still_starts_from_the_wheel(page: Page, site_url, errors):
     page.route("**/vendor/calc/*/snapshot.bin", lambda route: route.abort())
     open_live(page, site_url + "fixed-memory/")
@@ -371,6 +384,98 @@ def test_the_readers_inputs_travel_with_links_to_the_other_pages(reader, site_ur
     assert not reader.errors
     shot(reader, "inputs-travel")
 
+
+
+WALKED = {"preset": "llama-3-8b", "context": "2048", "batch": "2", "attention": "flash", "dtype": "fp32",
+          "checkpoint": "block", "dp": "4"}
+"""The reader's inputs on the walk through every page: dtype fp32 is calc's default but not
+the start of ZeRO's, tensor parallelism's, the pipelines' or fine-tuning's pages; flash is
+the pipelines' start but not calc's default; dp 4 is read on the "Beyond one GPU" pages
+only, and must pass the one-GPU pages on the way there."""
+
+
+def shown_inputs(page: Page) -> dict:
+    """The walked inputs as the panel shows them, for those it shows."""
+    return {name: page.locator(f"#calc-in-{name}").input_value() for name in WALKED
+            if page.locator(f"#calc-in-{name}").count()}
+
+
+def assert_page_shows_the_walk(page: Page):
+    shown = shown_inputs(page)
+    assert shown == {name: WALKED[name] for name in shown}, page.url
+    query = dict(re.findall(r"[?&]([^=&]+)=([^&#]*)", page.url))
+    assert {name: query.get(name) for name in WALKED} == WALKED, page.url  # kept, shown or not
+    state = {name: WALKED[name] for name in shown}
+    for view in page.locator(".calc-view.calc-live").all():  # the first whose text has no typeset formula
+        key = view.get_attribute("data-key")
+        if "arithmatex" not in expected(page, key, state):
+            wait_for_table(page, key, state)
+            break
+
+
+def test_next_and_previous_carry_the_readers_inputs_through_every_page_and_each_reload_reproduces_it(page, site_url,
+                                                                                                      errors):
+    open_live(page, site_url + "?" + "&".join(f"{k}={v}" for k, v in WALKED.items()))
+    visited = []
+    while True:
+        page.wait_for_load_state()
+        if page.locator("form.calc-inputs").count():
+            page.wait_for_selector(READY, timeout=60_000)
+        assert_page_shows_the_walk(page)
+        url = page.url
+        page.reload()
+        if page.locator("form.calc-inputs").count():
+            page.wait_for_selector(READY, timeout=60_000)
+        assert page.url == url
+        assert_page_shows_the_walk(page)
+        visited.append(page.url.split("?")[0])
+        following = page.locator(".md-footer a.md-footer__link--next")
+        if not following.count():
+            break
+        following.click()
+        page.wait_for_url(lambda u: u.split("?")[0] != visited[-1])
+    assert len(visited) == 16
+    for _ in visited[1:]:  # and back, by Previous, to the first page
+        page.locator(".md-footer a.md-footer__link--prev").click()
+        page.wait_for_url(lambda u: u.split("?")[0] != visited[-1])
+        visited.pop()
+        if page.locator("form.calc-inputs").count():
+            page.wait_for_selector(READY, timeout=60_000)
+        assert page.url.split("?")[0] == visited[-1]
+        assert_page_shows_the_walk(page)
+    assert not errors
+
+
+def test_back_and_forward_between_edits_follow_the_address_bar(page, site_url, errors):
+    # The pipelines page starts from flash attention; explicit is calc's own default, which
+    # calc's short form leaves out: the address bar must still say it
+    open_live(page, site_url + "pipelines/")
+    page.fill("#calc-in-batch", "3")
+    page.wait_for_url(lambda url: "batch=3" in url)
+    page.select_option("#calc-in-attention", "explicit")
+    page.wait_for_url(lambda url: "attention=explicit" in url)
+    wait_for_table(page, "pp-per-gpu", {"batch": "3", "attention": "explicit"})
+    edited = page.url
+    page.go_back()
+    page.wait_for_url(lambda url: "attention" not in url and "batch=3" in url)
+    expect(page.locator("#calc-in-attention")).to_have_value("flash")
+    expect(page.locator("#calc-in-batch")).to_have_value("3")
+    wait_for_table(page, "pp-per-gpu", {"batch": "3"})
+    page.go_back()
+    page.wait_for_url(lambda url: "batch" not in url)
+    expect(page.locator("#calc-in-batch")).not_to_have_value("3")
+    wait_for_table(page, "pp-per-gpu", {})
+    page.go_forward()
+    page.go_forward()
+    page.wait_for_url(edited)
+    expect(page.locator("#calc-in-attention")).to_have_value("explicit")
+    expect(page.locator("#calc-in-batch")).to_have_value("3")
+    wait_for_table(page, "pp-per-gpu", {"batch": "3", "attention": "explicit"})
+    page.reload()
+    page.wait_for_selector(READY, timeout=60_000)
+    expect(page.locator("#calc-in-attention")).to_have_value("explicit")
+    wait_for_table(page, "pp-per-gpu", {"batch": "3", "attention": "explicit"})
+    assert not errors
 
 
 @pytest.mark.parametrize("screen", SCREENS_AND_SCHEMES, ids=lambda p: f"{p[0]}px-{p[2]}")

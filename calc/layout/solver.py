@@ -226,8 +226,10 @@ class _Judge:
         """The best layout of `dp` replicas of the family that fits, or None: without a
         pipeline the fewest micro-batches (one, else the fewest of two or more: from two
         on the peak does not grow with their number, so a bisection finds it); with one,
-        the most the cap allows (the least bubble: their peak is the least of two or more),
-        else one. An interleaved pipeline takes a multiple of pp micro-batches."""
+        the most that fit (the least bubble), tried from the cap down: more micro-batches
+        of fewer sequences hold less of each in flight, but PyTorch's schedules keep some
+        tensors for every micro-batch (receive buffers, losses), so the peak need not fall
+        with their number. An interleaved pipeline takes a multiple of pp micro-batches."""
         per_replica = self.sequences // dp
         counts = [m for m in quotient_divisors(self.sequences, dp, self.cap) if per_replica // m <= MAX_BATCH
                   and (v == 1 or m % pp == 0)]
@@ -236,7 +238,9 @@ class _Judge:
         make = lambda m: self.layout(dp, tp, sp, pp, v, cp, zero, m)  # noqa: E731
         accumulating = [m for m in counts if m > 1]
         if pp > 1:
-            for m in ([accumulating[-1]] if accumulating else []) + ([1] if counts[0] == 1 else []):
+            for m in reversed(counts):
+                if peak_floor(self.shape, make(m)) > self.budget:
+                    return None  # its floor holds a micro-batch's activations: fewer, larger ones only raise it
                 if self.fits(make(m)):
                     return self._chosen(make(m))
             return None

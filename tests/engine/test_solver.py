@@ -13,7 +13,7 @@ fewest bytes sent a step (calc.layout.costs), then the fewest micro-batches.
 
 from fractions import Fraction
 
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 from calc import ModelShape, TrainingSetup
 from calc.errors import FieldError
@@ -81,8 +81,19 @@ def questions(draw):
     return shape, setup, question, draw(st.floats(0.01, 0.6))
 
 
+# Found in Pyodide: under PyTorch's 1F1B (tp 2 with SP × pp 2, bf16 autocast) 3 micro-batches
+# of 2 sequences peak higher than 2 of 3 at this tiny shape (what the schedule keeps for
+# every micro-batch outweighs the smaller micro-batch's activations): 2 fit where 3 do not.
+PIPELINE_PEAK_NOT_FALLING = (
+    ModelShape(vocab=10, context=4, layers=4, d_model=32, heads=4, kv_heads=2, d_ff=16, ffn="swiglu", norm="rmsnorm",
+               positions="rope", tied=False, max_positions=None),
+    TrainingSetup(dtype="bf16", attention="explicit", checkpoint="none", device="cpu"),
+    Question(stage="0", sequences=6, max_microbatches=3, allow_tp=True, allow_pp=True, allow_cp=False), 0.28125)
+
+
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(questions())
+@example(PIPELINE_PEAK_NOT_FALLING)
 def test_the_solver_answers_what_trying_every_layout_answers(case):
     shape, setup, question, share = case
     try:

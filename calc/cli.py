@@ -18,6 +18,7 @@ from calc.errors import FieldError, InputError
 from calc.fields import FIELDS, BY_NAME
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
+from calc.hf_config import config_summary
 from calc.inputs import Inputs, parse_inputs
 from calc.layout.per_gpu import per_gpu_table
 from calc.layout.solver import FSDP_STAGES
@@ -172,6 +173,8 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
         print(json.dumps(result, indent=1))
         return 0
     b = result["bytes"]
+    if inputs.hf_config:
+        print(config_summary(inputs.hf_config, shape, result["parameters"]) + "\n")
     modified = any(BY_NAME[name].target == "shape" for name in params)
     print(f"{inputs.model_name}{' (modified)' if modified else ''}: {result['parameters']:,} parameters; "
           f"accounting {setup.accounting}, attention {setup.attention}, checkpoint {setup.checkpoint}, "

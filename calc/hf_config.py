@@ -2,10 +2,11 @@
 
 Model types: gpt2, llama, mistral and qwen2. The text a reader pastes (or the CLI reads
 from --hf-config PATH) becomes field values — vocab, d_model, heads, … implementation "hf"
-— which any field the reader sets as well overrides. The context is the config's
-max_position_embeddings (n_positions for GPT-2), the longest the model takes; set
---context for the length a run uses. Keys that change neither parameters nor memory
-(rope_theta, initializer_range, token ids) are read by nobody here.
+— which any field the reader sets as well overrides. The context stays the reader's (the
+length a run uses): the config's max_position_embeddings (n_positions for GPT-2) is the
+longest the model takes, max_positions. use_cache stays the reader's too: a config's is
+for generation, and training keeps no cache. Keys that change neither parameters nor
+memory (rope_theta, initializer_range, token ids) are read by nobody here.
 """
 
 from __future__ import annotations
@@ -74,6 +75,31 @@ def config_model_type(text: str) -> str:
     return str(_read(str(text)).get("model_type"))
 
 
+def config_name(text: str) -> str:
+    """What a config.json that params_from_hf_config has read calls its model: its
+    _name_or_path, else its first architecture, else "a <model_type> model" (at most 80
+    characters of the text)."""
+    config = _read(str(text))
+    architectures = config.get("architectures")
+    for name in (config.get("_name_or_path"), architectures[0] if isinstance(architectures, list) and architectures
+                 else None):
+        printable = "".join(ch for ch in name.strip()[:80] if ch.isprintable()) if isinstance(name, str) else ""
+        if printable:
+            return printable
+    return f"a {config.get('model_type')} model"
+
+
+def config_summary(text: str, shape, parameters: int) -> str:
+    """The sentence that says what calc read from a pasted config.json: its model, the
+    parameters (`parameters`, exact and in billions) and the widths of `shape`, the longest
+    context it takes beside the one calc uses."""
+    kv = f" ({shape.kv_heads:,} key-value)" if shape.kv_heads != shape.heads else ""
+    return (f"Read {config_name(text)} ({config_model_type(text)}): {parameters:,} parameters "
+            f"({parameters / 1e9:.2f} billion), {shape.layers:,} layers, d_model {shape.d_model:,}, "
+            f"{shape.heads:,} heads{kv}, d_ff {shape.d_ff:,}, a vocabulary of {shape.vocab:,}; it takes up to "
+            f"{shape.max_positions:,} tokens, and calc counts the context set here, {shape.context:,}.")
+
+
 def params_from_hf_config(text: str) -> dict[str, str]:
     """calc's field values (as text) for a Hugging Face config.json; FieldError naming
     the field hf_config, and what is wrong or unsupported, otherwise."""
@@ -103,12 +129,12 @@ def _gpt2(config: dict) -> dict:
     else:
         d_ff = 4 * d
     positions = _whole(config, "n_positions", 1024)
-    return dict(vocab=_whole(config, "vocab_size"), context=positions, max_positions=positions,
+    return dict(vocab=_whole(config, "vocab_size"), max_positions=positions,
                 layers=_whole(config, "n_layer"), d_model=d, heads=heads, kv_heads=heads, d_ff=d_ff, ffn="gelu",
                 norm="layernorm", positions="learned", bias=True, qkv_bias=False,
                 tied=_flag(config, "tie_word_embeddings", True), implementation="hf",
                 activation=GPT2_ACTIVATIONS[activation], dropout=dropouts["attn_pdrop"],
-                use_cache=_flag(config, "use_cache", True), fused_qkv=True, sliding_window=None)
+                fused_qkv=True, sliding_window=None)
 
 
 def _llama(config: dict, model_type: str) -> dict:
@@ -132,9 +158,9 @@ def _llama(config: dict, model_type: str) -> dict:
     if model_type == "qwen2" and _flag(config, "use_sliding_window", False):
         raise _fail("use_sliding_window (Qwen2's sliding window in some layers) is not supported")
     positions = _whole(config, "max_position_embeddings", 2048)
-    return dict(vocab=_whole(config, "vocab_size"), context=positions, max_positions=positions,
+    return dict(vocab=_whole(config, "vocab_size"), max_positions=positions,
                 layers=_whole(config, "num_hidden_layers"), d_model=d, heads=heads, kv_heads=kv_heads,
                 d_ff=_whole(config, "intermediate_size"), ffn="swiglu", norm="rmsnorm", positions="rope",
                 bias=attention_bias, qkv_bias=model_type == "qwen2", tied=_flag(config, "tie_word_embeddings", False),
                 implementation="hf", activation="silu", dropout=_probability(config, "attention_dropout"),
-                use_cache=_flag(config, "use_cache", True), fused_qkv=False, sliding_window=window)
+                fused_qkv=False, sliding_window=window)

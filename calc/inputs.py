@@ -17,7 +17,7 @@ from calc.activations import activation_table, check_implementation
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, COMPARE_DEFAULTS, DEFAULT_TEXT, FIELDS
 from calc.gpus import GPUS
-from calc.hf_config import config_model_type
+from calc.hf_config import config_model_type, config_name
 from calc.layout.frameworks import check_framework
 from calc.layout.solver import FSDP_STAGES, Question
 from calc.layout.split import check_layout
@@ -62,9 +62,9 @@ class Inputs:
     @property
     def model_name(self) -> str:
         """The model as a sentence names it: the preset's name, or the pasted config's
-        model type ("a qwen2 config.json")."""
+        ("Qwen2ForCausalLM, from a qwen2 config.json")."""
         if self.hf_config:
-            return f"a {config_model_type(self.hf_config)} config.json"
+            return f"{config_name(self.hf_config)}, from a {config_model_type(self.hf_config)} config.json"
         return self.preset
 
     @property

@@ -13,8 +13,10 @@ import json
 from calc import jsontext
 from calc.catalog import STATIC_VIEWS, VIEWS
 from calc.errors import FieldError, InputError
-from calc.fields import NAMES
+from calc.fields import BY_NAME, NAMES
+from calc.hf_config import config_summary
 from calc.inputs import field_values, forget_parsed, inputs_to_params, parse_inputs
+from calc.parameters import parameter_count
 from calc.site.html import unavailable_html
 from calc.site.views import forget_rendered, render_value, render_view
 
@@ -27,11 +29,14 @@ MAX_VIEWS = 64
 def handle(request_json: str) -> str:
     """Render a page's views for its state.
 
-    Request: {"state": {field: string}, "views": [{"kind": "view"|"value", "name": …,
+    Request: {"state": {field: string}, "start": [field] (those of the state that are the
+    page's own start, not the reader's), "views": [{"kind": "view"|"value", "name": …,
     "key": …, "params": {pinned field: string}}]}. Reply: {"ok": bool, "errors": {field:
     message}, "internal": message (only for a failure that is not the reader's),
     "resolved": {field: string}, "canonical": {field: string} (the short form for the
-    URL), "html": [string per request, or null where a request was not rendered]}.
+    URL), "fallback": {field: sentence} (start inputs the reader's refuse, left at calc's
+    default, and why), "notes": {field: sentence} (said beside the field), "html": [string per request, or null where a request was not
+    rendered]}.
     """
     try:
         return json.dumps(_handle(request_json))
@@ -56,7 +61,9 @@ def _handle(request_json: str) -> dict:
             or not isinstance(request.get("views", []), list) or len(request.get("views", [])) > MAX_VIEWS:
         raise InputError({"request": f"a request is {{state: {{field: text}}, views: [at most {MAX_VIEWS}]}}"})
     state = {k: _text(v) for k, v in request.get("state", {}).items() if k in NAMES}
-    inputs = parse_inputs(state)
+    start = request.get("start", [])
+    start = {name for name in start if isinstance(name, str)} if isinstance(start, list) else set()
+    state, inputs, fallback = _falling_back(state, start)
     html = []
     for item in request.get("views", []):
         if not isinstance(item, dict) or not isinstance(item.get("params", {}), dict):
@@ -81,7 +88,33 @@ def _handle(request_json: str) -> dict:
         except KeyError:  # a value no summary has
             html.append(None)
     return {"ok": True, "errors": {}, "resolved": field_values(inputs), "canonical": inputs_to_params(inputs),
-            "html": html}
+            "fallback": fallback, "notes": field_notes(inputs), "html": html}
+
+
+def field_notes(inputs) -> dict[str, str]:
+    """What the panel says beside a field: what calc read from a pasted config.json."""
+    if not inputs.hf_config:
+        return {}
+    return {"hf_config": config_summary(inputs.hf_config, inputs.shape, parameter_count(inputs.shape))}
+
+
+def _falling_back(state: dict, start: set) -> tuple[dict, object, dict]:
+    """(the state, its inputs, {field: why}) where the page's own start inputs that the
+    reader's inputs refuse (a page's bf16 master weights under a Hugging Face preset) are
+    left at calc's defaults: a page's start never makes the reader's choice an error. An
+    error in what the reader set stands."""
+    try:
+        return state, parse_inputs(state), {}
+    except InputError as e:
+        if not e.errors or not set(e.errors) <= start:
+            raise
+        kept = {name: value for name, value in state.items() if name not in e.errors}
+        inputs = parse_inputs(kept)
+        shown = field_values(inputs)
+        fallback = {name: (f"This page starts from {BY_NAME[name].label.lower()} {state[name]}, which does not go "
+                           f"with these inputs ({message}); shown with {shown[name]} instead.")
+                    for name, message in e.errors.items()}
+        return kept, inputs, fallback
 
 
 def _text(value) -> str:

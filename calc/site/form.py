@@ -33,15 +33,24 @@ def _control(field: Field, value: str) -> str:
     if field.kind in ("choice", "flag"):
         options = "".join(f'<option value="{escape(v)}"{" selected" if v == value else ""}>{escape(label)}</option>'
                           for v, label in field.choices)
-        clears = ([name for name in PRESET_FIELDS if name not in KEPT_ACROSS_PRESETS] if field.name == "preset"
-                  else list(CLEARED_BY.get(field.name, ())))
-        extra = f' data-clears="{" ".join(clears)}"' if clears else ""
-        return f"<select {common}{extra}>{options}</select>"
+        return f"<select {common}{_clears(field)}>{options}</select>"
     if field.kind == "whole":
         return f'<input {common} type="text" inputmode="numeric" value="{escape(value)}" spellcheck="false">'
     if field.kind == "json":
-        return f'<textarea {common} rows="3" spellcheck="false" placeholder="{{&quot;model_type&quot;: …}}">{escape(value)}</textarea>'
+        return (f'<textarea {common}{_clears(field)} rows="3" spellcheck="false" '
+                f'placeholder="{{&quot;model_type&quot;: …}}">{escape(value)}</textarea>'
+                f'<span class="calc-note" id="{fid}-note" data-note="{field.name}" aria-live="polite"></span>')
     return f'<input {common} type="text" value="{escape(value)}" spellcheck="false">'
+
+
+def _clears(field: Field) -> str:
+    """The data-clears attribute: what choosing another value of the field drops from the
+    reader's inputs. A preset, or a pasted config, sets the model's shape afresh (the fields
+    a reader keeps across presets apart); a card drops a budget typed for another."""
+    replaces_shape = field.name == "preset" or field.kind == "json"
+    clears = ([name for name in PRESET_FIELDS if name not in KEPT_ACROSS_PRESETS] if replaces_shape
+              else list(CLEARED_BY.get(field.name, ())))
+    return f' data-clears="{" ".join(clears)}"' if clears else ""
 
 
 def _field(field: Field, value: str) -> str:

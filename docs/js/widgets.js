@@ -48,6 +48,7 @@ function bind(form) {
   let pendingUrl = null;
   let edited = false; // the reader changed an input since the address bar last followed
   let resolved = {}; // calc's text of every input, as last computed
+  let fallback = {}; // the page's start inputs that the reader's refuse, left at calc's defaults
 
   // Writes touch the DOM only when something changed: each write costs a layout.
   const say = (text) => {
@@ -84,7 +85,7 @@ function bind(form) {
     const params = {};
     for (const [name, value] of Object.entries(canonical)) if (defaults[name] !== value) params[name] = value;
     for (const [name, value] of Object.entries(defaults)) {
-      if (name in resolved && resolved[name] !== value) params[name] = resolved[name];
+      if (name in resolved && resolved[name] !== value && !(name in fallback)) params[name] = resolved[name];
     }
     return inFieldOrder({ ...params, ...ownText() });
   }
@@ -153,7 +154,8 @@ function bind(form) {
     const sentAsBuilt = asBuilt;
     asBuilt = false;
     try {
-      const reply = await calcRuntime().request({ state, views: requests });
+      const start = Object.keys(defaults).filter((name) => !(name in own)); // the page's, not the reader's
+      const reply = await calcRuntime().request({ state, start, views: requests });
       if (reply.ok) {
         reply.html.forEach((html, i) => {
           if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
@@ -170,10 +172,13 @@ function bind(form) {
           shown[i] = html;
         });
         resolved = reply.resolved;
+        fallback = reply.fallback || {};
+        for (const note of form.querySelectorAll("[data-note]")) setText(note, (reply.notes || {})[note.dataset.note] || "");
         fill(reply.resolved);
         scheduleUrl(linkParams(reply.canonical));
         showErrors({});
-        say("Live: change any input and every table on this page follows. The link in the address bar reproduces this view.");
+        say(["Live: change any input and every table on this page follows. The link in the address bar reproduces this view.",
+             ...Object.values(fallback)].join(" "));
         document.dispatchEvent(new CustomEvent("calc:rendered"));
       } else if (reply.internal) {
         showFailure(reply.internal);

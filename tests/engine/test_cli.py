@@ -243,4 +243,6 @@ def test_an_empty_config_file_is_refused_and_an_imported_model_is_named_by_its_c
     out = run("--hf-config", str(empty))
     assert out.returncode == 2 and "empty" in out.stderr
     llama = run("--hf-config", "validation/hf_configs/meta-llama-3-8b.json")
-    assert llama.stdout.startswith("a llama config.json: 8,030,261,248 parameters")
+    said, summary = llama.stdout.split("\n")[0], llama.stdout.split("\n")[2]
+    assert said.startswith("Read LlamaForCausalLM (llama): 8,030,261,248 parameters (8.03 billion), 32 layers")
+    assert summary.startswith("LlamaForCausalLM, from a llama config.json: 8,030,261,248 parameters")

@@ -115,3 +115,24 @@ def test_gpt2_s_dropouts_that_differ_are_printed_as_they_differ():
     with pytest.raises(InputError) as error:
         parse_inputs({"hf_config": json.dumps(gpt2)})
     assert "attn_pdrop 0.1, resid_pdrop 0.1000001" in error.value.errors["hf_config"]
+
+
+def test_a_config_sets_the_model_and_leaves_the_run_s_context_and_cache_alone():
+    # Qwen2-7B takes up to 131,072 tokens and ships use_cache true (for generation); the
+    # run keeps calc's 1,024 tokens and no cache unless the reader says otherwise
+    inputs = parse_inputs({"hf_config": text("qwen2-7b")})
+    assert (inputs.shape.context, inputs.shape.max_positions, inputs.shape.use_cache) == (1024, 131_072, False)
+    assert parse_inputs({"hf_config": text("qwen2-7b"), "context": "4096"}).shape.context == 4096
+
+
+def test_what_calc_read_is_said_in_one_sentence():
+    from calc.hf_config import config_summary
+    inputs = parse_inputs({"hf_config": text("qwen2-7b")})
+    said = config_summary(inputs.hf_config, inputs.shape, 7_615_616_512)
+    assert said.startswith("Read Qwen2ForCausalLM (qwen2): 7,615,616,512 parameters (7.62 billion), 28 layers, "
+                           "d_model 3,584, 28 heads (4 key-value), d_ff 18,944, a vocabulary of 152,064")
+    assert "up to 131,072 tokens" in said and "1,024" in said
+    assert inputs.model_name == "Qwen2ForCausalLM, from a qwen2 config.json"
+    unnamed = parse_inputs({"hf_config": '{"model_type": "gpt2", "vocab_size": 10, "n_embd": 8, "n_head": 2, '
+                                         '"n_layer": 1, "_name_or_path": "<b>\\u0007x</b>"}'})
+    assert unnamed.model_name.startswith("<b>x</b>")  # printable characters only; the page escapes it

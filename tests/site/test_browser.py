@@ -350,6 +350,22 @@ def test_a_pasted_config_json_sets_the_model(page: Page, site_url, errors):
     expect(page.locator("#parameters-total")).to_contain_text("7,615,616,512", timeout=10_000)
     expect(page.locator("#calc-in-d_model")).to_have_value("3584")
     page.wait_for_url(lambda url: "d_model=3584" in url and "hf_config" not in url)
+    # it says what it read, and leaves the context and the cache as training runs them:
+    # the config's 131,072 positions are the model's limit, not this run's length
+    expect(page.locator("#calc-in-hf_config-note")).to_contain_text(
+        "Read Qwen2ForCausalLM (qwen2): 7,615,616,512 parameters")
+    expect(page.locator("#calc-in-hf_config-note")).to_contain_text("up to 131,072 tokens")
+    expect(page.locator("#calc-in-context")).to_have_value("1024")
+    expect(page.locator("#calc-in-max_positions")).to_have_value("131072")
+    expect(page.locator("#calc-in-use_cache")).to_have_value("false")
+    box = page.locator("#calc-in-hf_config").bounding_box()
+    assert box["width"] > 400  # the whole panel's width at 1,280 px, not one column's
+    # a second config replaces the first's fields: GPT-2 has as many key-value heads as heads
+    gpt2 = (Path(__file__).resolve().parents[2] / "validation" / "hf_configs" / "gpt2.json").read_text()
+    page.fill("#calc-in-hf_config", gpt2)
+    expect(page.locator("#parameters-total")).to_contain_text("124,439,808", timeout=10_000)
+    expect(page.locator("#calc-in-kv_heads")).to_have_value("12")
+    expect(page.locator("#calc-in-hf_config-error")).to_have_text("")
     page.fill("#calc-in-hf_config", '{"model_type": "falcon"}')
     expect(page.locator("#calc-in-hf_config-error")).to_contain_text("model_type 'falcon' is not supported")
     assert not errors
@@ -475,6 +491,23 @@ def test_back_and_forward_between_edits_follow_the_address_bar(page, site_url, e
     page.wait_for_selector(READY, timeout=60_000)
     expect(page.locator("#calc-in-attention")).to_have_value("explicit")
     wait_for_table(page, "pp-per-gpu", {"batch": "3", "attention": "explicit"})
+    assert not errors
+
+
+def test_a_page_whose_start_does_not_apply_to_the_readers_model_falls_back_and_says_so(page: Page, site_url, errors):
+    # The ZeRO page starts from bf16 weights with an fp32 master; Llama-3-8B's preset runs
+    # Hugging Face's code, for which calc refuses that precision: the page shows fp32,
+    # says why, marks nothing stale, and its address names only what the reader chose.
+    open_live(page, site_url + "zero/?preset=llama-3-8b")
+    expect(page.locator(".calc-status")).to_contain_text("This page starts from precision bf16-master", timeout=10_000)
+    expect(page.locator("#calc-in-dtype")).to_have_value("fp32")
+    assert page.locator(".calc-view.calc-stale").count() == 0
+    wait_for_table(page, "zero-per-gpu", {"preset": "llama-3-8b", "dtype": "fp32"})
+    page.wait_for_timeout(500)  # the address bar follows once calc has answered
+    assert "dtype" not in page.url and "preset=llama-3-8b" in page.url
+    page.select_option("#calc-in-preset", "cs336-gpt2-xl")  # a preset the start does apply to: it comes back
+    expect(page.locator("#calc-in-dtype")).to_have_value("bf16-master", timeout=10_000)
+    expect(page.locator(".calc-status")).not_to_contain_text("This page starts from")
     assert not errors
 
 

@@ -172,3 +172,26 @@ def test_a_request_nested_ten_thousand_deep_is_a_request_error():
 def test_a_combination_calc_refuses_is_marked_on_its_field_before_any_view(state, field):
     reply, _ = ask(state)
     assert not reply["ok"] and list(reply["errors"]) == [field] and reply["html"] == []
+
+
+def test_a_page_s_start_that_the_reader_s_preset_refuses_falls_back_and_says_why():
+    # The ZeRO page starts from bf16 weights with an fp32 master, which calc measures for
+    # the reference implementation only; Llama-3-8B's preset is Hugging Face's code. The
+    # start gives way (to calc's default, fp32) and the reply says so; the reader's own
+    # choice of the same value stays an error beside its field.
+    page_start = {"dtype": "bf16-master", "dp": "64", "zero": "1"}
+    state = {**page_start, "preset": "llama-3-8b"}
+    reply = json.loads(handle(json.dumps({"state": state, "start": list(page_start), "views": []})))
+    assert reply["ok"] and reply["resolved"]["dtype"] == "fp32" and reply["resolved"]["dp"] == "64"
+    assert list(reply["fallback"]) == ["dtype"] and "bf16-master" in reply["fallback"]["dtype"]
+    assert "reference implementation" in reply["fallback"]["dtype"]
+    chosen = json.loads(handle(json.dumps({"state": state, "start": ["dp", "zero"], "views": []})))
+    assert not chosen["ok"] and list(chosen["errors"]) == ["dtype"]
+
+
+@pytest.mark.parametrize("start", [None, "dtype", [["dtype"]], [{"a": 1}], [1, 2], ["dtype"] * 1000])
+def test_a_malformed_start_list_is_no_failure(start):
+    reply = json.loads(handle(json.dumps({"state": {"dtype": "bf16-master", "preset": "llama-3-8b"}, "start": start,
+                                          "views": []})))
+    assert "internal" not in reply
+    assert reply["ok"] == (start == ["dtype"] * 1000)

@@ -68,6 +68,7 @@ VIEWS = {
     "per-gpu": lambda i, o: (per_gpu_table(i.shape, i.setup),),
     "chart-gpu": lambda i, o: (c.gpu_bars(i, o.get("vary", "zero")),),
     "solver": lambda i, o: c.solver_answer(i),
+    "verdict": lambda i, o: c.verdict(i),
     "gpu-memory": lambda i, o: (gpu_memory_table(i),),
     "allocator-checks": lambda i, o: (allocator_checks_grid(o.get("results") or {}),),
     "validation-distributed": lambda i, o: (c.distributed_grid(o.get("results") or {}),),

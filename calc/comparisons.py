@@ -19,6 +19,7 @@ from calc.peak import pass_bytes
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
 from calc.inputs import Inputs, check_setup
+from calc.layout.frameworks import FRAMEWORKS
 from calc.layout.per_gpu import divisors, per_gpu_table, quotient_divisors
 from calc.layout.schedule import SCHEDULES
 from calc.layout.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
@@ -660,6 +661,35 @@ def _why_not(layout: Layout, best: Layout, unit: str) -> str:
 def _layout_params(layout: Layout) -> tuple:
     return tuple(sorted((name, str(getattr(layout.setup, name)).lower())
                         for name in ("dp", "zero", "tp", "sp", "pp", "cp", "virtual_stages", "microbatches", "batch")))
+
+
+def verdict(i: Inputs) -> tuple[Sentence, Sentence, Sentence]:
+    """The reader's answer at a glance (the card under every live page's title), short
+    enough for a phone: whether the step fits the memory a GPU may use, by how much; the
+    largest batch that fits; the fewest GPUs for the reader's sequences a step under the
+    reader's framework (the solver's answer, which the ZeRO page gives at length). The same
+    figures as the summary and the solver."""
+    peak = peak_bytes(i.shape, i.setup)
+    usable = in_unit(i.budget, i.unit)
+    card = f" on {GPUS[i.gpu].article} {GPUS[i.gpu].name}" if i.gpu != "custom" else ""
+    each = " a GPU" if i.setup.gpus > 1 else ""
+    if peak <= i.budget:
+        fit = f"Fits: peak {in_unit(peak, i.unit)}{each} of {usable} usable{card}, {in_unit(i.budget - peak, i.unit)} spare."
+    else:
+        fit = f"Does not fit: peak {in_unit(peak, i.unit)}{each}, {in_unit(peak - i.budget, i.unit)} over {usable} usable{card}."
+    most = largest_batch(i.shape, i.setup, i.budget)
+    batch = (f"Largest batch: {most:,} sequence{'s' if most != 1 else ''} of {i.shape.context:,} tokens."
+             if most else f"Largest batch: none of {i.shape.context:,} tokens.")
+    found = search(i.shape, i.setup, i.budget, i.question)
+    sequences = i.question.sequences or i.setup.global_batch
+    under = f" with {FRAMEWORKS[i.setup.framework]}" if i.setup.framework != "auto" else ""
+    asked = f"{sequences:,} sequence{'s' if sequences != 1 else ''} a step{under}"
+    if found.layouts:
+        best = found.layouts[0]
+        gpus = f"Fewest GPUs for {asked}: {_gpus_text(i, best.gpus)} ({_layout_text(best)})."
+    else:
+        gpus = f"Fewest GPUs for {asked}: no layout calc searches fits."
+    return Sentence("fit", fit), Sentence("batch", batch), Sentence("gpus", gpus)
 
 
 def solver_answer(i: Inputs) -> tuple:

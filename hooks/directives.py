@@ -63,11 +63,13 @@ def _reader_text(name: str, value: str) -> str:
     return f"{field.label}: {shown}"
 
 
-def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> str:
+def expand(markdown: str, where: str = "page", defaults: dict | None = None, solver_href: str = "zero/#zero-solver") -> str:
     """Markdown with every directive replaced by calc's HTML; PluginError on a bad one.
 
     `defaults` are the page's own starting inputs (front matter `calc:`), which the reader
-    can change; a directive's parameters are pinned for its view."""
+    can change; a directive's parameters are pinned for its view. A page with live views
+    shows the verdict card under its title (`solver_href`: the solver's answer at length,
+    relative to the page)."""
     defaults = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (defaults or {}).items()}
 
     panel_placed = False
@@ -109,10 +111,29 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None) -> 
         return f'<span class="calc-value" data-value="{escape(m["name"])}" data-params="{pinned}">{escape(text)}</span>'
 
     out = INLINE.sub(inline, BLOCK.sub(block, markdown))
+    if panel_placed:
+        out = _with_verdict(out, defaults, solver_href)
     leftover = LEFTOVER.search(out)
     if leftover:
         raise PluginError(f"{where}: malformed directive {leftover.group(0)!r}")
     return out
+
+
+TITLE = re.compile(r"^# .*$", re.M)
+
+
+def _with_verdict(markdown: str, defaults: dict, solver_href: str) -> str:
+    """The page with the verdict card (calc's verdict view, live: recomputed after the
+    page's tables, as it runs the solver) under its title, or first where it has none.
+    The card stays in view as the reader scrolls (docs/css/calc.css)."""
+    html = render_view("verdict", defaults, "verdict")
+    card = (f'<aside class="calc-verdict" aria-label="Verdict for these inputs">'
+            f'<div class="calc-view calc-live" id="verdict" data-view="verdict" data-key="verdict" data-params="{{}}" '
+            f'data-deferred="true"><div class="calc-output">{html}</div></div>'
+            f'<a class="calc-verdict-why" href="{escape(solver_href)}">Why, and the other layouts</a></aside>\n\n')
+    title = TITLE.search(markdown)
+    at = title.end() + 1 if title else 0
+    return markdown[:at] + "\n" + card + markdown[at:]
 
 
 def with_includes(markdown: str) -> str:
@@ -121,7 +142,9 @@ def with_includes(markdown: str) -> str:
 
 
 def on_page_markdown(markdown, page, config, files):
-    html = expand(with_includes(markdown), page.file.src_uri, page.meta.get("calc"))
+    depth = page.url.count("/")  # directory URLs: "zero/" is one folder down from the site's root
+    solver = "#zero-solver" if page.url == "zero/" else "../" * depth + "zero/#zero-solver"
+    html = expand(with_includes(markdown), page.file.src_uri, page.meta.get("calc"), solver)
     # overrides/main.html starts calc's worker early on pages that have live tables
     page.meta["calc_live"] = 'class="calc-inputs"' in html
     return html

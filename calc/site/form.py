@@ -39,7 +39,7 @@ def _control(field: Field, value: str) -> str:
     if field.kind == "json":
         return (f'<textarea {common}{_clears(field)} rows="3" spellcheck="false" '
                 f'placeholder="{{&quot;model_type&quot;: …}}">{escape(value)}</textarea>'
-                f'<span class="calc-note" id="{fid}-note" data-note="{field.name}" aria-live="polite"></span>')
+                f'<span class="calc-field-note" id="{fid}-note" data-note="{field.name}" aria-live="polite"></span>')
     return f'<input {common} type="text" value="{escape(value)}" spellcheck="false">'
 
 

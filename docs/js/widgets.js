@@ -5,6 +5,7 @@ import { calcRuntime } from "./runtime.js";
 import { carryLink, carryState, readState, writeState } from "./state.js";
 
 const URL_DELAY_MS = 150;
+const DEFERRED_DELAY_MS = 200; // the verdict (it runs the solver) once typing pauses, after the tables
 const SLOW_LOAD_MS = 8000;
 
 // The bound page's link query (the reader's own inputs) and how to follow the address bar
@@ -37,6 +38,11 @@ function bind(form) {
   let own = readState(linkFields);
   let state = { ...defaults, ...applied(own) };
   const shown = views.map(() => null); // the HTML each view shows, as calc last sent it
+  // The tables first; the views marked deferred (the verdict card) once the reader pauses.
+  const indices = views.map((_, i) => i);
+  const now = indices.filter((i) => views[i].dataset.deferred !== "true");
+  const later = indices.filter((i) => views[i].dataset.deferred === "true");
+  let laterTimer = null;
   // Opened without inputs in the link, the page shows the tables the build made with calc
   // for its defaults: the first live render is the same HTML, so it is not patched in
   // (no layout shift, formulas stay typeset). A test checks built tables equal calc's.
@@ -145,7 +151,34 @@ function bind(form) {
     }
   }
 
+  // Put calc's HTML for the views at `which` into the page (left alone where unchanged, or
+  // as built where the page was built for these very inputs).
+  function patchViews(which, htmls, asBuiltHere) {
+    htmls.forEach((html, k) => {
+      const i = which[k];
+      if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
+      if (asBuiltHere) {
+        shown[i] = html;
+        return;
+      }
+      const output = views[i].querySelector(".calc-output");
+      if (!(shown[i] && patchText(output, shown[i], html))) {
+        patchHTML(output, html);
+        // calc writes formulas as LaTeX (\( … \)): typeset the ones just put back
+        if (html.includes("arithmatex") && window.calcRenderMath) window.calcRenderMath(output);
+      }
+      shown[i] = html;
+    });
+  }
+
+  const ask = (which) => calcRuntime().request({
+    state,
+    start: Object.keys(defaults).filter((name) => !(name in own)), // the page's, not the reader's
+    views: which.map((i) => requests[i]),
+  });
+
   async function render() {
+    clearTimeout(laterTimer);
     if (inFlight) {
       queued = true;
       return;
@@ -154,23 +187,9 @@ function bind(form) {
     const sentAsBuilt = asBuilt;
     asBuilt = false;
     try {
-      const start = Object.keys(defaults).filter((name) => !(name in own)); // the page's, not the reader's
-      const reply = await calcRuntime().request({ state, start, views: requests });
+      const reply = await ask(now);
       if (reply.ok) {
-        reply.html.forEach((html, i) => {
-          if (html === null || html === shown[i]) return; // unchanged: leave the DOM alone
-          if (sentAsBuilt) {
-            shown[i] = html;
-            return;
-          }
-          const output = views[i].querySelector(".calc-output");
-          if (!(shown[i] && patchText(output, shown[i], html))) {
-            patchHTML(output, html);
-            // calc writes formulas as LaTeX (\( … \)): typeset the ones just put back
-            if (html.includes("arithmatex") && window.calcRenderMath) window.calcRenderMath(output);
-          }
-          shown[i] = html;
-        });
+        patchViews(now, reply.html, sentAsBuilt);
         resolved = reply.resolved;
         fallback = reply.fallback || {};
         for (const note of form.querySelectorAll("[data-note]")) setText(note, (reply.notes || {})[note.dataset.note] || "");
@@ -180,6 +199,8 @@ function bind(form) {
         say(["Live: change any input and every table on this page follows. The link in the address bar reproduces this view.",
              ...Object.values(fallback)].join(" "));
         document.dispatchEvent(new CustomEvent("calc:rendered"));
+        for (const i of later) views[i].dataset.pending = "true"; // dimmed until it follows
+        if (later.length) laterTimer = setTimeout(() => renderLater(sentAsBuilt), sentAsBuilt ? 0 : DEFERRED_DELAY_MS);
       } else if (reply.internal) {
         showFailure(reply.internal);
       } else {
@@ -187,6 +208,29 @@ function bind(form) {
       }
     } catch (error) {
       showFailure(`Could not recompute (${error.message}).`);
+    } finally {
+      inFlight = false;
+      if (queued) {
+        queued = false;
+        render();
+      }
+    }
+  }
+
+  // The deferred views, for the inputs the tables were last computed for; an edit since
+  // then recomputes the tables first and asks again.
+  async function renderLater(sentAsBuilt) {
+    if (inFlight || queued || !form.isConnected) return;
+    inFlight = true;
+    try {
+      const reply = await ask(later);
+      if (reply.ok && !queued) {
+        patchViews(later, reply.html, sentAsBuilt);
+        for (const i of later) delete views[i].dataset.pending;
+        document.dispatchEvent(new CustomEvent("calc:verdict"));
+      }
+    } catch {
+      // the tables' own request says what failed; the card keeps its last answer
     } finally {
       inFlight = false;
       if (queued) {

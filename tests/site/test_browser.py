@@ -511,6 +511,26 @@ def test_a_page_whose_start_does_not_apply_to_the_readers_model_falls_back_and_s
     assert not errors
 
 
+def test_the_verdict_is_in_view_from_the_first_paint_to_the_page_s_end_and_follows_an_edit(reader, site_url):
+    open_live(reader, site_url + "fixed-memory/?preset=llama-3-8b")
+    card = reader.locator(".calc-verdict")
+    height = reader.viewport_size["height"]
+    box = card.bounding_box()
+    assert box["y"] + box["height"] <= height  # above the fold
+    wait_for_table(reader, "verdict", {"preset": "llama-3-8b"})
+    reader.fill("#calc-in-batch", "3")  # scrolls down to the panel
+    wait_for_table(reader, "verdict", {"preset": "llama-3-8b", "batch": "3"})
+    expect(reader.locator(".calc-verdict-why")).to_have_attribute("href", re.compile(r"zero/\?.*batch=3.*#zero-solver"))
+    reader.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    reader.wait_for_timeout(300)
+    header = reader.locator(".md-header").bounding_box()
+    box = card.bounding_box()
+    assert header["y"] + header["height"] <= box["y"] + 1 and box["y"] + box["height"] <= height  # still in view
+    assert box["height"] <= (0.25 if reader.viewport_size["width"] < 600 else 0.15) * height  # and compact
+    assert not reader.errors
+    shot(reader, "verdict-scrolled")
+
+
 @pytest.mark.parametrize("screen", SCREENS_AND_SCHEMES, ids=lambda p: f"{p[0]}px-{p[2]}")
 def test_without_javascript_a_line_says_a_links_inputs_cannot_be_applied(browser, site_url, screen):
     width, height, scheme = screen

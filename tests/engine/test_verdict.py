@@ -1,0 +1,44 @@
+"""The verdict card says what the page's tables and the solver say, in three sentences."""
+
+from __future__ import annotations
+
+from calc.catalog import answer
+from calc.inputs import parse_inputs
+
+
+def verdict(params: dict) -> list[str]:
+    return [s.text for s in answer("verdict", parse_inputs(params))]
+
+
+def test_the_lora_example_fits_an_rtx_4090_with_what_the_summary_and_the_solver_say():
+    # #25's example: Llama-3-8B, LoRA r16 on every linear layer, 4,096 tokens, block
+    # checkpointing, bf16 base: a peak of 21,907,497,486 bytes of the 23,395,617,997 an
+    # RTX 4090 leaves after the reserve and the allocator's cache: 1,488,120,511 spare
+    params = {"preset": "llama-3-8b", "finetune": "lora", "lora_rank": "16", "context": "4096",
+              "checkpoint": "block", "attention": "flash", "dtype": "bf16-master", "gpu": "rtx-4090"}
+    fit, batch, gpus = verdict(params)
+    summary = " ".join(s.text for s in answer("summary", parse_inputs(params))[1:])
+    assert 23_395_617_997 - 21_907_497_486 == 1_488_120_511
+    assert fit == "Fits: peak 21.907 GB of 23.396 GB usable on an RTX 4090, 1.488 GB spare."
+    assert batch == "Largest batch: 1 sequence of 4,096 tokens." and ": 1 sequence." in summary
+    assert gpus.startswith("Fewest GPUs for 1 sequence a step: 1 × RTX 4090")
+
+
+def test_a_layout_that_does_not_fit_says_by_how_much_and_what_would():
+    # The ZeRO page's start at 64 replicas, ZeRO-1, with Llama-3-8B in fp32 at its 8,192
+    # tokens and explicit attention: the solver's answer is the verdict's third sentence
+    params = {"preset": "llama-3-8b", "batch": "2", "dtype": "fp32", "dp": "64", "zero": "1"}
+    fit, batch, gpus = verdict(params)
+    assert fit.startswith("Does not fit: peak ") and " a GPU, " in fit and " over 80.171 GB usable" in fit
+    assert batch == "Largest batch: none of 8,192 tokens."
+    solver = answer("solver", parse_inputs(params))[0].text
+    assert solver.startswith("128 sequences of 8,192 tokens a step fit on 8 × H100 80GB")
+    assert gpus.startswith("Fewest GPUs for 128 sequences a step: 8 × H100 80GB (dp 1 × tp 8")
+
+
+def test_the_reader_s_framework_is_the_solver_s():
+    params = {"preset": "llama-3-8b", "implementation": "reference", "context": "4096", "batch": "2",
+              "dtype": "bf16-master", "checkpoint": "block", "attention": "flash", "gpu": "h100-80gb",
+              "framework": "fsdp2", "dp": "4", "zero": "3"}
+    gpus = verdict(params)[2]
+    assert gpus.startswith("Fewest GPUs for 8 sequences a step with PyTorch FSDP2: 4 × H100 80GB (dp 4")

@@ -313,17 +313,31 @@ function bind(form) {
   );
 }
 
+// The height of the verdict card, which stays under the header: links' targets land below it.
+function measureVerdict() {
+  const card = document.querySelector(".calc-verdict");
+  document.documentElement.style.setProperty("--calc-verdict-height", card ? `${card.offsetHeight}px` : "0px");
+}
+
 // A link to a table's row shows the row under its table's header: the page scrolls to the
-// table's box (which fits the screen), the box to the row, never sideways.
+// table's box (which fits the screen), the box to the row, never sideways. On a phone the
+// box does not scroll down (the page does): the row comes under the header and the card,
+// with one row above it.
 function showLinkedRow() {
   const id = decodeURIComponent(window.location.hash.slice(1));
   const row = id && document.getElementById(id);
   const box = row && row.matches("tr") && row.closest(".calc-table");
   if (!box) return;
+  measureVerdict();
   const header = document.querySelector(".md-header");
-  const below = header ? header.getBoundingClientRect().bottom : 0;
-  window.scrollBy(0, box.getBoundingClientRect().top - below);
+  const card = document.querySelector(".calc-verdict");
+  const below = (header ? header.getBoundingClientRect().bottom : 0) + (card ? card.offsetHeight : 0);
   box.scrollLeft = 0;
+  if (box.scrollHeight <= box.clientHeight) {
+    window.scrollBy(0, row.getBoundingClientRect().top - below - row.offsetHeight);
+    return;
+  }
+  window.scrollBy(0, box.getBoundingClientRect().top - below);
   const head = box.querySelector("thead");
   const rowTop = row.getBoundingClientRect().top - box.getBoundingClientRect().top + box.scrollTop;
   box.scrollTop = Math.max(0, rowTop - (head ? head.offsetHeight : 0) - row.offsetHeight);
@@ -340,6 +354,7 @@ function nameTheSearchDialog() {
 document$.subscribe(() => {
   nameTheSearchDialog();
   const form = document.querySelector("form.calc-inputs");
+  measureVerdict();
   if (form) bind(form);
   else {
     page = { query: () => window.location.search.slice(1), followUrl: null };
@@ -348,6 +363,8 @@ document$.subscribe(() => {
   requestAnimationFrame(showLinkedRow);
 });
 window.addEventListener("hashchange", showLinkedRow);
+window.addEventListener("resize", measureVerdict);
+document.addEventListener("calc:verdict", measureVerdict);
 
 // Back and Forward between entries of the same page (the reader's edits) recompute from the
 // address bar; between pages the theme swaps the page, which binds anew.

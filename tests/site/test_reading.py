@@ -30,17 +30,21 @@ def test_each_tables_figure_in_the_readers_unit_is_in_view_without_scrolling_sid
 def test_a_link_to_a_row_shows_the_row_under_its_tables_header(reader, site_url):
     reader.goto(site_url + "what-autograd-keeps/#autograd-ffn-input")
     row = reader.locator("#autograd-ffn-input")
-    reader.wait_for_function("""() => {
+    phone = reader.viewport_size["width"] < 600  # there the page scrolls, not the table's box
+    reader.wait_for_function("""(phone) => {
       const row = document.getElementById('autograd-ffn-input'), head = row.closest('table').tHead.rows[0].cells[0];
-      const top = document.querySelector('.md-header').getBoundingClientRect().bottom;
-      return head.getBoundingClientRect().top >= top - 1 && row.getBoundingClientRect().bottom <= innerHeight;
-    }""", timeout=5_000)
+      const top = document.querySelector('.calc-verdict').getBoundingClientRect().bottom;
+      const first = phone ? row : head;
+      return first.getBoundingClientRect().top >= top - 1 && row.getBoundingClientRect().bottom <= innerHeight;
+    }""", arg=phone, timeout=5_000)
     wrapper = row.locator("xpath=ancestor::div[contains(@class, 'calc-table')]")
     header = wrapper.locator("thead th").first  # the cells stick, not the row group
-    site_header = box_of(reader.locator(".md-header"))
-    assert site_header["bottom"] <= box_of(header)["top"] + 1  # the table's header is not under the site's
+    card = box_of(reader.locator(".calc-verdict"))  # in view under the site's header
+    assert box_of(reader.locator(".md-header"))["bottom"] <= card["top"] + 1
+    if not phone:
+        assert card["bottom"] <= box_of(header)["top"] + 1  # the table's header is under neither
     assert box_of(header)["bottom"] <= box_of(row)["top"] + 1  # the row is below its header, not under it
-    assert box_of(row)["bottom"] <= reader.viewport_size["height"]
+    assert card["bottom"] <= box_of(row)["top"] + 1 and box_of(row)["bottom"] <= reader.viewport_size["height"]
     assert wrapper.evaluate("el => el.scrollLeft") == 0  # never scrolled sideways
     shot(reader, "deep-link")
 
@@ -50,6 +54,18 @@ def test_a_long_tables_header_stays_in_view_as_its_rows_scroll(reader, site_url)
     reader.goto(site_url + "what-autograd-keeps/")
     wrapper = reader.locator(".calc-table").first
     wrapper.scroll_into_view_if_needed()
+    if reader.viewport_size["width"] < 600:  # a phone: the page scrolls down to the Total row, never the box
+        assert wrapper.evaluate("el => el.scrollHeight <= el.clientHeight")
+        total = wrapper.locator("tfoot tr, tbody tr").last
+        total.scroll_into_view_if_needed()
+        assert box_of(total)["bottom"] <= 500
+        # sideways, the first column (the key) stays put while the rest scrolls under it
+        key = wrapper.locator("tbody td").first
+        left = box_of(key)["left"]
+        wrapper.evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+        assert wrapper.evaluate("el => el.scrollLeft") > 0 and abs(box_of(key)["left"] - left) <= 1
+        shot(reader, "sticky-header")
+        return
     assert wrapper.evaluate("el => el.scrollHeight > el.clientHeight")  # it scrolls in its own box
     wrapper.evaluate("el => { el.scrollTop = el.scrollHeight; }")
     header, box = box_of(wrapper.locator("thead th").first), box_of(wrapper)

@@ -255,6 +255,10 @@ def _rank(rank: int, port: int, case: dict, out) -> None:
         step()
         gc.collect()  # as torchtitan does: automatic collection off, a collection between steps
         gc.disable()
+        # DDP's reducer all-reduces its buckets in C++, past _settling: let gloo's thread drop
+        # the last step's tensors before the timeline starts (once, a bucket's 512 bytes were
+        # still alive in the next forward pass of one rank)
+        time.sleep(10 * SETTLE_S)
         hooks = _mark_blocks(model, mode)
         mode.phase_peaks.clear()
         mode.phase = "forward"

@@ -464,7 +464,13 @@ def test_next_and_previous_carry_the_readers_inputs_through_every_page_and_each_
 
 def test_back_and_forward_between_edits_follow_the_address_bar(page, site_url, errors):
     # The pipelines page starts from flash attention; explicit is calc's own default, which
-    # calc's short form leaves out: the address bar must still say it
+    # calc's short form leaves out: the address bar must still say it. Back or Forward may
+    # also have the theme swap the page in anew (an entry its scroll tracking rewrote): each
+    # check waits for the page's panel to be ready again.
+    def settled(url_is):
+        page.wait_for_url(url_is)
+        page.wait_for_selector(READY, timeout=60_000)
+
     open_live(page, site_url + "pipelines/")
     page.fill("#calc-in-batch", "3")
     page.wait_for_url(lambda url: "batch=3" in url)
@@ -473,17 +479,17 @@ def test_back_and_forward_between_edits_follow_the_address_bar(page, site_url, e
     wait_for_table(page, "pp-per-gpu", {"batch": "3", "attention": "explicit"})
     edited = page.url
     page.go_back()
-    page.wait_for_url(lambda url: "attention" not in url and "batch=3" in url)
+    settled(lambda url: "attention" not in url and "batch=3" in url)
     expect(page.locator("#calc-in-attention")).to_have_value("flash")
     expect(page.locator("#calc-in-batch")).to_have_value("3")
     wait_for_table(page, "pp-per-gpu", {"batch": "3"})
     page.go_back()
-    page.wait_for_url(lambda url: "batch" not in url)
+    settled(lambda url: "batch" not in url)
     expect(page.locator("#calc-in-batch")).not_to_have_value("3")
     wait_for_table(page, "pp-per-gpu", {})
     page.go_forward()
     page.go_forward()
-    page.wait_for_url(edited)
+    settled(edited)
     expect(page.locator("#calc-in-attention")).to_have_value("explicit")
     expect(page.locator("#calc-in-batch")).to_have_value("3")
     wait_for_table(page, "pp-per-gpu", {"batch": "3", "attention": "explicit"})

@@ -2,9 +2,10 @@
 
 Field names are calc's vocabulary (the URL's query keys too). The panel is rendered at
 build time with the page's values and starts disabled; the widget script enables it once
-calc is running in the browser. The panel carries the field lists the browser needs (its
-own, `data-fields`; every one a link may set, `data-link-fields`), so no field name is
-written in JavaScript.
+calc is running in the browser. The panel carries the field lists (its own,
+`data-fields`, for tests and readers of the HTML; every one a link may set,
+`data-link-fields`, which the browser keeps and carries), so no field name is written in
+JavaScript; the browser reads its own fields from the form's controls.
 """
 
 from __future__ import annotations

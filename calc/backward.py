@@ -352,10 +352,13 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     sf, hsd = z.s * z.d_ff, z.h * z.s * z.d_h
     norm_readers = 2 if shape.norm == "rmsnorm" else 1
     copies = {name: f"copy-{name}" for name in weight_matrices(shape, z)} if z.cast else {}
+    casts = rope and z.table_casts > 0  # FSDP2's bf16 RoPE tables: kept by the block's RoPE (not its rows)
     if recompute:
         # the block's input, which the checkpoint keeps
         program.keep("norm1-input", z.per(z.s_l * z.d, z.n), holders=norm_readers)
     else:  # what the block saved, in the order of the forward pass
+        if casts:
+            program.keep("table-casts", Line(0, z.table_casts))
         _norm_saved(program, shape, "norm1")
         _shared_input(program, "qkv-input", ("v", "k", "q"))
         for key, (size, holders) in attention_rows.items():
@@ -372,6 +375,8 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     # the feed-forward branch
     branch = program.split(grad, "mid", cast=True)
     if recompute:
+        if casts:  # FSDP2's pre-forward casts the tables again for the rerun
+            w.make("table-casts", Line(0, z.table_casts))
         recomputation = BlockForward(w, z, shape, setup, program.saved_attention, copies, keep=True, cache=False)
         recomputation.recomputing = True
         recomputation.run(complete=False)
@@ -410,6 +415,8 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
     if rope:
         program.rope(grad_k, "k-pairs", z.h_kv)
         program.rope(grad_q, "q-pairs", z.h)
+        if casts:  # RoPE's nodes let go of the tables
+            w.drop("table-casts")
         grad_k, grad_q = program.buffers.take("k-pairs"), program.buffers.take("q-pairs")
     for name, grad_out, heads in (("v", grad_v, z.h_kv), ("k", grad_k, z.h_kv), ("q", grad_q, z.h)):
         # a gradient made contiguous as [B, h, s, d_h] (by P·V's and QKᵀ's backward for V and Q, by
@@ -425,6 +432,10 @@ def block_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes, attention_rows
                        cast_input=True)
     _norm(program, shape, "norm1", program.scattered(program.buffers.take("norm1-out"), input_grad), "in")
     return w
+
+
+LOSS_OPS = frozenset(("NLL's backward", "the cast's backward", "log-softmax's backward"))
+"""The ops of head_walk that are the loss's backward, before the logits' gradient is whole."""
 
 
 def head_walk(shape: ModelShape, setup: TrainingSetup, z: Sizes) -> Walk:

@@ -75,6 +75,7 @@ VIEWS = {
     "validation-fsdp2": lambda i, o: (c.distributed_grid(o.get("results") or {}, "validation-fsdp2"),),
     "validation-tp": lambda i, o: (c.tensor_parallel_grid(o.get("results") or {}),),
     "validation-pp": lambda i, o: (c.pipeline_grid(o.get("results") or {}),),
+    "validation-fsdp2-pp": lambda i, o: (c.pipeline_grid(o.get("results") or {}, "validation-fsdp2-pp"),),
 }
 OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
 """Options a page pins for a view (not reader inputs), with their allowed values."""
@@ -91,11 +92,12 @@ GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PAR
 """The inputs groups a panel shows only on pages with one of these views."""
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
 STATIC_VIEWS = {"validation", "validation-cuda", "validation-cuda-derived", "allocator-checks", "validation-distributed",
-                "validation-fsdp2", "validation-tp", "validation-pp"}
+                "validation-fsdp2", "validation-tp", "validation-pp", "validation-fsdp2-pp"}
 RESULTS_FILES = {"validation": "results.json", "validation-cuda": "results-cuda.json",
                  "validation-cuda-derived": "results-cuda-derived.json", "allocator-checks": "h200-step-snapshot.json",
                  "validation-distributed": "distributed.json", "validation-fsdp2": "distributed-fsdp2.json",
-                 "validation-tp": "distributed-tp.json", "validation-pp": "distributed-pp.json"}
+                 "validation-tp": "distributed-tp.json", "validation-pp": "distributed-pp.json",
+                 "validation-fsdp2-pp": "distributed-fsdp2-pp.json"}
 """The file in validation/ whose cases each static view shows (passed in as options["results"])."""
 """Views of committed data rather than of the inputs: not recomputed in the browser."""
 

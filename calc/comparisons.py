@@ -303,34 +303,45 @@ def tensor_parallel_grid(results: dict) -> Grid:
                        "(tests/engine/test_distributed.py).",))
 
 
-def pipeline_grid(results: dict) -> Grid:
+def pipeline_grid(results: dict, name: str = "validation-pp") -> Grid:
     """Each step measured on pipeline-parallel CPU processes (torch.distributed.pipelining,
-    one stage a rank) beside calc for that rank: its highest pass and the step's peak."""
+    one stage a rank; or, `name` "validation-fsdp2-pp", each stage sharded by FSDP2 over
+    replicas) beside calc for that rank: its highest pass and the step's peak."""
     shapes = {name: ModelShape(**cfg) for name, cfg in results.get("shapes", {}).items()}
     rows = []
     for c in results.get("steps", []):
+        replicas = c["ranks"] // c["pp"]
+        sharded = {"dp": replicas, "zero": 3 if c["reshard"] else 2} if replicas > 1 else {}
         setup = TrainingSetup(batch=c["batch"], dtype=c["dtype"], attention=c["attention"], checkpoint=c["checkpoint"],
                               device="cpu", optimizer_impl="fused", pp=c["pp"], microbatches=c["microbatches"],
-                              schedule=c["schedule"], framework=c["framework"])
+                              schedule=c["schedule"], framework=c["framework"], **sharded)
         shape = shapes[c["shape"]]
+        resharding = ([] if not sharded else ["reshard" if c["reshard"] else "kept"])
         for rank, measured in enumerate(c["phases"]):
-            ours = pass_bytes(shape, setup, rank)
+            stage, replica = divmod(rank, replicas)
+            ours = pass_bytes(shape, setup, stage)
             key = "-".join(["pp", c["shape"], f"b{c['batch']}", f"m{c['microbatches']}", c["schedule"], c["dtype"],
-                            c["attention"], c["checkpoint"], f"rank{rank}"])
+                            c["attention"], c["checkpoint"], *resharding, f"rank{rank}"])
             differing = sum(ours.get(phase) != value for phase, value in measured.items())
-            rows.append((key, [c["shape"], SCHEDULES[c["schedule"]], str(c["microbatches"]), f"stage {rank + 1}",
+            where = f"stage {stage + 1}" + (f", shard {replica + 1}" if sharded else "")
+            rows.append((key, [c["shape"], SCHEDULES[c["schedule"]] + (f", {resharding[0]}" if sharded else ""),
+                               str(c["microbatches"]), where,
                                grouped(max(ours.values()) - max(measured.values())), grouped(max(measured.values())),
                                grouped(max(ours.values())), f"{len(measured) - differing} of {len(measured)}",
                                str(c["batch"]), c["attention"], c["checkpoint"], c["dtype"]]))
-    return grid("validation-pp", f"Pipelines on {results.get('backend', '?')} CPU processes "
-                                 f"(torch.distributed.pipelining, one stage a rank), PyTorch {results.get('torch', '?')}, "
-                                 "rank by rank, against calc: bytes",
+    what = ("FSDP2 inside pipelines: each stage sharded over two ranks" if name == "validation-fsdp2-pp"
+            else "torch.distributed.pipelining, one stage a rank")
+    notes = ("Each pass is one micro-batch's forward (with its loss, on the last stage) or backward, and the "
+             "optimizer step; calc walks the stage's moments at every pass of its schedule "
+             "(tests/engine/test_distributed.py).",)
+    if name == "validation-fsdp2-pp":
+        notes += ("With FSDP2 the passes also include the reduce-scatter once every micro-batch is done. Reshard: "
+                  "reshard_after_forward=True (zero 3); kept: False (zero 2), which torchtitan sets with pipelines.",)
+    return grid(name, f"Pipelines on {results.get('backend', '?')} CPU processes ({what}), PyTorch "
+                      f"{results.get('torch', '?')}, rank by rank, against calc: bytes",
                 ["Shape", "Schedule", "Micro-batches", "Rank", "Peak: calc − measured", "Peak, measured", "Peak, calc",
                  "Passes equal", "B", "Attention", "Checkpoint", "dtype"], rows,
-                numeric_from=4, numeric_to=7,
-                notes=("Each pass is one micro-batch's forward (with its loss, on the last stage) or backward, and the "
-                       "optimizer step; calc walks the stage's moments at every pass of its schedule "
-                       "(tests/engine/test_distributed.py).",))
+                numeric_from=4, numeric_to=7, notes=notes)
 
 
 def _measured_options(shape: ModelShape) -> str:

@@ -53,22 +53,24 @@ from functools import lru_cache
 from math import prod
 
 from calc.activations.autograd import bf16_log_softmax
-from calc.backward import attention_rows, block_walk, embedding_walk, head_walk, walks_apply
+from calc.backward import LOSS_OPS, attention_rows, block_walk, embedding_walk, head_walk, walks_apply
 from calc.fixed import buffer_bytes, state_bytes
 from calc.forward import block_forward_walk
 from calc.layout.frameworks import (buffers, gathers_and_reduces, gradients_into_held, keeps_gathered_inputs,
                              keeps_whole_embedding_gradient, megatron_sequence_parallel, nccl_bytes,
                              gradients_into_buckets, reduces_into_copies, runs_dtensor, runs_torch_pipeline,
                              step_temporaries)
-from calc.layout.frameworks.fsdp2_buffers import buffers_by_moment, parameter_dtype_bytes, sharded_states
-from calc.layout.schedule import Pass, every_pass, fullest
+from calc.layout.frameworks.fsdp2_buffers import (REDUCE_BYTES, buffers_by_moment, input_casts,
+                                                  parameter_dtype_bytes, sharded_states)
+from calc.layout.frameworks.fsdp2_pipeline import pass_buffers, root_values, sharded_stage_states
+from calc.layout.schedule import Pass, every_pass, fullest, reduce_pass
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, held_states, remember, split_rows, stages
 from calc.lora import adapter_tensors, adapters_per_layer
 from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import SYMBOLS, Table, f, row
-from calc.walk import Line, highest_at, rises, sizes
+from calc.walk import Line, highest_at, rises, rises_where, sizes
 
 INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 
@@ -100,6 +102,7 @@ PART_SYMBOLS = {
            "scalar) and by every block's random-number state",
     "A_z": "saved at the embedding's backward: its own, and what the loss keeps once a step, held until backward ends",
     "A_b": "saved by one block", "A_h": "saved by the final norm, head and loss",
+    "A_hf": "saved before the loss, with the logits the head is making (FSDP2 in a pipeline)",
     "A_g": "saved before the first block's forward: the embedding's, what is kept once a step",
     "A_l": "saved by the blocks before the last one",
     "C_b": "one block's bf16 weight copies",
@@ -117,6 +120,8 @@ PART_SYMBOLS = {
     "E_h": "backward through the loss, LM head and final norm at its fullest, above what they saved: the "
            "gradients and temporaries alive at its highest op (walked op by op for the reference implementation; "
            "a stated upper bound for other code)",
+    "E_hl": "E_h's part in the loss's backward, before the logits' gradient is whole",
+    "E_hh": "E_h's part in the LM head's and final norm's backward",
     "E_b": "backward through a block at its fullest, above what the block saved: its gradients, its "
            "recomputed tensors under checkpointing, the temporaries of its highest op (walked op by op for the "
            "reference implementation; a stated upper bound for other code)",
@@ -127,6 +132,10 @@ PART_SYMBOLS = {
     "T_c": "ring attention's K and V chunks in flight (context parallelism): the next one arriving, in backward with "
            "its gradients",
     "X_s": "one residual-stream tensor: the input of the block FSDP2 gathers, or the gradient flowing into a block",
+    "X_g": "as FSDP2 casts a pipeline stage's first block's gradients: the gradient of its input and (but on the "
+           "first stage) the micro-batch's receive buffer, which its saved activations no longer count",
+    "X_r": "as FSDP2 casts a pipeline stage's root's gradients: on a stage but the first, the gradient of its input "
+           "and the micro-batch's receive buffer",
     **{symbol: f"FSDP2 {what}" for symbol, what in (
         ("F_g0", "copying the first block's parameters out: the root's gathered parameters and all-gather buffer, "
                  "the block's"),
@@ -159,10 +168,24 @@ PART_SYMBOLS = {
                 "block's reduce-scatter input, the blocks' gradient shards"),
         ("F_rr", "reduce-scattering the root's gradients: its unsharded gradients, its reduce-scatter input, the "
                  "blocks' gradient shards"),
+        ("F_hf", "in a pipeline, in the head's forward: the root's parameters, the last block's all-gather buffer "
+                 "(zero 2: every block's parameters), freed as the stage's forward ends, before the loss"),
+        ("F_hb", "in a pipeline, in the head's backward once the logits' gradient is whole: the root's parameters, "
+                 "the last block's gathered ahead (zero 2: every block's)"),
+        ("F_cb", "in a pipeline under the bf16 policy, at the first block's post-backward: every parameter "
+                 "gathered, the blocks' gradients cast to fp32 (the first micro-batch; later ones add theirs in)"),
+        ("F_cr", "in a pipeline under the bf16 policy, at the root's post-backward: every parameter gathered, "
+                 "the stage's gradients cast to fp32 (the first micro-batch; later ones add theirs in)"),
+        ("F_Rr", "in a pipeline, once every micro-batch is done, reduce-scattering the stage root's gradients: the "
+                 "blocks' gathered parameters and unsharded gradients, the root's input buffer (on the CPU, gloo's "
+                 "copy), its shards and last unsharded gradient"),
+        ("F_R1", "in a pipeline, reduce-scattering the first block's gradients: the later blocks' gathered parameters "
+                 "and unsharded gradients, the block's input buffer (on the CPU, gloo's copy), its shards and last "
+                 "unsharded gradient, the root's shards"),
     )},
 }
 FSDP2_PARTS = ("F_g0", "F_gL", "F_f", "F_e", "F_r", "F_h", "F_gb", "F_l", "F_rl", "F_rs", "F_gn", "F_1", "F_rf",
-               "F_rs1", "F_z", "F_rr", "F_rsr")
+               "F_rs1", "F_z", "F_rr", "F_rsr", "F_hf", "F_hb", "F_cb", "F_cr", "F_Rr", "F_R1")
 
 _INPUT_ROWS = {"reference": ("token-ids", "target-ids"), "scratch": ("token-ids", "target-ids"), "hf": ("token-ids",)}
 """Rows that are the loop's own input tensors (or views of them), counted in I instead."""
@@ -238,13 +261,26 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
     dp = tp = pp = 1. Under PyTorch's pipeline schedules, `at` is the pass of the
     stage's schedule (calc.layout.schedule) the moments are in, or None for the
     optimizer step after them all: what the pass finds alive is laid over the parts the
-    passes share (a handful of them a stage, the solver judging thousands of layouts)."""
+    passes share (a handful of them a stage, the solver judging thousands of layouts), with
+    FSDP2's gathered parameters and buffers at that pass (calc.layout.frameworks.fsdp2_pipeline)."""
     shared = _shared_parts(shape, setup, stage, _accumulating(setup, at), _copies_held(setup, at))
     if not runs_torch_pipeline(setup):
         return shared
     here = _stage(shape, setup, stage)
     loss = (2 if setup.dtype == "bf16-master" else 4) if here.head > 0 else 0
-    return shared | _torch_pipeline_parts(shape, setup, at, here, shared["A"], loss)
+    parts = shared | _torch_pipeline_parts(shape, setup, at, here, shared["A"], loss)
+    if gathers_and_reduces(setup):  # FSDP2 in the pipeline: what the pass finds gathered, the shards at the step
+        parts |= pass_buffers(shape, setup, here, at)
+        parts["E_h"] = parts["E_hl"]  # the head-backward moment's: the loss's, before FSDP2 gathers the root
+        if at is None:
+            parts["G"] = sharded_stage_states(shape, setup, here, 0)[1]
+        elif setup.dtype == "bf16-master":  # the root's new gradients stay bf16 until its post-backward
+            root = root_values(shape, here)
+            parts["G_h"] = 2 * here.head
+            # at the embedding's backward G holds the blocks' fp32 gradients and the root's new bf16 ones, and
+            # from the second micro-batch on the fp32 ones of every parameter beside those
+            parts["G"] += 2 * root if at.accumulated else -2 * root
+    return parts
 
 
 @lru_cache(maxsize=4096)
@@ -270,7 +306,13 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
         grad = 4
     reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
     fsdp2 = gathers_and_reduces(setup)
-    if fsdp2:  # FSDP2 pads each tensor, holds the root's gradients unsharded until backward ends
+    pipelined_fsdp2 = fsdp2 and torch_pipeline
+    if pipelined_fsdp2:  # no reduce-scatter until every micro-batch is done: the stage's gradients held whole
+        held_weights, _, held_optimizer = sharded_stage_states(shape, setup, here, kept)
+        grad = REDUCE_BYTES
+        held_grads = grad * here.parameters
+        fsdp2 = reduced = False  # gathered parameters and buffers: calc.layout.frameworks.fsdp2_pipeline, by pass
+    elif fsdp2:  # FSDP2 pads each tensor, holds the root's gradients unsharded until backward ends
         held_weights, held_grads, held_optimizer = sharded_states(shape, setup, kept)
         grad = parameter_dtype_bytes(setup)
     if has_embedding:  # DTensor's is V·d, not V/t·d
@@ -309,6 +351,7 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
         "I": B * s * INDEX_BYTES * (has_embedding + has_head) * (setup.microbatches if torch_pipeline else 1),
         "A": one_micro_batch + per_step + head_per_step,
+        "A_hf": one_micro_batch + per_step - (sums["log-probs"] - B * s * vocab * a if has_head else 0),
         "A_m": (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
         "A_p": 0, "A_o": 0, "B_q": 0,  # PyTorch's pipeline passes: _torch_pipeline_parts
         "C": 0 if copies_held else layers * cached + head_copy,
@@ -337,7 +380,9 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
            for symbol, lines in _rise_lines(shape, setup, here, accumulating, copies_held).items()},
         "T_o": optimizer_temporaries(shape, setup, here.parameters),
         **buffers(setup, here.parameters, here.block, weights, grad, held_grads),
-        "X_s": B * s * shape.d_model * stream if fsdp2 else 0,
+        "X_s": B * s * shape.d_model * stream if gathers_and_reduces(setup) else 0,
+        "X_g": B * s * shape.d_model * stream * (1 if has_embedding else 2) if pipelined_fsdp2 else 0,
+        "X_r": 0 if has_embedding or not pipelined_fsdp2 else 2 * B * s * shape.d_model * stream,
         "B_g": B * s * shape.d_model * stream if megatron_sequence_parallel(setup) else 0,
         **fsdp2_buffers,
     }
@@ -389,12 +434,15 @@ def _torch_pipeline_parts(shape: ModelShape, setup: TrainingSetup, at: Pass | No
     buffer = B * tokens * shape.d_model * stream
     # at the optimizer step the "first" stages' figure is their highest: a middle stage's, with both kinds of buffer
     first, last = (here.embedding > 0 and setup.pp == 2 if at is None else at.stage == 0), here.head > 0
-    in_flight = 0 if at is None else at.others + 1
+    in_flight = 0 if at is None or at.kind == "reduce" else at.others + 1
     output = B * s * ceil_div(shape.vocab, t) * setup.bytes_per_value if last else buffer
     if at is None:
         return {"B_q": (0 if first else m * buffer) + (0 if last else m * buffer), "A_m": 0, "A_p": 0, "A_o": 0, "K": 0,
                 "K_l": 0}
     backward = at.kind == "backward"
+    if at.kind == "reduce":  # the schedule has dropped its losses, but the last backward's `loss` and `output`
+        return {"B_q": (0 if first else m * buffer) + (0 if last else m * buffer), "A_m": 0,
+                "A_p": at.sent * buffer, "A_o": output if last else 0, "K": loss, "K_l": loss}
     return {"B_q": (0 if first else (m - in_flight) * buffer) + (0 if last else m * buffer),
             "A_m": at.others * (saved + output),
             "A_p": (output if backward else 0) + at.sent * buffer,
@@ -402,8 +450,9 @@ def _torch_pipeline_parts(shape: ModelShape, setup: TrainingSetup, at: Pass | No
             "K": loss * (at.losses + backward), "K_l": loss * (at.losses + 1)}
 
 
-WALKED = ("E_f", "E_h", "E_b", "T_e")
-"""The parts that rise and fall inside a part of the step, walked op by op (calc.walk)."""
+WALKED = ("E_f", "E_h", "E_b", "T_e", "E_hl", "E_hh")
+"""The parts that rise and fall inside a part of the step, walked op by op (calc.walk); E_hl
+and E_hh are E_h's loss and head parts, apart where FSDP2 gathers between them."""
 
 
 def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulating: bool | None = None,
@@ -419,13 +468,16 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     from earlier ones are shards, G_a), so its walks never accumulate."""
     if accumulating is None:
         accumulating = gradients_into_held(setup)
-    accumulating = accumulating and not gathers_and_reduces(setup)
+    # FSDP2's new gradients are fresh in every backward but in a pipeline without its bf16 policy (which
+    # casts them into fp32 ones held apart: calc.layout.frameworks.fsdp2_pipeline)
+    accumulating = accumulating and not (gathers_and_reduces(setup) and (not runs_torch_pipeline(setup)
+                                                                          or setup.dtype == "bf16-master"))
     reduced = _reduced_as_made(setup)
     grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
            reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
-           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets)
+           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, gathers_and_reduces(setup))
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -437,6 +489,11 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
             trains = ((adapters_per_layer(shape, setup),) * 2 + (0, 0) if setup.finetune == "lora"
                       else (here.block, here.block_matrices, here.head, here.head_matrix))  # what has gradients
             lines |= _bound_lines(shape, setup.replace(batch=1), accumulating, here.head > 0, *trains)
+        if "E_h" in walks:  # the loss's backward, then the head's and final norm's
+            lines["E_hl"] = rises_where(walks["E_h"], LOSS_OPS.__contains__)
+            lines["E_hh"] = rises_where(walks["E_h"], lambda at: at not in LOSS_OPS)
+        elif "E_h" in lines:
+            lines["E_hl"] = lines["E_hh"] = lines["E_h"]
         if "T_e" in lines:  # G (FSDP2: F_z) counts the gradients the embeddings' backward makes, when fresh
             embedding = here.embedding + (whole_embedding_excess(shape, setup) if here.embedding else 0)
             made = Line(0, embedding * grad if not accumulating or reduced else 0)
@@ -498,13 +555,14 @@ def _walks(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulating: b
                              tied=shape.tied and setup.pp == 1 and not reduced,
                              reduce_copies=reduces_into_copies(setup), gathers=keeps_gathered_inputs(setup),
                              whole_embedding=keeps_whole_embedding_gradient(setup), loss_parallel=runs_dtensor(setup),
-                             megatron_sp=megatron_sequence_parallel(setup))
+                             megatron_sp=megatron_sequence_parallel(setup),
+                             table_casts=input_casts(shape, setup) if gathers_and_reduces(setup) else 0)
 
 
 @lru_cache(maxsize=512)
 def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, has_embedding: bool,
                       gradient_held: bool, copies_held: bool, accumulating: bool, tied: bool, reduce_copies: bool, gathers: bool,
-                      whole_embedding: bool, loss_parallel: bool, megatron_sp: bool) -> dict:
+                      whole_embedding: bool, loss_parallel: bool, megatron_sp: bool, table_casts: int = 0) -> dict:
     """The embeddings' backward for any implementation; a block's forward and backward and
     the head's backward for the reference implementation. With `gradient_held` (a stage of
     PyTorch's pipeline before the last) the last block's output gradient is the schedule's
@@ -512,7 +570,7 @@ def _walks_remembered(shape: ModelShape, setup: TrainingSetup, has_head: bool, h
     higher of the two walks (a bound for those stages)."""
     z = sizes(shape, setup, accumulating=accumulating, reduce_copies=reduce_copies, gathers=gathers,
               loss_parallel=loss_parallel, megatron_sp=megatron_sp, gradient_held=gradient_held,
-              copies_held=copies_held)
+              copies_held=copies_held, table_casts=table_casts)
     walks = {}
     if has_embedding:
         walks["T_e"] = embedding_walk(shape, setup, z, tied=tied, rows=shape.vocab if whole_embedding else z.vocab)
@@ -647,14 +705,45 @@ they gather or reduce outweighs what the step computes: each holds the activatio
 around it."""
 
 
+FSDP2_PIPELINE_MOMENTS = (
+    Moment("fsdp2-gather-first", "FSDP2 copies the first block's parameters out",
+           (*_HELD, ("G_a",), ("A_g",), ("A_m",), ("A_p",), ("A_o",), ("C_a",), ("X_s",), ("K",), ("F_g0",))),
+    Moment("fsdp2-gather-last", "FSDP2 copies the last block's parameters out",
+           (*_HELD, ("G_a",), ("A_f",), ("A_m",), ("A_p",), ("A_o",), ("C_a",), ("X_s",), ("K",), ("F_gL",))),
+    Moment("fsdp2-head-forward", "The head's forward, before the stage's forward ends and FSDP2 frees its buffer",
+           (*_HELD, ("G_a",), ("A_hf",), ("A_m",), ("A_p",), ("A_o",), ("C_a",), ("K",), ("F_hf",))),
+    Moment("fsdp2-regather-root", "FSDP2 gathers the root again as backward starts",
+           (*_HELD, ("G_a",), ("A",), ("A_m",), ("A_p",), ("C_a",), ("K",), ("F_r",))),
+    Moment("fsdp2-head-backward", "Backward through the LM head and final norm, the root gathered again",
+           (*_HELD, ("A",), ("A_m",), ("A_p",), ("C_a",), ("C_g",), ("K",), ("G_a",), ("E_hh",), ("F_hb",))),
+    Moment("fsdp2-gather-backward", "FSDP2 copies the last block's parameters out for backward",
+           (*_HELD, ("G_a",), ("A_e",), ("L_s", "A_b"), ("A_m",), ("A_p",), ("C_a",), ("K",), ("G_h",), ("X_s",),
+            ("F_gb",))),
+    Moment("fsdp2-cast-first", "FSDP2 casts the first block's new bf16 gradients into the fp32 ones it holds",
+           (*_HELD, ("G_a",), ("A_z",), ("A_m",), ("A_p",), ("C_a",), ("K",), ("G_h",), ("X_g",), ("F_cb",))),
+    Moment("fsdp2-cast-root", "FSDP2 casts the root's new bf16 gradients into the fp32 ones it holds",
+           (*_HELD, ("G_a",), ("A_z",), ("A_m",), ("A_p",), ("C_a",), ("K",), ("X_r",), ("F_cr",))),
+    Moment("fsdp2-reduce-stage-root", "FSDP2 reduce-scatters the stage root's gradients, every micro-batch done",
+           (*_HELD, ("A_p",), ("A_o",), ("K",), ("F_Rr",))),
+    Moment("fsdp2-reduce-stage-first", "FSDP2 reduce-scatters the first block's gradients, every micro-batch done",
+           (*_HELD, ("A_p",), ("A_o",), ("K",), ("F_R1",))),
+)
+"""FSDP2's moments inside PyTorch's pipeline schedules (calc.layout.frameworks.fsdp2_pipeline):
+gathering in a pass's forward or backward, with the micro-batches in flight; reduce-scattering
+once every micro-batch is done (`perform_reduce_grad`)."""
+REDUCE_MOMENTS = ("fsdp2-reduce-stage-root", "fsdp2-reduce-stage-first")
+"""The moments of a pipeline stage's reduce-scatter, after its passes."""
+
+
 def moments_for(setup: TrainingSetup) -> tuple[Moment, ...]:
     """The moments walked for the setup: FSDP2's own beside the step's, where it runs;
     inside DTensor's vocabulary-parallel log-softmax under its tensor parallelism."""
-    return (MOMENTS + (FSDP2_MOMENTS if gathers_and_reduces(setup) else ())
-            + (LOSS_PARALLEL_MOMENTS if runs_dtensor(setup) else ()))
+    fsdp2 = (FSDP2_PIPELINE_MOMENTS if runs_torch_pipeline(setup) else FSDP2_MOMENTS) if gathers_and_reduces(setup) else ()
+    return MOMENTS + fsdp2 + (LOSS_PARALLEL_MOMENTS if runs_dtensor(setup) else ())
 
 
-FORWARD_MOMENTS = ("block-forward", "forward-end", "log-softmax-inside")
+FORWARD_MOMENTS = ("block-forward", "forward-end", "log-softmax-inside", "fsdp2-gather-first", "fsdp2-gather-last",
+                   "fsdp2-head-forward")
 """The moments inside a micro-batch's forward pass (with its loss); the others but the
 optimizer step's are inside its backward pass."""
 
@@ -669,10 +758,12 @@ def _runs(setup: TrainingSetup, stage: str) -> tuple[tuple[Pass | None, tuple[Mo
     if not runs_torch_pipeline(setup):
         return ((None, moments),)
     forward = tuple(m for m in moments if m.key in FORWARD_MOMENTS)
-    backward = tuple(m for m in moments if m.key not in FORWARD_MOMENTS and m.key != "optimizer-step")
+    backward = tuple(m for m in moments if m.key not in (*FORWARD_MOMENTS, *REDUCE_MOMENTS, "optimizer-step"))
+    reduce = tuple(m for m in moments if m.key in REDUCE_MOMENTS)
     indices = range(min(2, setup.pp - 1)) if stage == "first" else (setup.pp - 1,)
     return (*((at, forward if at.kind == "forward" else backward)
               for here in indices for at in fullest(here, setup.pp, setup.microbatches, setup.schedule)),
+            *((reduce_pass(here, setup.pp, setup.microbatches, setup.schedule), reduce) for here in indices if reduce),
             (None, tuple(m for m in moments if m.key == "optimizer-step")))
 
 
@@ -704,8 +795,12 @@ def pass_bytes(shape: ModelShape, setup: TrainingSetup, here: int) -> dict[str, 
     for at in every_pass(here, setup.pp, setup.microbatches, setup.schedule):
         values = _parts(shape, setup, stage, at) | layers
         out[f"{at.kind}-{at.microbatch}"] = max(_formula_bytes(m, values) for m in moments
-                                                if m.key != "optimizer-step"
+                                                if m.key not in ("optimizer-step", *REDUCE_MOMENTS)
                                                 and (m.key in FORWARD_MOMENTS) == (at.kind == "forward"))
+    reduce = [m for m in moments if m.key in REDUCE_MOMENTS]
+    if reduce:
+        values = _parts(shape, setup, stage, reduce_pass(here, setup.pp, setup.microbatches, setup.schedule)) | layers
+        out["reduce"] = max(_formula_bytes(m, values) for m in reduce)
     out["optimizer"] = _formula_bytes(moments[-1] if moments[-1].key == "optimizer-step" else next(
         m for m in moments if m.key == "optimizer-step"), _parts(shape, setup, stage) | layers)
     return out

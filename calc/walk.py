@@ -130,12 +130,16 @@ class Walk:
 
     def most(self) -> tuple[Line, ...]:
         """The points, leaving out each that another is at least as high as for every batch."""
-        points = sorted(set(self.points), key=lambda p: (p.per_sequence, p.constant), reverse=True)
-        kept: list[Line] = []
-        for p in points:
-            if not any(q.per_sequence >= p.per_sequence and q.constant >= p.constant for q in kept):
-                kept.append(p)
-        return tuple(kept)
+        return _undominated(self.points)
+
+
+def _undominated(points) -> tuple[Line, ...]:
+    """Of `points`, those no other is at least as high as for every batch."""
+    kept: list[Line] = []
+    for p in sorted(set(points), key=lambda p: (p.per_sequence, p.constant), reverse=True):
+        if not any(q.per_sequence >= p.per_sequence and q.constant >= p.constant for q in kept):
+            kept.append(p)
+    return tuple(kept)
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,7 @@ class Sizes:
     copies_held: bool = False  # autocast's cache holds every bf16 weight copy outside the walk, made before it
     s_l: int = 0  # the residual stream's tokens on this GPU: s, or s/t under either sequence parallelism
     loss_parallel: bool = False  # DTensor's vocabulary-parallel loss: NLL's backward makes log-softmax's gradient
+    table_casts: int = 0  # bytes of FSDP2's bf16 casts of the block's RoPE tables, which RoPE keeps
 
     def per(self, values: int, size: int) -> Line:
         """`values` per sequence of `size` bytes each."""
@@ -182,7 +187,7 @@ class Sizes:
 
 def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_copies: bool = False,
           gathers: bool = False, loss_parallel: bool = False, megatron_sp: bool = False,
-          gradient_held: bool = False, copies_held: bool = False) -> Sizes:
+          gradient_held: bool = False, copies_held: bool = False, table_casts: int = 0) -> Sizes:
     """One GPU's sizes: its tensor-parallel share of the heads, the feed-forward width and
     the vocabulary, its context-parallel share of the tokens; `reduce_copies`:
     calc.layout.frameworks.reduces_into_copies; `gathers`: calc.layout.frameworks.keeps_gathered_inputs
@@ -190,7 +195,9 @@ def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_co
     `gradient_held`: the gradient of a block's output arrives in memory held outside the
     walk (PyTorch's pipeline receive buffer, on a stage before the last); `copies_held`:
     autocast's cache made every bf16 weight copy before the walk and keeps them past it
-    (autocast around a pipeline's whole step, from its second pass on)."""
+    (autocast around a pipeline's whole step, from its second pass on); `table_casts`: the
+    bytes of FSDP2's bf16 casts of a block's RoPE tables (calc.layout.frameworks.fsdp2_buffers.input_casts),
+    which the block keeps (made again as a checkpointed block reruns) until RoPE's backward."""
     t = setup.tp
     s = -(-shape.context // setup.cp)
     return Sizes(s=s, s_l=-(-s // t) if gathers or megatron_sp else s, gathers=gathers, megatron_sp=megatron_sp,
@@ -199,7 +206,7 @@ def sizes(shape: ModelShape, setup: TrainingSetup, accumulating: bool, reduce_co
                   a=setup.bytes_per_value, n=2 if setup.dtype == "bf16-master" else FP32,
                   stats=layer_norm_stats_bytes(setup), cast=setup.dtype == "bf16",
                   batched=setup.batch > 1, accumulating=accumulating, reduce_copies=reduce_copies,
-                  gradient_held=gradient_held, copies_held=copies_held)
+                  gradient_held=gradient_held, copies_held=copies_held, table_casts=table_casts)
 
 
 def weight_matrices(shape: ModelShape, z: Sizes) -> dict[str, int]:
@@ -240,6 +247,13 @@ def tensors_above_at(walk: Walk, batch: int) -> tuple[int, ...]:
 def _highest(walk: Walk, batch: int) -> int:
     heights = [point.at(batch) for point in walk.points]
     return heights.index(max(heights))
+
+
+def rises_where(walk: Walk, keep) -> tuple[Line, ...]:
+    """How far above what the part saved the walk rises at its highest points among those
+    whose op `keep` (a predicate on the op's name, Walk.at) accepts; (Line(0),) if none."""
+    kept = _undominated(point for point, at in zip(walk.points, walk.where) if keep(at))
+    return tuple(point - walk.baseline for point in kept) or (ZERO,)
 
 
 def rises(walk: Walk) -> tuple[Line, ...]:

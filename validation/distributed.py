@@ -6,6 +6,7 @@ as PyTorch's data and tensor parallelism run it, phase by phase, for calc's per-
     python -m validation.distributed --fsdp2   # write distributed-fsdp2.json (about three minutes)
     python -m validation.distributed --tp      # write distributed-tp.json (about three minutes)
     python -m validation.distributed --pp      # write distributed-pp.json (about two minutes)
+    python -m validation.distributed --fsdp2-pp  # write distributed-fsdp2-pp.json (about six minutes)
 
 Each rank runs the reference model (validation/reference_model.py) at a small shape, under
 
@@ -25,7 +26,10 @@ Each rank runs the reference model (validation/reference_model.py) at a small sh
   GPipe schedule over micro-batches, the loss made on the last stage by the schedule's
   loss_fn, no outputs returned (return_outputs=False, as torchtitan steps it); the first
   rank reads the token ids, the last the targets. Each rank records each forward and
-  backward of a micro-batch as a phase ("forward-0", "backward-0", ...).
+  backward of a micro-batch as a phase ("forward-0", "backward-0", ...); or
+- both (--fsdp2-pp): four ranks, two pipeline stages, each stage's module wrapped by FSDP2
+  (as above) over its two ranks, as torchtitan runs them; the schedule's reduce-scatter
+  once every micro-batch is done (`perform_reduce_grad`) is a phase of its own ("reduce").
 
 Micro-batches (the loop as validation/timeline.py writes it: the same tokens, the loss not
 divided) share their phases: a phase's figure is its most over all of them.
@@ -76,6 +80,7 @@ RESULTS = Path(__file__).with_name("distributed.json")
 FSDP2_RESULTS = Path(__file__).with_name("distributed-fsdp2.json")
 TP_RESULTS = Path(__file__).with_name("distributed-tp.json")
 PP_RESULTS = Path(__file__).with_name("distributed-pp.json")
+FSDP2_PP_RESULTS = Path(__file__).with_name("distributed-fsdp2-pp.json")
 RANKS = 2
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -290,18 +295,33 @@ def _pipeline_phases(rank: int, case: dict) -> dict[str, int]:
     cfg = SMALL_SHAPES[case["shape"]]
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["dtype"] == "bf16")
     stages, microbatches = case["pp"], case["microbatches"]
-    first, last = rank == 0, rank == stages - 1
+    replicas = case["ranks"] // stages  # FSDP2 shards each stage over its replicas
+    stage, replica = divmod(rank, replicas)
+    first, last = stage == 0, stage == stages - 1
+    # the meshes are made before the timeline starts (a mesh holds a tensor of its ranks)
+    mesh = init_device_mesh("cpu", (stages, replicas), mesh_dim_names=("pp", "dp")) if replicas > 1 else None
+    dp_mesh, pp_group = (None, None) if mesh is None else (mesh["dp"], mesh["pp"].get_group())
     mode = LiveBytes()
-    with mode:
+    with mode, mode.observing_resizes():
         torch.manual_seed(0)
-        module = pipeline.StageModule(Transformer(cfg), rank, stages, case["attention"], case["checkpoint"])
-        schedule = pipeline.schedule(module, rank, stages, microbatches, case["schedule"])
+        module = pipeline.StageModule(Transformer(cfg), stage, stages, case["attention"], case["checkpoint"])
+        if mesh is not None:
+            _wrap(module, case, dp_mesh)
+        schedule = pipeline.schedule(module, stage, stages, microbatches, case["schedule"], group=pp_group)
         optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, fused=True)
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator().manual_seed(replica)
         size = (case["batch"] * microbatches, cfg["context"])
         ids = torch.randint(0, cfg["vocab"], size, generator=generator) if first else None
         targets = torch.randint(0, cfg["vocab"], size, generator=generator) if last else None
         _phase_each_chunk(schedule._stage, mode)
+        reduce_grad = schedule._stage.perform_reduce_grad
+
+        def perform_reduce_grad(*args, **kwargs):
+            mode.enter("reduce")
+            return reduce_grad(*args, **kwargs)
+
+        if mesh is not None:  # FSDP2 reduce-scatters the accumulated gradients here
+            schedule._stage.perform_reduce_grad = perform_reduce_grad
 
         def step():
             with autocast:
@@ -376,6 +396,9 @@ def cases(framework: str = "ddp"):
     if framework == "fsdp2":
         yield from _fsdp2_cases()
         return
+    if framework == "fsdp2-pp":
+        yield from _fsdp2_pipeline_cases()
+        return
     if framework == "pp":
         for shape, batch, microbatches, dtype, (attention, checkpoint), kind in itertools.product(
                 ("small-cs336", "small-gqa"), (1, 3), (2, 4), ("fp32",), (("explicit", "none"), ("flash", "block")),
@@ -406,6 +429,17 @@ def _fsdp2_cases():
                "attention": attention, "checkpoint": checkpoint, "reshard": reshard, **accumulated}
 
 
+def _fsdp2_pipeline_cases():
+    """Four ranks: two pipeline stages, each sharded by FSDP2 over two replicas (torchtitan's
+    FSDP2 inside a pipeline)."""
+    for (shape, batch), dtype, reshard, (kind, microbatches, attention, checkpoint) in itertools.product(
+            (("small-cs336", 1), ("small-gqa", 3)), ("fp32", "bf16-master"), (True, False),
+            (("1f1b", 4, "explicit", "none"), ("gpipe", 2, "flash", "block"))):
+        yield {"framework": "fsdp2", "ranks": 2 * RANKS, "pp": RANKS, "microbatches": microbatches, "schedule": kind,
+               "shape": shape, "batch": batch, "dtype": dtype, "attention": attention, "checkpoint": checkpoint,
+               "reshard": reshard}
+
+
 def run(framework: str = "ddp", log=sys.stderr) -> dict:
     steps = []
     for case in cases(framework):
@@ -424,7 +458,11 @@ def main(argv=None) -> int:
                                                           "distributed-tp.json")
     parser.add_argument("--pp", action="store_true", help="measure torch.distributed.pipelining instead: write "
                                                           "distributed-pp.json")
+    parser.add_argument("--fsdp2-pp", action="store_true", help="measure FSDP2 inside pipelines instead (four "
+                                                                "ranks): write distributed-fsdp2-pp.json")
     args = parser.parse_args(argv)
+    if args.fsdp2_pp:
+        return write_or_check(FSDP2_PP_RESULTS, run("fsdp2-pp"), "validation.distributed", args.check)
     if args.pp:
         return write_or_check(PP_RESULTS, run("pp"), "validation.distributed", args.check)
     if args.tp:

@@ -33,7 +33,9 @@ class Pass:
     micro-batches' outputs and input gradients still referenced by the schedule's send
     handles (waited, not yet dropped); `previous_output`, whether the schedule's `output`
     still references a finished micro-batch's output while this forward runs; `stage`, the
-    stage's index (0 first)."""
+    stage's index (0 first); `after_backward`, whether the stage's pass before this one in
+    the step was a backward (FSDP2 then finds every parameter gathered:
+    calc.layout.frameworks.fsdp2_pipeline)."""
 
     kind: str  # "forward" or "backward"
     microbatch: int
@@ -43,6 +45,7 @@ class Pass:
     sent: int = 0
     previous_output: bool = False
     stage: int = 0
+    after_backward: bool = False
 
 
 @lru_cache(maxsize=1024)
@@ -58,15 +61,15 @@ def passes(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[P
     m = microbatches
     out = []
 
-    def add(kind, j, others, accumulated, losses, sent, previous=False):
-        out.append(Pass(kind, j, others, accumulated, losses if last else 0, sent, previous, stage))
+    def add(kind, j, others, accumulated, losses, sent, previous=False, after_backward=False):
+        out.append(Pass(kind, j, others, accumulated, losses if last else 0, sent, previous, stage, after_backward))
 
     if schedule == "gpipe":
         held = (not last) + (not first)  # each finished micro-batch's output and input gradient
         for j in _within({0, 1, m - 1}, 0, m):
             add("forward", j, j, False, j, 0)
         for j in _within({0, 1, m - 1}, 0, m):
-            add("backward", j, m - j - 1, j > 0, m - 1, j * held)
+            add("backward", j, m - j - 1, j > 0, m - 1, j * held, after_backward=j > 0)
         return tuple(out)
     w = min(m, stages - stage)
     for j in _within({0, 1, w - 1}, 0, w):
@@ -78,10 +81,10 @@ def passes(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[P
 
     for b in _within({0, 1, w - 2, w - 1, w, steady - 1}, 0, steady):
         add("backward", b, w - 1, b > 0, b + w - 1, warmup_send(b) + int(not first and b >= 1))
-        add("forward", b + w, w - 1, True, b + w, warmup_send(b + 1) + int(not first), w == 1)
+        add("forward", b + w, w - 1, True, b + w, warmup_send(b + 1) + int(not first), w == 1, True)
     add("backward", steady, w - 1, steady > 0, m - 1, warmup_send(steady) + int(not first and steady >= 1))
     for b in _within({steady + 1, m - 1}, steady + 1, m):
-        add("backward", b, m - b - 1, True, m - 1, int(not first))
+        add("backward", b, m - b - 1, True, m - 1, int(not first), after_backward=True)
     return tuple(out)
 
 
@@ -95,7 +98,7 @@ def fullest(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[
     run = passes(stage, stages, microbatches, schedule)
 
     def kind(p: Pass) -> tuple:
-        return p.kind, p.accumulated, p.previous_output, p.microbatch > 0
+        return p.kind, p.accumulated, p.previous_output, p.microbatch > 0, p.after_backward
 
     def outdone(p: Pass) -> bool:
         return any(q != p and kind(q) == kind(p) and (q.others, q.sent, q.losses) != (p.others, p.sent, p.losses)
@@ -112,16 +115,30 @@ def _within(numbers: set, start: int, stop: int) -> list:
     return sorted(n for n in numbers if start <= n < stop)
 
 
+@lru_cache(maxsize=1024)
 def every_pass(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[Pass, ...]:
     """Every pass of stage `stage` (0 first) of `stages`, in the order it runs them,
     simulated: what the schedule's code references at each (one per micro-batch and
     direction: the validation compares each with a measurement)."""
+    return tuple(_simulated(stage, stages, microbatches, schedule).passes[:-1])
+
+
+@lru_cache(maxsize=1024)
+def reduce_pass(stage: int, stages: int, microbatches: int, schedule: str) -> Pass:
+    """What the stage holds once its last backward is done, as the schedule reduces the
+    gradients (`perform_reduce_grad`), as a pass of kind "reduce"."""
+    return _simulated(stage, stages, microbatches, schedule).passes[-1]
+
+
+@lru_cache(maxsize=1024)
+def _simulated(stage: int, stages: int, microbatches: int, schedule: str) -> _Run:
     run = _Run(stage, stage == stages - 1)
     if schedule == "gpipe":
         _gpipe(run, microbatches)
     else:
         _one_f_one_b(run, min(microbatches, stages - stage), microbatches)
-    return tuple(run.passes)
+    run._record("reduce", microbatches, 0)
+    return run
 
 
 class _Run:
@@ -135,6 +152,7 @@ class _Run:
         self.passes: list[Pass] = []
         self.handles: dict[str, list] = {}
         self.output_of: int | None = None  # the micro-batch whose output the schedule's `output` references
+        self.backward_last = False  # whether the pass before was a backward
 
     def forward(self, j: int) -> None:
         self._record("forward", j, self.forwarded - self.backwarded)
@@ -158,7 +176,8 @@ class _Run:
         previous = kind == "forward" and self.output_of is not None and self.output_of < self.backwarded
         self.passes.append(Pass(kind, j, others, self.backwarded > 0,
                                 self.forwarded - (kind == "backward") if self.last else 0, sent, previous,
-                                self.stage))
+                                self.stage, self.backward_last))
+        self.backward_last = kind == "backward"
 
 
 def _gpipe(run: _Run, m: int) -> None:

@@ -239,6 +239,10 @@ class _Judge:
         accumulating = [m for m in counts if m > 1]
         if pp > 1:
             for m in reversed(counts):
+                try:  # a layout its framework does not run (FSDP2 unsharded over replicas, say) does not fit
+                    check_framework(make(m))
+                except FieldError:
+                    continue
                 if peak_floor(self.shape, make(m)) > self.budget:
                     return None  # its floor holds a micro-batch's activations: fewer, larger ones only raise it
                 if self.fits(make(m)):

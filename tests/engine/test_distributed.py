@@ -252,3 +252,48 @@ def test_gpipe_s_first_stage_holds_every_micro_batch_at_the_first_backward():
     gpipe, one_f_one_b = first_stage("gpipe"), first_stage("1f1b")
     one_micro_batch = gpipe["forward-1"] - gpipe["forward-0"]
     assert gpipe["backward-0"] - one_f_one_b["backward-0"] == 2 * one_micro_batch
+
+
+FSDP2_PP = json.loads((Path(__file__).resolve().parents[2] / "validation" / "distributed-fsdp2-pp.json").read_text())
+
+
+def fsdp2_pp_id(step) -> str:
+    return (f"{step['shape']}-B{step['batch']}-m{step['microbatches']}-{step['schedule']}-{step['dtype']}-"
+            f"{step['attention']}-{step['checkpoint']}-{'reshard' if step['reshard'] else 'keep'}")
+
+
+def fsdp2_pp_setup(step) -> TrainingSetup:
+    return pp_setup(step).replace(dp=step["ranks"] // step["pp"], zero=3 if step["reshard"] else 2)
+
+
+@pytest.mark.parametrize("step", FSDP2_PP["steps"], ids=fsdp2_pp_id)
+def test_every_rank_of_fsdp2_inside_a_pipeline_equals_calc_s_passes_to_the_byte(step):
+    # ranks 0 and 1 run the first stage, each a shard of it; ranks 2 and 3 the last: each
+    # micro-batch's forward and backward, the reduce-scatter once all are done, the optimizer
+    replicas = step["ranks"] // step["pp"]
+    for rank, measured in enumerate(step["phases"]):
+        assert pass_bytes(SHAPES[step["shape"]], fsdp2_pp_setup(step), rank // replicas) == measured
+
+
+@pytest.mark.parametrize("step", FSDP2_PP["steps"], ids=fsdp2_pp_id)
+def test_fsdp2_inside_a_pipeline_peaks_at_its_fullest_rank(step):
+    shape, setup = SHAPES[step["shape"]], fsdp2_pp_setup(step)
+    assert tensor_peak_bytes(shape, setup) == max(max(rank.values()) for rank in step["phases"])
+
+
+def test_fsdp2_keeps_a_pipeline_stage_gathered_where_the_plain_pipeline_holds_whole_states():
+    # small-cs336, one sequence a micro-batch, four micro-batches under 1F1B, fp32, no
+    # resharding after forward (zero 2): once the step's first forward has gathered them, a
+    # stage's parameters stay gathered until every micro-batch is done, and its gradients
+    # unsharded, as in the pipeline without FSDP2. Each pass after the first then holds what
+    # the plain pipeline's does, but its parameters' 4 bytes and Adam's 8 a value are shards
+    # over the 2 replicas beside the gathered fp32 parameters: 4/2 + 8/2 + 4 = 10 bytes a
+    # value where the plain stage holds 12 (the first stage: the embedding, 64 · 32 values,
+    # and one block, 8,768)
+    def phases(steps, **fields):
+        return next(s for s in steps if all(s.get(k) == v for k, v in fields.items()))["phases"]
+    case = dict(shape="small-cs336", batch=1, microbatches=4, schedule="1f1b", dtype="fp32", attention="explicit")
+    plain, sharded = phases(PP["steps"], **case)[0], phases(FSDP2_PP["steps"], reshard=False, **case)[0]
+    stage_values = 64 * 32 + 8_768
+    for phase in ("forward-1", "backward-0", "forward-2", "backward-1", "backward-3"):
+        assert sharded[phase] - plain[phase] == (10 - 12) * stage_values

@@ -132,7 +132,7 @@ def test_fsdp2_holds_16_bytes_a_parameter_over_the_ranks_also_under_its_bf16_pol
     (dict(zero=1, dp=2), "zero"),
     (dict(zero=3, dp=2, dtype="bf16"), "dtype"),
     (dict(zero=3, dp=2, tp=2), "framework"),
-    (dict(zero=3, dp=2, pp=2, microbatches=2), "pp"),
+    (dict(zero=3, dp=2, pp=2, microbatches=2, virtual_stages=2), "virtual_stages"),
 ])
 def test_what_calc_does_not_model_of_fsdp2_is_a_field_error(fields, field):
     with pytest.raises(FieldError) as error:
@@ -152,14 +152,15 @@ def test_megatron_s_sequence_parallelism_gathers_into_one_buffer_kept_all_run():
     assert buffer_parts(shape, layout.replace(framework="megatron", sp=False))["B_g"] == 0
 
 
-def test_the_solver_answers_a_reader_who_runs_fsdp2_with_its_sharding():
+def test_the_solver_answers_a_reader_who_runs_fsdp2_with_a_layout_it_runs():
     # FSDP2 refuses ZeRO stage 0 over many replicas: the solver skips those layouts and
-    # answers with a sharded one that fits, not with the refusal
+    # answers with one FSDP2 runs that fits (sharded, or one replica: a pipeline of two
+    # stages here, on 2 GPUs where sharding alone needs 4), not with the refusal
     from calc.fit import peak_bytes
     from calc.layout.solver import search
     inputs = parse_inputs({"preset": "llama-3-8b", "implementation": "reference", "context": "4096", "batch": "8",
                            "dtype": "bf16-master", "checkpoint": "block", "attention": "flash", "gpu": "h100-80gb",
                            "framework": "fsdp2"})
     answer = search(inputs.shape, inputs.setup, inputs.budget, inputs.question).layouts[0]
-    assert answer.setup.framework == "fsdp2" and answer.setup.zero >= 2 and answer.setup.dp > 1
+    assert answer.setup.framework == "fsdp2" and (answer.setup.zero >= 2 or answer.setup.dp == 1)
     assert peak_bytes(inputs.shape, answer.setup) <= inputs.budget

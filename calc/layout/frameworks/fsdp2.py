@@ -5,7 +5,9 @@ master weights, the gradients reduced in fp32) and, through the step, the gather
 parameters, all-gather buffers and reduce-scatter inputs of the groups at work
 (calc.layout.frameworks.fsdp2_buffers). Tensor parallelism beside it would be PyTorch's
 DTensor. Measured on CPU processes rank by rank (validation/distributed.py --fsdp2), to
-the byte, with one micro-batch a step or gradients accumulated over several.
+the byte, with one micro-batch a step or gradients accumulated over several; inside
+PyTorch's pipeline schedules (calc.layout.frameworks.fsdp2_pipeline) on four
+(validation/distributed.py --fsdp2-pp).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 from calc.errors import FieldError
 
 LABEL = "PyTorch FSDP2"
-PROVENANCE = ("FSDP2's shards and buffers measured rank by rank on CPU processes (validation/distributed.py --fsdp2); "
-              "on a GPU its order of frees is the same code's, not measured")
+PROVENANCE = ("FSDP2's shards and buffers measured rank by rank on CPU processes (validation/distributed.py --fsdp2, "
+              "and inside pipelines --fsdp2-pp); on a GPU its order of frees is the same code's, not measured")
 TENSOR_PARALLEL = "dtensor"
 PIPELINE = "torch"
 
@@ -26,16 +28,9 @@ def check(setup) -> None:
     if setup.dtype == "bf16":
         raise FieldError("dtype", "calc models FSDP2's bf16 through its MixedPrecisionPolicy (bf16 parameters "
                                   "gathered, fp32 shards), not autocast: choose bf16-master (or fp32) with fsdp2")
-    if setup.pp > 1:
-        # torch 2.13, torch/distributed/pipelining/stage.py: every backward of a stage runs
-        # with set_requires_gradient_sync(False) and set_reshard_after_backward(False)
-        # (`backward_maybe_with_nosync`), and `perform_reduce_grad` reduce-scatters once
-        # all micro-batches are done: the stage's unsharded gradients and parameters are
-        # held across micro-batches, which calc's FSDP2 moments do not walk yet.
-        raise FieldError("pp", "calc does not model FSDP2 inside a pipeline yet: PyTorch's schedules keep each "
-                               "stage's gradients and parameters unsharded from its first backward until every "
-                               "micro-batch is done, then reduce-scatter. Choose pp 1 with fsdp2, or framework ddp "
-                               "or megatron with pp")
+    if setup.pp > 1 and setup.virtual_stages > 1:
+        raise FieldError("virtual_stages", "calc models FSDP2 inside PyTorch's 1F1B and GPipe schedules, one chunk a "
+                                           "stage: choose virtual_stages 1 with fsdp2")
     if (setup.tp, setup.cp) != (1, 1):
         raise FieldError("framework", "calc models FSDP2 over data-parallel ranks only so far: choose tp and cp 1 "
                                       "with fsdp2")

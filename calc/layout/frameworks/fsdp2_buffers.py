@@ -37,7 +37,8 @@ under MixedPrecisionPolicy(param_dtype=bf16), calc's bf16-master):
   new_sharded_grad`).
 
 calc places each of these at the moments of the step (calc.peak: the moments marked
-FSDP2) and does not split FSDP2 over tensor, context or pipeline ranks yet.
+FSDP2); inside PyTorch's pipeline schedules calc.layout.frameworks.fsdp2_pipeline holds
+them instead. It does not split FSDP2 over tensor or context ranks yet.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def group_values(shape: ModelShape, ranks: int) -> tuple[int, int]:
     the same where the ranks divide its first dimension (every preset's widths at powers
     of two)."""
     block, root = _registered(shape)
+    return padded_values(shape, root, ranks), padded_values(shape, block, ranks)
+
+
+def padded_values(shape: ModelShape, tensors: tuple[int, ...], ranks: int) -> int:
+    """Values of `tensors` (each's values) as FSDP2 pads them for `ranks` ranks (group_values)."""
     rows = {shape.vocab * shape.d_model: shape.vocab}
     if shape.positions == "learned":
         rows.setdefault(shape.max_positions * shape.d_model, shape.max_positions)
@@ -72,7 +78,7 @@ def group_values(shape: ModelShape, ranks: int) -> tuple[int, int]:
             return ceil_div(rows[values], ranks) * ranks * (values // rows[values])
         return ceil_div(values, ranks) * ranks
 
-    return sum(map(padded, root)), sum(map(padded, block))
+    return sum(map(padded, tensors))
 
 
 def parameter_dtype_bytes(setup: TrainingSetup) -> int:
@@ -108,8 +114,7 @@ def buffers_by_moment(shape: ModelShape, setup: TrainingSetup, accumulating: boo
     saved_casts = input_casts(shape, setup) if shape.positions == "rope" and setup.checkpoint != "block" else 0
     casts = lambda blocks: blocks * saved_casts  # noqa: E731  saved by the blocks
     working = input_casts(shape, setup) - saved_casts  # the working block's, while it runs, where none is saved
-    # made again when a checkpointed block reruns in backward, and kept by its RoPE there
-    recomputing = working if setup.checkpoint == "block" and shape.positions == "rope" else 0
+    # (made again as a checkpointed block reruns in backward, kept by its RoPE: the block's walk counts them)
     ahead = 2 * Ub + cast if resharded and L > 1 else Ub if resharded else kept(L)  # a block and the next gathering
     gloo = lambda nbytes: nbytes if setup.device == "cpu" else 0  # noqa: E731  its reduce-scatter copies the input
     return {
@@ -120,12 +125,12 @@ def buffers_by_moment(shape: ModelShape, setup: TrainingSetup, accumulating: boo
         "F_r": (2 * Ur if resharded else Ur + kept(L)) + casts(L),
         "F_h": Ur + (Ub if resharded else kept(L)) + casts(L),
         "F_gb": Ur + ahead + casts(L),
-        "F_l": Ur + ahead - cast + casts(L) + recomputing,  # the shard's copy is freed once the all-gather has run
+        "F_l": Ur + ahead - cast + casts(L),  # the shard's copy is freed once the all-gather has run
         "F_rl": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Ub + Rb + casts(L - 1),
         "F_gn": Ur + (2 * Ub if resharded else kept(L - 1)) + Rb + made(1) + casts(L - 1),
         "F_rs": Ur + (Ub if resharded and L > 1 else kept(L - 1)) + Rb + Sb + last_block_tensor(shape) * p
         + gloo(Rb) + casts(L - 1),
-        "F_1": Ur + Ub + Rb + made(L - 1) + casts(1) + recomputing,
+        "F_1": Ur + Ub + Rb + made(L - 1) + casts(1),
         "F_rs1": Ur + Rb + Sb + last_block_tensor(shape) * p + gloo(Rb) + made(L - 1),
         "F_rf": Ur + 2 * Ub + Rb + made(L - 1),  # as it starts: the block's parameters and gradients
         "F_z": Ur + Rb + made(L) + root * p,

@@ -30,6 +30,7 @@ from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
+from calc.lora import trains_adapters
 
 OPTION_SETS = (
     ("baseline", "fp32, explicit attention, nothing recomputed", dict(dtype="fp32", attention="explicit", checkpoint="none")),
@@ -388,15 +389,17 @@ def compare_grid(i: Inputs) -> Grid:
 
 
 def finetune_grid(i: Inputs) -> Grid:
-    """Full fine-tuning beside LoRA for the reader's model, step and card: the states each
-    holds, the activations, the peak, the largest batch, and the fewest GPUs for the
-    reader's batch. Full fine-tuning of Hugging Face code runs under bf16 autocast where
-    the reader's LoRA has a bf16 base (a bf16 cast of the whole model is measured for the
-    reference implementation only)."""
-    lora = i.setup if i.setup.finetune == "lora" else i.setup.replace(finetune="lora")
+    """Full fine-tuning beside LoRA and QLoRA for the reader's model, step and card: the
+    states each holds, the activations, the peak, the largest batch, and the fewest GPUs
+    for the reader's batch. Full fine-tuning of Hugging Face code runs under bf16 autocast
+    where the reader's LoRA has a bf16 base (a bf16 cast of the whole model is measured for
+    the reference implementation only); QLoRA over the bf16 base, its linear layers in 4 bits."""
+    adapters = i.setup if trains_adapters(i.setup) else i.setup.replace(finetune="lora")
+    lora = adapters.replace(finetune="lora")
+    qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
     full = lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype)
     columns = []
-    for setup in (full, lora):
+    for setup in (full, lora, qlora):
         try:
             check_setup(i.shape, setup)
         except FieldError:
@@ -415,14 +418,16 @@ def finetune_grid(i: Inputs) -> Grid:
     rows.append(("fewest-gpus", [f"Fewest GPUs for {sequences:,} sequences a step",
                                  *((grouped(c[1]) if c[1] else "none within the solver's bounds") if c else "—"
                                    for c in columns)]))
-    return grid("finetune", f"Full fine-tuning and LoRA (rank {lora.lora_rank}, {lora.lora_targets}) at "
+    return grid("finetune", f"Full fine-tuning, LoRA and QLoRA (rank {lora.lora_rank}, {lora.lora_targets}) at "
                             f"{i.shape.context:,} tokens",
-                ["Quantity", f"Full fine-tuning ({full.dtype})", f"LoRA ({lora.dtype})"], rows,
+                ["Quantity", f"Full fine-tuning ({full.dtype})", f"LoRA ({lora.dtype})", "QLoRA (4-bit NF4 base)"],
+                rows,
                 notes=("Full fine-tuning of Hugging Face code under bf16 autocast where the LoRA base is bf16 (calc "
-                       "measures a bf16 cast of the whole model for the reference implementation only). The fewest "
-                       "GPUs: the solver's answer for the same step and question; LoRA runs on one GPU or DDP "
-                       "replicas. LoRA's rows are measured on the CPU; on CUDA they are derived (CUDA's dropout "
-                       "masks and attention kernel), not measured on a GPU.",))
+                       "measures a bf16 cast of the whole model for the reference implementation only). QLoRA: the "
+                       "bf16 base with its blocks' linear layers in bitsandbytes' NF4, double quantisation. The "
+                       "fewest GPUs: the solver's answer for the same step and question; LoRA and QLoRA run on one "
+                       "GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; on CUDA they are "
+                       "derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",))
 
 
 def _times(y: int, x: int) -> str:

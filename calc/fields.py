@@ -220,7 +220,7 @@ _STEP_LABELS = {
               "weights with an fp32 master copy in the optimizer (2+2+12)",
               {"fp32": "fp32", "bf16": "bf16 autocast (fp32 weights)", "bf16-master": "bf16 weights, fp32 master"}),
     "optimizer": ("Optimizer", "optimizer state per parameter",
-                  {"adamw": "AdamW", "sgd": "SGD with momentum"}),
+                  {"adamw": "AdamW", "sgd": "SGD with momentum", "adamw-8bit": "AdamW 8-bit (bitsandbytes)"}),
     "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries (PyTorch's default: "
                        "foreach on CUDA, the for-loop on the CPU)",
                        {"default": "PyTorch's default", "foreach": "foreach",
@@ -313,8 +313,9 @@ FIELDS: tuple[Field, ...] = (
     Field("cp", "parallel", "whole", *_LAYOUT_LABELS["cp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
     Field("finetune", "finetune", "choice", "What trains", "full: every parameter (pretraining, full fine-tuning); "
-          "lora: peft's LoRA adapters, the rest frozen", "setup", (("full", "full: every parameter"),
-                                                                   ("lora", "lora: LoRA adapters"))),
+          "lora: peft's LoRA adapters, the rest frozen; qlora: LoRA over a 4-bit NF4 base (bitsandbytes)", "setup",
+          (("full", "full: every parameter"), ("lora", "lora: LoRA adapters"),
+           ("qlora", "qlora: LoRA over a 4-bit base"))),
     Field("lora_rank", "finetune", "whole", "LoRA rank r", "the adapters' rank (LoraConfig r)", "setup",
           limit=MAX_LORA_RANK),
     Field("lora_alpha", "finetune", "whole", "LoRA alpha", "scales the adapters' output by alpha / r: no memory",

@@ -9,14 +9,17 @@ and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 from __future__ import annotations
 
 from calc.layout.frameworks import state_bytes as framework_state_bytes
-from calc.lora import adapter_count
+from calc.lora import (adamw_8bit_bytes, adapter_count, adapter_tensors, quantized_bytes, quantized_values,
+                       trains_adapters)
 from calc.parameters import matrix_parameter_count, parameter_count
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 
-OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4}
-"""fp32 bytes of optimizer state per parameter: AdamW's two moments, SGD's momentum."""
+OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4, "adamw-8bit": 2}
+"""Bytes of optimizer state per parameter: AdamW's two fp32 moments, SGD's fp32 momentum,
+AdamW8bit's two 8-bit moments (before its block scales and its small tensors' fp32 state,
+which calc.lora.adamw_8bit_bytes adds)."""
 
 
 def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
@@ -35,8 +38,17 @@ def lora_states(shape: ModelShape, setup: TrainingSetup, parameters: int | None 
     gradients (fp32) and optimizer state for the adapters alone."""
     base = parameter_count(shape) if parameters is None else parameters
     adapters = adapter_count(shape, setup)
-    return (base * (2 if setup.dtype == "bf16-master" else 4) + 4 * adapters, 4 * adapters,
-            OPTIMIZER_BYTES[setup.optimizer] * adapters)
+    frozen = base * (2 if setup.dtype == "bf16-master" else 4)
+    if setup.finetune == "qlora":  # the blocks' linear weights in 4 bits instead, the rest bf16
+        frozen = 2 * (base - quantized_values(shape)) + quantized_bytes(shape)
+    return frozen + 4 * adapters, 4 * adapters, adapter_optimizer_bytes(shape, setup)
+
+
+def adapter_optimizer_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes of the optimizer's state over LoRA's adapters."""
+    if setup.optimizer == "adamw-8bit":
+        return adamw_8bit_bytes(adapter_tensors(shape, setup))
+    return OPTIMIZER_BYTES[setup.optimizer] * adapter_count(shape, setup)
 
 
 def buffer_bytes(shape: ModelShape) -> int:
@@ -65,7 +77,7 @@ def weight_copy_count(shape: ModelShape, setup: TrainingSetup) -> int:
 
 def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes."""
-    if setup.finetune == "lora":
+    if trains_adapters(setup):
         return _lora_fixed_table(shape, setup)
     values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
@@ -91,16 +103,26 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """A LoRA run's fixed memory: the frozen base, the adapters with their gradients and
     optimizer state, and under bf16 autocast the adapters' bf16 copies autocast caches
     (the frozen weights' copies are made at every call and kept as activations)."""
-    values = {"P": parameter_count(shape), "P_a": adapter_count(shape, setup)}
+    values = {"P": parameter_count(shape), "P_a": adapter_count(shape, setup), "P_o": parameter_count(shape)
+              - quantized_values(shape), "Q_b": quantized_bytes(shape), "O_b": adapter_optimizer_bytes(shape, setup)}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
     bf16_base = setup.dtype == "bf16-master"
+    base = [row(values, "parameters", f"Frozen base weights ({'bf16' if bf16_base else 'fp32'})", f(("P",)),
+                2 if bf16_base else 4)]
+    if setup.finetune == "qlora":
+        base = [row(values, "parameters", "Frozen weights outside the blocks' linear layers (bf16): embeddings, norms, "
+                                          "head", f(("P_o",)), 2),
+                row(values, "quantized", "Frozen linear weights of the blocks in 4-bit NF4, two a byte, with their "
+                                         "block scales and codes (bitsandbytes; counted in bytes)", f(("Q_b",)), 1)]
     rows = [
-        row(values, "parameters", f"Frozen base weights ({'bf16' if bf16_base else 'fp32'})", f(("P",)),
-            2 if bf16_base else 4),
+        *base,
         row(values, "adapters", "LoRA adapters A and B (fp32)", f(("P_a",)), 4),
         row(values, "gradients", "Gradients of the adapters (fp32)", f(("P_a",)), 4),
         row(values, "optimizer", f"Optimizer state of the adapters: {optimizer} (fp32)", f(("P_a",)),
-            OPTIMIZER_BYTES[setup.optimizer]),
+            OPTIMIZER_BYTES[setup.optimizer]) if setup.optimizer != "adamw-8bit" else
+        row(values, "optimizer", "Optimizer state of the adapters: AdamW8bit's moments in 8 bits with fp32 block "
+                                 "scales, fp32 for tensors under 4,096 values (bitsandbytes; counted in bytes)",
+            f(("O_b",)), 1),
     ]
     if setup.dtype == "bf16":
         rows.append(row(values, "weight-copies", "bf16 copies of the adapters, cached by autocast", f(("P_a",)), 2))

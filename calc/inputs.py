@@ -134,6 +134,11 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         if field.kind == "size" and field.target == "setup":  # a setup holds the bytes alone
             values[field.name] = values[field.name][0]
 
+    if values.get("finetune") in ("lora", "qlora") and "attention" not in params:  # transformers' default, SDPA
+        values["attention"] = "flash"
+    if values.get("finetune") == "qlora" and "dtype" not in params:  # QLoRA computes in bf16 over a bf16 base
+        values["dtype"] = "bf16-master"
+
     gpu = "custom" if "budget" in params and "gpu" not in params else values.get("gpu", DEFAULT_TEXT["gpu"])
     if "arch" not in params:  # the card's own, unless the reader names another
         values["arch"] = card_arch(gpu)

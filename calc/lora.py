@@ -8,6 +8,18 @@ fp32 whatever the base's dtype (get_peft_model's autocast_adapter_dtype), and pe
 the layer's input to their dtype first. Every other parameter (the embedding, the norms,
 the head) is frozen.
 
+QLoRA (`finetune qlora`) is LoRA over a base whose blocks' linear layers bitsandbytes
+stores in 4 bits (transformers' BitsAndBytesConfig(load_in_4bit=True,
+bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=bf16),
+the QLoRA paper's setting; every linear layer but the head, whatever the adapters target),
+the rest of the base in bf16 (torch_dtype=bfloat16). bitsandbytes' MatMul4Bit keeps the
+packed weight and nothing of the input for backward (bitsandbytes 0.50,
+autograd/_functions.py `MatMul4Bit.forward`: ctx.tensors = (None, B)), so autograd keeps
+what LoRA over a bf16 base keeps: measured equal on CPU tensors (validation/lora.py). It
+dequantizes each weight to bf16 for its matmul, forward and backward: one such copy is
+alive at a time (calc.peak counts the largest in its bounds). peft's
+prepare_model_for_kbit_training, which casts the rest of the base to fp32, is not modelled.
+
 Modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2), whose linear
 layers are named q_proj, k_proj, v_proj, o_proj (attention) and gate_proj, up_proj,
 down_proj (feed-forward); "all-linear" is peft's name for all of them (the head apart).
@@ -21,8 +33,52 @@ from calc.shape import ModelShape
 LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear layers of one Llama-style decoder layer, by the name peft targets them by."""
 ALL_LINEAR = "all-linear"
-FINETUNES = ("full", "lora")
-"""full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA."""
+FINETUNES = ("full", "lora", "qlora")
+"""full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA; qlora:
+peft's LoRA over a 4-bit NF4 base."""
+NF4_BLOCK, NESTED_BLOCK = 64, 256
+"""bitsandbytes' 4-bit blocks: one scale (absmax) for every 64 values; double quantisation
+stores the scales in 8 bits, with one fp32 scale for every 256 of them."""
+
+
+def trains_adapters(setup) -> bool:
+    """Whether peft's LoRA adapters are what trains (LoRA or QLoRA)."""
+    return setup.finetune in ("lora", "qlora")
+
+
+def nf4_bytes(values: int) -> int:
+    """Bytes of one weight of `values` values as bitsandbytes 0.50 stores it in NF4 with double
+    quantisation (bitsandbytes/functional.py `quantize_4bit`, measured on CPU Params4bit):
+    two values a byte; one uint8 scale a block of 64; the NF4 code (16 fp32); the nested
+    quantisation's offset (one fp32), its scales (one fp32 a block of 256 scales) and its
+    8-bit code (256 fp32), each tensor its own."""
+    blocks = -(-values // NF4_BLOCK)
+    return -(-values // 2) + blocks + 16 * 4 + 4 + 4 * -(-blocks // NESTED_BLOCK) + 256 * 4
+
+
+EIGHT_BIT_MIN, EIGHT_BIT_BLOCK, EIGHT_BIT_MAP = 4096, 256, 256 * 4
+"""bitsandbytes' AdamW8bit (bitsandbytes 0.50, optim/optimizer.py `Optimizer8bit`): a tensor of
+at least 4,096 values keeps each moment in 8 bits, with an fp32 scale a block of 256 values;
+a smaller one keeps both in fp32; the two 8-bit maps (256 fp32 each) are the optimizer's,
+shared by every tensor."""
+
+
+def adamw_8bit_bytes(tensors: tuple[int, ...]) -> int:
+    """Bytes of AdamW8bit's state over tensors of these values (measured on CPU tensors:
+    validation/results-lora.json "adamw_8bit")."""
+    eight_bit = [n for n in tensors if n >= EIGHT_BIT_MIN]
+    return (sum(2 * n + 2 * 4 * -(-n // EIGHT_BIT_BLOCK) for n in eight_bit)
+            + sum(8 * n for n in tensors if n < EIGHT_BIT_MIN) + (2 * EIGHT_BIT_MAP if eight_bit else 0))
+
+
+def quantized_values(shape: ModelShape) -> int:
+    """The values of the base's 4-bit weights under QLoRA: every linear layer of every block."""
+    return shape.layers * sum(d_in * d_out for d_in, d_out in module_shapes(shape).values())
+
+
+def quantized_bytes(shape: ModelShape) -> int:
+    """Bytes of the base's 4-bit weights under QLoRA, their scales and codes included."""
+    return shape.layers * sum(nf4_bytes(d_in * d_out) for d_in, d_out in module_shapes(shape).values())
 
 
 def parse_targets(text: str) -> str:
@@ -74,6 +130,9 @@ def check(shape: ModelShape, setup) -> None:
     """FieldError naming the field where calc does not model this LoRA run's code
     (calc.layout.split.check_layout: its layout)."""
     if setup.finetune == "full":
+        if setup.optimizer == "adamw-8bit":
+            raise FieldError("optimizer", "calc models bitsandbytes' AdamW8bit over LoRA's adapters so far: choose "
+                                          "finetune lora or qlora, or optimizer adamw")
         return
     if setup.accounting != "autograd":
         raise FieldError("accounting", "LoRA is counted by what autograd keeps: choose accounting autograd")
@@ -83,6 +142,9 @@ def check(shape: ModelShape, setup) -> None:
     if setup.attention != "flash":
         raise FieldError("attention", "LoRA is measured with SDPA attention (flash), transformers' default: choose "
                                       "flash")
+    if setup.finetune == "qlora" and setup.dtype != "bf16-master":
+        raise FieldError("dtype", "QLoRA computes in bf16 over a bf16 base (bnb_4bit_compute_dtype, torch_dtype "
+                                  "bfloat16): choose bf16-master")
     if not set(targets(setup.lora_targets)) & {"q_proj", "k_proj", "v_proj"}:
         raise FieldError("lora_targets", "calc models LoRA targets that include q_proj, k_proj or v_proj (so that "
                                          "every layer's attention needs gradients): add one")
@@ -90,6 +152,6 @@ def check(shape: ModelShape, setup) -> None:
 
 def check_layout(setup) -> None:
     """FieldError where calc does not model LoRA on this layout: one GPU or DDP replicas."""
-    if setup.finetune == "lora" and (setup.tp, setup.pp, setup.cp, setup.zero) != (1, 1, 1, 0):
+    if trains_adapters(setup) and (setup.tp, setup.pp, setup.cp, setup.zero) != (1, 1, 1, 0):
         raise FieldError("finetune", "LoRA is modelled on one GPU or on DDP replicas so far: choose tp, pp and cp 1, "
                                      "ZeRO 0")

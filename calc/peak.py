@@ -65,7 +65,7 @@ from calc.layout.frameworks.fsdp2_buffers import (REDUCE_BYTES, buffers_by_momen
 from calc.layout.frameworks.fsdp2_pipeline import pass_buffers, root_values, sharded_stage_states
 from calc.layout.schedule import Pass, every_pass, fullest, reduce_pass
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, held_states, remember, split_rows, stages
-from calc.lora import adapter_tensors, adapters_per_layer
+from calc.lora import adapter_tensors, adapters_per_layer, module_shapes, trains_adapters
 from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -206,7 +206,7 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     replicas = setup.dp * setup.cp
     sharded = replicas > 1 and setup.zero >= 1
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
-    if setup.finetune == "lora":  # the optimizer steps the adapters alone
+    if trains_adapters(setup):  # the optimizer steps the adapters alone
         tensors = adapter_tensors(shape, setup)
         if setup.optimizer != "adamw" or setup.step_impl == "fused":
             return 0
@@ -301,7 +301,7 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
     torch_pipeline = runs_torch_pipeline(setup)
     weights, grad, kept = state_bytes(setup)
     held_weights, held_grads, held_optimizer = held_states(shape, setup, here.parameters, N)
-    lora = setup.finetune == "lora"
+    lora = trains_adapters(setup)
     if lora:  # the adapters' gradients: fp32
         grad = 4
     reduced = setup.zero >= 2 and N > 1  # ZeRO-2/3 reduce-scatter each block's gradients into the shard as made
@@ -486,7 +486,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
         if "E_b" in walks and _gradient_held(setup, here) and here.layers > 1:  # the blocks before the last
             lines["E_b"] += rises(_walks(shape, setup, here, accumulating, False, copies_held)["E_b"])
         if "E_b" not in walks:
-            trains = ((adapters_per_layer(shape, setup),) * 2 + (0, 0) if setup.finetune == "lora"
+            trains = ((adapters_per_layer(shape, setup),) * 2 + (0, 0) if trains_adapters(setup)
                       else (here.block, here.block_matrices, here.head, here.head_matrix))  # what has gradients
             lines |= _bound_lines(shape, setup.replace(batch=1), accumulating, here.head > 0, *trains)
         if "E_h" in walks:  # the loss's backward, then the head's and final norm's
@@ -606,13 +606,18 @@ def _bound_lines(shape: ModelShape, setup: TrainingSetup, accumulating: bool, ha
                                                               and setup.attention == "explicit") else Line(0))
     new = Line(0, block_parameters * grad if fresh else
                ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad))
-    block = new + Line(s * widest * a) + recomputed
+    # QLoRA: bitsandbytes dequantizes each 4-bit weight to bf16 for its matmul, one at a time, forward and
+    # backward; in forward peft's 4-bit layer copies the base's output (`result.clone()`) beside it
+    dequantized = Line(0, 2 * max(d_in * d_out for d_in, d_out in module_shapes(shape).values())
+                       if setup.finetune == "qlora" else 0)
+    block = new + Line(s * widest * a) + recomputed + dequantized
+    forward = {"E_f": (dequantized + Line(2 * s * shape.d_ff * 2),)} if setup.finetune == "qlora" else {}
     if not has_head:
-        return {"E_b": (block,)}
+        return {"E_b": (block,), **forward}
     head_grads = (head_parameters + (head_matrix if shape.tied and setup.pp == 1 else 0)) * grad
     weight = Line(stream * s * (vocab + shape.d_model) - sums["log-probs"],
                   (head_grads if fresh else 0) + (head_matrix * (6 if bf16 else grad) if accumulating else 0))
-    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight)}
+    return {"E_b": (block,), "E_h": (Line(s * vocab * 2 * stream), weight), **forward}
 
 
 def _linear_biases(shape: ModelShape, t: int) -> int:
@@ -762,7 +767,8 @@ def _runs(setup: TrainingSetup, stage: str) -> tuple[tuple[Pass | None, tuple[Mo
     reduce = tuple(m for m in moments if m.key in REDUCE_MOMENTS)
     indices = range(min(2, setup.pp - 1)) if stage == "first" else (setup.pp - 1,)
     return (*((at, forward if at.kind == "forward" else backward)
-              for here in indices for at in fullest(here, setup.pp, setup.microbatches, setup.schedule)),
+              for here in indices
+              for at in fullest(here, setup.pp, setup.microbatches, setup.schedule, gathers_and_reduces(setup))),
             *((reduce_pass(here, setup.pp, setup.microbatches, setup.schedule), reduce) for here in indices if reduce),
             (None, tuple(m for m in moments if m.key == "optimizer-step")))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from calc.activations import activation_table
 from calc.fit import largest_batch, peak_bytes
 from calc.fixed import fixed_table, state_bytes
-from calc.lora import adapter_count
+from calc.lora import adapter_count, trains_adapters
 from calc.gpus import GPUS
 from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.parameters import parameter_count
@@ -28,7 +28,7 @@ def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT
         "setup": setup.as_dict(),
         "parameters": parameter_count(shape),
         "bytes": {
-            "parameters": fixed["parameters"] + fixed.get("adapters", 0),
+            "parameters": fixed["parameters"] + fixed.get("quantized", 0) + fixed.get("adapters", 0),
             "gradients": fixed["gradients"],
             "optimizer": fixed["optimizer"],
             "weight_copies": fixed.get("weight-copies", 0),
@@ -56,10 +56,11 @@ def _state_rows(setup: TrainingSetup, values: dict) -> list:
 def _lora_state_rows(shape: ModelShape, setup: TrainingSetup, values: dict):
     """Under LoRA: the frozen base, and the adapters with their gradients and optimizer
     state (calc.fixed's rows, in bytes)."""
-    for r in fixed_table(shape, setup).rows:
+    rows = fixed_table(shape, setup).rows
+    counts = {r.formula.terms[0][0]: r.count for r in rows}  # each row counts one symbol: P, P_a (QLoRA: P_o, Q_b)
+    for r in rows:
         if r.key != "weight-copies":
-            yield row(values | {"P_a": adapter_count(shape, setup)}, r.key, r.name,
-                      f((r.bytes_per_value, *r.formula.terms[0])), 1)
+            yield row(values | counts, r.key, r.name, f((r.bytes_per_value, *r.formula.terms[0])), 1)
 
 
 def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -68,7 +69,7 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     b = s["bytes"]
     values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"],
               "M_t": b["peak_tensors"]}
-    rows = list(_lora_state_rows(shape, setup, values)) if setup.finetune == "lora" else _state_rows(setup, values)
+    rows = list(_lora_state_rows(shape, setup, values)) if trains_adapters(setup) else _state_rows(setup, values)
     if b["weight_copies"]:
         rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))
     rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1,
@@ -107,7 +108,7 @@ def value_text(inputs, name: str) -> str:
     if name == "largest_batch":
         return grouped(s["largest_batch"])
     if name == "trainable":  # the parameters that train: all, or LoRA's adapters
-        return grouped(adapter_count(inputs.shape, inputs.setup) if inputs.setup.finetune == "lora" else s["parameters"])
+        return grouped(adapter_count(inputs.shape, inputs.setup) if trains_adapters(inputs.setup) else s["parameters"])
     if name == "budget":
         return inputs.budget_label
     if name in ("gpu_reported", "reserve", "nccl"):  # the card's total, the reserve taken off, NCCL's share

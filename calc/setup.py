@@ -21,7 +21,7 @@ optimizer): fp32; bf16 autocast over fp32 weights (PyTorch's torch.autocast: the
 plus bf16 copies of the weight matrices); bf16 weights and gradients with an fp32 master
 copy in the optimizer (DeepSpeed's and Megatron-LM's mixed precision, the ZeRO paper's
 2 + 2 + 12 with AdamW)."""
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "sgd", "adamw-8bit")
 DEVICES = ("cuda", "cpu")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused", "for-loop")
 DEFAULT_OPTIMIZER_IMPL = {"cuda": "foreach", "cpu": "for-loop"}

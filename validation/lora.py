@@ -13,7 +13,8 @@ enable_input_require_grads, as transformers' and peft's guides do. What it recor
 
 - "activations": the bytes of every storage autograd saved, each once, the parameters and
   buffers apart, and autocast's cached copies of the adapters apart ("weight_copies");
-- "trainable": the adapters' parameter count, and their bytes and the frozen ones'.
+- "trainable": the adapters' parameter count, and their bytes and the frozen ones';
+- "adamw_8bit_bytes": the state bitsandbytes' AdamW8bit keeps for the adapters after a step.
 
 tests/engine/test_lora.py compares calc with every case. Needs torch, transformers and peft
 (the validation extra), never calc.
@@ -49,15 +50,18 @@ warnings.filterwarnings("ignore")
 def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str, dropout: float) -> dict:
     """One LoRA forward pass's saved bytes and the model's parameters, as the module says.
     dtype: "fp32"; "bf16" (CPU autocast over the fp32 base); "bf16-master" (the base cast
-    to bf16, no autocast; the adapters fp32)."""
+    to bf16, no autocast; the adapters fp32); "qlora" (that base, its blocks' linear layers in
+    bitsandbytes' 4-bit NF4)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
     model = hf_model(cfg, attention)
     if checkpoint == "block":
         model.gradient_checkpointing_enable()
-    if dtype == "bf16-master":
+    if dtype in ("bf16-master", "qlora"):
         _cast_module(model, torch.bfloat16)
+    if dtype == "qlora":
+        _quantize(model)
     model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS[targets],
                                              lora_dropout=dropout))
     if checkpoint == "block":
@@ -81,16 +85,65 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
     loss.backward()  # the graph measured is one backward runs
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad]
-    return {**totals, "trainable": sum(p.numel() for p in trainable),
+    quantized = _quantized_bytes(model)
+    return {**totals, "adamw_8bit_bytes": _adamw_8bit_bytes(trainable), "trainable": sum(p.numel() for p in trainable),
             "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
-            "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)}
+            "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)
+            + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
+
+
+def _adamw_8bit_bytes(parameters) -> int:
+    """The bytes of bitsandbytes' AdamW8bit's state over `parameters` after one step (each
+    storage once: its 8-bit maps are shared)."""
+    import bitsandbytes as bnb
+
+    optimizer = bnb.optim.AdamW8bit(parameters, lr=1e-3)
+    optimizer.step()  # the state is made at the first step
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)}
+    return sum(storages.values())
+
+
+def _quantize(model) -> None:
+    """Every linear layer of the blocks as bitsandbytes' Linear4bit, as transformers'
+    BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+    bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16) loads it: NF4,
+    double quantisation, bf16 compute; the head stays bf16."""
+    import bitsandbytes as bnb
+
+    for name, module in list(model.named_modules()):
+        for attribute, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Linear) and not f"{name}.{attribute}".endswith("lm_head"):
+                layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                          compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True)
+                layer.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
+                                                 compress_statistics=True).to("cpu")  # quantized as it moves
+                setattr(module, attribute, layer)
+
+
+def _quantized_bytes(model) -> dict[str, int]:
+    """The 4-bit weights' bytes ("total": the packed values and their quantisation state) and
+    the quantisation state's alone ("constants": tensors that are not parameters)."""
+    states = [p.quant_state for p in model.parameters() if getattr(p, "quant_state", None) is not None]
+    packed = sum(p.untyped_storage().nbytes() for p in model.parameters() if getattr(p, "quant_state", None) is not None)
+    constants = 0
+    for state in states:
+        for tensor in (state.absmax, state.code, state.offset, *((state.state2.absmax, state.state2.code)
+                                                                if state.state2 is not None else ())):
+            if tensor is not None:
+                constants += tensor.untyped_storage().nbytes()
+    return {"total": packed + constants, "constants": constants}
 
 
 def cases():
     """The small Llama shape at one and three sequences, SDPA attention, with and without
-    checkpointing, in each precision, for each target set, with and without LoRA dropout."""
+    checkpointing, in each precision, for each target set, with and without LoRA dropout;
+    then QLoRA (dtype "qlora": the bf16 base's linear layers in 4-bit NF4) the same way, for
+    two target sets."""
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"),
                                  ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1))
+    yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
+                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1))
 
 
 def run(log=sys.stderr) -> dict:
@@ -103,8 +156,22 @@ def run(log=sys.stderr) -> dict:
         steps.append({"shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
                       "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **measured})
         print(steps[-1], file=log)
+    sizes = ADAMW_8BIT_SIZES
     return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
-            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps}
+            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps,
+            "adamw_8bit": {"sizes": list(sizes), "each": [_adamw_8bit_bytes([_tensor(n)]) for n in sizes],
+                           "together": _adamw_8bit_bytes([_tensor(n) for n in sizes])}}
+
+
+ADAMW_8BIT_SIZES = (100, 4095, 4096, 8192, 12293, 65536, 65537)
+"""Tensor sizes (values) whose AdamW8bit state is measured alone and all together: around
+its 4,096-value threshold for 8-bit state and its 256-value blocks."""
+
+
+def _tensor(values: int) -> torch.nn.Parameter:
+    parameter = torch.nn.Parameter(torch.randn(values))
+    parameter.grad = torch.randn(values)
+    return parameter
 
 
 def main(argv=None) -> int:

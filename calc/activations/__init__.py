@@ -16,6 +16,7 @@ from calc.activations.seed import seed_table
 from calc.cuda import MEASURED_ARCH
 from calc.errors import FieldError
 from calc.lora import check as check_lora
+from calc.lora import trains_adapters
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table
@@ -45,7 +46,7 @@ another card (derived)."""
 
 def provenance(setup: TrainingSetup) -> str:
     """The sentence saying where a setup's autograd rows come from."""
-    if setup.finetune == "lora":
+    if trains_adapters(setup):
         return PROVENANCE["lora-cpu" if setup.device == "cpu" else "lora-cuda"]
     if setup.device == "cpu":
         return PROVENANCE["cpu"]
@@ -102,7 +103,7 @@ def activation_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     check_implementation(shape, setup)  # never rows of a setup nobody measured
     make = _IMPLEMENTATIONS[shape.implementation] if setup.accounting == "autograd" else _TABLES[setup.accounting]
-    if setup.finetune == "lora":  # peft's LoRA (calc.lora.check: over Hugging Face's Llama-style code)
+    if trains_adapters(setup):  # peft's LoRA (calc.lora.check: over Hugging Face's Llama-style code)
         make = lora_table
     table = make(shape, setup)
     unused = hf_settings(shape) if shape.implementation != "hf" and setup.accounting == "autograd" else ()

@@ -22,6 +22,7 @@ from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
+from calc.lora import trains_adapters
 
 
 def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -37,7 +38,7 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     p, g, o = zero_states(psi, replicas, setup.zero, per)
     sharded = {"parameters": setup.zero >= 3, "gradients": setup.zero >= 2, "optimizer": setup.zero >= 1}
     rows = []
-    if setup.finetune == "lora":  # every replica holds the frozen base and the adapters whole (DDP)
+    if trains_adapters(setup):  # every replica holds the frozen base and the adapters whole (DDP)
         for key, label, nbytes in zip(("parameters", "gradients", "optimizer"),
                                       ("Frozen base and LoRA adapters", "Gradients of the adapters",
                                        "Optimizer state of the adapters"), held_states(shape, setup, psi, replicas)):

@@ -89,16 +89,16 @@ def passes(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[P
 
 
 @lru_cache(maxsize=1024)
-def fullest(stage: int, stages: int, microbatches: int, schedule: str) -> tuple[Pass, ...]:
+def fullest(stage: int, stages: int, microbatches: int, schedule: str, gathering: bool = False) -> tuple[Pass, ...]:
     """Of `passes`, those no other pass of the same kind outdoes: one finds at least as
     many micro-batches in flight, sent handles and losses alive (each adds bytes), with the
     same gradients made or not, the same finished output named, and autocast's cache as
-    full (and of passes that find the same, the first). The peak is at one of them; the
-    solver walks only these."""
+    full (and of passes that find the same, the first); with `gathering` (FSDP2), the same
+    pass before it. The peak is at one of them; the solver walks only these."""
     run = passes(stage, stages, microbatches, schedule)
 
     def kind(p: Pass) -> tuple:
-        return p.kind, p.accumulated, p.previous_output, p.microbatch > 0, p.after_backward
+        return p.kind, p.accumulated, p.previous_output, p.microbatch > 0, p.after_backward and gathering
 
     def outdone(p: Pass) -> bool:
         return any(q != p and kind(q) == kind(p) and (q.others, q.sent, q.losses) != (p.others, p.sent, p.losses)

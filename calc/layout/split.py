@@ -27,6 +27,7 @@ from calc.errors import FieldError
 from calc.fixed import lora_states, state_bytes
 from calc.layout.frameworks import check_framework, keeps_gathered_inputs
 from calc.lora import check_layout as check_lora_layout
+from calc.lora import trains_adapters
 from calc.parameters import matrix_parameter_count, parameter_table, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -53,7 +54,7 @@ def held_states(shape: ModelShape, setup: TrainingSetup, parameters: int, replic
     """Bytes of (weights, gradients, optimizer state) one GPU holds of `parameters` of the
     model over `replicas` ZeRO ranks: ZeRO's shards in the precision's bytes, or under
     LoRA the frozen base and the adapters (calc.fixed.lora_states: one GPU or DDP)."""
-    if setup.finetune == "lora":
+    if trains_adapters(setup):
         return lora_states(shape, setup, parameters)
     return zero_states(parameters, replicas, setup.zero, state_bytes(setup))
 

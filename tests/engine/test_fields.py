@@ -44,8 +44,11 @@ def test_every_choice_and_flag_value_is_accepted_as_shown():
             needs = {"sp": {"tp": "5", "context": "1000"},  # sequence parallelism needs tp dividing the context
                      "activation": {} if value == "silu" else {"ffn": "gelu"},  # SwiGLU's is SiLU
                      "framework": {"deepspeed": {"dp": "2", "zero": "1"}}.get(value, {}),  # DeepSpeed shards
-                     # LoRA is modelled for Llama-style Hugging Face code under SDPA
-                     "finetune": {"lora": {"preset": "llama-3-8b", "attention": "flash"}}.get(value, {})}
+                     # LoRA is modelled for Llama-style Hugging Face code (under SDPA, its default there)
+                     "finetune": {"lora": {"preset": "llama-3-8b"}, "qlora": {"preset": "llama-3-8b"}}.get(value, {}),
+                     # bitsandbytes' 8-bit AdamW is modelled over LoRA's adapters
+                     **{name: {"adamw-8bit": {"preset": "llama-3-8b", "finetune": "lora"}}.get(value, {})
+                        for name in ("optimizer", "b_optimizer")}}
             params = {field.name: value, **needs.get(field.name, {})}
             inputs = parse_inputs(params)
             assert field_values(inputs)[field.name] == value

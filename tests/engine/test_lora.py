@@ -19,9 +19,11 @@ FULL = json.loads((ROOT / "validation" / "results.json").read_text())["cases"]
 
 
 def lora_setup(step) -> TrainingSetup:
+    qlora = step["dtype"] == "qlora"  # LoRA over the bf16 base, its blocks' linear layers in 4-bit NF4
     return TrainingSetup(batch=step["batch"], attention=step["attention"], checkpoint=step["checkpoint"],
-                         dtype=step["dtype"], device="cpu", finetune="lora", lora_rank=step["rank"],
-                         lora_targets=step["targets"], lora_dropout=step["dropout"])
+                         dtype="bf16-master" if qlora else step["dtype"], device="cpu",
+                         finetune="qlora" if qlora else "lora", lora_rank=step["rank"], lora_targets=step["targets"],
+                         lora_dropout=step["dropout"])
 
 
 def step_id(step) -> str:
@@ -97,7 +99,7 @@ def test_llama_3_8b_lora_on_a_bf16_base_holds_two_bytes_a_frozen_weight():
     ({"finetune": "lora", "attention": "flash", "lora_targets": "lm_head"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "lora_targets": "gate_proj,up_proj"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "tp": "2"}, "finetune"),
-    ({"finetune": "qlora"}, "finetune"),
+    ({"finetune": "qlora", "dtype": "fp32"}, "dtype"),
     ({"finetune": "lora", "lora_rank": "0"}, "lora_rank"),
     ({"finetune": "lora", "lora_dropout": "1.5"}, "lora_dropout"),
 ])
@@ -113,3 +115,103 @@ def test_targets_are_read_in_any_order_and_written_in_the_layer_s():
     assert inputs.setup.lora_targets == "q_proj,v_proj"
     with pytest.raises(FieldError):
         TrainingSetup(finetune="lora", lora_targets="v_proj,q_proj")
+
+
+def test_qlora_keeps_what_lora_over_the_bf16_base_keeps():
+    # bitsandbytes' MatMul4Bit keeps the packed weight, which is a parameter, and nothing of its
+    # input: peft's LoRA over the 4-bit base saves exactly what it saves over the bf16 one
+    def measured(dtype):
+        return {(s["batch"], s["checkpoint"], s["targets"], s["dropout"]): s["activations"]
+                for s in MEASURED["steps"] if s["dtype"] == dtype}
+    qlora, bf16 = measured("qlora"), measured("bf16-master")
+    assert qlora and all(qlora[case] == bf16[case] for case in qlora)
+
+
+def test_a_4_bit_weight_takes_half_a_byte_a_value_and_its_scales():
+    # the small Llama shape: per layer Q and O 32 · 32 values, K and V 32 · 16, the three
+    # feed-forward matrices 32 · 48; bitsandbytes stores each in NF4, two values a byte, one
+    # uint8 scale a block of 64 values, and per tensor the NF4 code (16 fp32), the nested
+    # quantisation's offset (1 fp32), its scales (1 fp32 a block of 256 scales) and its code
+    # (256 fp32); two layers
+    def nf4(values):
+        blocks = -(-values // 64)
+        return values // 2 + blocks + 16 * 4 + 4 + 4 * -(-blocks // 256) + 256 * 4
+    layer = sum(nf4(v) for v in (1024, 512, 512, 1024, 1536, 1536, 1536))
+    step = next(s for s in MEASURED["steps"] if s["dtype"] == "qlora")
+    assert step["quantized_bytes"] == 2 * layer == 23_264
+
+
+def test_llama_3_8b_qlora_holds_its_linear_weights_in_4_bits():
+    # 6,979,321,856 of Llama-3-8B's 8,030,261,248 weights are the blocks' linear layers
+    # (32 layers · (2 · 4,096² + 2 · 4,096 · 1,024 + 3 · 4,096 · 14,336)); in NF4 each
+    # tensor of n values takes n/2 bytes, n/64 uint8 scales, an fp32 nested scale for every
+    # 256 scales, and 1,092 bytes of codes and offset (16 + 256 fp32, 1 fp32). The
+    # embeddings, norms and head stay bf16; the adapters fp32 with their gradients and AdamW
+    linear = 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336)
+    assert linear == 6_979_321_856
+
+    def nf4(values):
+        blocks = values // 64
+        return values // 2 + blocks + 4 * -(-blocks // 256) + 1092
+    quantized = 32 * (2 * nf4(4096 * 4096) + 2 * nf4(4096 * 1024) + 3 * nf4(4096 * 14336))
+    setup = TrainingSetup(finetune="qlora", lora_rank=16, attention="flash", dtype="bf16-master")
+    assert lora_states(PRESETS["llama-3-8b"], setup) == (2 * (8_030_261_248 - linear) + quantized + 4 * 41_943_040,
+                                                         4 * 41_943_040, 8 * 41_943_040)
+
+
+def test_a_qlora_reader_who_names_only_the_adapters_gets_transformers_defaults():
+    # the command issue 25 asks for names no attention and no dtype: SDPA is transformers'
+    # default, and QLoRA computes in bf16 over a bf16 base; a reader who names others is told
+    setup = parse_inputs({"preset": "llama-3-8b", "finetune": "qlora"}).setup
+    assert (setup.attention, setup.dtype) == ("flash", "bf16-master")
+    with pytest.raises(InputError) as error:
+        parse_inputs({"preset": "llama-3-8b", "finetune": "qlora", "attention": "explicit"})
+    assert "attention" in error.value.errors
+
+
+def test_the_qlora_command_prints_its_states_peak_and_largest_batch(capsys):
+    from calc.cli import main
+    assert main(["--preset", "llama-3-8b", "--finetune", "qlora", "--lora-rank", "16", "--lora-targets", "all-linear",
+                 "--context", "4096", "--checkpoint", "block", "--gpu", "rtx-4090"]) == 0
+    out = capsys.readouterr().out
+    assert "Frozen linear weights of the blocks in 4-bit NF4" in out
+    assert "Peak of the training step on one GPU: " in out and "Largest batch in an RTX 4090" in out
+
+
+def test_the_side_by_side_shows_qlora_s_4_bit_base_beside_lora_s_bf16_one():
+    # Llama 3 8B, rank 16 on all-linear: LoRA's bf16 base is 2 · 8,030,261,248 bytes, QLoRA's
+    # 2 · 1,050,939,392 (embeddings, norms, head) + 3,600,661,376 (its 4-bit linear weights,
+    # test_llama_3_8b_qlora_holds_its_linear_weights_in_4_bits), each beside the adapters'
+    # 4 · 41,943,040 fp32
+    from calc.comparisons import finetune_grid
+    inputs = parse_inputs({"preset": "llama-3-8b", "context": "4096", "checkpoint": "block", "finetune": "lora",
+                           "lora_rank": "16", "dtype": "bf16-master", "gpu": "rtx-4090", "unit": "GB"})
+    grid = finetune_grid(inputs)
+    weights = next(r.cells for r in grid.rows if r.key == "parameters")
+    assert weights[2:] == ("16.228 GB", "5.870 GB")
+    assert (2 * 8_030_261_248 + 4 * 41_943_040, 2 * 1_050_939_392 + 3_600_661_376 + 4 * 41_943_040) == \
+        (16_228_294_656, 5_870_312_320)
+
+
+def test_adamw_8bit_s_state_equals_bitsandbytes_measured():
+    # bitsandbytes' AdamW8bit after one step on CPU tensors, each size alone and all together:
+    # from 4,096 values on, two uint8 moments and an fp32 scale for each 256 values of each
+    # moment, beside two 256-entry fp32 maps the optimizer shares; below, two fp32 moments.
+    # 4,096 values alone: 2 · 4,096 + 2 · 16 · 4 + 2 · 256 · 4 = 10,368 bytes
+    from calc.lora import adamw_8bit_bytes
+    measured = MEASURED["adamw_8bit"]
+    assert [adamw_8bit_bytes((n,)) for n in measured["sizes"]] == measured["each"]
+    assert adamw_8bit_bytes(tuple(measured["sizes"])) == measured["together"]
+    assert measured["each"][measured["sizes"].index(4096)] == 2 * 4096 + 2 * 16 * 4 + 2 * 256 * 4
+
+
+@pytest.mark.parametrize("step", MEASURED["steps"][:8], ids=step_id)
+def test_lora_s_adamw_8bit_state_is_what_it_kept_for_the_adapters(step):
+    shape, setup = SHAPES[step["shape"]], lora_setup(step).replace(optimizer="adamw-8bit")
+    assert lora_states(shape, setup)[2] == step["adamw_8bit_bytes"]
+
+
+def test_8_bit_adamw_is_modelled_over_adapters_only():
+    with pytest.raises(InputError) as error:
+        parse_inputs({"preset": "llama-3-8b", "optimizer": "adamw-8bit"})
+    assert "optimizer" in error.value.errors

@@ -77,7 +77,7 @@ VIEWS = {
     "validation-pp": lambda i, o: (c.pipeline_grid(o.get("results") or {}),),
     "validation-fsdp2-pp": lambda i, o: (c.pipeline_grid(o.get("results") or {}, "validation-fsdp2-pp"),),
 }
-OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
+OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "finetune", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
 """Options a page pins for a view (not reader inputs), with their allowed values."""
 PARALLEL_VIEWS = {"per-gpu", "chart-gpu", "solver"}
 """Views that read the parallel layout: a page with one shows the layout's inputs."""

@@ -178,7 +178,7 @@ def _print_summary(inputs: Inputs, params: dict, args) -> int:
     modified = any(BY_NAME[name].target == "shape" for name in params)
     print(f"{inputs.model_name}{' (modified)' if modified else ''}: {result['parameters']:,} parameters; "
           f"accounting {setup.accounting}, attention {setup.attention}, checkpoint {setup.checkpoint}, "
-          f"{setup.dtype}, {setup.optimizer} ({setup.step_impl}), batch {setup.batch:,}, on {setup.device_name}\n")
+          f"{setup.dtype}, {setup.optimizer}{'' if 'bit' in setup.optimizer else f' ({setup.step_impl})'}, batch {setup.batch:,}, on {setup.device_name}\n")
     for t in tables:
         print(part_text(t, unit, args.markdown))
     print(f"Activations for the batch: {b['activations']:,} bytes = {in_unit(b['activations'], unit)}")

@@ -388,25 +388,47 @@ def compare_grid(i: Inputs) -> Grid:
     return grid("compare", f"A: {setup_label(a)}. B: {setup_label(b)}.", ["Quantity", "Setup A", "Setup B", "B / A"], rows)
 
 
+def finetune_setups(i: Inputs) -> tuple:
+    """(key, label, setup) of full fine-tuning, LoRA and QLoRA for the reader's model and
+    step (finetune_grid says how each is chosen)."""
+    adapters = i.setup if trains_adapters(i.setup) else i.setup.replace(finetune="lora")
+    lora = adapters.replace(finetune="lora")
+    qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
+    full = lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype)
+    eight_bit = full.optimizer not in ("adamw", "sgd")  # bitsandbytes' 8-bit AdamW: over adapters alone
+    full = full.replace(optimizer="adamw") if eight_bit else full
+    return (("full", f"Full fine-tuning ({full.dtype}{', AdamW' if eight_bit else ''})", full),
+            ("lora", f"LoRA ({lora.dtype})", lora), ("qlora", f"QLoRA (4-bit {qlora.quant_type.upper()} base)", qlora))
+
+
+def _modelled(i: Inputs, setups) -> list:
+    """The setups calc models for the inputs' model, each as (key, label, setup) or None."""
+    out = []
+    for entry in setups:
+        try:
+            check_setup(i.shape, entry[2])
+        except FieldError:
+            out.append(None)
+            continue
+        out.append(entry)
+    return out
+
+
 def finetune_grid(i: Inputs) -> Grid:
     """Full fine-tuning beside LoRA and QLoRA for the reader's model, step and card: the
     states each holds, the activations, the peak, the largest batch, and the fewest GPUs
     for the reader's batch. Full fine-tuning of Hugging Face code runs under bf16 autocast
     where the reader's LoRA has a bf16 base (a bf16 cast of the whole model is measured for
     the reference implementation only); QLoRA over the bf16 base, its linear layers in 4 bits."""
-    adapters = i.setup if trains_adapters(i.setup) else i.setup.replace(finetune="lora")
-    lora = adapters.replace(finetune="lora")
-    qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
-    full = lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype)
+    setups = finetune_setups(i)
+    lora, qlora = setups[1][2], setups[2][2]
     columns = []
-    for setup in (full, lora, qlora):
-        try:
-            check_setup(i.shape, setup)
-        except FieldError:
+    for entry in _modelled(i, setups):
+        if entry is None:
             columns.append(None)
             continue
-        found = search(i.shape, setup, i.budget, i.question).layouts
-        columns.append((summary(i.shape, setup, i.budget), found[0].gpus if found else None))
+        found = search(i.shape, entry[2], i.budget, i.question).layouts
+        columns.append((summary(i.shape, entry[2], i.budget), found[0].gpus if found else None))
     rows = []
     for rk, label in (("parameters", "Weights (LoRA: the frozen base and the adapters)"),
                       ("gradients", "Gradients"), ("optimizer", "Optimizer state"), ("weight_copies", "bf16 weight copies"),
@@ -420,11 +442,12 @@ def finetune_grid(i: Inputs) -> Grid:
                                    for c in columns)]))
     return grid("finetune", f"Full fine-tuning, LoRA and QLoRA (rank {lora.lora_rank}, {lora.lora_targets}) at "
                             f"{i.shape.context:,} tokens",
-                ["Quantity", f"Full fine-tuning ({full.dtype})", f"LoRA ({lora.dtype})", "QLoRA (4-bit NF4 base)"],
+                ["Quantity", *(label for _, label, _ in setups)],
                 rows,
                 notes=("Full fine-tuning of Hugging Face code under bf16 autocast where the LoRA base is bf16 (calc "
                        "measures a bf16 cast of the whole model for the reference implementation only). QLoRA: the "
-                       "bf16 base with its blocks' linear layers in bitsandbytes' NF4, double quantisation. The "
+                       f"bf16 base with its blocks' linear layers in bitsandbytes' {qlora.quant_type.upper()}, "
+                       + ("double quantisation" if qlora.double_quant else "fp32 scales") + ". The "
                        "fewest GPUs: the solver's answer for the same step and question; LoRA and QLoRA run on one "
                        "GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; on CUDA they are "
                        "derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",))
@@ -478,6 +501,7 @@ def memory_parts(i: Inputs, setup: TrainingSetup) -> tuple:
     """(key, label, bytes) of fixed memory and of activations by category, for the batch;
     every part is present (0 where a setup has none), so bars line up part by part."""
     fixed = {r.key: r.bytes for r in fixed_table(i.shape, setup).rows}
+    fixed["parameters"] += fixed.pop("quantized", 0) + fixed.pop("adapters", 0)  # LoRA's: the base and the adapters
     by_category = {key: 0 for key, _ in CATEGORIES}
     for r in activation_table(i.shape, setup).rows:
         by_category[r.category] += r.bytes_for_batch(setup.batch)
@@ -487,8 +511,11 @@ def memory_parts(i: Inputs, setup: TrainingSetup) -> tuple:
 
 def stack_bars(i: Inputs, bars: str = "options") -> Bars:
     """Stacked bars of memory by part: the option sets (bars=options), the accountings
-    (bars=accountings) or the inputs' own setup (bars=page); the marker is the peak."""
-    if bars == "accountings":
+    (bars=accountings), full fine-tuning, LoRA and QLoRA (bars=finetune, those calc models
+    for the model) or the inputs' own setup (bars=page); the marker is the peak."""
+    if bars == "finetune":
+        setups = [entry for entry in _modelled(i, finetune_setups(i)) if entry]
+    elif bars == "accountings":
         setups = [(a, {"seed": "the seed's list", "cs336": "CS336 list", "autograd": "what autograd keeps"}[a],
                    i.setup.replace(accounting=a)) for a in ("seed", "cs336", "autograd")]
     elif bars == "page":

@@ -220,7 +220,8 @@ _STEP_LABELS = {
               "weights with an fp32 master copy in the optimizer (2+2+12)",
               {"fp32": "fp32", "bf16": "bf16 autocast (fp32 weights)", "bf16-master": "bf16 weights, fp32 master"}),
     "optimizer": ("Optimizer", "optimizer state per parameter",
-                  {"adamw": "AdamW", "sgd": "SGD with momentum", "adamw-8bit": "AdamW 8-bit (bitsandbytes)"}),
+                  {"adamw": "AdamW", "sgd": "SGD with momentum", "adamw-8bit": "AdamW 8-bit (bitsandbytes)",
+                   "paged-adamw-8bit": "paged AdamW 8-bit (bitsandbytes)"}),
     "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries (PyTorch's default: "
                        "foreach on CUDA, the for-loop on the CPU)",
                        {"default": "PyTorch's default", "foreach": "foreach",
@@ -324,6 +325,10 @@ FIELDS: tuple[Field, ...] = (
           "(LoraConfig lora_dropout)", "setup"),
     Field("lora_targets", "finetune", "modules", "LoRA target modules", "all-linear, or some of "
           f"{', '.join(LLAMA_MODULES)} separated by commas (LoraConfig target_modules)", "setup"),
+    Field("quant_type", "finetune", "choice", "QLoRA 4-bit type", "bnb_4bit_quant_type: NormalFloat4 or a 4-bit "
+          "float, the same bytes", "setup", (("nf4", "nf4: NormalFloat4"), ("fp4", "fp4: 4-bit float"))),
+    Field("double_quant", "finetune", "flag", "QLoRA double quantisation", "bnb_4bit_use_double_quant: each "
+          "64-value block's scale in 8 bits (else in fp32)", "setup", _NO_YES),
     Field("reduce_bucket", "buffers", "whole", "Reduce bucket (values)", "DeepSpeed's reduce_bucket_size: gradients "
           "reduced at once under ZeRO", "setup", limit=10**12),
     Field("prefetch_bucket", "buffers", "whole", "ZeRO-3 prefetch (values)", "DeepSpeed's stage3_prefetch_bucket_size: "

@@ -9,17 +9,18 @@ and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 from __future__ import annotations
 
 from calc.layout.frameworks import state_bytes as framework_state_bytes
-from calc.lora import (adamw_8bit_bytes, adapter_count, adapter_tensors, quantized_bytes, quantized_values,
-                       trains_adapters)
+from calc.lora import (EIGHT_BIT_OPTIMIZERS, adamw_8bit_bytes, adapter_count, adapter_tensors, paged_bytes,
+                       quantized_bytes, quantized_values, trains_adapters)
 from calc.parameters import matrix_parameter_count, parameter_count
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
 
-OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4, "adamw-8bit": 2}
+OPTIMIZER_BYTES = {"adamw": 8, "sgd": 4, "adamw-8bit": 2, "paged-adamw-8bit": 2}
 """Bytes of optimizer state per parameter: AdamW's two fp32 moments, SGD's fp32 momentum,
 AdamW8bit's two 8-bit moments (before its block scales and its small tensors' fp32 state,
-which calc.lora.adamw_8bit_bytes adds)."""
+which calc.lora.adamw_8bit_bytes adds; the paged one's, where unified memory holds them,
+calc.lora.paged_bytes)."""
 
 
 def state_bytes(setup: TrainingSetup) -> tuple[int, int, int]:
@@ -40,15 +41,29 @@ def lora_states(shape: ModelShape, setup: TrainingSetup, parameters: int | None 
     adapters = adapter_count(shape, setup)
     frozen = base * (2 if setup.dtype == "bf16-master" else 4)
     if setup.finetune == "qlora":  # the blocks' linear weights in 4 bits instead, the rest bf16
-        frozen = 2 * (base - quantized_values(shape)) + quantized_bytes(shape)
+        frozen = 2 * (base - quantized_values(shape)) + quantized_bytes(shape, setup.double_quant)
     return frozen + 4 * adapters, 4 * adapters, adapter_optimizer_bytes(shape, setup)
 
 
 def adapter_optimizer_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
-    """Bytes of the optimizer's state over LoRA's adapters."""
-    if setup.optimizer == "adamw-8bit":
-        return adamw_8bit_bytes(adapter_tensors(shape, setup))
+    """Bytes of the optimizer's state over LoRA's adapters that PyTorch's allocator holds
+    (a paged optimizer's paged moments apart: paged_optimizer_bytes)."""
+    if setup.optimizer in EIGHT_BIT_OPTIMIZERS:
+        return adamw_8bit_bytes(adapter_tensors(shape, setup), paged=pages_state(setup))
     return OPTIMIZER_BYTES[setup.optimizer] * adapter_count(shape, setup)
+
+
+def pages_state(setup: TrainingSetup) -> bool:
+    """Whether the optimizer keeps state in unified memory: PagedAdamW8bit on a GPU (on the
+    CPU bitsandbytes falls back to ordinary buffers)."""
+    return setup.optimizer == "paged-adamw-8bit" and setup.device == "cuda"
+
+
+def paged_optimizer_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes of optimizer state in unified memory (cudaMallocManaged), outside PyTorch's
+    allocator and so outside max_memory_allocated and calc's peak: the driver moves it to
+    the host when the GPU's memory runs short, and back for the step. 0 unless paged."""
+    return paged_bytes(adapter_tensors(shape, setup)) if trains_adapters(setup) and pages_state(setup) else 0
 
 
 def buffer_bytes(shape: ModelShape) -> int:
@@ -104,7 +119,8 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     optimizer state, and under bf16 autocast the adapters' bf16 copies autocast caches
     (the frozen weights' copies are made at every call and kept as activations)."""
     values = {"P": parameter_count(shape), "P_a": adapter_count(shape, setup), "P_o": parameter_count(shape)
-              - quantized_values(shape), "Q_b": quantized_bytes(shape), "O_b": adapter_optimizer_bytes(shape, setup)}
+              - quantized_values(shape), "Q_b": quantized_bytes(shape, setup.double_quant),
+              "O_b": adapter_optimizer_bytes(shape, setup)}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
     bf16_base = setup.dtype == "bf16-master"
     base = [row(values, "parameters", f"Frozen base weights ({'bf16' if bf16_base else 'fp32'})", f(("P",)),
@@ -112,18 +128,27 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if setup.finetune == "qlora":
         base = [row(values, "parameters", "Frozen weights outside the blocks' linear layers (bf16): embeddings, norms, "
                                           "head", f(("P_o",)), 2),
-                row(values, "quantized", "Frozen linear weights of the blocks in 4-bit NF4, two a byte, with their "
-                                         "block scales and codes (bitsandbytes; counted in bytes)", f(("Q_b",)), 1)]
+                row(values, "quantized", f"Frozen linear weights of the blocks in 4-bit {setup.quant_type.upper()}, two "
+                                         "a byte, with their block scales" + (" (double quantisation)" if
+                                                                              setup.double_quant else " (fp32)") +
+                    " and codes (bitsandbytes; counted in bytes)", f(("Q_b",)), 1)]
     rows = [
         *base,
         row(values, "adapters", "LoRA adapters A and B (fp32)", f(("P_a",)), 4),
         row(values, "gradients", "Gradients of the adapters (fp32)", f(("P_a",)), 4),
         row(values, "optimizer", f"Optimizer state of the adapters: {optimizer} (fp32)", f(("P_a",)),
-            OPTIMIZER_BYTES[setup.optimizer]) if setup.optimizer != "adamw-8bit" else
+            OPTIMIZER_BYTES[setup.optimizer]) if setup.optimizer not in EIGHT_BIT_OPTIMIZERS else
         row(values, "optimizer", "Optimizer state of the adapters: AdamW8bit's moments in 8 bits with fp32 block "
                                  "scales, fp32 for tensors under 4,096 values (bitsandbytes; counted in bytes)",
-            f(("O_b",)), 1),
+            f(("O_b",)), 1) if not pages_state(setup) else
+        row(values, "optimizer", "Optimizer state of the adapters in PyTorch's allocator: PagedAdamW8bit's block "
+                                 "scales, and the moments of tensors under 100,000 values (bitsandbytes; counted in "
+                                 "bytes)", f(("O_b",)), 1),
     ]
     if setup.dtype == "bf16":
         rows.append(row(values, "weight-copies", "bf16 copies of the adapters, cached by autocast", f(("P_a",)), 2))
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters")
+    paged = paged_optimizer_bytes(shape, setup)
+    notes = (f"Not in this table: PagedAdamW8bit's 8-bit moments of the tensors of 100,000 values or more, "
+             f"{paged:,} bytes in unified memory, outside PyTorch's allocator (derived from bitsandbytes' "
+             "source, not measured on a GPU).",) if paged else ()
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=notes)

@@ -11,7 +11,8 @@ the head) is frozen.
 QLoRA (`finetune qlora`) is LoRA over a base whose blocks' linear layers bitsandbytes
 stores in 4 bits (transformers' BitsAndBytesConfig(load_in_4bit=True,
 bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=bf16),
-the QLoRA paper's setting; every linear layer but the head, whatever the adapters target),
+the QLoRA paper's setting, by default; `quant_type` fp4 and `double_quant` off are the
+config's other choices; every linear layer but the head, whatever the adapters target),
 the rest of the base in bf16 (torch_dtype=bfloat16). bitsandbytes' MatMul4Bit keeps the
 packed weight and nothing of the input for backward (bitsandbytes 0.50,
 autograd/_functions.py `MatMul4Bit.forward`: ctx.tensors = (None, B)), so autograd keeps
@@ -36,9 +37,15 @@ ALL_LINEAR = "all-linear"
 FINETUNES = ("full", "lora", "qlora")
 """full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA; qlora:
 peft's LoRA over a 4-bit NF4 base."""
-NF4_BLOCK, NESTED_BLOCK = 64, 256
+QUANT_TYPES = ("nf4", "fp4")
+"""bitsandbytes' 4-bit data types (bnb_4bit_quant_type): NormalFloat4 and a 4-bit float.
+Both take the same bytes: two values a byte, and a 16-entry fp32 code."""
+FOUR_BIT_BLOCK, NESTED_BLOCK = 64, 256
 """bitsandbytes' 4-bit blocks: one scale (absmax) for every 64 values; double quantisation
 stores the scales in 8 bits, with one fp32 scale for every 256 of them."""
+EIGHT_BIT_OPTIMIZERS = ("adamw-8bit", "paged-adamw-8bit")
+"""bitsandbytes' AdamW8bit and PagedAdamW8bit: the same state, the second's larger
+tensors in unified memory."""
 
 
 def trains_adapters(setup) -> bool:
@@ -46,14 +53,18 @@ def trains_adapters(setup) -> bool:
     return setup.finetune in ("lora", "qlora")
 
 
-def nf4_bytes(values: int) -> int:
-    """Bytes of one weight of `values` values as bitsandbytes 0.50 stores it in NF4 with double
-    quantisation (bitsandbytes/functional.py `quantize_4bit`, measured on CPU Params4bit):
-    two values a byte; one uint8 scale a block of 64; the NF4 code (16 fp32); the nested
-    quantisation's offset (one fp32), its scales (one fp32 a block of 256 scales) and its
-    8-bit code (256 fp32), each tensor its own."""
-    blocks = -(-values // NF4_BLOCK)
-    return -(-values // 2) + blocks + 16 * 4 + 4 + 4 * -(-blocks // NESTED_BLOCK) + 256 * 4
+def four_bit_bytes(values: int, double_quant: bool = True) -> int:
+    """Bytes of one weight of `values` values as bitsandbytes 0.50 stores it in 4 bits, NF4
+    or FP4 alike (bitsandbytes/functional.py `quantize_4bit`, measured on CPU Params4bit):
+    two values a byte and the 4-bit code (16 fp32); with double quantisation one uint8
+    scale a block of 64 values, the nested quantisation's offset (one fp32), its scales
+    (one fp32 a block of 256 scales) and its 8-bit code (256 fp32); without, one fp32 scale
+    a block of 64. Each tensor keeps its own."""
+    blocks = -(-values // FOUR_BIT_BLOCK)
+    packed = -(-values // 2) + 16 * 4
+    if not double_quant:
+        return packed + 4 * blocks
+    return packed + blocks + 4 + 4 * -(-blocks // NESTED_BLOCK) + 256 * 4
 
 
 EIGHT_BIT_MIN, EIGHT_BIT_BLOCK, EIGHT_BIT_MAP = 4096, 256, 256 * 4
@@ -63,12 +74,28 @@ a smaller one keeps both in fp32; the two 8-bit maps (256 fp32 each) are the opt
 shared by every tensor."""
 
 
-def adamw_8bit_bytes(tensors: tuple[int, ...]) -> int:
-    """Bytes of AdamW8bit's state over tensors of these values (measured on CPU tensors:
-    validation/results-lora.json "adamw_8bit")."""
+PAGED_MIN = 100_000
+"""PagedAdamW8bit on a GPU puts a tensor's two 8-bit moments in unified memory
+(bitsandbytes 0.50.2 functional.py:91 `get_paged`: cudaMallocManaged, outside PyTorch's
+allocator) from 100,000 values on (optim/optimizer.py:383 `get_state_buffer`:
+`p.numel() < 1e5` stays with the allocator); its block scales and the smaller tensors' state stay with the allocator. On the
+CPU it falls back to AdamW8bit's buffers."""
+
+
+def adamw_8bit_bytes(tensors: tuple[int, ...], paged: bool = False) -> int:
+    """Bytes of AdamW8bit's state over tensors of these values that PyTorch's allocator holds
+    (measured on CPU tensors: validation/results-lora.json "adamw_8bit"); `paged`: the
+    PagedAdamW8bit's on a GPU, whose paged moments (paged_bytes) are not among them."""
     eight_bit = [n for n in tensors if n >= EIGHT_BIT_MIN]
     return (sum(2 * n + 2 * 4 * -(-n // EIGHT_BIT_BLOCK) for n in eight_bit)
-            + sum(8 * n for n in tensors if n < EIGHT_BIT_MIN) + (2 * EIGHT_BIT_MAP if eight_bit else 0))
+            + sum(8 * n for n in tensors if n < EIGHT_BIT_MIN) + (2 * EIGHT_BIT_MAP if eight_bit else 0)
+            - (paged_bytes(tensors) if paged else 0))
+
+
+def paged_bytes(tensors: tuple[int, ...]) -> int:
+    """Bytes of PagedAdamW8bit's moments in unified memory on a GPU, over tensors of these
+    values: two uint8 moments of each tensor of at least PAGED_MIN values."""
+    return sum(2 * n for n in tensors if n >= PAGED_MIN)
 
 
 def quantized_values(shape: ModelShape) -> int:
@@ -76,9 +103,9 @@ def quantized_values(shape: ModelShape) -> int:
     return shape.layers * sum(d_in * d_out for d_in, d_out in module_shapes(shape).values())
 
 
-def quantized_bytes(shape: ModelShape) -> int:
+def quantized_bytes(shape: ModelShape, double_quant: bool = True) -> int:
     """Bytes of the base's 4-bit weights under QLoRA, their scales and codes included."""
-    return shape.layers * sum(nf4_bytes(d_in * d_out) for d_in, d_out in module_shapes(shape).values())
+    return shape.layers * sum(four_bit_bytes(d_in * d_out, double_quant) for d_in, d_out in module_shapes(shape).values())
 
 
 def parse_targets(text: str) -> str:
@@ -130,8 +157,8 @@ def check(shape: ModelShape, setup) -> None:
     """FieldError naming the field where calc does not model this LoRA run's code
     (calc.layout.split.check_layout: its layout)."""
     if setup.finetune == "full":
-        if setup.optimizer == "adamw-8bit":
-            raise FieldError("optimizer", "calc models bitsandbytes' AdamW8bit over LoRA's adapters so far: choose "
+        if setup.optimizer in EIGHT_BIT_OPTIMIZERS:
+            raise FieldError("optimizer", "calc models bitsandbytes' 8-bit AdamW over LoRA's adapters so far: choose "
                                           "finetune lora or qlora, or optimizer adamw")
         return
     if setup.accounting != "autograd":

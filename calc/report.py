@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from calc.activations import activation_table
 from calc.fit import largest_batch, peak_bytes
-from calc.fixed import fixed_table, state_bytes
+from calc.fixed import fixed_table, paged_optimizer_bytes, state_bytes
 from calc.lora import adapter_count, trains_adapters
 from calc.gpus import GPUS
 from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
@@ -31,6 +31,7 @@ def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT
             "parameters": fixed["parameters"] + fixed.get("quantized", 0) + fixed.get("adapters", 0),
             "gradients": fixed["gradients"],
             "optimizer": fixed["optimizer"],
+            "paged_optimizer": paged_optimizer_bytes(shape, setup),
             "weight_copies": fixed.get("weight-copies", 0),
             "activations": activations.bytes_for_batch(),
             "activations_per_sequence": activations.bytes_for_batch(1),
@@ -68,8 +69,13 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     s = summary(shape, setup)
     b = s["bytes"]
     values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"],
-              "M_t": b["peak_tensors"]}
+              "M_t": b["peak_tensors"], "O_p": b["paged_optimizer"]}
     rows = list(_lora_state_rows(shape, setup, values)) if trains_adapters(setup) else _state_rows(setup, values)
+    if b["paged_optimizer"]:
+        rows.append(row(values, "paged-optimizer", "Optimizer state in unified memory (PagedAdamW8bit's larger "
+                                                   "moments)", f(("O_p",)), 1,
+                        note="outside PyTorch's allocator, so not in the peak: paged to the host when the GPU runs "
+                             "short (derived from bitsandbytes' source)"))
     if b["weight_copies"]:
         rows.append(row(values, "weight-copies", "bf16 weight copies", f(("C",)), 1))
     rows.append(row(values, "activations", f"Activations kept for backward (B = {setup.batch:,})", f(("A",)), 1,

@@ -8,7 +8,7 @@ from calc.cuda import ARCHES, DEFAULT_ARCH, MEASURED_ARCH
 from calc.errors import FieldError, echo
 from calc.layout.frameworks import FRAMEWORKS, keeps_gathered_inputs
 from calc.layout.schedule import SCHEDULES
-from calc.lora import ALL_LINEAR, FINETUNES, parse_targets
+from calc.lora import ALL_LINEAR, FINETUNES, QUANT_TYPES, parse_targets
 from calc.shape import check_whole
 
 ACCOUNTINGS = ("seed", "cs336", "autograd", "megatron")
@@ -21,7 +21,7 @@ optimizer): fp32; bf16 autocast over fp32 weights (PyTorch's torch.autocast: the
 plus bf16 copies of the weight matrices); bf16 weights and gradients with an fp32 master
 copy in the optimizer (DeepSpeed's and Megatron-LM's mixed precision, the ZeRO paper's
 2 + 2 + 12 with AdamW)."""
-OPTIMIZERS = ("adamw", "sgd", "adamw-8bit")
+OPTIMIZERS = ("adamw", "sgd", "adamw-8bit", "paged-adamw-8bit")
 DEVICES = ("cuda", "cpu")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused", "for-loop")
 DEFAULT_OPTIMIZER_IMPL = {"cuda": "foreach", "cpu": "for-loop"}
@@ -93,6 +93,9 @@ and step.
     `lora_targets` modules, with `lora_dropout` on their input, every other parameter
     frozen; `lora_alpha` scales their output (no memory). Under LoRA, dtype "bf16-master"
     means bf16 base weights with fp32 adapters (no master copy: nothing frozen steps).
+    "qlora" holds the blocks' linear weights in bitsandbytes' 4 bits: `quant_type` "nf4" or
+    "fp4" (the same bytes), `double_quant` its scales in 8 bits. `optimizer` "adamw-8bit" and
+    "paged-adamw-8bit" are bitsandbytes' over the adapters.
     """
 
     batch: int = 1
@@ -124,6 +127,8 @@ and step.
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: str = ALL_LINEAR
+    quant_type: str = "nf4"
+    double_quant: bool = True
 
     def __post_init__(self):
         check_whole("batch", self.batch, MAX_BATCH)
@@ -142,11 +147,14 @@ and step.
             check_whole(name, getattr(self, name), 10**12)
         if isinstance(self.nccl, bool) or not isinstance(self.nccl, int) or not 0 <= self.nccl <= 10**15:
             raise FieldError("nccl", f"nccl must be a size from 0 bytes to a petabyte, not {echo(self.nccl)}")
-        for name in ("sp", "keep_logits", "ddp_bucket_view"):
+        for name in ("sp", "keep_logits", "ddp_bucket_view", "double_quant"):
             if not isinstance(getattr(self, name), bool):
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.finetune not in FINETUNES:
             raise FieldError("finetune", f"finetune must be one of {', '.join(FINETUNES)}, not {echo(self.finetune)}")
+        if self.quant_type not in QUANT_TYPES:
+            raise FieldError("quant_type", f"quant_type must be one of {', '.join(QUANT_TYPES)}, not "
+                                           f"{echo(self.quant_type)}")
         for name in ("lora_rank", "lora_alpha"):
             check_whole(name, getattr(self, name), MAX_LORA_RANK)
         if isinstance(self.lora_dropout, bool) or not isinstance(self.lora_dropout, (int, float)) \

@@ -14,7 +14,9 @@ enable_input_require_grads, as transformers' and peft's guides do. What it recor
 - "activations": the bytes of every storage autograd saved, each once, the parameters and
   buffers apart, and autocast's cached copies of the adapters apart ("weight_copies");
 - "trainable": the adapters' parameter count, and their bytes and the frozen ones';
-- "adamw_8bit_bytes": the state bitsandbytes' AdamW8bit keeps for the adapters after a step.
+- "adamw_8bit_bytes": the state bitsandbytes' AdamW8bit keeps for the adapters after a step;
+- apart from the steps, AdamW8bit's state and a 4-bit weight's bytes (NF4 and FP4, with and
+  without double quantisation) for single tensors of sizes around their blocks.
 
 tests/engine/test_lora.py compares calc with every case. Needs torch, transformers and peft
 (the validation extra), never calc.
@@ -47,11 +49,12 @@ TARGETS = {"all-linear": "all-linear", "q_proj,v_proj": ["q_proj", "v_proj"],
 warnings.filterwarnings("ignore")
 
 
-def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str, dropout: float) -> dict:
+def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str, dropout: float,
+            quant: tuple[str, bool] = ("nf4", True)) -> dict:
     """One LoRA forward pass's saved bytes and the model's parameters, as the module says.
     dtype: "fp32"; "bf16" (CPU autocast over the fp32 base); "bf16-master" (the base cast
     to bf16, no autocast; the adapters fp32); "qlora" (that base, its blocks' linear layers in
-    bitsandbytes' 4-bit NF4)."""
+    bitsandbytes' 4 bits: `quant`, its type and whether double quantisation)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
@@ -61,7 +64,7 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
     if dtype in ("bf16-master", "qlora"):
         _cast_module(model, torch.bfloat16)
     if dtype == "qlora":
-        _quantize(model)
+        _quantize(model, *quant)
     model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS[targets],
                                              lora_dropout=dropout))
     if checkpoint == "block":
@@ -92,33 +95,45 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
             + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
 
 
-def _adamw_8bit_bytes(parameters) -> int:
-    """The bytes of bitsandbytes' AdamW8bit's state over `parameters` after one step (each
-    storage once: its 8-bit maps are shared)."""
+def _adamw_8bit_bytes(parameters, paged: bool = False) -> int:
+    """The bytes of bitsandbytes' AdamW8bit's state (`paged`: PagedAdamW8bit's, which on the
+    CPU falls back to ordinary buffers) over `parameters` after one step (each storage
+    once: its 8-bit maps are shared)."""
     import bitsandbytes as bnb
 
-    optimizer = bnb.optim.AdamW8bit(parameters, lr=1e-3)
+    optimizer = (bnb.optim.PagedAdamW8bit if paged else bnb.optim.AdamW8bit)(parameters, lr=1e-3)
     optimizer.step()  # the state is made at the first step
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
                 for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)}
     return sum(storages.values())
 
 
-def _quantize(model) -> None:
+def _quantize(model, quant_type: str = "nf4", double_quant: bool = True) -> None:
     """Every linear layer of the blocks as bitsandbytes' Linear4bit, as transformers'
-    BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-    bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16) loads it: NF4,
-    double quantisation, bf16 compute; the head stays bf16."""
+    BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
+    bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=torch.bfloat16) loads
+    it: bf16 compute; the head stays bf16."""
     import bitsandbytes as bnb
 
     for name, module in list(model.named_modules()):
         for attribute, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear) and not f"{name}.{attribute}".endswith("lm_head"):
                 layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
-                                          compute_dtype=torch.bfloat16, quant_type="nf4", compress_statistics=True)
-                layer.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
-                                                 compress_statistics=True).to("cpu")  # quantized as it moves
+                                          compute_dtype=torch.bfloat16, quant_type=quant_type,
+                                          compress_statistics=double_quant)
+                layer.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type=quant_type,
+                                                 compress_statistics=double_quant).to("cpu")  # quantized as it moves
                 setattr(module, attribute, layer)
+
+
+def _four_bit_bytes(values: int, quant_type: str, double_quant: bool) -> int:
+    """The bytes of one bf16 weight of `values` values in bitsandbytes' 4 bits: the packed
+    values and their quantisation state."""
+    import bitsandbytes as bnb
+
+    weight = bnb.nn.Params4bit(torch.randn(values, dtype=torch.bfloat16), requires_grad=False, quant_type=quant_type,
+                               compress_statistics=double_quant).to("cpu")
+    return _quantized_bytes(torch.nn.ParameterList([weight]))["total"]
 
 
 def _quantized_bytes(model) -> dict[str, int]:
@@ -138,12 +153,16 @@ def _quantized_bytes(model) -> dict[str, int]:
 def cases():
     """The small Llama shape at one and three sequences, SDPA attention, with and without
     checkpointing, in each precision, for each target set, with and without LoRA dropout;
-    then QLoRA (dtype "qlora": the bf16 base's linear layers in 4-bit NF4) the same way, for
-    two target sets."""
+    then QLoRA (dtype "qlora": the bf16 base's linear layers in 4-bit NF4, double
+    quantisation) the same way, for two target sets; then QLoRA's other 4-bit settings (FP4,
+    without double quantisation) at one sequence."""
+    nf4 = (("nf4", True),)
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"),
-                                 ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1))
+                                 ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1), nf4)
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
-                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1))
+                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4)
+    yield from itertools.product(("small-hf-llama",), (1,), ("flash",), ("none", "block"), ("qlora",),
+                                 ("all-linear",), (0.0,), (("nf4", False), ("fp4", True), ("fp4", False)))
 
 
 def run(log=sys.stderr) -> dict:
@@ -151,21 +170,32 @@ def run(log=sys.stderr) -> dict:
     import peft
 
     steps = []
-    for shape, batch, attention, checkpoint, dtype, targets, dropout in cases():
-        measured = measure(HF_SMALL[shape], batch, attention, checkpoint, dtype, targets, dropout)
+    for shape, batch, attention, checkpoint, dtype, targets, dropout, quant in cases():
+        measured = measure(HF_SMALL[shape], batch, attention, checkpoint, dtype, targets, dropout, quant)
+        four_bit = {"quant_type": quant[0], "double_quant": quant[1]} if dtype == "qlora" else {}
         steps.append({"shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
-                      "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **measured})
+                      "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **four_bit, **measured})
         print(steps[-1], file=log)
     sizes = ADAMW_8BIT_SIZES
     return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
             "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps,
             "adamw_8bit": {"sizes": list(sizes), "each": [_adamw_8bit_bytes([_tensor(n)]) for n in sizes],
-                           "together": _adamw_8bit_bytes([_tensor(n) for n in sizes])}}
+                           "together": _adamw_8bit_bytes([_tensor(n) for n in sizes]),
+                           "paged_together": _adamw_8bit_bytes([_tensor(n) for n in sizes], paged=True)},
+            "four_bit": {"sizes": list(FOUR_BIT_SIZES),
+                         **{f"{kind}{'-double' if double else ''}": [_four_bit_bytes(n, kind, double)
+                                                                     for n in FOUR_BIT_SIZES]
+                            for kind in ("nf4", "fp4") for double in (True, False)}}}
 
 
-ADAMW_8BIT_SIZES = (100, 4095, 4096, 8192, 12293, 65536, 65537)
+ADAMW_8BIT_SIZES = (100, 4095, 4096, 8192, 12293, 65536, 65537, 99999, 100000)
 """Tensor sizes (values) whose AdamW8bit state is measured alone and all together: around
 its 4,096-value threshold for 8-bit state and its 256-value blocks."""
+
+
+FOUR_BIT_SIZES = (1, 63, 64, 65, 4096, 16384, 16385, 65537)
+"""Weight sizes (values) whose 4-bit bytes are measured in each type, with and without
+double quantisation: around the 64-value blocks and the 256 blocks of a nested scale."""
 
 
 def _tensor(values: int) -> torch.nn.Parameter:

@@ -23,11 +23,13 @@ def lora_setup(step) -> TrainingSetup:
     return TrainingSetup(batch=step["batch"], attention=step["attention"], checkpoint=step["checkpoint"],
                          dtype="bf16-master" if qlora else step["dtype"], device="cpu",
                          finetune="qlora" if qlora else "lora", lora_rank=step["rank"], lora_targets=step["targets"],
-                         lora_dropout=step["dropout"])
+                         lora_dropout=step["dropout"], quant_type=step.get("quant_type", "nf4"),
+                         double_quant=step.get("double_quant", True))
 
 
 def step_id(step) -> str:
-    return (f"B{step['batch']}-{step['checkpoint']}-{step['dtype']}-{step['targets'].replace(',', '+')}-"
+    four_bit = f"-{step['quant_type']}{'-double' if step['double_quant'] else ''}" if "quant_type" in step else ""
+    return (f"B{step['batch']}-{step['checkpoint']}-{step['dtype']}{four_bit}-{step['targets'].replace(',', '+')}-"
             f"dropout{step['dropout']}")
 
 
@@ -125,6 +127,23 @@ def test_qlora_keeps_what_lora_over_the_bf16_base_keeps():
                 for s in MEASURED["steps"] if s["dtype"] == dtype}
     qlora, bf16 = measured("qlora"), measured("bf16-master")
     assert qlora and all(qlora[case] == bf16[case] for case in qlora)
+    assert {(s["quant_type"], s["double_quant"]) for s in MEASURED["steps"] if s["dtype"] == "qlora"} == {
+        ("nf4", True), ("nf4", False), ("fp4", True), ("fp4", False)}  # whatever the 4-bit type and scales
+
+
+def test_fp4_takes_nf4_s_bytes_and_single_quantisation_keeps_fp32_scales():
+    # bitsandbytes' 4-bit weights, measured one tensor at a time. 65 values: 33 bytes of
+    # packed pairs and the 4-bit code (16 fp32), whatever the type; the scales of its two
+    # 64-value blocks in fp32 (2 · 4) without double quantisation, or in uint8 (2) with
+    # the nested quantisation's offset (1 fp32), its one scale (1 fp32) and code (256 fp32)
+    from calc.lora import four_bit_bytes
+    four_bit = MEASURED["four_bit"]
+    at_65 = four_bit["sizes"].index(65)
+    assert four_bit["nf4"][at_65] == four_bit["fp4"][at_65] == 33 + 16 * 4 + 2 * 4 == 105
+    assert four_bit["nf4-double"][at_65] == four_bit["fp4-double"][at_65] == 33 + 16 * 4 + 2 + 4 + 4 + 256 * 4
+    for kind in ("nf4", "fp4"):
+        assert [four_bit_bytes(n, double_quant=False) for n in four_bit["sizes"]] == four_bit[kind]
+        assert [four_bit_bytes(n, double_quant=True) for n in four_bit["sizes"]] == four_bit[kind + "-double"]
 
 
 def test_a_4_bit_weight_takes_half_a_byte_a_value_and_its_scales():
@@ -211,7 +230,38 @@ def test_lora_s_adamw_8bit_state_is_what_it_kept_for_the_adapters(step):
     assert lora_states(shape, setup)[2] == step["adamw_8bit_bytes"]
 
 
-def test_8_bit_adamw_is_modelled_over_adapters_only():
+@pytest.mark.parametrize("optimizer", ["adamw-8bit", "paged-adamw-8bit"])
+def test_8_bit_adamw_is_modelled_over_adapters_only(optimizer):
     with pytest.raises(InputError) as error:
-        parse_inputs({"preset": "llama-3-8b", "optimizer": "adamw-8bit"})
+        parse_inputs({"preset": "llama-3-8b", "optimizer": optimizer})
     assert "optimizer" in error.value.errors
+
+
+def test_paged_adamw_8bit_on_the_cpu_keeps_adamw_8bit_s_state():
+    # bitsandbytes falls back to ordinary buffers on the CPU: measured, the same bytes
+    from calc.lora import adamw_8bit_bytes
+    measured = MEASURED["adamw_8bit"]
+    assert measured["paged_together"] == measured["together"] == adamw_8bit_bytes(tuple(measured["sizes"]))
+    shape, step = SHAPES["small-hf-llama"], MEASURED["steps"][0]
+    setup = lora_setup(step).replace(optimizer="paged-adamw-8bit")
+    assert lora_states(shape, setup)[2] == step["adamw_8bit_bytes"]
+
+
+def test_paged_adamw_8bit_on_a_gpu_pages_the_moments_of_tensors_of_100_000_values_or_more():
+    # Llama 3 8B, rank 16 on all-linear: per layer gate_proj's and up_proj's B (14,336 · 16)
+    # and down_proj's A (16 · 14,336) hold 229,376 values each, at least 100,000; every other
+    # adapter is 16 · 4,096 or 16 · 1,024. Their two uint8 moments, 2 · 3 · 229,376 bytes a
+    # layer, go to unified memory (bitsandbytes' get_state_buffer); their fp32 block scales
+    # and the rest of AdamW8bit's 85,198,848 bytes (2 · 41,943,040 moments, 8 bytes a block
+    # of 256, two 256-entry fp32 maps) stay with PyTorch's allocator
+    paged = 32 * 2 * 3 * 229_376
+    whole = 2 * 41_943_040 + 8 * 41_943_040 // 256 + 2 * 256 * 4
+    assert (paged, whole) == (44_040_192, 85_198_848)
+    inputs = parse_inputs({"preset": "llama-3-8b", "finetune": "qlora", "lora_rank": "16", "context": "4096",
+                           "checkpoint": "block", "optimizer": "paged-adamw-8bit"})
+    assert lora_states(inputs.shape, inputs.setup)[2] == whole - paged
+    from calc.report import summary
+    s = summary(inputs.shape, inputs.setup)
+    assert (s["bytes"]["optimizer"], s["bytes"]["paged_optimizer"]) == (whole - paged, paged)
+    unpaged = summary(inputs.shape, inputs.setup.replace(optimizer="adamw-8bit"))
+    assert unpaged["bytes"]["peak"] - s["bytes"]["peak"] == paged  # unified memory is not the allocator's

@@ -392,7 +392,7 @@ def finetune_setups(i: Inputs) -> tuple:
     """(key, label, setup) of full fine-tuning, LoRA and QLoRA for the reader's model and
     step (finetune_grid says how each is chosen)."""
     adapters = i.setup if trains_adapters(i.setup) else i.setup.replace(finetune="lora")
-    lora = adapters.replace(finetune="lora")
+    lora = adapters.replace(finetune="lora", prepare_kbit=False)
     qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
     full = lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype)
     eight_bit = full.optimizer not in ("adamw", "sgd")  # bitsandbytes' 8-bit AdamW: over adapters alone

@@ -329,6 +329,9 @@ FIELDS: tuple[Field, ...] = (
           "float, the same bytes", "setup", (("nf4", "nf4: NormalFloat4"), ("fp4", "fp4: 4-bit float"))),
     Field("double_quant", "finetune", "flag", "QLoRA double quantisation", "bnb_4bit_use_double_quant: each "
           "64-value block's scale in 8 bits (else in fp32)", "setup", _NO_YES),
+    Field("prepare_kbit", "finetune", "flag", "prepare_model_for_kbit_training", "peft's preparation of a QLoRA "
+          "base: the embeddings, norms and head cast to fp32, so the model computes in fp32 around its 4-bit "
+          "matmuls (its checkpointing is the Checkpointing field)", "setup", _NO_YES),
     Field("reduce_bucket", "buffers", "whole", "Reduce bucket (values)", "DeepSpeed's reduce_bucket_size: gradients "
           "reduced at once under ZeRO", "setup", limit=10**12),
     Field("prefetch_bucket", "buffers", "whole", "ZeRO-3 prefetch (values)", "DeepSpeed's stage3_prefetch_bucket_size: "

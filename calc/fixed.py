@@ -40,8 +40,8 @@ def lora_states(shape: ModelShape, setup: TrainingSetup, parameters: int | None 
     base = parameter_count(shape) if parameters is None else parameters
     adapters = adapter_count(shape, setup)
     frozen = base * (2 if setup.dtype == "bf16-master" else 4)
-    if setup.finetune == "qlora":  # the blocks' linear weights in 4 bits instead, the rest bf16
-        frozen = 2 * (base - quantized_values(shape)) + quantized_bytes(shape, setup.double_quant)
+    if setup.finetune == "qlora":  # the blocks' linear weights in 4 bits instead, the rest bf16 (or fp32, prepared)
+        frozen = setup.stream_bytes * (base - quantized_values(shape)) + quantized_bytes(shape, setup.double_quant)
     return frozen + 4 * adapters, 4 * adapters, adapter_optimizer_bytes(shape, setup)
 
 
@@ -126,8 +126,9 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     base = [row(values, "parameters", f"Frozen base weights ({'bf16' if bf16_base else 'fp32'})", f(("P",)),
                 2 if bf16_base else 4)]
     if setup.finetune == "qlora":
-        base = [row(values, "parameters", "Frozen weights outside the blocks' linear layers (bf16): embeddings, norms, "
-                                          "head", f(("P_o",)), 2),
+        base = [row(values, "parameters", "Frozen weights outside the blocks' linear layers ("
+                    + ("fp32, cast by prepare_model_for_kbit_training" if setup.upcast_base else "bf16")
+                    + "): embeddings, norms, head", f(("P_o",)), setup.stream_bytes),
                 row(values, "quantized", f"Frozen linear weights of the blocks in 4-bit {setup.quant_type.upper()}, two "
                                          "a byte, with their block scales" + (" (double quantisation)" if
                                                                               setup.double_quant else " (fp32)") +

@@ -18,8 +18,11 @@ packed weight and nothing of the input for backward (bitsandbytes 0.50,
 autograd/_functions.py `MatMul4Bit.forward`: ctx.tensors = (None, B)), so autograd keeps
 what LoRA over a bf16 base keeps: measured equal on CPU tensors (validation/lora.py). It
 dequantizes each weight to bf16 for its matmul, forward and backward: one such copy is
-alive at a time (calc.peak counts the largest in its bounds). peft's
-prepare_model_for_kbit_training, which casts the rest of the base to fp32, is not modelled.
+alive at a time (calc.peak counts the largest in its bounds). With peft's
+prepare_model_for_kbit_training (`prepare_kbit`), which casts the rest of the base (the
+embeddings, norms and head) to fp32, bitsandbytes' layers return fp32 and the model
+computes in fp32 around its 4-bit matmuls: autograd keeps what LoRA over an fp32 base keeps
+(measured equal, activation_setup).
 
 Modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2), whose linear
 layers are named q_proj, k_proj, v_proj, o_proj (attention) and gate_proj, up_proj,
@@ -153,9 +156,19 @@ def adapter_tensors(shape: ModelShape, setup) -> tuple[int, ...]:
     return one * shape.layers
 
 
+def activation_setup(setup):
+    """The setup whose saved tensors a LoRA step keeps: QLoRA over a base that
+    prepare_model_for_kbit_training cast to fp32 keeps LoRA's over the fp32 base (measured
+    equal on CPU tensors: validation/results-lora.json, the prepared steps)."""
+    return setup.replace(finetune="lora", dtype="fp32", prepare_kbit=False) if setup.upcast_base else setup
+
+
 def check(shape: ModelShape, setup) -> None:
     """FieldError naming the field where calc does not model this LoRA run's code
     (calc.layout.split.check_layout: its layout)."""
+    if setup.prepare_kbit and setup.finetune != "qlora":
+        raise FieldError("prepare_kbit", "prepare_model_for_kbit_training prepares a 4-bit base: choose finetune "
+                                         "qlora, or prepare_kbit false")
     if setup.finetune == "full":
         if setup.optimizer in EIGHT_BIT_OPTIMIZERS:
             raise FieldError("optimizer", "calc models bitsandbytes' 8-bit AdamW over LoRA's adapters so far: choose "

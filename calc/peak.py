@@ -267,7 +267,7 @@ def _parts(shape: ModelShape, setup: TrainingSetup, stage: str = "last", at: Pas
     if not runs_torch_pipeline(setup):
         return shared
     here = _stage(shape, setup, stage)
-    loss = (2 if setup.dtype == "bf16-master" else 4) if here.head > 0 else 0
+    loss = setup.stream_bytes if here.head > 0 else 0
     parts = shared | _torch_pipeline_parts(shape, setup, at, here, shared["A"], loss)
     if gathers_and_reduces(setup):  # FSDP2 in the pipeline: what the pass finds gathered, the shards at the step
         parts |= pass_buffers(shape, setup, here, at)
@@ -318,7 +318,7 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
     if has_embedding:  # DTensor's is V·d, not V/t·d
         held_grads += whole_embedding_excess(shape, setup) * grad
     fresh_grads = not accumulating or reduced  # new gradients not yet in the held ones
-    stream = 2 if setup.dtype == "bf16-master" else 4  # the loss, the log-probabilities and their gradients
+    stream = setup.stream_bytes  # the loss, the log-probabilities and their gradients
     loss = stream if has_head else 0
     vocab = ceil_div(V, t)  # vocabulary-parallel: the head's and the loss's share
     bf16 = setup.dtype == "bf16"
@@ -430,7 +430,7 @@ def _torch_pipeline_parts(shape: ModelShape, setup: TrainingSetup, at: Pass | No
     B, m, t = setup.batch, setup.microbatches, setup.tp
     s = ceil_div(shape.context, setup.cp)
     tokens = ceil_div(s, t) if setup.sp else s  # the residual stream's, on each tensor-parallel rank
-    stream = 2 if setup.dtype == "bf16-master" else 4
+    stream = setup.stream_bytes
     buffer = B * tokens * shape.d_model * stream
     # at the optimizer step the "first" stages' figure is their highest: a middle stage's, with both kinds of buffer
     first, last = (here.embedding > 0 and setup.pp == 2 if at is None else at.stage == 0), here.head > 0
@@ -477,7 +477,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
            reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
-           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, gathers_and_reduces(setup))
+           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, setup.upcast_base, gathers_and_reduces(setup))
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -593,7 +593,7 @@ def _bound_lines(shape: ModelShape, setup: TrainingSetup, accumulating: bool, ha
     reduced = setup.zero >= 2 and setup.dp * setup.cp > 1
     t, s, a, bf16 = setup.tp, ceil_div(shape.context, setup.cp), setup.bytes_per_value, setup.dtype == "bf16"
     _, grad, _ = state_bytes(setup)
-    stream = 2 if setup.dtype == "bf16-master" else 4
+    stream = setup.stream_bytes
     vocab = ceil_div(shape.vocab, t)
     fresh = not accumulating or reduced
     widest = (3 if shape.ffn == "swiglu" else 2) * shape.d_ff // t
@@ -607,11 +607,16 @@ def _bound_lines(shape: ModelShape, setup: TrainingSetup, accumulating: bool, ha
     new = Line(0, block_parameters * grad if fresh else
                ceil_div(_largest_block_tensor(shape), t) * (2 + grad if bf16 else grad))
     # QLoRA: bitsandbytes dequantizes each 4-bit weight to bf16 for its matmul, one at a time, forward and
-    # backward; in forward peft's 4-bit layer copies the base's output (`result.clone()`) beside it
+    # backward; in forward peft's 4-bit layer copies the base's output (`result.clone()`) beside it. Over a
+    # base prepare_model_for_kbit_training cast to fp32, bitsandbytes' layer casts its input to bf16 and its
+    # bf16 output back to fp32 before peft's copy (a bound of 12 bytes a d_ff-wide value), and in backward
+    # the gradients it receives and returns are cast the same way (4 bytes a d_ff-wide value)
     dequantized = Line(0, 2 * max(d_in * d_out for d_in, d_out in module_shapes(shape).values())
                        if setup.finetune == "qlora" else 0)
-    block = new + Line(s * widest * a) + recomputed + dequantized
-    forward = {"E_f": (dequantized + Line(2 * s * shape.d_ff * 2),)} if setup.finetune == "qlora" else {}
+    casts = Line(4 * s * shape.d_ff if setup.upcast_base else 0)
+    block = new + Line(s * widest * a) + recomputed + dequantized + casts
+    forward = {"E_f": (dequantized + Line((12 if setup.upcast_base else 4) * s * shape.d_ff),)} \
+        if setup.finetune == "qlora" else {}
     if not has_head:
         return {"E_b": (block,), **forward}
     head_grads = (head_parameters + (head_matrix if shape.tied and setup.pp == 1 else 0)) * grad

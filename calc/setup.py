@@ -94,7 +94,9 @@ and step.
     frozen; `lora_alpha` scales their output (no memory). Under LoRA, dtype "bf16-master"
     means bf16 base weights with fp32 adapters (no master copy: nothing frozen steps).
     "qlora" holds the blocks' linear weights in bitsandbytes' 4 bits: `quant_type` "nf4" or
-    "fp4" (the same bytes), `double_quant` its scales in 8 bits. `optimizer` "adamw-8bit" and
+    "fp4" (the same bytes), `double_quant` its scales in 8 bits; `prepare_kbit` is peft's
+    prepare_model_for_kbit_training, which casts the rest of the base to fp32 (the model
+    then computes in fp32 around its 4-bit matmuls). `optimizer` "adamw-8bit" and
     "paged-adamw-8bit" are bitsandbytes' over the adapters.
     """
 
@@ -129,6 +131,7 @@ and step.
     lora_targets: str = ALL_LINEAR
     quant_type: str = "nf4"
     double_quant: bool = True
+    prepare_kbit: bool = False
 
     def __post_init__(self):
         check_whole("batch", self.batch, MAX_BATCH)
@@ -147,7 +150,7 @@ and step.
             check_whole(name, getattr(self, name), 10**12)
         if isinstance(self.nccl, bool) or not isinstance(self.nccl, int) or not 0 <= self.nccl <= 10**15:
             raise FieldError("nccl", f"nccl must be a size from 0 bytes to a petabyte, not {echo(self.nccl)}")
-        for name in ("sp", "keep_logits", "ddp_bucket_view", "double_quant"):
+        for name in ("sp", "keep_logits", "ddp_bucket_view", "double_quant", "prepare_kbit"):
             if not isinstance(getattr(self, name), bool):
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.finetune not in FINETUNES:
@@ -225,8 +228,20 @@ and step.
 
     @property
     def bytes_per_value(self) -> int:
-        """Bytes of one activation value in the compute dtype (4 for fp32, 2 for bf16)."""
-        return 4 if self.dtype == "fp32" else 2
+        """Bytes of one activation value in the compute dtype (4 for fp32, 2 for bf16; 4 for
+        QLoRA's base prepared by prepare_model_for_kbit_training, its outputs fp32)."""
+        return 4 if self.dtype == "fp32" or self.upcast_base else 2
+
+    @property
+    def stream_bytes(self) -> int:
+        """Bytes of one value of the residual stream and the loss: 2 where the weights are
+        bf16 (bf16-master, unless prepare_kbit cast them to fp32), else 4."""
+        return 2 if self.dtype == "bf16-master" and not self.upcast_base else 4
+
+    @property
+    def upcast_base(self) -> bool:
+        """QLoRA whose base outside the 4-bit weights prepare_model_for_kbit_training cast to fp32."""
+        return self.finetune == "qlora" and self.prepare_kbit
 
     def replace(self, **changes) -> "TrainingSetup":
         return TrainingSetup(**{**self.__dict__, **changes})  # the fields, as the dataclass stores them

@@ -50,21 +50,28 @@ warnings.filterwarnings("ignore")
 
 
 def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str, dropout: float,
-            quant: tuple[str, bool] = ("nf4", True)) -> dict:
+            quant: tuple[str, bool] = ("nf4", True), prepared: bool = False) -> dict:
     """One LoRA forward pass's saved bytes and the model's parameters, as the module says.
     dtype: "fp32"; "bf16" (CPU autocast over the fp32 base); "bf16-master" (the base cast
     to bf16, no autocast; the adapters fp32); "qlora" (that base, its blocks' linear layers in
-    bitsandbytes' 4 bits: `quant`, its type and whether double quantisation)."""
+    bitsandbytes' 4 bits: `quant`, its type and whether double quantisation). `prepared`:
+    peft's prepare_model_for_kbit_training on the quantized model, before the adapters, as
+    QLoRA's recipes call it (it casts the rest of the base to fp32 and, with checkpointing,
+    turns it on with enable_input_require_grads)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
     model = hf_model(cfg, attention)
-    if checkpoint == "block":
+    if checkpoint == "block" and not prepared:
         model.gradient_checkpointing_enable()
     if dtype in ("bf16-master", "qlora"):
         _cast_module(model, torch.bfloat16)
     if dtype == "qlora":
         _quantize(model, *quant)
+    if prepared:
+        from peft import prepare_model_for_kbit_training
+        model.is_loaded_in_4bit = True  # as transformers marks a model it loaded in 4 bits
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpoint == "block")
     model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS[targets],
                                              lora_dropout=dropout))
     if checkpoint == "block":
@@ -155,14 +162,17 @@ def cases():
     checkpointing, in each precision, for each target set, with and without LoRA dropout;
     then QLoRA (dtype "qlora": the bf16 base's linear layers in 4-bit NF4, double
     quantisation) the same way, for two target sets; then QLoRA's other 4-bit settings (FP4,
-    without double quantisation) at one sequence."""
+    without double quantisation) at one sequence; then QLoRA prepared by peft's
+    prepare_model_for_kbit_training, for two target sets."""
     nf4 = (("nf4", True),)
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"),
-                                 ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1), nf4)
+                                 ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1), nf4, (False,))
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
-                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4)
+                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4, (False,))
     yield from itertools.product(("small-hf-llama",), (1,), ("flash",), ("none", "block"), ("qlora",),
-                                 ("all-linear",), (0.0,), (("nf4", False), ("fp4", True), ("fp4", False)))
+                                 ("all-linear",), (0.0,), (("nf4", False), ("fp4", True), ("fp4", False)), (False,))
+    yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
+                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4, (True,))
 
 
 def run(log=sys.stderr) -> dict:
@@ -170,9 +180,9 @@ def run(log=sys.stderr) -> dict:
     import peft
 
     steps = []
-    for shape, batch, attention, checkpoint, dtype, targets, dropout, quant in cases():
-        measured = measure(HF_SMALL[shape], batch, attention, checkpoint, dtype, targets, dropout, quant)
-        four_bit = {"quant_type": quant[0], "double_quant": quant[1]} if dtype == "qlora" else {}
+    for shape, batch, attention, checkpoint, dtype, targets, dropout, quant, prepared in cases():
+        measured = measure(HF_SMALL[shape], batch, attention, checkpoint, dtype, targets, dropout, quant, prepared)
+        four_bit = {"quant_type": quant[0], "double_quant": quant[1], "prepared": prepared} if dtype == "qlora" else {}
         steps.append({"shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
                       "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **four_bit, **measured})
         print(steps[-1], file=log)

@@ -30,7 +30,7 @@ test_lora.py).
 from __future__ import annotations
 
 from calc.activations.hf import FP32, INDEX, _kernel_rows, _mask_bytes, _sdpa_kernel, _sliding_mask
-from calc.lora import module_shapes, targets
+from calc.lora import activation_setup, module_shapes, targets
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row, symbol_values
@@ -38,6 +38,7 @@ from calc.table import Table, f, row, symbol_values
 
 def lora_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """What autograd keeps at the end of a LoRA step's forward pass; rows per sequence."""
+    setup = activation_setup(setup)
     if setup.attention == "flash":
         _sdpa_kernel(shape, setup, _sliding_mask(shape))
     return Table("autograd", "What autograd keeps: Hugging Face Llama-style code under peft's LoRA",

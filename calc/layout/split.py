@@ -109,7 +109,7 @@ class Stage:
 
 
 ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp", "keeps_gathered_inputs",
-                  "finetune", "lora_rank", "lora_dropout", "lora_targets")
+                  "finetune", "lora_rank", "lora_dropout", "lora_targets", "prepare_kbit")
 """The setup's fields (and, through its framework, what its tensor parallelism keeps) a
 GPU's activation rows (per sequence) depend on."""
 STAGES_DEPEND_ON = (*ROWS_DEPEND_ON, "pp", "virtual_stages", "microbatches", "batch")

@@ -24,11 +24,12 @@ def lora_setup(step) -> TrainingSetup:
                          dtype="bf16-master" if qlora else step["dtype"], device="cpu",
                          finetune="qlora" if qlora else "lora", lora_rank=step["rank"], lora_targets=step["targets"],
                          lora_dropout=step["dropout"], quant_type=step.get("quant_type", "nf4"),
-                         double_quant=step.get("double_quant", True))
+                         double_quant=step.get("double_quant", True), prepare_kbit=step.get("prepared", False))
 
 
 def step_id(step) -> str:
-    four_bit = f"-{step['quant_type']}{'-double' if step['double_quant'] else ''}" if "quant_type" in step else ""
+    four_bit = (f"-{step['quant_type']}{'-double' if step['double_quant'] else ''}"
+                f"{'-prepared' if step['prepared'] else ''}") if "quant_type" in step else ""
     return (f"B{step['batch']}-{step['checkpoint']}-{step['dtype']}{four_bit}-{step['targets'].replace(',', '+')}-"
             f"dropout{step['dropout']}")
 
@@ -102,6 +103,7 @@ def test_llama_3_8b_lora_on_a_bf16_base_holds_two_bytes_a_frozen_weight():
     ({"finetune": "lora", "attention": "flash", "lora_targets": "gate_proj,up_proj"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "tp": "2"}, "finetune"),
     ({"finetune": "qlora", "dtype": "fp32"}, "dtype"),
+    ({"finetune": "lora", "attention": "flash", "prepare_kbit": "true"}, "prepare_kbit"),
     ({"finetune": "lora", "lora_rank": "0"}, "lora_rank"),
     ({"finetune": "lora", "lora_dropout": "1.5"}, "lora_dropout"),
 ])
@@ -122,13 +124,33 @@ def test_targets_are_read_in_any_order_and_written_in_the_layer_s():
 def test_qlora_keeps_what_lora_over_the_bf16_base_keeps():
     # bitsandbytes' MatMul4Bit keeps the packed weight, which is a parameter, and nothing of its
     # input: peft's LoRA over the 4-bit base saves exactly what it saves over the bf16 one
-    def measured(dtype):
-        return {(s["batch"], s["checkpoint"], s["targets"], s["dropout"]): s["activations"]
-                for s in MEASURED["steps"] if s["dtype"] == dtype}
-    qlora, bf16 = measured("qlora"), measured("bf16-master")
-    assert qlora and all(qlora[case] == bf16[case] for case in qlora)
-    assert {(s["quant_type"], s["double_quant"]) for s in MEASURED["steps"] if s["dtype"] == "qlora"} == {
+    qlora = [s for s in MEASURED["steps"] if s["dtype"] == "qlora" and not s["prepared"]]
+    bf16 = {_case(s): s["activations"] for s in MEASURED["steps"] if s["dtype"] == "bf16-master"}
+    assert qlora and all(s["activations"] == bf16[_case(s)] for s in qlora)
+    assert {(s["quant_type"], s["double_quant"]) for s in qlora} == {
         ("nf4", True), ("nf4", False), ("fp4", True), ("fp4", False)}  # whatever the 4-bit type and scales
+
+
+def _case(step) -> tuple:
+    return step["batch"], step["checkpoint"], step["targets"], step["dropout"]
+
+
+def test_qlora_prepared_for_kbit_training_keeps_what_lora_over_an_fp32_base_keeps():
+    # prepare_model_for_kbit_training casts the embeddings, norms and head to fp32: the
+    # stream is fp32, bitsandbytes' 4-bit layers cast their bf16 output back to their input's
+    # fp32, and the adapters see fp32 inputs, as over an fp32 base; MatMul4Bit keeps nothing
+    prepared = [s for s in MEASURED["steps"] if s["dtype"] == "qlora" and s["prepared"]]
+    fp32 = {_case(s): s["activations"] for s in MEASURED["steps"] if s["dtype"] == "fp32"}
+    assert len(prepared) == 16 and all(s["activations"] == fp32[_case(s)] for s in prepared)
+
+
+def test_llama_3_8b_qlora_prepared_holds_its_other_weights_in_fp32():
+    # the 1,050,939,392 weights outside the blocks' linear layers (two 128,256 · 4,096
+    # embeddings, 65 norms of 4,096) in fp32 instead of bf16: 2,101,878,784 bytes more
+    assert 2 * 128_256 * 4_096 + 65 * 4_096 == 1_050_939_392
+    inputs = parse_inputs({"preset": "llama-3-8b", "finetune": "qlora", "lora_rank": "16"})
+    weights = lora_states(inputs.shape, inputs.setup)[0]
+    assert lora_states(inputs.shape, inputs.setup.replace(prepare_kbit=True))[0] - weights == 2 * 1_050_939_392
 
 
 def test_fp4_takes_nf4_s_bytes_and_single_quantisation_keeps_fp32_scales():
@@ -265,3 +287,21 @@ def test_paged_adamw_8bit_on_a_gpu_pages_the_moments_of_tensors_of_100_000_value
     assert (s["bytes"]["optimizer"], s["bytes"]["paged_optimizer"]) == (whole - paged, paged)
     unpaged = summary(inputs.shape, inputs.setup.replace(optimizer="adamw-8bit"))
     assert unpaged["bytes"]["peak"] - s["bytes"]["peak"] == paged  # unified memory is not the allocator's
+
+
+@pytest.mark.parametrize("change", [{"prepare_kbit": True}, {"double_quant": False}, {"quant_type": "fp4"},
+                                    {"optimizer": "paged-adamw-8bit"}, {"lora_dropout": 0.1}, {"lora_rank": 64}])
+def test_a_qlora_setting_s_peak_does_not_depend_on_what_was_asked_before(change):
+    # calc remembers answers by the fields they read: a setting left out of those keys would
+    # hand back the previous setup's answers. The setting asked after the default equals
+    # the setting asked first, in a fresh interpreter
+    import subprocess
+    import sys
+    ask = ("from calc.inputs import parse_inputs\n"
+           "from calc.fit import peak_bytes\n"
+           "i = parse_inputs({'preset': 'llama-3-8b', 'finetune': 'qlora', 'context': '4096', 'checkpoint': 'block'})\n"
+           "print(peak_bytes(i.shape, i.setup.replace(**%r)))\n")
+    first = subprocess.run([sys.executable, "-c", ask % (change,)], cwd=ROOT, capture_output=True, text=True, check=True)
+    after = subprocess.run([sys.executable, "-c", "import sys\n" + (ask % ({},)).replace("print(", "(") + ask % (change,)],
+                           cwd=ROOT, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == after.stdout.strip() != ""

@@ -26,7 +26,7 @@ from calc.lora import LLAMA_MODULES, parse_targets
 from calc.layout.solver import FSDP_STAGES
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
-from calc.setup import MAX_LORA_RANK
+from calc.setup import MAX_FROZEN_BLOCKS, MAX_LORA_RANK
 from calc.setup import DEFAULT_NCCL, MAX_BATCH, MAX_PARALLEL, ZERO_STAGES, TrainingSetup
 from calc.shape import CHOICES as SHAPE_CHOICES
 from calc.shape import FLAGS as SHAPE_FLAGS
@@ -79,7 +79,7 @@ class Field:
     limit: int = 0
     cast: type = str
     in_link: bool = True
-    minimum: int = 1  # a size's least bytes
+    minimum: int = 1  # a size's least bytes, a whole number's least value
 
     @property
     def flag(self) -> str:
@@ -101,7 +101,7 @@ class Field:
         """The field's value from the text a reader typed; FieldError naming the field."""
         text = str(text).strip()
         if self.kind == "whole":
-            return _whole(self.name, text, self.limit)
+            return _whole(self.name, text, self.limit, self.minimum)
         if self.kind == "whole_or_none":
             return None if text.lower() in ("", "none") else _whole(self.name, text, self.limit)
         if self.kind == "probability":
@@ -139,18 +139,19 @@ class Field:
         return str(value)
 
 
-def _whole(name: str, text: str, limit: int) -> int:
-    """A whole number from 1 to `limit`: plain digits, or thousands grouped by commas or
-    underscores in threes ('4,096'); a comma anywhere else is an error, not ignored."""
+def _whole(name: str, text: str, limit: int, least: int = 1) -> int:
+    """A whole number from `least` (1, or 0 for a count that may be none) to `limit`: plain
+    digits, or thousands grouped by commas or underscores in threes ('4,096'); a comma
+    anywhere else is an error, not ignored."""
     if not _WHOLE.fullmatch(text):
         hint = " (commas only between groups of three digits, as in 4,096)" if "," in text else ""
         raise FieldError(name, f"{name} must be a whole number{hint}, not {echo(text)}" if text
                          else f"{name} needs a whole number")
     if len(text) > MAX_DIGITS:  # before int(), which refuses numbers of over 4,300 digits
-        raise FieldError(name, f"{name} must be between 1 and {limit:,}, not a {len(text):,}-character number")
+        raise FieldError(name, f"{name} must be between {least} and {limit:,}, not a {len(text):,}-character number")
     value = int(text.replace(",", "").replace("_", ""))
-    if not 1 <= value <= limit:
-        raise FieldError(name, f"{name} must be between 1 and {limit:,}, not {value:,}")
+    if not least <= value <= limit:
+        raise FieldError(name, f"{name} must be between {least} and {limit:,}, not {value:,}")
     return value
 
 
@@ -221,7 +222,7 @@ _STEP_LABELS = {
               {"fp32": "fp32", "bf16": "bf16 autocast (fp32 weights)", "bf16-master": "bf16 weights, fp32 master"}),
     "optimizer": ("Optimizer", "optimizer state per parameter",
                   {"adamw": "AdamW", "sgd": "SGD with momentum", "adamw-8bit": "AdamW 8-bit (bitsandbytes)",
-                   "paged-adamw-8bit": "paged AdamW 8-bit (bitsandbytes)"}),
+                   "paged-adamw-8bit": "paged AdamW 8-bit"}),
     "optimizer_impl": ("Optimizer step", "how torch.optim runs the step: its temporaries (PyTorch's default: "
                        "foreach on CUDA, the for-loop on the CPU)",
                        {"default": "PyTorch's default", "foreach": "foreach",
@@ -329,6 +330,12 @@ FIELDS: tuple[Field, ...] = (
           "float, the same bytes", "setup", (("nf4", "nf4: NormalFloat4"), ("fp4", "fp4: 4-bit float"))),
     Field("double_quant", "finetune", "flag", "QLoRA double quantisation", "bnb_4bit_use_double_quant: each "
           "64-value block's scale in 8 bits (else in fp32)", "setup", _NO_YES),
+    Field("freeze_embeddings", "finetune", "flag", "Token embedding frozen", "full fine-tuning with the token "
+          "embedding's requires_grad off: no gradient, no optimizer state, and autograd keeps no token ids",
+          "setup", _NO_YES),
+    Field("frozen_blocks", "finetune", "whole", "Frozen first blocks", "full fine-tuning with the first k decoder "
+          "layers' requires_grad off (below a frozen embedding): they keep no gradient, no state and no "
+          "activations", "setup", limit=MAX_FROZEN_BLOCKS, minimum=0),
     Field("prepare_kbit", "finetune", "flag", "prepare_model_for_kbit_training", "peft's preparation of a QLoRA "
           "base: the embeddings, norms and head cast to fp32, so the model computes in fp32 around its 4-bit "
           "matmuls (its checkpointing is the Checkpointing field)", "setup", _NO_YES),

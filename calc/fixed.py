@@ -11,6 +11,7 @@ from __future__ import annotations
 from calc.layout.frameworks import state_bytes as framework_state_bytes
 from calc.lora import (EIGHT_BIT_OPTIMIZERS, adamw_8bit_bytes, adapter_count, adapter_tensors, paged_bytes,
                        quantized_bytes, quantized_values, trains_adapters)
+from calc.frozen import trainable_count, trainable_matrices
 from calc.parameters import matrix_parameter_count, parameter_count
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
@@ -87,28 +88,34 @@ def weight_copy_count(shape: ModelShape, setup: TrainingSetup) -> int:
         return 0
     if setup.checkpoint == "block":
         return shape.vocab * shape.d_model
-    return matrix_parameter_count(shape)
+    return trainable_matrices(shape, setup) if setup.freezes else matrix_parameter_count(shape)
 
 
 def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes."""
     if trains_adapters(setup):
         return _lora_fixed_table(shape, setup)
-    values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model}
+    values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model,
+              "P_t": trainable_count(shape, setup), "P_wt": trainable_matrices(shape, setup)}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
     weights, gradients, kept = state_bytes(setup)
     master = weights == 2
+    trains = ("P_t",) if setup.freezes else ("P",)  # frozen parameters have no gradient and no state
+    of_those = " of the parameters that train" if setup.freezes else ""
     rows = [
         row(values, "parameters", "Parameters (bf16 weights)" if master else "Parameters (fp32 master weights)",
             f(("P",)), weights),
-        row(values, "gradients", f"Gradients ({'bf16' if master else 'fp32'})", f(("P",)), gradients),
-        row(values, "optimizer", f"Optimizer state: {'fp32 master weights and ' if master else ''}{optimizer} (fp32)",
-            f(("P",)), kept),
+        row(values, "gradients", f"Gradients ({'bf16' if master else 'fp32'}){of_those}", f(trains), gradients),
+        row(values, "optimizer", f"Optimizer state: {'fp32 master weights and ' if master else ''}{optimizer} (fp32)"
+            f"{of_those}", f(trains), kept),
     ]
     if setup.dtype == "bf16":
         if setup.checkpoint == "block":
             rows.append(row(values, "weight-copies", "bf16 copy of the LM head kept by autocast", f(("V", "d")), 2,
                             note="blocks' copies are remade when each block is recomputed"))
+        elif setup.freezes:
+            rows.append(row(values, "weight-copies", "bf16 copies of the weights that train, kept by autocast",
+                            f(("P_wt",)), 2, note="autocast caches no copy of a frozen weight"))
         else:
             rows.append(row(values, "weight-copies", "bf16 weight copies kept by autocast", f(("P_w",)), 2))
     return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters")

@@ -50,7 +50,8 @@ def parameter_table(shape: ModelShape) -> Table:
     ]
     if not shape.tied:
         rows.append(row(v, "lm-head", "LM head (output embedding)", f(("V", "d")), FP32_BYTES))
-    notes = ("The LM head shares the token embedding (tied), so it adds no parameters.",) if shape.tied else ()
+    notes = (("The LM head shares the token embedding (tied), so it adds no parameters.",) if shape.tied else ()) + (
+        "Bytes at 4 a parameter (fp32), whatever the step's precision: Fixed memory has what the step holds.",)
     return Table("parameters", "Parameters", tuple(rows), count_label="parameters", notes=notes)
 
 

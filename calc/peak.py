@@ -65,6 +65,7 @@ from calc.layout.frameworks.fsdp2_buffers import (REDUCE_BYTES, buffers_by_momen
 from calc.layout.frameworks.fsdp2_pipeline import pass_buffers, root_values, sharded_stage_states
 from calc.layout.schedule import Pass, every_pass, fullest, reduce_pass
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, held_states, remember, split_rows, stages
+from calc.frozen import trainable_tensors
 from calc.lora import adapter_tensors, adapters_per_layer, module_shapes, trains_adapters
 from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import TrainingSetup
@@ -91,7 +92,8 @@ PART_SYMBOLS = {
     "A_o": "PyTorch's pipeline schedule: the last micro-batch's output, finished, until the new one replaces it",
     "B_q": "PyTorch's pipeline receive buffers: each micro-batch's input activations and output gradient, kept "
            "all run (those of micro-batches in flight counted as their saved inputs)",
-    "L_s": "the blocks on this GPU's pipeline stage",
+    "L_s": "the blocks on this GPU's pipeline stage that keep tensors for backward (frozen ones, unless checkpointed, "
+           "keep none)",
     "C": "bf16 weight (and bias) copies in autocast's cache (until the autocast region exits)",
     "C_g": "bf16 weight copies the graph keeps for backward",
     "C_a": "every bf16 weight copy of the stage, in autocast's cache from its first pass on, when autocast wraps a "
@@ -207,12 +209,9 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     sharded = replicas > 1 and setup.zero >= 1
     held = parameter_count(shape) if parameters is None else parameters  # on this GPU, before ZeRO
     if trains_adapters(setup):  # the optimizer steps the adapters alone
-        tensors = adapter_tensors(shape, setup)
-        if setup.optimizer != "adamw" or setup.step_impl == "fused":
-            return 0
-        if setup.step_impl == "foreach":
-            return 4 * sum(tensors)
-        return 4 * max(before + 2 * size for before, size in zip((0, *tensors), tensors))
+        return _step_over(adapter_tensors(shape, setup), setup)
+    if setup.freezes:  # one GPU: the step skips the frozen parameters, which have no gradient
+        return _step_over(trainable_tensors(shape, setup), setup)
     framework = step_temporaries(setup, ceil_div(held, replicas) if sharded else held, state_bytes(setup)[1])
     if framework is not None:  # DeepSpeed's or Megatron-LM's own step (calc.layout.frameworks)
         return framework
@@ -225,6 +224,17 @@ def optimizer_temporaries(shape: ModelShape, setup: TrainingSetup, parameters: i
     if (setup.tp, setup.pp) == (1, 1) and not sharded:
         return 4 * _for_loop_peak(shape)
     return 4 * 3 * ceil_div(_largest_tensor(shape), setup.tp)  # an upper bound once tensors are split or sharded
+
+
+def _step_over(tensors: tuple[int, ...], setup: TrainingSetup) -> int:
+    """Bytes torch.optim's AdamW allocates stepping fp32 tensors of these values on one GPU:
+    every sqrt at once (foreach), or a tensor's sqrt and quotient beside the previous
+    tensor's denominator (the for-loop); none when fused, or for SGD and bitsandbytes."""
+    if setup.optimizer != "adamw" or setup.step_impl == "fused":
+        return 0
+    if setup.step_impl == "foreach":
+        return 4 * sum(tensors)
+    return 4 * max(before + 2 * size for before, size in zip((0, *tensors), tensors))
 
 
 @lru_cache(maxsize=256)
@@ -330,12 +340,16 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
     per_step = (sums["block-per-step"] * layers // L + sums["block-once"]
                 + (sums["embedding-per-step"] if has_embedding else 0))
     head_per_step = sums["head-per-step"] if has_head else 0
-    one_micro_batch = embedding + layers * block + head
+    checkpointed = setup.checkpoint == "block"
+    trainable_layers = layers - setup.frozen_blocks  # frozen layers (one GPU: calc.frozen) cache no copy, train nothing
+    if setup.freezes and not checkpointed:  # a trainable layer's saved bytes, counted for the first one too (which
+        block = _saved_sums(shape, _unfrozen(setup))["block"] // L if trainable_layers else 0  # keeps less: a bound)
+    before_last = sums["block"] - block if setup.freezes else (layers - 1) * block  # the earlier blocks' saved bytes
+    one_micro_batch = embedding + (sums["block"] if setup.freezes else layers * block) + head
     trainable_block = adapters_per_layer(shape, setup) if lora else here.block  # a block's parameters that train
     block_copies = 2 * (adapters_per_layer(shape, setup) if lora else here.block_matrices) if bf16 else 0
     cached = block_copies + (2 * _linear_biases(shape, t) if bf16 and shape.bias else 0)  # autocast's cache
     head_copy = 2 * here.head_matrix if bf16 and not lora else 0  # LoRA: the frozen head's copy is an activation
-    checkpointed = setup.checkpoint == "block"
     steps_on_device = setup.device == "cpu" or setup.step_impl == "fused"
     # tied: the head's gradient of the shared matrix waits for the embedding's, to be added to it
     tied_head_grad = here.head_matrix * grad if shape.tied and p == 1 else 0
@@ -347,19 +361,21 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
             fsdp2_buffers["F_z"] -= held_grads
     return {
         "W": held_weights + held_optimizer,
-        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * (len(adapter_tensors(shape, setup)) if lora else here.tensors)
+        "X": buffer_bytes(shape) + (STEP_COUNT_BYTES * (len(adapter_tensors(shape, setup)) if lora else
+                                                        len(trainable_tensors(shape, setup)) if setup.freezes else
+                                                        here.tensors)
                                     if steps_on_device and setup.optimizer == "adamw" else 0),
         "I": B * s * INDEX_BYTES * (has_embedding + has_head) * (setup.microbatches if torch_pipeline else 1),
         "A": one_micro_batch + per_step + head_per_step,
         "A_hf": one_micro_batch + per_step - (sums["log-probs"] - B * s * vocab * a if has_head else 0),
         "A_m": (in_flight - 1) * embedding + (chunks - setup.virtual_stages) * (layers // setup.virtual_stages) * block,
         "A_p": 0, "A_o": 0, "B_q": 0,  # PyTorch's pipeline passes: _torch_pipeline_parts
-        "C": 0 if copies_held else layers * cached + head_copy,
-        "C_a": layers * cached + head_copy if copies_held else 0,
-        "A_f": embedding + (layers - 1) * block + sums["block-once"] + sums["block-per-step"] * (layers - 1) // L
+        "C": 0 if copies_held else trainable_layers * cached + head_copy,
+        "C_a": trainable_layers * cached + head_copy if copies_held else 0,
+        "A_f": embedding + before_last + sums["block-once"] + sums["block-per-step"] * (layers - 1) // L
         + (sums["embedding-per-step"] if has_embedding else 0),
-        "C_f": 0 if copies_held else (layers - 1) * cached,
-        "C_g": 0 if copies_held else (0 if checkpointed else layers * block_copies) + head_copy,
+        "C_f": 0 if copies_held else max(trainable_layers - 1, 0) * cached,
+        "C_g": 0 if copies_held else (0 if checkpointed else trainable_layers * block_copies) + head_copy,
         "K": loss + (B * s * vocab * a if setup.keep_logits and has_head else 0),
         "K_l": 2 * loss,
         "A_e": embedding + per_step + head_per_step,
@@ -367,12 +383,12 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
         "A_b": block,
         "A_h": head + head_per_step,
         "A_g": embedding + sums["block-once"] + (sums["embedding-per-step"] if has_embedding else 0),
-        "A_l": (layers - 1) * block,
-        "C_b": 0 if checkpointed or copies_held else block_copies,
+        "A_l": before_last,
+        "C_b": 0 if checkpointed or copies_held or not trainable_layers else block_copies,
         "G": held_grads,
         "G_a": held_grads if accumulating else 0,
         "T_c": 4 * B * s * shape.kv_heads * shape.d_head * a if setup.cp > 1 else 0,
-        "G_B": (layers - 1) * trainable_block * grad if fresh_grads and not reduced else 0,
+        "G_B": max(trainable_layers - 1, 0) * trainable_block * grad if fresh_grads and not reduced else 0,
         "G_h": head_grads if fsdp2 else 0 if reduced else head_grads if fresh_grads else tied_head_grad,
         "T_f": B * s * vocab * (a + (4 if bf16 and not bf16_log_softmax(setup) else 0)) if has_head else 0,
         "T_l": B * s * (vocab + 3) * 4 - head_per_step if has_head and runs_dtensor(setup) else 0,
@@ -386,6 +402,17 @@ def _shared_parts(shape: ModelShape, setup: TrainingSetup, stage: str, accumulat
         "B_g": B * s * shape.d_model * stream if megatron_sequence_parallel(setup) else 0,
         **fsdp2_buffers,
     }
+
+
+def _kept_layers(setup: TrainingSetup, here: Stage) -> int:
+    """The blocks on the stage that keep tensors for backward (L_s): all of them, but the
+    frozen ones without checkpointing (calc.frozen)."""
+    return here.layers - setup.frozen_blocks if setup.freezes and setup.checkpoint != "block" else here.layers
+
+
+def _unfrozen(setup: TrainingSetup) -> TrainingSetup:
+    """The same step with every parameter training."""
+    return setup.replace(freeze_embeddings=False, frozen_blocks=0)
 
 
 def _copies_held(setup: TrainingSetup, at: Pass | None) -> bool:
@@ -477,7 +504,8 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
            reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
-           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, setup.upcast_base, gathers_and_reduces(setup))
+           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, setup.upcast_base, setup.freezes,
+           setup.frozen_blocks == shape.layers, gathers_and_reduces(setup))
     if key not in _RISES:
         if len(_RISES) > 4096:
             _RISES.clear()
@@ -487,6 +515,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
             lines["E_b"] += rises(_walks(shape, setup, here, accumulating, False, copies_held)["E_b"])
         if "E_b" not in walks:
             trains = ((adapters_per_layer(shape, setup),) * 2 + (0, 0) if trains_adapters(setup)
+                      else (0, 0, here.head, here.head_matrix) if setup.frozen_blocks == shape.layers
                       else (here.block, here.block_matrices, here.head, here.head_matrix))  # what has gradients
             lines |= _bound_lines(shape, setup.replace(batch=1), accumulating, here.head > 0, *trains)
         if "E_h" in walks:  # the loss's backward, then the head's and final norm's
@@ -781,7 +810,7 @@ def _runs(setup: TrainingSetup, stage: str) -> tuple[tuple[Pass | None, tuple[Mo
 def _moment_values(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[tuple[dict, str], ...]:
     """For each moment (moments_for), the parts' values at it on the stage's GPUs and, under
     PyTorch's pipeline schedules, the pass of its schedule at which it is highest."""
-    layers = {"L_s": _stage(shape, setup, stage).layers}
+    layers = {"L_s": _kept_layers(setup, _stage(shape, setup, stage))}
     best: dict[str, tuple[int, dict, str]] = {}
     for at, moments in _runs(setup, stage):
         values = _parts(shape, setup, stage, at) | layers
@@ -800,7 +829,7 @@ def pass_bytes(shape: ModelShape, setup: TrainingSetup, here: int) -> dict[str, 
     micro-batch, from 0) and at the optimizer step ("optimizer"), as
     validation/distributed.py --pp records each rank's phases."""
     stage = "last" if here == setup.pp - 1 else "first"
-    layers = {"L_s": _stage(shape, setup, stage).layers}
+    layers = {"L_s": _kept_layers(setup, _stage(shape, setup, stage))}
     moments = moments_for(setup)
     out = {}
     for at in every_pass(here, setup.pp, setup.microbatches, setup.schedule):
@@ -877,7 +906,7 @@ def moments_table(shape: ModelShape, setup: TrainingSetup) -> Table:
 def parts_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """The parts the moments add up, each in bytes, for the setup's batch (fullest GPU)."""
     stage = fullest_stage(shape, setup)
-    values = _parts(shape, setup, stage) | {"L_s": _stage(shape, setup, stage).layers}
+    values = _parts(shape, setup, stage) | {"L_s": _kept_layers(setup, _stage(shape, setup, stage))}
     rows = tuple(row(values, key, PART_SYMBOLS[key], f((key,)), 1) for key in PART_SYMBOLS)
     return Table("parts", "What the moments add up", rows, count_label="bytes", show_total=False)
 
@@ -956,7 +985,7 @@ def batch_lines(shape: ModelShape, setup: TrainingSetup) -> list[Line]:
     for stage, (at, moments) in ((stage, run) for stage in (("first", "last") if setup.pp > 1 else ("last",))
                                  for run in _runs(setup, stage)):
         rises = _rise_lines(shape, two, _stage(shape, two, stage), _accumulating(two, at), _copies_held(two, at))
-        layers = {"L_s": _stage(shape, two, stage).layers}
+        layers = {"L_s": _kept_layers(two, _stage(shape, two, stage))}
         parts = (_parts(shape, one, stage, at) | layers, _parts(shape, two, stage, at) | layers)
         for moment in moments:
             at_one, at_two = _formula_bytes(moment, parts[0]), _formula_bytes(moment, parts[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from calc.activations import activation_table
 from calc.fit import largest_batch, peak_bytes
 from calc.fixed import fixed_table, paged_optimizer_bytes, state_bytes
+from calc.frozen import trainable_count
 from calc.lora import adapter_count, trains_adapters
 from calc.gpus import GPUS
 from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
@@ -46,11 +47,12 @@ def summary(shape: ModelShape, setup: TrainingSetup, budget_bytes: int = DEFAULT
 def _state_rows(setup: TrainingSetup, values: dict) -> list:
     weights, gradients, kept = state_bytes(setup)
     precision = "bf16" if weights == 2 else "fp32"
+    trains, of_those = ("P_t", ", of the parameters that train") if setup.freezes else ("P", "")
     return [
         row(values, "parameters", f"Parameters ({precision})", f((weights, "P")), 1),
-        row(values, "gradients", f"Gradients ({precision})", f((gradients, "P")), 1),
-        row(values, "optimizer", "Optimizer state (fp32" + (", master weights included)" if weights == 2 else ")"),
-            f((kept, "P")), 1),
+        row(values, "gradients", f"Gradients ({precision}{of_those})", f((gradients, trains)), 1),
+        row(values, "optimizer", "Optimizer state (fp32" + (", master weights included" if weights == 2 else "")
+            + f"{of_those})", f((kept, trains)), 1),
     ]
 
 
@@ -68,7 +70,8 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """Headline bytes of one step: fixed memory, activations for the batch, the peak."""
     s = summary(shape, setup)
     b = s["bytes"]
-    values = {"P": s["parameters"], "A": b["activations"], "C": b["weight_copies"], "M": b["peak"],
+    values = {"P": s["parameters"], "P_t": trainable_count(shape, setup), "A": b["activations"],
+              "C": b["weight_copies"], "M": b["peak"],
               "M_t": b["peak_tensors"], "O_p": b["paged_optimizer"]}
     rows = list(_lora_state_rows(shape, setup, values)) if trains_adapters(setup) else _state_rows(setup, values)
     if b["paged_optimizer"]:
@@ -113,8 +116,9 @@ def value_text(inputs, name: str) -> str:
         return grouped(s["parameters"])
     if name == "largest_batch":
         return grouped(s["largest_batch"])
-    if name == "trainable":  # the parameters that train: all, or LoRA's adapters
-        return grouped(adapter_count(inputs.shape, inputs.setup) if trains_adapters(inputs.setup) else s["parameters"])
+    if name == "trainable":  # the parameters that train: all, the unfrozen ones, or LoRA's adapters
+        return grouped(adapter_count(inputs.shape, inputs.setup) if trains_adapters(inputs.setup)
+                       else trainable_count(inputs.shape, inputs.setup))
     if name == "budget":
         return inputs.budget_label
     if name in ("gpu_reported", "reserve", "nccl"):  # the card's total, the reserve taken off, NCCL's share

@@ -50,6 +50,8 @@ CHOICES = {
 """The allowed values of each of the setup's text fields."""
 MAX_LORA_RANK = 65536
 """The largest LoRA rank (and alpha) calc takes."""
+MAX_FROZEN_BLOCKS = 65536
+"""The most frozen blocks calc takes (the model's layers bound it first)."""
 LAYOUT_SIZES = ("dp", "tp", "pp", "virtual_stages", "cp", "microbatches")
 """The parallel layout's whole-number fields, each from 1 to MAX_PARALLEL."""
 ZERO_STAGES = (0, 1, 2, 3)
@@ -97,7 +99,9 @@ and step.
     "fp4" (the same bytes), `double_quant` its scales in 8 bits; `prepare_kbit` is peft's
     prepare_model_for_kbit_training, which casts the rest of the base to fp32 (the model
     then computes in fp32 around its 4-bit matmuls). `optimizer` "adamw-8bit" and
-    "paged-adamw-8bit" are bitsandbytes' over the adapters.
+    "paged-adamw-8bit" are bitsandbytes' over the adapters. Full fine-tuning may freeze the
+    token embedding (`freeze_embeddings`) and the first `frozen_blocks` decoder layers
+    (calc.frozen).
     """
 
     batch: int = 1
@@ -132,6 +136,8 @@ and step.
     quant_type: str = "nf4"
     double_quant: bool = True
     prepare_kbit: bool = False
+    freeze_embeddings: bool = False
+    frozen_blocks: int = 0
 
     def __post_init__(self):
         check_whole("batch", self.batch, MAX_BATCH)
@@ -150,11 +156,16 @@ and step.
             check_whole(name, getattr(self, name), 10**12)
         if isinstance(self.nccl, bool) or not isinstance(self.nccl, int) or not 0 <= self.nccl <= 10**15:
             raise FieldError("nccl", f"nccl must be a size from 0 bytes to a petabyte, not {echo(self.nccl)}")
-        for name in ("sp", "keep_logits", "ddp_bucket_view", "double_quant", "prepare_kbit"):
+        for name in ("sp", "keep_logits", "ddp_bucket_view", "double_quant", "prepare_kbit",
+                     "freeze_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise FieldError(name, f"{name} must be true or false, not {echo(getattr(self, name))}")
         if self.finetune not in FINETUNES:
             raise FieldError("finetune", f"finetune must be one of {', '.join(FINETUNES)}, not {echo(self.finetune)}")
+        if isinstance(self.frozen_blocks, bool) or not isinstance(self.frozen_blocks, int) \
+                or not 0 <= self.frozen_blocks <= MAX_FROZEN_BLOCKS:
+            raise FieldError("frozen_blocks", f"frozen_blocks must be a whole number from 0 to {MAX_FROZEN_BLOCKS:,}, "
+                                              f"not {echo(self.frozen_blocks)}")
         if self.quant_type not in QUANT_TYPES:
             raise FieldError("quant_type", f"quant_type must be one of {', '.join(QUANT_TYPES)}, not "
                                            f"{echo(self.quant_type)}")
@@ -237,6 +248,11 @@ and step.
         """Bytes of one value of the residual stream and the loss: 2 where the weights are
         bf16 (bf16-master, unless prepare_kbit cast them to fp32), else 4."""
         return 2 if self.dtype == "bf16-master" and not self.upcast_base else 4
+
+    @property
+    def freezes(self) -> bool:
+        """Full fine-tuning with some of the model frozen (calc.frozen)."""
+        return self.freeze_embeddings or self.frozen_blocks > 0
 
     @property
     def upcast_base(self) -> bool:

@@ -1,4 +1,5 @@
-"""LoRA fine-tuning measured: Hugging Face Llama-style code under peft's LoRA, on CPU tensors.
+"""Fine-tuning measured: Hugging Face Llama-style code under peft's LoRA and QLoRA, and with
+its bottom layers frozen, on CPU tensors.
 
     python -m validation.lora           # write results-lora.json (about a minute)
     python -m validation.lora --check   # measure again; exit 1 if it differs
@@ -16,7 +17,9 @@ enable_input_require_grads, as transformers' and peft's guides do. What it recor
 - "trainable": the adapters' parameter count, and their bytes and the frozen ones';
 - "adamw_8bit_bytes": the state bitsandbytes' AdamW8bit keeps for the adapters after a step;
 - apart from the steps, AdamW8bit's state and a 4-bit weight's bytes (NF4 and FP4, with and
-  without double quantisation) for single tensors of sizes around their blocks.
+  without double quantisation) for single tensors of sizes around their blocks;
+- "frozen": full fine-tuning with the token embedding and the first layers frozen
+  (requires_grad off): the saved bytes, autocast's weight copies, the trainable count.
 
 tests/engine/test_lora.py compares calc with every case. Needs torch, transformers and peft
 (the validation extra), never calc.
@@ -100,6 +103,48 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
             "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
             "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)
             + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
+
+
+def measure_frozen(cfg: dict, batch: int, checkpoint: str, dtype: str, attention: str, freeze_embeddings: bool,
+                   frozen_blocks: int) -> dict:
+    """Full fine-tuning with the token embedding (`freeze_embeddings`) and the first
+    `frozen_blocks` decoder layers frozen (requires_grad False), in fp32 or under CPU bf16
+    autocast: the saved bytes (autocast's cached weight copies apart) and the trainable
+    parameters, which are those that get a gradient."""
+    torch.manual_seed(0)
+    model = hf_model(cfg, attention)
+    if checkpoint == "block":
+        model.gradient_checkpointing_enable()
+    model.model.embed_tokens.weight.requires_grad_(not freeze_embeddings)
+    for layer in model.model.layers[:frozen_blocks]:
+        layer.requires_grad_(False)
+    model.train()
+    ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
+    fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
+    seen: set = set()
+    totals = {"activations": 0, "weight_copies": 0}
+
+    def pack(t: torch.Tensor):
+        key = _storage_key(t)
+        if key not in seen and key not in fixed:
+            seen.add(key)
+            totals["weight_copies" if is_weight_copy(t) else "activations"] += t.untyped_storage().nbytes()
+        return t
+
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return {**totals, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "with_gradients": sum(p.numel() for p in model.parameters() if p.grad is not None)}
+
+
+def frozen_cases():
+    """The small Llama shape at one and three sequences, with and without checkpointing, in
+    fp32 and under bf16 autocast, SDPA and eager attention: the embedding frozen alone, with
+    the first layer, with both layers."""
+    yield from itertools.product((1, 3), ("none", "block"), ("fp32", "bf16"), ("flash", "explicit"),
+                                 ((True, 0), (True, 1), (True, 2)))
 
 
 def _adamw_8bit_bytes(parameters, paged: bool = False) -> int:
@@ -186,9 +231,15 @@ def run(log=sys.stderr) -> dict:
         steps.append({"shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
                       "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **four_bit, **measured})
         print(steps[-1], file=log)
+    frozen = []
+    for batch, checkpoint, dtype, attention, (embeddings, blocks) in frozen_cases():
+        measured = measure_frozen(HF_SMALL["small-hf-llama"], batch, checkpoint, dtype, attention, embeddings, blocks)
+        frozen.append({"shape": "small-hf-llama", "batch": batch, "attention": attention, "checkpoint": checkpoint,
+                       "dtype": dtype, "freeze_embeddings": embeddings, "frozen_blocks": blocks, **measured})
+        print(frozen[-1], file=log)
     sizes = ADAMW_8BIT_SIZES
     return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
-            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps,
+            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps, "frozen": frozen,
             "adamw_8bit": {"sizes": list(sizes), "each": [_adamw_8bit_bytes([_tensor(n)]) for n in sizes],
                            "together": _adamw_8bit_bytes([_tensor(n) for n in sizes]),
                            "paged_together": _adamw_8bit_bytes([_tensor(n) for n in sizes], paged=True)},

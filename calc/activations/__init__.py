@@ -15,6 +15,8 @@ from calc.activations.scratch import scratch_table
 from calc.activations.seed import seed_table
 from calc.cuda import MEASURED_ARCH
 from calc.errors import FieldError
+from calc.activations.frozen import frozen_rows
+from calc.frozen import check as check_frozen
 from calc.lora import check as check_lora
 from calc.lora import trains_adapters
 from calc.setup import TrainingSetup
@@ -57,6 +59,7 @@ def check_implementation(shape: ModelShape, setup: TrainingSetup) -> None:
     """FieldError where the autograd accounting has no measured rows for this combination
     of implementation, architecture and options."""
     check_lora(shape, setup)
+    check_frozen(shape, setup)
     if setup.accounting != "autograd":
         return
     if setup.dtype == "bf16-master" and shape.implementation != "reference" and setup.finetune == "full":
@@ -106,6 +109,8 @@ def _per_sequence_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if trains_adapters(setup):  # peft's LoRA (calc.lora.check: over Hugging Face's Llama-style code)
         make = lora_table
     table = make(shape, setup)
+    if setup.freezes:  # full fine-tuning with the embedding and the first blocks frozen (calc.frozen)
+        table = replace(table, rows=frozen_rows(table.rows, shape, setup))
     unused = hf_settings(shape) if shape.implementation != "hf" and setup.accounting == "autograd" else ()
     if unused:
         table = replace(table, notes=table.notes + (

@@ -26,6 +26,8 @@ from calc.activations import activation_table
 from calc.errors import FieldError
 from calc.fixed import lora_states, state_bytes
 from calc.layout.frameworks import check_framework, keeps_gathered_inputs
+from calc.frozen import check_layout as check_frozen_layout
+from calc.frozen import trainable_count
 from calc.lora import check_layout as check_lora_layout
 from calc.lora import trains_adapters
 from calc.parameters import matrix_parameter_count, parameter_table, parameter_tensors
@@ -56,6 +58,10 @@ def held_states(shape: ModelShape, setup: TrainingSetup, parameters: int, replic
     LoRA the frozen base and the adapters (calc.fixed.lora_states: one GPU or DDP)."""
     if trains_adapters(setup):
         return lora_states(shape, setup, parameters)
+    if setup.freezes:  # one GPU (calc.frozen.check_layout): frozen parameters hold their weights alone
+        weights, gradients, kept = state_bytes(setup)
+        trainable = trainable_count(shape, setup, parameters)
+        return weights * parameters, gradients * trainable, kept * trainable
     return zero_states(parameters, replicas, setup.zero, state_bytes(setup))
 
 
@@ -84,6 +90,7 @@ def check_layout(shape: ModelShape, setup: TrainingSetup, framework: bool = True
         raise FieldError("zero", f"ZeRO stage {setup.zero} shards gradients, which pipeline parallelism accumulates "
                                  "across micro-batches: DeepSpeed refuses it; choose stage 0 or 1 with pp above 1")
     check_lora_layout(setup)
+    check_frozen_layout(setup)
     if framework:
         check_framework(setup)
 
@@ -109,7 +116,8 @@ class Stage:
 
 
 ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp", "keeps_gathered_inputs",
-                  "finetune", "lora_rank", "lora_dropout", "lora_targets", "prepare_kbit")
+                  "finetune", "lora_rank", "lora_dropout", "lora_targets", "prepare_kbit",
+                  "freeze_embeddings", "frozen_blocks")
 """The setup's fields (and, through its framework, what its tensor parallelism keeps) a
 GPU's activation rows (per sequence) depend on."""
 STAGES_DEPEND_ON = (*ROWS_DEPEND_ON, "pp", "virtual_stages", "microbatches", "batch")

@@ -48,6 +48,8 @@ def test_every_choice_and_flag_value_is_accepted_as_shown():
                      "finetune": {"lora": {"preset": "llama-3-8b"}, "qlora": {"preset": "llama-3-8b"}}.get(value, {}),
                      # peft's prepare_model_for_kbit_training prepares QLoRA's 4-bit base
                      "prepare_kbit": {"true": {"preset": "llama-3-8b", "finetune": "qlora"}}.get(value, {}),
+                     # frozen layers are modelled for Llama-style Hugging Face code
+                     "freeze_embeddings": {"true": {"preset": "llama-3-8b", "attention": "flash"}}.get(value, {}),
                      # bitsandbytes' 8-bit AdamW is modelled over LoRA's adapters
                      **{name: {"preset": "llama-3-8b", "finetune": "lora"} if "8bit" in value else {}
                         for name in ("optimizer", "b_optimizer")}}

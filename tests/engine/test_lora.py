@@ -11,6 +11,7 @@ from calc.errors import FieldError
 from calc.fixed import fixed_table, lora_states
 from calc.inputs import InputError, parse_inputs
 from calc.lora import adapter_count
+from calc.parameters import parameter_count
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED = json.loads((ROOT / "validation" / "results-lora.json").read_text())
@@ -289,19 +290,52 @@ def test_paged_adamw_8bit_on_a_gpu_pages_the_moments_of_tensors_of_100_000_value
     assert unpaged["bytes"]["peak"] - s["bytes"]["peak"] == paged  # unified memory is not the allocator's
 
 
-@pytest.mark.parametrize("change", [{"prepare_kbit": True}, {"double_quant": False}, {"quant_type": "fp4"},
-                                    {"optimizer": "paged-adamw-8bit"}, {"lora_dropout": 0.1}, {"lora_rank": 64}])
-def test_a_qlora_setting_s_peak_does_not_depend_on_what_was_asked_before(change):
-    # calc remembers answers by the fields they read: a setting left out of those keys would
-    # hand back the previous setup's answers. The setting asked after the default equals
-    # the setting asked first, in a fresh interpreter
-    import subprocess
+def _forget_everything() -> None:
+    """Empty every cache calc keeps: each lru_cache of its modules and its remembered answers."""
     import sys
-    ask = ("from calc.inputs import parse_inputs\n"
-           "from calc.fit import peak_bytes\n"
-           "i = parse_inputs({'preset': 'llama-3-8b', 'finetune': 'qlora', 'context': '4096', 'checkpoint': 'block'})\n"
-           "print(peak_bytes(i.shape, i.setup.replace(**%r)))\n")
-    first = subprocess.run([sys.executable, "-c", ask % (change,)], cwd=ROOT, capture_output=True, text=True, check=True)
-    after = subprocess.run([sys.executable, "-c", "import sys\n" + (ask % ({},)).replace("print(", "(") + ask % (change,)],
-                           cwd=ROOT, capture_output=True, text=True, check=True)
-    assert first.stdout.strip() == after.stdout.strip() != ""
+    from calc import peak
+    from calc.layout import split
+    for name, module in list(sys.modules.items()):
+        if name == "calc" or name.startswith("calc."):
+            for value in vars(module).values():
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+    split._remembered.clear()
+    peak._RISES.clear()
+
+
+@pytest.mark.parametrize("start, change", [
+    *(({"finetune": "qlora"}, change) for change in ({"prepare_kbit": True}, {"double_quant": False},
+                                                     {"quant_type": "fp4"}, {"optimizer": "paged-adamw-8bit"},
+                                                     {"lora_dropout": 0.1}, {"lora_rank": 64})),
+    ({}, {"freeze_embeddings": True}), ({"freeze_embeddings": "true"}, {"frozen_blocks": 31}),
+])
+def test_a_fine_tuning_setting_s_peak_does_not_depend_on_what_was_asked_before(start, change):
+    # calc remembers answers by the fields they read: a setting left out of those keys would
+    # hand back the previous setup's answers. The setting asked right after the default
+    # equals the setting asked with every cache empty
+    from calc.fit import peak_bytes
+    inputs = parse_inputs({"preset": "llama-3-8b", "context": "4096", "checkpoint": "none", "attention": "flash",
+                           **start})
+    _forget_everything()
+    peak_bytes(inputs.shape, inputs.setup)
+    after = peak_bytes(inputs.shape, inputs.setup.replace(**change))
+    _forget_everything()
+    assert peak_bytes(inputs.shape, inputs.setup.replace(**change)) == after
+
+
+def test_a_pasted_config_fine_tunes_with_lora_and_qlora():
+    # Qwen2-7B's config.json (28 layers, d = 3,584, 4 KV heads of 128, d_ff = 18,944): rank
+    # 16 on all-linear is 28 · 16 · (2 · (3,584 + 3,584) + 2 · (3,584 + 512) + 3 · (3,584 + 18,944))
+    # adapters, the count peft prints ("trainable params: 40,370,176 || all params:
+    # 7,655,986,688"), beside Qwen2-7B's 7,615,616,512 weights
+    config = json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 152064,
+                         "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                         "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768,
+                         "tie_word_embeddings": False, "torch_dtype": "bfloat16"})
+    assert 28 * 16 * (2 * (3584 + 3584) + 2 * (3584 + 512) + 3 * (3584 + 18944)) == 40_370_176
+    for finetune in ("lora", "qlora"):
+        inputs = parse_inputs({"hf_config": config, "finetune": finetune, "context": "2048"})
+        assert adapter_count(inputs.shape, inputs.setup) == 40_370_176
+        assert adapter_count(inputs.shape, inputs.setup) + 7_615_616_512 == 7_655_986_688
+        assert parameter_count(inputs.shape) == 7_615_616_512

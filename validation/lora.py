@@ -79,6 +79,21 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
                                              lora_dropout=dropout))
     if checkpoint == "block":
         model.enable_input_require_grads()
+    totals = _saved_in_a_step(model, cfg, batch, dtype)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    quantized = _quantized_bytes(model)
+    return {**totals, "adamw_8bit_bytes": _adamw_8bit_bytes(trainable), "trainable": sum(p.numel() for p in trainable),
+            "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
+            "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)
+            + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
+
+
+def _saved_in_a_step(model, cfg: dict, batch: int, dtype: str) -> dict[str, int]:
+    """Run one training forward pass (the loss included) of `batch` random sequences under
+    saved-tensor hooks, in fp32 or under CPU bf16 autocast (dtype "bf16"), then backward:
+    the bytes of every storage autograd saved, each once, the parameters and buffers apart,
+    and autocast's cached weight copies apart ("weight_copies")."""
     model.train()
     ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
     fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
@@ -96,13 +111,7 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
         loss = model(input_ids=ids, labels=ids).loss
     loss.backward()  # the graph measured is one backward runs
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    frozen = [p for p in model.parameters() if not p.requires_grad]
-    quantized = _quantized_bytes(model)
-    return {**totals, "adamw_8bit_bytes": _adamw_8bit_bytes(trainable), "trainable": sum(p.numel() for p in trainable),
-            "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
-            "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)
-            + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
+    return totals
 
 
 def measure_frozen(cfg: dict, batch: int, checkpoint: str, dtype: str, attention: str, freeze_embeddings: bool,
@@ -118,23 +127,7 @@ def measure_frozen(cfg: dict, batch: int, checkpoint: str, dtype: str, attention
     model.model.embed_tokens.weight.requires_grad_(not freeze_embeddings)
     for layer in model.model.layers[:frozen_blocks]:
         layer.requires_grad_(False)
-    model.train()
-    ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
-    fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
-    seen: set = set()
-    totals = {"activations": 0, "weight_copies": 0}
-
-    def pack(t: torch.Tensor):
-        key = _storage_key(t)
-        if key not in seen and key not in fixed:
-            seen.add(key)
-            totals["weight_copies" if is_weight_copy(t) else "activations"] += t.untyped_storage().nbytes()
-        return t
-
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
+    totals = _saved_in_a_step(model, cfg, batch, dtype)
     return {**totals, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "with_gradients": sum(p.numel() for p in model.parameters() if p.grad is not None)}
 

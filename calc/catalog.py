@@ -11,6 +11,7 @@ from __future__ import annotations
 from calc import comparisons as c
 from calc.activations import activation_table
 from calc.allocated import allocated_peak, modelled
+from calc.command import ACTIONS, command_line
 from calc.errors import InputError
 from calc.fixed import fixed_table
 from calc.gpu_memory import allocator_checks_grid, gpu_memory_table
@@ -76,21 +77,23 @@ VIEWS = {
     "validation-tp": lambda i, o: (c.tensor_parallel_grid(o.get("results") or {}),),
     "validation-pp": lambda i, o: (c.pipeline_grid(o.get("results") or {}),),
     "validation-fsdp2-pp": lambda i, o: (c.pipeline_grid(o.get("results") or {}, "validation-fsdp2-pp"),),
+    "command": lambda i, o: (Sentence("command", command_line(i, o.get("action", "summary")), code=True),),
 }
-OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "finetune", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")}}
+OPTIONS = {"chart-stack": {"bars": ("options", "accountings", "finetune", "page")}, "chart-gpu": {"vary": ("zero", "tp", "pp")},
+           "command": {"action": tuple(ACTIONS)}}
 """Options a page pins for a view (not reader inputs), with their allowed values."""
 PARALLEL_VIEWS = {"per-gpu", "chart-gpu", "solver"}
 """Views that read the parallel layout: a page with one shows the layout's inputs."""
 COMPARE_VIEWS = {"compare"}
 """Views that read setup B: a page with one shows setup B's inputs."""
 CLAIM_VIEWS = {"reverse"}
+"""Views that read the claimed figure: a page with one shows the claim's inputs."""
 SOLVER_VIEWS = {"solver"}
 FINETUNE_VIEWS = {"finetune"}
 """Views that compare full fine-tuning with LoRA: a page with one shows LoRA's inputs."""
 GROUP_READERS = {"compare": COMPARE_VIEWS, "claim": CLAIM_VIEWS, "parallel": PARALLEL_VIEWS, "solver": SOLVER_VIEWS,
                  "buffers": PARALLEL_VIEWS, "finetune": FINETUNE_VIEWS}
 """The inputs groups a panel shows only on pages with one of these views."""
-"""Views that read the claimed figure: a page with one shows the claim's inputs."""
 STATIC_VIEWS = {"validation", "validation-cuda", "validation-cuda-derived", "allocator-checks", "validation-distributed",
                 "validation-fsdp2", "validation-tp", "validation-pp", "validation-fsdp2-pp"}
 RESULTS_FILES = {"validation": "results.json", "validation-cuda": "results-cuda.json",

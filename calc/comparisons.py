@@ -19,7 +19,9 @@ from calc.peak import pass_bytes
 from calc.fixed import fixed_table
 from calc.gpus import GPUS
 from calc.inputs import Inputs, check_setup
-from calc.layout.frameworks import FRAMEWORKS
+from calc.backward import walks_apply
+from calc.cuda import MEASURED_ARCH
+from calc.layout.frameworks import FRAMEWORKS, framework_of
 from calc.layout.per_gpu import divisors, per_gpu_table, quotient_divisors
 from calc.layout.schedule import SCHEDULES
 from calc.layout.solver import MAX_EVALUATIONS, SOLVER_MAX_PP, SOLVER_MAX_TP, Layout, search
@@ -691,7 +693,8 @@ def _cost_text(layout: Layout, unit: str) -> str:
 def _why_not(layout: Layout, best: Layout, unit: str) -> str:
     """Why `layout` is not the answer `best`, by the first of the solver's keys it loses on."""
     if layout.gpus > best.gpus:
-        return f"needs {layout.gpus - best.gpus:,} more GPUs"
+        more = layout.gpus - best.gpus
+        return f"needs {more:,} more GPU{'s' if more > 1 else ''}"
     if layout.bubble > best.bubble:
         return f"idles {_share(layout.bubble)} of the step in its pipeline"
     if layout.sent > best.sent:
@@ -706,6 +709,22 @@ def _layout_params(layout: Layout) -> tuple:
                         for name in ("dp", "zero", "tp", "sp", "pp", "cp", "virtual_stages", "microbatches", "batch")))
 
 
+def peak_label(shape, setup) -> str:
+    """How the step's peak is known, where it is not a measured walk: "" for a walk whose
+    rows are measured, else a few words for the verdict (derived, a bound, a textbook list)."""
+    if setup.accounting != "autograd":
+        return "counted by the textbook accounting, not measured"
+    if setup.parallel and framework_of(setup) in ("deepspeed", "megatron"):
+        return f"derived from {FRAMEWORKS[framework_of(setup)]}'s source, not measured"
+    if setup.device == "cuda" and setup.finetune != "full":
+        return "derived for CUDA from measurements on the CPU"
+    if setup.device == "cuda" and setup.arch != MEASURED_ARCH:
+        return "derived for this card, not measured on it"
+    if not walks_apply(shape, setup):
+        return "an upper bound: its backward is stated, not walked"
+    return ""
+
+
 def verdict(i: Inputs) -> tuple[Sentence, Sentence, Sentence]:
     """The reader's answer at a glance (the card under every live page's title), short
     enough for a phone: whether the step fits the memory a GPU may use, by how much; the
@@ -716,10 +735,14 @@ def verdict(i: Inputs) -> tuple[Sentence, Sentence, Sentence]:
     usable = in_unit(i.budget, i.unit)
     card = f" on {GPUS[i.gpu].article} {GPUS[i.gpu].name}" if i.gpu != "custom" else ""
     each = " a GPU" if i.setup.gpus > 1 else ""
+    label = peak_label(i.shape, i.setup)
+    known = f" ({label})" if label else ""
     if peak <= i.budget:
-        fit = f"Fits: peak {in_unit(peak, i.unit)}{each} of {usable} usable{card}, {in_unit(i.budget - peak, i.unit)} spare."
+        fit = (f"Fits: peak {in_unit(peak, i.unit)}{each}{known} of {usable} usable{card}, "
+               f"{in_unit(i.budget - peak, i.unit)} spare.")
     else:
-        fit = f"Does not fit: peak {in_unit(peak, i.unit)}{each}, {in_unit(peak - i.budget, i.unit)} over {usable} usable{card}."
+        fit = (f"Does not fit: peak {in_unit(peak, i.unit)}{each}{known}, {in_unit(peak - i.budget, i.unit)} over "
+               f"{usable} usable{card}.")
     most = largest_batch(i.shape, i.setup, i.budget)
     batch = (f"Largest batch: {most:,} sequence{'s' if most != 1 else ''} of {i.shape.context:,} tokens."
              if most else f"Largest batch: none of {i.shape.context:,} tokens.")

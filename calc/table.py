@@ -253,8 +253,10 @@ def grid(key: str, caption: str, headers, rows, numeric_from: int = 1, notes=(),
 @dataclass(frozen=True)
 class Sentence:
     """One stated answer ('Largest batch …: 6 sequences.'), with a stable key and
-    optionally the inputs (field name to text) of the setup it names."""
+    optionally the inputs (field name to text) of the setup it names; `code`: a command to
+    type, shown as one."""
 
     key: str
     text: str
     params: tuple = ()
+    code: bool = False

@@ -94,6 +94,12 @@ def bar_chart(chart: Bars, key: str, width: int = WIDE) -> str:
         body.append(f'<line class="calc-chart-grid" x1="{x:.1f}" x2="{x:.1f}" y1="{first - 6}" y2="{bottom}"/>')
         body.append(_text(x, bottom + 14, f"{t:g}", "calc-chart-axis", "middle"))
     body.append(_text((left + width - right) / 2, bottom + 30, f"Memory ({chart.unit})", "calc-chart-axis", "middle"))
+    bx = left + chart.budget * scale  # the GPU's line, under the bars' labels (which mask it: calc.css)
+    body.append(f'<line class="calc-chart-budget" x1="{bx:.2f}" x2="{bx:.2f}" y1="{first - 12}" y2="{bottom}" '
+                f'data-budget="{chart.budget}"/>')
+    gpu = f"GPU: {in_unit(chart.budget, chart.unit, trim=True)}"
+    gpu_x, gpu_anchor = _label_place(bx, len(gpu) * CHAR_WIDTH, width - right)
+    body.append(_text(gpu_x, first - 16, gpu, anchor=gpu_anchor))
     for n, bar in enumerate(chart.bars):
         y = first + n * (bar_h + gap)
         if narrow:
@@ -112,11 +118,6 @@ def bar_chart(chart: Bars, key: str, width: int = WIDE) -> str:
             px = left + bar.marker * scale
             body.append(f'<line class="calc-chart-peak" x1="{px:.2f}" x2="{px:.2f}" y1="{y - 4}" y2="{y + bar_h + 4}" '
                         f'data-bar="{escape(bar.key)}" data-peak="{bar.marker}"/>')
-    bx = left + chart.budget * scale
-    body.append(f'<line class="calc-chart-budget" x1="{bx:.2f}" x2="{bx:.2f}" y1="{first - 12}" y2="{bottom}" '
-                f'data-budget="{chart.budget}"/>')
-    gpu = f"GPU: {in_unit(chart.budget, chart.unit, trim=True)}"
-    body.append(_text(min(bx, width - right), first - 16, gpu, anchor="end" if narrow or bx > width - 80 else "middle"))
     lx, ly = 10, bottom + 48
     for part, part_label in _legend_parts(chart):
         step = 14 + CHAR_WIDTH * len(part_label) + 14
@@ -133,6 +134,17 @@ def bar_chart(chart: Bars, key: str, width: int = WIDE) -> str:
     height = ly + 12
     desc = "; ".join(f"{b.label}: {in_unit(b.marker if b.marker is not None else b.total, chart.unit)}" for b in chart.bars)
     return _svg(key, width, height, chart.title, f"{chart.what} {desc}.", "".join(body))
+
+
+def _label_place(x: float, text_width: float, right: float) -> tuple[float, str]:
+    """Where a label about the vertical line at `x` goes, and its text-anchor, so that all of
+    it stays between 0 and `right`: centred on the line, else ending at it, else starting
+    at it."""
+    if text_width / 2 <= x <= right - text_width / 2:
+        return x, "middle"
+    if x >= text_width:
+        return min(x, right), "end"
+    return max(x, 0), "start"
 
 
 def _legend_parts(chart: Bars) -> list[tuple[str, str]]:

@@ -94,6 +94,8 @@ def grid_html(g: Grid, prefix: str, link=None) -> str:
 
 def sentence_html(s: Sentence, prefix: str, link=None) -> str:
     """A stated answer as a paragraph; with `link` and params, a link to the setup it names."""
+    if s.code:
+        return f'<pre class="calc-command" id="{escape(prefix)}-{escape(s.key)}"><code>{escape(s.text)}</code></pre>'
     after = f' <a href="{escape(link(dict(s.params)))}">Show this layout</a>' if link is not None and s.params else ""
     return f'<p class="calc-answer" id="{escape(prefix)}-{escape(s.key)}">{escape(s.text)}{after}</p>'
 

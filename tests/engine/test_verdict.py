@@ -19,7 +19,8 @@ def test_the_lora_example_fits_an_rtx_4090_with_what_the_summary_and_the_solver_
     fit, batch, gpus = verdict(params)
     summary = " ".join(s.text for s in answer("summary", parse_inputs(params))[1:])
     assert 23_395_617_997 - 21_907_497_486 == 1_488_120_511
-    assert fit == "Fits: peak 21.907 GB of 23.396 GB usable on an RTX 4090, 1.488 GB spare."
+    assert fit == ("Fits: peak 21.907 GB (derived for CUDA from measurements on the CPU) of 23.396 GB usable on an "
+                   "RTX 4090, 1.488 GB spare.")
     assert batch == "Largest batch: 1 sequence of 4,096 tokens." and ": 1 sequence." in summary
     assert gpus.startswith("Fewest GPUs for 1 sequence a step: 1 × RTX 4090")
 
@@ -29,7 +30,8 @@ def test_a_layout_that_does_not_fit_says_by_how_much_and_what_would():
     # tokens and explicit attention: the solver's answer is the verdict's third sentence
     params = {"preset": "llama-3-8b", "batch": "2", "dtype": "fp32", "dp": "64", "zero": "1"}
     fit, batch, gpus = verdict(params)
-    assert fit.startswith("Does not fit: peak ") and " a GPU, " in fit and " over 80.171 GB usable" in fit
+    assert fit.startswith("Does not fit: peak ") and " over 80.171 GB usable" in fit
+    assert " a GPU (derived from DeepSpeed ZeRO's source, not measured), " in fit  # ZeRO-1 runs as DeepSpeed
     assert batch == "Largest batch: none of 8,192 tokens."
     solver = answer("solver", parse_inputs(params))[0].text
     assert solver.startswith("128 sequences of 8,192 tokens a step fit on 8 × H100 80GB")
@@ -43,3 +45,22 @@ def test_the_reader_s_framework_is_the_solver_s():
     gpus = verdict(params)[2]
     # FSDP2 runs inside PyTorch's pipelines too: two stages of one replica need 2 GPUs where sharding alone needs 4
     assert gpus.startswith("Fewest GPUs for 8 sequences a step with PyTorch FSDP2: 2 × H100 80GB (dp 1 × pp 2")
+
+
+def test_the_verdict_says_where_its_peak_is_not_measured():
+    # measured: the reference code's walk on an sm90 card (the H200's saved tensors); derived
+    # on another card; a stated bound for Hugging Face code; DeepSpeed's rules from its source
+    base = {"preset": "llama-3-8b", "implementation": "reference", "context": "4096", "attention": "flash",
+            "checkpoint": "block", "dtype": "bf16"}
+    labels = {
+        "h100": verdict(base)[0],
+        "a100": verdict({**base, "gpu": "a100-80gb"})[0],
+        "hf": verdict({**base, "implementation": "hf"})[0],
+        "deepspeed": verdict({**base, "dtype": "bf16-master", "dp": "8", "zero": "3"})[0],
+        "textbook": verdict({**base, "accounting": "megatron", "attention": "explicit", "checkpoint": "none"})[0],
+    }
+    assert "(" not in labels["h100"]
+    assert "(derived for this card, not measured on it)" in labels["a100"]
+    assert "(an upper bound: its backward is stated, not walked)" in labels["hf"]
+    assert "(derived from DeepSpeed ZeRO's source, not measured)" in labels["deepspeed"]
+    assert "(counted by the textbook accounting, not measured)" in labels["textbook"]

@@ -205,6 +205,15 @@ def test_a_picture_redraws_when_an_input_changes(page: Page, site_url, errors):
     assert not errors
 
 
+def test_the_terminal_command_under_the_solver_is_the_reader_s(page: Page, site_url, errors):
+    # the ZeRO page's command repeats the solver for the inputs above it, whatever they are
+    open_live(page, site_url + "zero/")
+    page.fill("#calc-in-batch", "3")
+    wait_for_table(page, "zero-command", {"batch": "3"})
+    expect(page.locator("#zero-command pre.calc-command")).to_contain_text("--batch 3")
+    assert not errors
+
+
 def test_compare_and_reverse_calculator_work_in_the_browser(reader, site_url):
     open_live(reader, site_url + "where-2-265-gb-comes-from/")
     expect(reader.locator("#reverse-verdict")).to_contain_text("Nearest to 2.265 GB per sequence")

@@ -74,7 +74,7 @@ def test_a_long_tables_header_stays_in_view_as_its_rows_scroll(reader, site_url)
 
 
 CHARTS = [("", "home-stack"), ("peak-not-sum/", "batch-chart"), ("the-quadratic-term/", "context-chart"),
-          ("what-autograd-keeps/", "block-bars"), ("zero/", "zero-chart")]
+          ("what-autograd-keeps/", "block-bars"), ("zero/", "zero-chart"), ("fine-tuning/", "finetune-stack")]
 
 
 @pytest.mark.parametrize("path, key", CHARTS, ids=[key for _, key in CHARTS])
@@ -89,6 +89,16 @@ def test_each_picture_is_drawn_for_the_screen_with_legible_text(reader, site_url
     smallest = svg.evaluate("el => el.getBoundingClientRect().width / el.viewBox.baseVal.width * 10")
     assert smallest >= 9.5, f"{smallest:.1f}-px labels"
     assert svg.evaluate("el => el.getBoundingClientRect().right") <= reader.viewport_size["width"]
+    # every label inside the picture (the GPU's, far left when the card is small beside the bars, too)
+    outside = svg.evaluate("""el => [...el.querySelectorAll('text')].filter(t => {
+      const box = t.getBBox(); return box.x < -0.5 || box.x + box.width > el.viewBox.baseVal.width + 0.5;
+    }).map(t => t.textContent)""")
+    assert outside == []
+    # the GPU's dashed line passes under the labels, which mask it
+    under = svg.evaluate("""el => { const line = el.querySelector('.calc-chart-budget');
+      return !line || [...el.querySelectorAll('.calc-chart-label')].every(t =>
+        line.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING); }""")
+    assert under
     shot(reader, f"chart-{key}")
 
 

@@ -393,13 +393,17 @@ def compare_grid(i: Inputs) -> Grid:
 def finetune_setups(i: Inputs) -> tuple:
     """(key, label, setup) of full fine-tuning, LoRA and QLoRA for the reader's model and
     step (finetune_grid says how each is chosen)."""
-    adapters = i.setup if trains_adapters(i.setup) else i.setup.replace(finetune="lora")
+    nothing_frozen = dict(freeze_embeddings=False, frozen_blocks=0)  # LoRA freezes the whole base itself
+    adapters = i.setup if trains_adapters(i.setup) else i.setup.replace(finetune="lora", **nothing_frozen)
     lora = adapters.replace(finetune="lora", prepare_kbit=False)
     qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
-    full = lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype)
+    full = (i.setup if not trains_adapters(i.setup) else  # the reader's own full fine-tuning, frozen layers and all
+            lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype))
     eight_bit = full.optimizer not in ("adamw", "sgd")  # bitsandbytes' 8-bit AdamW: over adapters alone
     full = full.replace(optimizer="adamw") if eight_bit else full
-    return (("full", f"Full fine-tuning ({full.dtype}{', AdamW' if eight_bit else ''})", full),
+    frozen = (f", {full.frozen_blocks:,} layers and the embedding frozen" if full.frozen_blocks
+              else ", the embedding frozen" if full.freeze_embeddings else "")
+    return (("full", f"Full fine-tuning ({full.dtype}{', AdamW' if eight_bit else ''}{frozen})", full),
             ("lora", f"LoRA ({lora.dtype})", lora), ("qlora", f"QLoRA (4-bit {qlora.quant_type.upper()} base)", qlora))
 
 

@@ -112,3 +112,17 @@ def test_what_freezing_is_not_modelled_for_names_its_field(params, field):
 def test_freezing_nothing_is_full_training():
     inputs = parse_inputs({"preset": "llama-3-8b", "frozen_blocks": "0", "attention": "flash"})
     assert not inputs.setup.freezes
+
+
+def test_the_side_by_side_keeps_the_reader_s_frozen_layers_beside_lora():
+    # a reader freezing Llama 3 8B's embedding and 16 layers sees that run as the full
+    # fine-tuning column (4 · 4,015,132,672 bytes of fp32 gradients), with LoRA and QLoRA
+    # beside it rather than refused for frozen layers they do not have
+    from calc.comparisons import finetune_grid
+    inputs = parse_inputs({"preset": "llama-3-8b", "context": "4096", "attention": "flash", "checkpoint": "block",
+                           "dtype": "bf16", "freeze_embeddings": "true", "frozen_blocks": "16", "unit": "GB"})
+    grid = finetune_grid(inputs)
+    gradients = next(r.cells for r in grid.rows if r.key == "gradients")
+    assert 4 * 4_015_132_672 == 16_060_530_688
+    assert gradients[1] == "16.061 GB" and "—" not in gradients
+    assert "16 layers and the embedding frozen" in grid.headers[1]

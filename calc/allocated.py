@@ -29,9 +29,11 @@ INDEX_BYTES, STEP_COUNT_BYTES = 8, 4
 def modelled(setup: TrainingSetup) -> bool:
     """Whether the allocator's view is worked out for this setup: CUDA, the autograd
     accounting, one GPU (gradient accumulation included), every parameter training (not
-    yet LoRA's adapters, nor frozen layers)."""
+    yet LoRA's adapters, nor frozen layers), torch.optim's AdamW or SGD (not yet
+    bitsandbytes' 8-bit state)."""
     return (setup.device == "cuda" and setup.accounting == "autograd" and setup.finetune == "full"
-            and not setup.freezes and (setup.dp, setup.tp, setup.pp, setup.cp) == (1, 1, 1, 1))
+            and not setup.freezes and (setup.dp, setup.tp, setup.pp, setup.cp) == (1, 1, 1, 1)
+            and setup.optimizer in ("adamw", "sgd"))
 
 
 def allocated_moments(shape: ModelShape, setup: TrainingSetup) -> tuple[int, ...]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from calc.layout.frameworks import state_bytes as framework_state_bytes
 from calc.lora import (EIGHT_BIT_OPTIMIZERS, adamw_8bit_bytes, adapter_count, adapter_tensors, paged_bytes,
                        quantized_bytes, quantized_values, trains_adapters)
-from calc.frozen import trainable_count, trainable_matrices
-from calc.parameters import matrix_parameter_count, parameter_count
+from calc.frozen import trainable_count, trainable_matrices, trainable_tensors
+from calc.parameters import matrix_parameter_count, parameter_count, parameter_tensors
 from calc.setup import STATE_BYTES, TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
@@ -50,8 +50,24 @@ def adapter_optimizer_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     """Bytes of the optimizer's state over LoRA's adapters that PyTorch's allocator holds
     (a paged optimizer's paged moments apart: paged_optimizer_bytes)."""
     if setup.optimizer in EIGHT_BIT_OPTIMIZERS:
-        return adamw_8bit_bytes(adapter_tensors(shape, setup), paged=pages_state(setup))
+        return eight_bit_state_bytes(shape, setup)
     return OPTIMIZER_BYTES[setup.optimizer] * adapter_count(shape, setup)
+
+
+def eight_bit_state_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """Bytes of bitsandbytes' 8-bit AdamW's state that PyTorch's allocator holds when it
+    steps every parameter that trains (full training, one GPU or each DDP replica): the
+    same state per tensor as over LoRA's adapters (calc.lora.adamw_8bit_bytes), the
+    paged moments apart (paged_optimizer_bytes)."""
+    return adamw_8bit_bytes(_stepped_tensors(shape, setup), paged=pages_state(setup))
+
+
+def _stepped_tensors(shape: ModelShape, setup: TrainingSetup) -> tuple[int, ...]:
+    """The values of each tensor the optimizer steps: the adapters under LoRA, else the
+    parameters that train."""
+    if trains_adapters(setup):
+        return adapter_tensors(shape, setup)
+    return trainable_tensors(shape, setup) if setup.freezes else parameter_tensors(shape)
 
 
 def pages_state(setup: TrainingSetup) -> bool:
@@ -64,7 +80,7 @@ def paged_optimizer_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     """Bytes of optimizer state in unified memory (cudaMallocManaged), outside PyTorch's
     allocator and so outside max_memory_allocated and calc's peak: the driver moves it to
     the host when the GPU's memory runs short, and back for the step. 0 unless paged."""
-    return paged_bytes(adapter_tensors(shape, setup)) if trains_adapters(setup) and pages_state(setup) else 0
+    return paged_bytes(_stepped_tensors(shape, setup)) if pages_state(setup) else 0
 
 
 def buffer_bytes(shape: ModelShape) -> int:
@@ -107,7 +123,8 @@ def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
             f(("P",)), weights),
         row(values, "gradients", f"Gradients ({'bf16' if master else 'fp32'}){of_those}", f(trains), gradients),
         row(values, "optimizer", f"Optimizer state: {'fp32 master weights and ' if master else ''}{optimizer} (fp32)"
-            f"{of_those}", f(trains), kept),
+            f"{of_those}", f(trains), kept) if setup.optimizer not in EIGHT_BIT_OPTIMIZERS else
+        _eight_bit_row(values | {"O_b": eight_bit_state_bytes(shape, setup)}, setup, of_those or " of the parameters"),
     ]
     if setup.dtype == "bf16":
         if setup.checkpoint == "block":
@@ -118,7 +135,26 @@ def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
                             f(("P_wt",)), 2, note="autocast caches no copy of a frozen weight"))
         else:
             rows.append(row(values, "weight-copies", "bf16 weight copies kept by autocast", f(("P_w",)), 2))
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters")
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_paged_note(shape, setup))
+
+
+def _eight_bit_row(values: dict, setup: TrainingSetup, of_what: str):
+    """The optimizer row of bitsandbytes' 8-bit AdamW over `of_what`, counted in bytes (O_b)."""
+    if pages_state(setup):
+        return row(values, "optimizer", f"Optimizer state{of_what} in PyTorch's allocator: PagedAdamW8bit's block "
+                                        "scales, and the moments of tensors under 100,000 values (bitsandbytes; "
+                                        "counted in bytes)", f(("O_b",)), 1)
+    return row(values, "optimizer", f"Optimizer state{of_what}: AdamW8bit's moments in 8 bits with fp32 block scales, "
+                                    "fp32 for tensors under 4,096 values (bitsandbytes; counted in bytes)",
+               f(("O_b",)), 1)
+
+
+def _paged_note(shape: ModelShape, setup: TrainingSetup) -> tuple[str, ...]:
+    """The fixed table's note on what a paged optimizer keeps outside it."""
+    paged = paged_optimizer_bytes(shape, setup)
+    return (f"Not in this table: PagedAdamW8bit's 8-bit moments of the tensors of 100,000 values or more, "
+            f"{paged:,} bytes in unified memory, outside PyTorch's allocator (derived from bitsandbytes' "
+            "source, not measured on a GPU).",) if paged else ()
 
 
 def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -146,17 +182,8 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
         row(values, "gradients", "Gradients of the adapters (fp32)", f(("P_a",)), 4),
         row(values, "optimizer", f"Optimizer state of the adapters: {optimizer} (fp32)", f(("P_a",)),
             OPTIMIZER_BYTES[setup.optimizer]) if setup.optimizer not in EIGHT_BIT_OPTIMIZERS else
-        row(values, "optimizer", "Optimizer state of the adapters: AdamW8bit's moments in 8 bits with fp32 block "
-                                 "scales, fp32 for tensors under 4,096 values (bitsandbytes; counted in bytes)",
-            f(("O_b",)), 1) if not pages_state(setup) else
-        row(values, "optimizer", "Optimizer state of the adapters in PyTorch's allocator: PagedAdamW8bit's block "
-                                 "scales, and the moments of tensors under 100,000 values (bitsandbytes; counted in "
-                                 "bytes)", f(("O_b",)), 1),
+        _eight_bit_row(values, setup, " of the adapters"),
     ]
     if setup.dtype == "bf16":
         rows.append(row(values, "weight-copies", "bf16 copies of the adapters, cached by autocast", f(("P_a",)), 2))
-    paged = paged_optimizer_bytes(shape, setup)
-    notes = (f"Not in this table: PagedAdamW8bit's 8-bit moments of the tensors of 100,000 values or more, "
-             f"{paged:,} bytes in unified memory, outside PyTorch's allocator (derived from bitsandbytes' "
-             "source, not measured on a GPU).",) if paged else ()
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=notes)
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_paged_note(shape, setup))

@@ -170,9 +170,9 @@ def check(shape: ModelShape, setup) -> None:
         raise FieldError("prepare_kbit", "prepare_model_for_kbit_training prepares a 4-bit base: choose finetune "
                                          "qlora, or prepare_kbit false")
     if setup.finetune == "full":
-        if setup.optimizer in EIGHT_BIT_OPTIMIZERS:
-            raise FieldError("optimizer", "calc models bitsandbytes' 8-bit AdamW over LoRA's adapters so far: choose "
-                                          "finetune lora or qlora, or optimizer adamw")
+        if setup.optimizer in EIGHT_BIT_OPTIMIZERS and setup.dtype == "bf16-master":
+            raise FieldError("optimizer", "bitsandbytes' 8-bit AdamW updates the weights it is given and keeps no "
+                                          "fp32 master copy: choose dtype fp32 or bf16 (autocast), or optimizer adamw")
         return
     if setup.accounting != "autograd":
         raise FieldError("accounting", "LoRA is counted by what autograd keeps: choose accounting autograd")
@@ -191,7 +191,13 @@ def check(shape: ModelShape, setup) -> None:
 
 
 def check_layout(setup) -> None:
-    """FieldError where calc does not model LoRA on this layout: one GPU or DDP replicas."""
-    if trains_adapters(setup) and (setup.tp, setup.pp, setup.cp, setup.zero) != (1, 1, 1, 0):
+    """FieldError where calc does not model LoRA, or bitsandbytes' 8-bit AdamW, on this
+    layout: one GPU or DDP replicas."""
+    one_or_ddp = (setup.tp, setup.pp, setup.cp, setup.zero) == (1, 1, 1, 0)
+    if trains_adapters(setup) and not one_or_ddp:
         raise FieldError("finetune", "LoRA is modelled on one GPU or on DDP replicas so far: choose tp, pp and cp 1, "
                                      "ZeRO 0")
+    if setup.optimizer in EIGHT_BIT_OPTIMIZERS and not (one_or_ddp and setup.framework in ("auto", "ddp")):
+        raise FieldError("optimizer", "bitsandbytes' 8-bit AdamW is modelled on one GPU or on DDP replicas so far "
+                                      "(each keeps the whole state): choose tp, pp and cp 1, ZeRO 0, framework auto or "
+                                      "ddp, or optimizer adamw")

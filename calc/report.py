@@ -6,7 +6,7 @@ from calc.activations import activation_table
 from calc.fit import largest_batch, peak_bytes
 from calc.fixed import fixed_table, paged_optimizer_bytes, state_bytes
 from calc.frozen import trainable_count
-from calc.lora import adapter_count, trains_adapters
+from calc.lora import EIGHT_BIT_OPTIMIZERS, adapter_count, trains_adapters
 from calc.gpus import GPUS
 from calc.layout.solver import SOLVER_MAX_CP, SOLVER_MAX_PP, SOLVER_MAX_TP
 from calc.parameters import parameter_count
@@ -52,7 +52,9 @@ def _state_rows(setup: TrainingSetup, values: dict) -> list:
         row(values, "parameters", f"Parameters ({precision})", f((weights, "P")), 1),
         row(values, "gradients", f"Gradients ({precision}{of_those})", f((gradients, trains)), 1),
         row(values, "optimizer", "Optimizer state (fp32" + (", master weights included" if weights == 2 else "")
-            + f"{of_those})", f((kept, trains)), 1),
+            + f"{of_those})", f((kept, trains)), 1) if setup.optimizer not in EIGHT_BIT_OPTIMIZERS else
+        row(values, "optimizer", f"Optimizer state (bitsandbytes' 8-bit AdamW{of_those}; counted in bytes)",
+            f(("O_s",)), 1),
     ]
 
 
@@ -72,7 +74,7 @@ def summary_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     b = s["bytes"]
     values = {"P": s["parameters"], "P_t": trainable_count(shape, setup), "A": b["activations"],
               "C": b["weight_copies"], "M": b["peak"],
-              "M_t": b["peak_tensors"], "O_p": b["paged_optimizer"]}
+              "M_t": b["peak_tensors"], "O_p": b["paged_optimizer"], "O_s": b["optimizer"]}
     rows = list(_lora_state_rows(shape, setup, values)) if trains_adapters(setup) else _state_rows(setup, values)
     if b["paged_optimizer"]:
         rows.append(row(values, "paged-optimizer", "Optimizer state in unified memory (PagedAdamW8bit's larger "

@@ -154,7 +154,8 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
               ) -> tuple[int, str, dict[str, int]]:
     """(peak bytes of a steady-state step, the op after which it was reached, the peak bytes
     of each phase in PHASES) for the reference model with AdamW (`optimizer`: "for-loop",
-    "foreach" or "fused").
+    "foreach" or "fused"), or bitsandbytes' AdamW8bit ("adamw-8bit"; its step is one op,
+    whose CPU fallback dequantises the state inside it, unseen here).
 
     The loop is written as readers write it: `loss` (and with keep_logits `logits`) are
     names that keep their tensors until the next micro-batch rebinds them; gradients are
@@ -162,7 +163,11 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
     zero_grad(set_to_none=True) drops them."""
     torch.manual_seed(0)
     model = Transformer(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=optimizer == "foreach", fused=optimizer == "fused")
+    if optimizer == "adamw-8bit":
+        import bitsandbytes as bnb
+        opt = bnb.optim.AdamW8bit(model.parameters(), lr=1e-3)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=optimizer == "foreach", fused=optimizer == "fused")
     ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
     targets = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
@@ -204,13 +209,20 @@ def step_peak(cfg: dict, batch: int, optimizer: str = "foreach", dtype: str = "f
 SMALL = SMALL_SHAPES["small-cs336"]
 """The reference model's small shape, on which every optimizer and loop is measured."""
 
+SHAPES = {**SMALL_SHAPES, "small-cs336-v256": dict(SMALL, vocab=256)}
+"""The shapes stepped: the small ones, and the small CS336 shape with a 256-token
+vocabulary, whose embedding and head (8,192 values each) are large enough for AdamW8bit's
+8-bit state (every tensor of the small shapes is under 4,096 values)."""
+
 
 def cases():
     """(shape, batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits) of
     every measured step: on the small CS336 shape every optimizer, precision, attention,
     checkpointing, accumulation and logits-keeping loop; on every small shape (GELU,
     LayerNorm with biases, learned positions, tied embeddings, grouped and multi-query
-    attention, three blocks) each precision, attention, checkpointing and accumulation."""
+    attention, three blocks) each precision, attention, checkpointing and accumulation;
+    bitsandbytes' AdamW8bit on the small CS336 shape in each precision, attention and
+    checkpointing, and on every small shape with accumulation."""
     for batch in (1, 4):
         for optimizer in ("for-loop", "foreach", "fused"):
             for dtype, attention, checkpoint in (("fp32", "explicit", "none"), ("bf16", "explicit", "none"),
@@ -221,17 +233,25 @@ def cases():
         for batch, dtype, attention, checkpoint, microbatches in itertools.product(
                 (1, 3), ("fp32", "bf16"), ("explicit", "flash"), ("none", "block"), (1, 3)):
             yield shape, batch, "fused", dtype, attention, checkpoint, microbatches, False
+    for batch in (1, 4):
+        for dtype, attention, checkpoint in (("fp32", "explicit", "none"), ("bf16", "explicit", "none"),
+                                             ("bf16", "flash", "block"), ("fp32", "flash", "none")):
+            yield "small-cs336", batch, "adamw-8bit", dtype, attention, checkpoint, 1, False
+    for shape in SHAPES:
+        yield shape, 3, "adamw-8bit", "fp32", "explicit", "none", 3, False
+    for dtype, attention, checkpoint in (("bf16", "explicit", "none"), ("bf16", "flash", "block")):
+        yield "small-cs336-v256", 1, "adamw-8bit", dtype, attention, checkpoint, 1, False
 
 
 def run() -> dict:
     results = []
     for shape, batch, optimizer, dtype, attention, checkpoint, microbatches, keep_logits in cases():
-        peak, where, phases = step_peak(SMALL_SHAPES[shape], batch, optimizer, dtype, attention, checkpoint,
+        peak, where, phases = step_peak(SHAPES[shape], batch, optimizer, dtype, attention, checkpoint,
                                         microbatches, keep_logits)
         results.append(dict(shape=shape, batch=batch, optimizer=optimizer, dtype=dtype, attention=attention,
                             checkpoint=checkpoint, microbatches=microbatches, keep_logits=keep_logits, peak=peak,
                             at=where.split(", ", 1)[1], phases=phases))
-    return {"torch": torch.__version__.split("+")[0], "device": "cpu", "shapes": SMALL_SHAPES, "steps": results}
+    return {"torch": torch.__version__.split("+")[0], "device": "cpu", "shapes": SHAPES, "steps": results}
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ from calc.peak import PART_SYMBOLS, buffer_parts, fullest_stage, summed_bytes
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.table import Table, f, row
-from calc.lora import trains_adapters
+from calc.lora import EIGHT_BIT_OPTIMIZERS, trains_adapters
 
 
 def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -38,10 +38,12 @@ def per_gpu_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     p, g, o = zero_states(psi, replicas, setup.zero, per)
     sharded = {"parameters": setup.zero >= 3, "gradients": setup.zero >= 2, "optimizer": setup.zero >= 1}
     rows = []
-    if trains_adapters(setup):  # every replica holds the frozen base and the adapters whole (DDP)
-        for key, label, nbytes in zip(("parameters", "gradients", "optimizer"),
-                                      ("Frozen base and LoRA adapters", "Gradients of the adapters",
-                                       "Optimizer state of the adapters"), held_states(shape, setup, psi, replicas)):
+    if trains_adapters(setup) or setup.optimizer in EIGHT_BIT_OPTIMIZERS:  # DDP: each replica holds them whole
+        labels = (("Frozen base and LoRA adapters", "Gradients of the adapters", "Optimizer state of the adapters")
+                  if trains_adapters(setup) else
+                  ("Parameters", "Gradients", "Optimizer state (bitsandbytes' 8-bit AdamW)"))
+        for key, label, nbytes in zip(("parameters", "gradients", "optimizer"), labels,
+                                      held_states(shape, setup, psi, replicas)):
             rows.append(row({"S": nbytes}, key, label, f(("S",)), 1))
         per = ()
     for (key, label), bytes_each, nbytes in zip((("parameters", "Parameters"), ("gradients", "Gradients"),

@@ -24,12 +24,12 @@ from functools import lru_cache
 
 from calc.activations import activation_table
 from calc.errors import FieldError
-from calc.fixed import lora_states, state_bytes
+from calc.fixed import eight_bit_state_bytes, lora_states, state_bytes
 from calc.layout.frameworks import check_framework, keeps_gathered_inputs
 from calc.frozen import check_layout as check_frozen_layout
 from calc.frozen import trainable_count
 from calc.lora import check_layout as check_lora_layout
-from calc.lora import trains_adapters
+from calc.lora import EIGHT_BIT_OPTIMIZERS, trains_adapters
 from calc.parameters import matrix_parameter_count, parameter_table, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -58,10 +58,11 @@ def held_states(shape: ModelShape, setup: TrainingSetup, parameters: int, replic
     LoRA the frozen base and the adapters (calc.fixed.lora_states: one GPU or DDP)."""
     if trains_adapters(setup):
         return lora_states(shape, setup, parameters)
-    if setup.freezes:  # one GPU (calc.frozen.check_layout): frozen parameters hold their weights alone
-        weights, gradients, kept = state_bytes(setup)
+    if setup.freezes or setup.optimizer in EIGHT_BIT_OPTIMIZERS:  # one GPU, or (8-bit AdamW) DDP replicas
+        weights, gradients, kept = state_bytes(setup)  # frozen parameters hold their weights alone
         trainable = trainable_count(shape, setup, parameters)
-        return weights * parameters, gradients * trainable, kept * trainable
+        optimizer = eight_bit_state_bytes(shape, setup) if setup.optimizer in EIGHT_BIT_OPTIMIZERS else kept * trainable
+        return weights * parameters, gradients * trainable, optimizer
     return zero_states(parameters, replicas, setup.zero, state_bytes(setup))
 
 

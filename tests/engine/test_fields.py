@@ -50,9 +50,8 @@ def test_every_choice_and_flag_value_is_accepted_as_shown():
                      "prepare_kbit": {"true": {"preset": "llama-3-8b", "finetune": "qlora"}}.get(value, {}),
                      # frozen layers are modelled for Llama-style Hugging Face code
                      "freeze_embeddings": {"true": {"preset": "llama-3-8b", "attention": "flash"}}.get(value, {}),
-                     # bitsandbytes' 8-bit AdamW is modelled over LoRA's adapters
-                     **{name: {"preset": "llama-3-8b", "finetune": "lora"} if "8bit" in value else {}
-                        for name in ("optimizer", "b_optimizer")}}
+                     # bitsandbytes' 8-bit AdamW keeps no fp32 master copy
+                     **{name: {"dtype": "bf16"} if "8bit" in value else {} for name in ("optimizer", "b_optimizer")}}
             params = {field.name: value, **needs.get(field.name, {})}
             inputs = parse_inputs(params)
             assert field_values(inputs)[field.name] == value

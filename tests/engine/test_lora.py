@@ -253,11 +253,44 @@ def test_lora_s_adamw_8bit_state_is_what_it_kept_for_the_adapters(step):
     assert lora_states(shape, setup)[2] == step["adamw_8bit_bytes"]
 
 
+def test_full_training_with_8_bit_adamw_keeps_its_state_for_every_parameter():
+    # Llama 3 8B's 8,030,261,248 parameters lie in tensors of at least 4,096 values (the
+    # norms' gains are 4,096; every other tensor is a matrix), each a multiple of 256: two
+    # uint8 moments (2 bytes a value), an fp32 scale a block of 256 for each (P / 32
+    # bytes), and the two shared 256-entry fp32 maps
+    P = 8_030_261_248
+    state = 2 * P + 8 * P // 256 + 2 * 256 * 4
+    assert state == 16_311_470_208
+    inputs = parse_inputs({"preset": "llama-3-8b", "dtype": "bf16", "optimizer": "adamw-8bit", "device": "cuda"})
+    from calc.report import summary
+    s = summary(inputs.shape, inputs.setup)
+    assert (s["bytes"]["parameters"], s["bytes"]["gradients"], s["bytes"]["optimizer"]) == (4 * P, 4 * P, state)
+    # paged on a GPU: every tensor but the 65 norms' gains (4,096 values, under 100,000)
+    # keeps its moments in unified memory
+    paged = summary(inputs.shape, inputs.setup.replace(optimizer="paged-adamw-8bit"))["bytes"]
+    assert paged["paged_optimizer"] == 2 * (P - 65 * 4_096) == 16_059_990_016
+    assert paged["optimizer"] == state - paged["paged_optimizer"]
+    assert s["bytes"]["peak"] - paged["peak"] == paged["paged_optimizer"]  # unified memory is not the allocator's
+
+
+def test_8_bit_adamw_on_ddp_replicas_keeps_the_whole_state_on_each():
+    one = parse_inputs({"preset": "llama-3-8b", "dtype": "bf16", "optimizer": "adamw-8bit"})
+    four = parse_inputs({"preset": "llama-3-8b", "dtype": "bf16", "optimizer": "adamw-8bit", "dp": "4"})
+    from calc.layout.per_gpu import per_gpu_table
+    from calc.report import summary
+    held = {r.key: r.bytes for r in per_gpu_table(four.shape, four.setup).rows}
+    assert held["optimizer"] == summary(one.shape, one.setup)["bytes"]["optimizer"] == 16_311_470_208
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"dtype": "bf16-master"}, "optimizer"),  # bitsandbytes keeps no fp32 master copy
+    ({"dp": "2", "zero": "1"}, "optimizer"), ({"tp": "2"}, "optimizer"), ({"pp": "2"}, "optimizer"),
+    ({"dp": "2", "framework": "fsdp2"}, "optimizer")])
 @pytest.mark.parametrize("optimizer", ["adamw-8bit", "paged-adamw-8bit"])
-def test_8_bit_adamw_is_modelled_over_adapters_only(optimizer):
+def test_8_bit_adamw_is_refused_where_calc_does_not_model_it(optimizer, params, field):
     with pytest.raises(InputError) as error:
-        parse_inputs({"preset": "llama-3-8b", "optimizer": optimizer})
-    assert "optimizer" in error.value.errors
+        parse_inputs({"preset": "llama-3-8b", "optimizer": optimizer, **params})
+    assert field in error.value.errors
 
 
 def test_paged_adamw_8bit_on_the_cpu_keeps_adamw_8bit_s_state():

@@ -29,9 +29,13 @@ RESIDENT = 4 * P + 8 * P + 2 * 16 * 4 * 4 + 21 * 4
 and on the CPU the optimizer's 21 step counts (one fp32 scalar per parameter tensor)."""
 
 def setup_of(step) -> TrainingSetup:
+    """calc's setup for a measured step: torch.optim's AdamW by its implementation, or
+    bitsandbytes' AdamW8bit."""
+    optimizer = {"optimizer": step["optimizer"]} if step["optimizer"] == "adamw-8bit" else {
+        "optimizer_impl": step["optimizer"]}
     return TrainingSetup(batch=step["batch"], dtype=step["dtype"], attention=step["attention"],
-                         checkpoint=step["checkpoint"], device="cpu", optimizer_impl=step["optimizer"],
-                         microbatches=step["microbatches"], keep_logits=step["keep_logits"])
+                         checkpoint=step["checkpoint"], device="cpu", microbatches=step["microbatches"],
+                         keep_logits=step["keep_logits"], **optimizer)
 
 
 def step_id(step) -> str:
@@ -55,6 +59,22 @@ def test_foreach_adamw_holds_twenty_bytes_a_parameter_at_its_step():
     expected = RESIDENT + 2 * 16 * 8 + 4 + 4 * P + 4 * P
     assert expected == step["peak"] == 434_136
     assert peak_bytes(SHAPE, setup_of(step)) == expected
+
+
+def test_adamw_8bit_keeps_8_bit_moments_for_large_tensors_and_fp32_ones_for_small():
+    # The small shape with a 256-token vocabulary: its embedding and head (256·32 = 8,192
+    # values each) keep two uint8 moments and an fp32 scale a block of 256 for each; every
+    # other tensor is under 4,096 values and keeps two fp32 moments; the two 8-bit maps are
+    # 256 fp32 each. The measured steps of this shape equal calc (the tests below).
+    from calc.fixed import fixed_table
+    shape = SHAPES["small-cs336-v256"]
+    values = 2 * 256 * 32 + 2 * (2 * 32 + 4 * 32 * 32 + 3 * 48 * 32) + 32
+    large = 2 * (2 * 8_192 + 2 * 4 * (8_192 // 256))
+    expected = large + 8 * (values - 2 * 8_192) + 2 * 256 * 4
+    assert expected == 175_872
+    fixed = {r.key: r.bytes for r in fixed_table(shape, TrainingSetup(optimizer="adamw-8bit", device="cpu")).rows}
+    assert fixed["optimizer"] == expected
+    assert any(s["shape"] == "small-cs336-v256" and s["optimizer"] == "adamw-8bit" for s in TIMELINE["steps"])
 
 
 PHASE_MOMENTS = {"forward": ("block-forward", "forward-end"), "head": ("head-backward",),

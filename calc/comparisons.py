@@ -399,25 +399,28 @@ def finetune_setups(i: Inputs) -> tuple:
     qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
     full = (i.setup if not trains_adapters(i.setup) else  # the reader's own full fine-tuning, frozen layers and all
             lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype))
-    eight_bit = full.optimizer not in ("adamw", "sgd")  # bitsandbytes' 8-bit AdamW: over adapters alone
-    full = full.replace(optimizer="adamw") if eight_bit else full
+    eight_bit = full.optimizer not in ("adamw", "sgd")  # bitsandbytes' 8-bit AdamW: no master copy to step
+    full = full.replace(optimizer="adamw") if eight_bit and full.dtype == "bf16-master" else full
+    optimizer = {"adamw-8bit": ", 8-bit AdamW", "paged-adamw-8bit": ", paged 8-bit AdamW"}.get(
+        full.optimizer, ", AdamW" if eight_bit else "")
     frozen = (f", {full.frozen_blocks:,} layers and the embedding frozen" if full.frozen_blocks
               else ", the embedding frozen" if full.freeze_embeddings else "")
-    return (("full", f"Full fine-tuning ({full.dtype}{', AdamW' if eight_bit else ''}{frozen})", full),
+    return (("full", f"Full fine-tuning ({full.dtype}{optimizer}{frozen})", full),
             ("lora", f"LoRA ({lora.dtype})", lora), ("qlora", f"QLoRA (4-bit {qlora.quant_type.upper()} base)", qlora))
 
 
 def _modelled(i: Inputs, setups) -> list:
     """The setups calc models for the inputs' model, each as (key, label, setup) or None."""
-    out = []
-    for entry in setups:
-        try:
-            check_setup(i.shape, entry[2])
-        except FieldError:
-            out.append(None)
-            continue
-        out.append(entry)
-    return out
+    return [None if _refusal(i, entry[2]) else entry for entry in setups]
+
+
+def _refusal(i: Inputs, setup) -> str:
+    """Why calc does not model this setup for the inputs' model ("" where it does)."""
+    try:
+        check_setup(i.shape, setup)
+    except FieldError as error:
+        return error.message
+    return ""
 
 
 def finetune_grid(i: Inputs) -> Grid:
@@ -454,9 +457,11 @@ def finetune_grid(i: Inputs) -> Grid:
                        "measures a bf16 cast of the whole model for the reference implementation only). QLoRA: the "
                        f"bf16 base with its blocks' linear layers in bitsandbytes' {qlora.quant_type.upper()}, "
                        + ("double quantisation" if qlora.double_quant else "fp32 scales") + ". The "
-                       "fewest GPUs: the solver's answer for the same step and question; LoRA and QLoRA run on one "
-                       "GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; on CUDA they are "
-                       "derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",))
+                       "fewest GPUs: the solver's answer for the same step and question; LoRA, QLoRA and 8-bit "
+                       "AdamW run on one GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; on CUDA they are "
+                       "derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",
+                       *(f"{label}: not modelled here ({reason})" for _, label, setup in setups
+                         if (reason := _refusal(i, setup)))))
 
 
 def _times(y: int, x: int) -> str:

@@ -26,16 +26,21 @@ computes in fp32 around its 4-bit matmuls: autograd keeps what LoRA over an fp32
 
 Modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2), whose linear
 layers are named q_proj, k_proj, v_proj, o_proj (attention) and gate_proj, up_proj,
-down_proj (feed-forward); "all-linear" is peft's name for all of them (the head apart).
+down_proj (feed-forward), and for its GPT-2 code (LoRA alone, in fp32 or under bf16
+autocast), whose Conv1D layers are c_attn (Q, K and V in one), c_proj (the attention's
+output projection and the MLP's second layer: peft matches both by the name) and c_fc;
+"all-linear" is peft's name for all of a model's (the head apart).
 """
 
 from __future__ import annotations
 
 from calc.errors import FieldError, echo
-from calc.shape import ModelShape
+from calc.shape import ModelShape, is_gpt2
 
 LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear layers of one Llama-style decoder layer, by the name peft targets them by."""
+GPT2_MODULES = ("c_attn", "c_proj", "c_fc")
+"""GPT-2's Conv1D layers by the names peft targets them by (c_proj names two in each layer)."""
 ALL_LINEAR = "all-linear"
 FINETUNES = ("full", "lora", "qlora")
 """full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA; qlora:
@@ -103,44 +108,62 @@ def paged_bytes(tensors: tuple[int, ...]) -> int:
 
 def quantized_values(shape: ModelShape) -> int:
     """The values of the base's 4-bit weights under QLoRA: every linear layer of every block."""
-    return shape.layers * sum(d_in * d_out for d_in, d_out in module_shapes(shape).values())
+    return shape.layers * sum(d_in * d_out for _, d_in, d_out in layer_linears(shape))
 
 
 def quantized_bytes(shape: ModelShape, double_quant: bool = True) -> int:
     """Bytes of the base's 4-bit weights under QLoRA, their scales and codes included."""
-    return shape.layers * sum(four_bit_bytes(d_in * d_out, double_quant) for d_in, d_out in module_shapes(shape).values())
+    return shape.layers * sum(four_bit_bytes(d_in * d_out, double_quant) for _, d_in, d_out in layer_linears(shape))
 
 
 def parse_targets(text: str) -> str:
-    """The lora_targets field's value: "all-linear", or module names separated by commas,
-    each once, in the layer's order; FieldError naming the field for anything else."""
+    """The lora_targets field's value: "all-linear", or module names (Llama-style code's or
+    GPT-2's) separated by commas, each once, in the layer's order; FieldError naming the
+    field for anything else (calc.lora.check: names of the other family's code)."""
     text = str(text).strip()
     if text == ALL_LINEAR:
         return text
+    known = LLAMA_MODULES + GPT2_MODULES
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in LLAMA_MODULES]
+    unknown = [name for name in names if name not in known]
     if not names or unknown:
         raise FieldError("lora_targets", f"lora_targets must be {ALL_LINEAR} or some of {', '.join(LLAMA_MODULES)} "
-                                         f"separated by commas, not {echo(text)}")
-    return ",".join(name for name in LLAMA_MODULES if name in names)
+                                         f"(Llama-style code) or of {', '.join(GPT2_MODULES)} (GPT-2) separated by "
+                                         f"commas, not {echo(text)}")
+    return ",".join(name for name in known if name in names)
 
 
-def targets(text: str) -> tuple[str, ...]:
-    """The targeted modules of one layer, in its order."""
-    return LLAMA_MODULES if text == ALL_LINEAR else tuple(text.split(","))
+def family_modules(shape: ModelShape) -> tuple[str, ...]:
+    """The names peft targets this model's linear layers by."""
+    return GPT2_MODULES if is_gpt2(shape) else LLAMA_MODULES
 
 
-def module_shapes(shape: ModelShape) -> dict[str, tuple[int, int]]:
-    """(d_in, d_out) of each linear layer of a Llama-style decoder layer."""
-    d, q, kv = shape.d_model, shape.heads * shape.d_head, shape.kv_heads * shape.d_head
-    return {"q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
-            "gate_proj": (d, shape.d_ff), "up_proj": (d, shape.d_ff), "down_proj": (shape.d_ff, d)}
+def targets(text: str, shape: ModelShape) -> tuple[str, ...]:
+    """The targeted module names of one layer, in its order."""
+    return family_modules(shape) if text == ALL_LINEAR else tuple(text.split(","))
+
+
+def layer_linears(shape: ModelShape) -> tuple[tuple[str, int, int], ...]:
+    """(the name peft targets it by, d_in, d_out) of each linear layer of one decoder layer,
+    in the order it runs and registers its parameters: Llama-style code's seven, or
+    GPT-2's four Conv1D layers (two named c_proj)."""
+    d = shape.d_model
+    if is_gpt2(shape):
+        return (("c_attn", d, 3 * d), ("c_proj", d, d), ("c_fc", d, shape.d_ff), ("c_proj", shape.d_ff, d))
+    q, kv = shape.heads * shape.d_head, shape.kv_heads * shape.d_head
+    return (("q_proj", d, q), ("k_proj", d, kv), ("v_proj", d, kv), ("o_proj", q, d),
+            ("gate_proj", d, shape.d_ff), ("up_proj", d, shape.d_ff), ("down_proj", shape.d_ff, d))
+
+
+def targeted_linears(shape: ModelShape, setup) -> tuple[tuple[str, int, int], ...]:
+    """The linear layers of one decoder layer that get adapters, in their order."""
+    chosen = targets(setup.lora_targets, shape)
+    return tuple(linear for linear in layer_linears(shape) if linear[0] in chosen)
 
 
 def adapters_per_layer(shape: ModelShape, setup) -> int:
     """The adapters' values in one layer: r·(d_in + d_out) for each targeted module."""
-    sizes = module_shapes(shape)
-    return sum(setup.lora_rank * sum(sizes[name]) for name in targets(setup.lora_targets))
+    return sum(setup.lora_rank * (d_in + d_out) for _, d_in, d_out in targeted_linears(shape, setup))
 
 
 def adapter_count(shape: ModelShape, setup) -> int:
@@ -151,8 +174,7 @@ def adapter_count(shape: ModelShape, setup) -> int:
 def adapter_tensors(shape: ModelShape, setup) -> tuple[int, ...]:
     """The values in each adapter tensor (A, then B, for each targeted module of each
     layer), in the order the optimizer steps them."""
-    sizes = module_shapes(shape)
-    one = tuple(setup.lora_rank * size for name in targets(setup.lora_targets) for size in sizes[name])
+    one = tuple(setup.lora_rank * size for _, d_in, d_out in targeted_linears(shape, setup) for size in (d_in, d_out))
     return one * shape.layers
 
 
@@ -176,18 +198,31 @@ def check(shape: ModelShape, setup) -> None:
         return
     if setup.accounting != "autograd":
         raise FieldError("accounting", "LoRA is counted by what autograd keeps: choose accounting autograd")
-    if shape.implementation != "hf" or shape.ffn != "swiglu":
-        raise FieldError("finetune", "LoRA is modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2) so "
-                                     "far: choose implementation hf and a Llama-style preset")
+    gpt2 = is_gpt2(shape)
+    if shape.implementation != "hf" or not (gpt2 or shape.ffn == "swiglu"):
+        raise FieldError("finetune", "LoRA is modelled for Hugging Face's code (Llama, Mistral, Qwen2, GPT-2) so "
+                                     "far: choose implementation hf")
     if setup.attention != "flash":
         raise FieldError("attention", "LoRA is measured with SDPA attention (flash), transformers' default: choose "
                                       "flash")
+    if setup.finetune == "qlora" and gpt2:
+        raise FieldError("finetune", "QLoRA is modelled for Llama-style code so far: choose finetune lora for GPT-2")
     if setup.finetune == "qlora" and setup.dtype != "bf16-master":
         raise FieldError("dtype", "QLoRA computes in bf16 over a bf16 base (bnb_4bit_compute_dtype, torch_dtype "
                                   "bfloat16): choose bf16-master")
-    if not set(targets(setup.lora_targets)) & {"q_proj", "k_proj", "v_proj"}:
-        raise FieldError("lora_targets", "calc models LoRA targets that include q_proj, k_proj or v_proj (so that "
-                                         "every layer's attention needs gradients): add one")
+    if gpt2 and setup.dtype == "bf16-master":
+        raise FieldError("dtype", "LoRA on GPT-2's code is measured in fp32 and under bf16 autocast so far: choose "
+                                  "fp32 or bf16")
+    chosen = targets(setup.lora_targets, shape)
+    foreign = [name for name in chosen if name not in family_modules(shape)]
+    if foreign:
+        raise FieldError("lora_targets", f"this model's code names its linear layers {', '.join(family_modules(shape))}"
+                                         f", not {', '.join(foreign)}: choose among them, or {ALL_LINEAR}")
+    attention = ("c_attn",) if gpt2 else ("q_proj", "k_proj", "v_proj")
+    if not set(chosen) & set(attention):
+        named = f"{', '.join(attention[:-1])} or {attention[-1]}" if len(attention) > 1 else attention[0]
+        raise FieldError("lora_targets", f"calc models LoRA targets that include {named} (so that every layer's "
+                                         "attention needs gradients): add " + ("one" if len(attention) > 1 else "it"))
 
 
 def check_layout(setup) -> None:

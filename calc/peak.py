@@ -66,7 +66,7 @@ from calc.layout.frameworks.fsdp2_pipeline import pass_buffers, root_values, sha
 from calc.layout.schedule import Pass, every_pass, fullest, reduce_pass
 from calc.layout.split import ROWS_DEPEND_ON, Stage, ceil_div, held_states, remember, split_rows, stages
 from calc.frozen import trainable_tensors
-from calc.lora import adapter_tensors, adapters_per_layer, module_shapes, trains_adapters
+from calc.lora import adapter_tensors, adapters_per_layer, layer_linears, trains_adapters
 from calc.parameters import parameter_count, parameter_tensors
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
@@ -502,7 +502,7 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     reduced = _reduced_as_made(setup)
     grad = parameter_dtype_bytes(setup) if gathers_and_reduces(setup) else state_bytes(setup)[1]  # of the new ones
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
-           setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
+           setup.arch, setup.lora_dropout, setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
            reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
            copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, setup.upcast_base, setup.freezes,
            setup.frozen_blocks == shape.layers, gathers_and_reduces(setup))
@@ -640,7 +640,7 @@ def _bound_lines(shape: ModelShape, setup: TrainingSetup, accumulating: bool, ha
     # base prepare_model_for_kbit_training cast to fp32, bitsandbytes' layer casts its input to bf16 and its
     # bf16 output back to fp32 before peft's copy (a bound of 12 bytes a d_ff-wide value), and in backward
     # the gradients it receives and returns are cast the same way (4 bytes a d_ff-wide value)
-    dequantized = Line(0, 2 * max(d_in * d_out for d_in, d_out in module_shapes(shape).values())
+    dequantized = Line(0, 2 * max(d_in * d_out for _, d_in, d_out in layer_linears(shape))
                        if setup.finetune == "qlora" else 0)
     casts = Line(4 * s * shape.d_ff if setup.upcast_base else 0)
     block = new + Line(s * widest * a) + recomputed + dequantized + casts

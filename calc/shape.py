@@ -124,6 +124,11 @@ class ModelShape:
         return dict(self.__dict__)
 
 
+def is_gpt2(shape: ModelShape) -> bool:
+    """Hugging Face's GPT-2 code path: LayerNorm, the GELU MLP, learned positions, fused Q/K/V."""
+    return shape.norm == "layernorm" and shape.ffn == "gelu" and shape.positions == "learned"
+
+
 def check_whole(name: str, value, limit: int) -> None:
     """FieldError unless `value` is an int from 1 to `limit`."""
     if isinstance(value, bool) or not isinstance(value, int):

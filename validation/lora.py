@@ -4,7 +4,8 @@ its bottom layers frozen, on CPU tensors.
     python -m validation.lora           # write results-lora.json (about a minute)
     python -m validation.lora --check   # measure again; exit 1 if it differs
 
-Each case builds the small Llama-style model (validation.run.HF_SMALL), in fp32 or with its
+Each case builds the small Llama-style model (validation.run.HF_SMALL; GPT-2's small model
+too, under LoRA in fp32 and bf16 autocast, with its own dropout and use_cache), in fp32 or with its
 weights cast to bf16 (the base a reader loads with torch_dtype=bfloat16), wraps it with
 peft's get_peft_model and a LoraConfig (rank, the target modules, LoRA dropout; peft's
 defaults otherwise: its adapters in fp32 whatever the base, autocast_adapter_dtype), and
@@ -45,9 +46,12 @@ from validation.run import HF_SMALL
 RESULTS = Path(__file__).with_name("results-lora.json")
 RANK = 4
 TARGETS = {"all-linear": "all-linear", "q_proj,v_proj": ["q_proj", "v_proj"],
-           "q_proj,k_proj,v_proj,o_proj": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+           "q_proj,k_proj,v_proj,o_proj": ["q_proj", "k_proj", "v_proj", "o_proj"],
+           "c_attn": ["c_attn"], "c_attn,c_proj": ["c_attn", "c_proj"]}
 """The target sets measured, by the text calc's lora_targets field takes: peft's all-linear
-(every linear layer but the head), its default for Llama (Q and V), the attention's four."""
+(every linear layer but the head), its default for Llama (Q and V), the attention's four;
+on GPT-2 its default (c_attn) and with both c_proj layers."""
+LLAMA_TARGETS = ("all-linear", "q_proj,v_proj", "q_proj,k_proj,v_proj,o_proj")
 
 warnings.filterwarnings("ignore")
 
@@ -204,13 +208,22 @@ def cases():
     prepare_model_for_kbit_training, for two target sets."""
     nf4 = (("nf4", True),)
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"),
-                                 ("fp32", "bf16", "bf16-master"), tuple(TARGETS), (0.0, 0.1), nf4, (False,))
+                                 ("fp32", "bf16", "bf16-master"), LLAMA_TARGETS, (0.0, 0.1), nf4, (False,))
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
                                  ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4, (False,))
     yield from itertools.product(("small-hf-llama",), (1,), ("flash",), ("none", "block"), ("qlora",),
                                  ("all-linear",), (0.0,), (("nf4", False), ("fp4", True), ("fp4", False)), (False,))
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
                                  ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4, (True,))
+
+
+def gpt2_cases():
+    """GPT-2's small shape at one and three sequences, SDPA attention, with and without
+    checkpointing, in fp32 and under bf16 autocast, for three target sets, with and without
+    LoRA dropout, with the model's own dropout 0 and 0.1 (GPT-2's published attn_pdrop,
+    resid_pdrop and embd_pdrop), use_cache off and on (GPT-2's default)."""
+    yield from itertools.product((1, 3), ("none", "block"), ("fp32", "bf16"), ("c_attn", "c_attn,c_proj", "all-linear"),
+                                 (0.0, 0.1), (0.0, 0.1), (False, True))
 
 
 def run(log=sys.stderr) -> dict:
@@ -224,6 +237,13 @@ def run(log=sys.stderr) -> dict:
         steps.append({"shape": shape, "batch": batch, "attention": attention, "checkpoint": checkpoint,
                       "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout, **four_bit, **measured})
         print(steps[-1], file=log)
+    for batch, checkpoint, dtype, targets, dropout, model_dropout, cache in gpt2_cases():
+        cfg = dict(HF_SMALL["small-hf-gpt2"], dropout=model_dropout, use_cache=cache)
+        measured = measure(cfg, batch, "flash", checkpoint, dtype, targets, dropout)
+        steps.append({"shape": "small-hf-gpt2", "model_dropout": model_dropout, "use_cache": cache, "batch": batch,
+                      "attention": "flash", "checkpoint": checkpoint, "dtype": dtype, "rank": RANK,
+                      "targets": targets, "dropout": dropout, **measured})
+        print(steps[-1], file=log)
     frozen = []
     for batch, checkpoint, dtype, attention, (embeddings, blocks) in frozen_cases():
         measured = measure_frozen(HF_SMALL["small-hf-llama"], batch, checkpoint, dtype, attention, embeddings, blocks)
@@ -232,7 +252,8 @@ def run(log=sys.stderr) -> dict:
         print(frozen[-1], file=log)
     sizes = ADAMW_8BIT_SIZES
     return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
-            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama",)}, "steps": steps, "frozen": frozen,
+            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama", "small-hf-gpt2")}, "steps": steps,
+            "frozen": frozen,
             "adamw_8bit": {"sizes": list(sizes), "each": [_adamw_8bit_bytes([_tensor(n)]) for n in sizes],
                            "together": _adamw_8bit_bytes([_tensor(n) for n in sizes]),
                            "paged_together": _adamw_8bit_bytes([_tensor(n) for n in sizes], paged=True)},

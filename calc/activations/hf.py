@@ -42,15 +42,10 @@ from __future__ import annotations
 from calc.cuda import MASK_BYTES_ON_CUDA, RNG_STATE_BYTES, attention_kernel, check_kernel, padded_head
 from calc.errors import FieldError
 from calc.setup import TrainingSetup
-from calc.shape import ModelShape
+from calc.shape import ModelShape, is_gpt2
 from calc.table import Table, f, row, symbol_values
 
 FP32, INDEX = 4, 8
-
-
-def is_gpt2(shape: ModelShape) -> bool:
-    """GPT-2's code path: LayerNorm, the GELU MLP, learned positions, fused Q/K/V."""
-    return shape.norm == "layernorm" and shape.ffn == "gelu" and shape.positions == "learned"
 
 
 def hf_table(shape: ModelShape, setup: TrainingSetup) -> Table:

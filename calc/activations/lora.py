@@ -1,6 +1,7 @@
 """What autograd keeps when peft's LoRA trains Hugging Face's Llama-style code
 (`finetune lora`; calc.lora has the adapters), as peft 0.21 and transformers 5.23 run it in
-training mode on the CPU (torch 2.13), SDPA attention.
+training mode on the CPU (torch 2.13), SDPA attention; GPT-2's code (lora_gpt2_rows) by
+the same rules, over full training's rows.
 
 Autograd keeps a tensor only for a gradient it will compute, and under LoRA only the
 adapters train. So, against full training (calc.activations.hf):
@@ -29,10 +30,12 @@ test_lora.py).
 
 from __future__ import annotations
 
-from calc.activations.hf import FP32, INDEX, _kernel_rows, _mask_bytes, _sdpa_kernel, _sliding_mask
-from calc.lora import activation_setup, module_shapes, targets
+from dataclasses import replace
+
+from calc.activations.hf import FP32, INDEX, _gpt2_rows, _kernel_rows, _mask_bytes, _sdpa_kernel, _sliding_mask
+from calc.lora import activation_setup, layer_linears, targets
 from calc.setup import TrainingSetup
-from calc.shape import ModelShape
+from calc.shape import ModelShape, is_gpt2
 from calc.table import Table, f, row, symbol_values
 
 
@@ -41,6 +44,9 @@ def lora_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     setup = activation_setup(setup)
     if setup.attention == "flash":
         _sdpa_kernel(shape, setup, _sliding_mask(shape))
+    if is_gpt2(shape):
+        return Table("autograd", "What autograd keeps: Hugging Face GPT-2 code under peft's LoRA",
+                     tuple(lora_gpt2_rows(shape, setup)), batch=setup.batch)
     return Table("autograd", "What autograd keeps: Hugging Face Llama-style code under peft's LoRA",
                  tuple(lora_llama_rows(shape, setup)), batch=setup.batch)
 
@@ -51,7 +57,7 @@ def lora_llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
     regime = {"fp32": "fp32", "bf16": "autocast", "bf16-master": "bf16 base"}[setup.dtype]
     a = 4 if regime == "fp32" else 2  # the layers' outputs: fp32, or bf16 (autocast's, or the base's)
     stream = 2 if regime == "bf16 base" else FP32  # the residual stream
-    chosen = targets(setup.lora_targets)
+    chosen = targets(setup.lora_targets, shape)
     rows = []
 
     def add(key, name, terms, nbytes, stage="block", category="attention", **extra):
@@ -67,25 +73,24 @@ def lora_llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
             [("L", "s", "d")], stream, category="inputs", note="everything else in the layer is recomputed in backward")
     else:
         norm("norm1", "Attention norm (the layers after the first)", ("L_1",), "block", "norms")
-        _adapter_inputs(add, setup, regime, chosen, ("q_proj", "k_proj", "v_proj"), "d", "Q/K/V projection input",
-                        "qkv-input", kept_already=False, first_layer_needs_gradient=False)
+        _adapter_inputs(add, setup, regime, chosen, _named("q_proj", "k_proj", "v_proj"), "d",
+                        "Q/K/V projection input", "qkv-input", kept_already=False, first_layer_needs_gradient=False)
         _attention(add, v, shape, setup, regime, a)
-        _adapter_inputs(add, setup, regime, chosen, ("o_proj",), "d", "o_proj's input (the attention output)",
+        _adapter_inputs(add, setup, regime, chosen, _named("o_proj"), "d", "o_proj's input (the attention output)",
                         "o-input", kept_already=True)
         norm("norm2", "Feed-forward norm", ("L",), "block", "norms")
-        _adapter_inputs(add, setup, regime, chosen, ("gate_proj", "up_proj"), "d", "Feed-forward input", "ffn-input",
-                        kept_already=False, category="ffn")
+        _adapter_inputs(add, setup, regime, chosen, _named("gate_proj", "up_proj"), "d", "Feed-forward input",
+                        "ffn-input", kept_already=False, category="ffn")
         wide = ("L", "s", "d_ff")
         add("w1-output", "gate_proj output, kept by SiLU", [wide], a, category="ffn")
         add("silu-output", "SiLU(gate), kept by ⊙", [wide], a, category="ffn")
         add("w3-output", "up_proj output, kept by ⊙", [wide], a, category="ffn")
-        _adapter_inputs(add, setup, regime, chosen, ("down_proj",), "d_ff", "SiLU(gate) ⊙ up, down_proj's input",
+        _adapter_inputs(add, setup, regime, chosen, _named("down_proj"), "d_ff", "SiLU(gate) ⊙ up, down_proj's input",
                         "product", kept_already=False, category="ffn")
-        for name in chosen:
-            add(f"lora-a-output-{name}", f"{name}'s A output (r wide), kept by B", [("L", "s", "r")], a if regime ==
-                "autocast" else FP32, category="ffn" if name in ("gate_proj", "up_proj", "down_proj") else "attention")
+        _adapter_outputs(add, regime, a, [(name, name, name in ("gate_proj", "up_proj", "down_proj"))
+                                          for name in chosen])
         if regime == "autocast":
-            _frozen_copies(add, shape)
+            _frozen_copies(add, shape, ("q_proj", "k_proj", "v_proj"))
     norm("final-norm", "Final norm", (), "head", "output")
     add("log-probs", "Log-probabilities (fp32: the loss upcasts the logits)", [("s", "V")], FP32, "head", "output",
         note="the logits themselves are not kept")
@@ -123,15 +128,22 @@ def _attention(add, v, shape, setup, regime: str, a: int) -> None:
         add(r.key, r.name, r.formula.terms, r.bytes_per_value, per_step=r.per_step, note=r.note)
 
 
+def _named(*names: str) -> tuple[tuple[str, str], ...]:
+    """Modules whose display name is the name peft targets them by."""
+    return tuple((name, name) for name in names)
+
+
 def _adapter_inputs(add, setup, regime: str, chosen, modules, width: str, label: str, key: str, kept_already: bool,
                     category: str = "attention", first_layer_needs_gradient: bool = True) -> None:
-    """What the adapters of `modules` (those targeted) keep of their shared input (s·width
-    per sequence and layer): at dropout 0 in fp32 the input itself (once; nothing new
-    where another op keeps it already), else per targeted module what A multiplies (the
-    dropped input, its bf16 copy under autocast, or, with a bf16 base and no dropout, the
-    input's fp32 copy) and its dropout mask (on the fp32 input), which dropout keeps only
-    where the input needs a gradient: not in the first layer's Q, K and V."""
-    mine = [name for name in modules if name in chosen]
+    """What the adapters of `modules` ((the name peft targets, the name a row shows) of
+    each module that reads this input; those targeted count) keep of their shared input
+    (s·width per sequence and layer): at dropout 0 in fp32 the input itself (once;
+    nothing new where another op keeps it already), else per targeted module what A
+    multiplies (the dropped input, its bf16 copy under autocast, or, with a bf16 base and
+    no dropout, the input's fp32 copy) and its dropout mask (on the fp32 input), which
+    dropout keeps only where the input needs a gradient: not in the first layer's Q, K
+    and V."""
+    mine = [shown for name, shown in modules if name in chosen]
     if not mine:
         return
     dropout = setup.lora_dropout > 0
@@ -142,8 +154,9 @@ def _adapter_inputs(add, setup, regime: str, chosen, modules, width: str, label:
                 terms, FP32, category=category)
         return
     for name in mine:
+        key_name = name.replace(".", "-")
         if dropout:
-            add(f"lora-dropout-mask-{name}", f"{name}'s LoRA dropout mask" + (
+            add(f"lora-dropout-mask-{key_name}", f"{name}'s LoRA dropout mask" + (
                 " (bool)" if setup.device == "cuda" else " (fp32 noise)") + (
                 "" if first_layer_needs_gradient else ", in the layers after the first"),
                 [("L" if first_layer_needs_gradient else "L_1", "s", width)], _mask_bytes(setup, FP32),
@@ -152,15 +165,85 @@ def _adapter_inputs(add, setup, regime: str, chosen, modules, width: str, label:
         what = ("its bf16 copy" if regime == "autocast" else "fp32") + (", after dropout" if dropout else "")
         if regime == "bf16 base" and not dropout:
             what = "its fp32 copy"
-        add(f"lora-input-{name}", f"{name}'s adapter input ({what}), kept by A", terms, kept, category=category)
+        add(f"lora-input-{key_name}", f"{name}'s adapter input ({what}), kept by A", terms, kept, category=category)
 
 
-def _frozen_copies(add, shape: ModelShape) -> None:
+def _adapter_outputs(add, regime: str, a: int, modules) -> None:
+    """Each targeted module's A output (r wide), kept by its B: (the name a row shows, its
+    key's name, whether it is in the feed-forward part) of each."""
+    for shown, key_name, ffn in modules:
+        add(f"lora-a-output-{key_name}", f"{shown}'s A output (r wide), kept by B", [("L", "s", "r")],
+            a if regime == "autocast" else FP32, category="ffn" if ffn else "attention")
+
+
+def _frozen_copies(add, shape: ModelShape, first_layer_frozen: tuple[str, ...]) -> None:
     """Under bf16 autocast, each frozen base matrix's bf16 copy (2 bytes a value), made at
     every call (not cached) and kept by its matmul for the input's gradient: every layer's
-    but the first layer's Q, K and V (whose input needs no gradient)."""
-    sizes = module_shapes(shape)
-    every = sum(d_in * d_out for name, (d_in, d_out) in sizes.items())
-    qkv = sum(sizes[name][0] * sizes[name][1] for name in ("q_proj", "k_proj", "v_proj"))
+    but the first layer's `first_layer_frozen` (those reading its first norm's output,
+    which needs no gradient)."""
+    linears = layer_linears(shape)
+    every = sum(d_in * d_out for _, d_in, d_out in linears)
+    first = sum(d_in * d_out for name, d_in, d_out in linears if name in first_layer_frozen)
     add("frozen-copies", "Frozen weights' bf16 copies, kept for their inputs' gradients (not cached)",
-        [("L_1", every), (every - qkv,)], 2, per_step=True, note="the same bytes for any batch")
+        [("L_1", every), (every - first,)], 2, per_step=True, note="the same bytes for any batch")
+
+
+_GPT2_DROPPED = ("token-ids", "position-ids", "head-input")
+"""Rows of full training's GPT-2 table that LoRA's frozen weights do not keep: the
+embeddings' ids, and the frozen (tied) head's input."""
+
+
+def lora_gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
+    """The rows (per sequence) of a LoRA step of Hugging Face's GPT-2 code: full training's
+    (calc.activations.hf), less what only the frozen weights' gradients need, plus the
+    adapters' (measured: validation/results-lora.json). Without checkpointing the
+    embedding's output needs no gradient, so its dropout keeps no mask and the first
+    layer's attention LayerNorm keeps nothing; the frozen Conv1D layers keep no input
+    (c_attn's and c_fc's, the attention output and the GELU output are kept only where an
+    adapter, or SDPA, keeps them); with checkpointing enable_input_require_grads makes the
+    embedding's output need one, and its dropout keeps its mask."""
+    v = symbol_values(shape) | {"r": setup.lora_rank, "L_1": shape.layers - 1}
+    regime = "fp32" if setup.dtype == "fp32" else "autocast"
+    a = setup.bytes_per_value
+    chosen = targets(setup.lora_targets, shape)
+    rows = []
+
+    def add(key, name, terms, nbytes, stage="block", category="attention", **extra):
+        rows.append(row(v, key, name, f(*terms), nbytes, stage=stage, category=category, **extra))
+
+    def adapters(modules, width, label, key, kept_already, category="attention", first=True):
+        _adapter_inputs(add, setup, regime, chosen, modules, width, label, key, kept_already, category, first)
+
+    checkpointed = setup.checkpoint == "block"
+    for r in _gpt2_rows(shape, setup):
+        if r.key in _GPT2_DROPPED or (r.key == "embedding-dropout" and not checkpointed):
+            continue
+        if r.key.startswith("norm1-"):  # the first layer's attention norm reads the frozen embedding's output
+            terms = tuple(("L_1", *term[1:]) if term[0] == "L" else term for term in r.formula.terms)
+            add(r.key, r.name + ", in the layers after the first", terms, r.bytes_per_value, category=r.category)
+        elif r.key == "qkv-input":
+            adapters(_named("c_attn"), "d", "c_attn input", "qkv-input", kept_already=False, first=False)
+        elif r.key == "attention-output":  # the frozen c_proj keeps nothing of it
+            adapters((("c_proj", "attn.c_proj"),), "d", "Attention output, heads merged", "attention-output",
+                     kept_already=False)
+        elif r.key == "ffn-input":
+            adapters(_named("c_fc"), "d", "c_fc input", "ffn-input", kept_already=False, category="ffn")
+        elif r.key == "gelu-output":
+            adapters((("c_proj", "mlp.c_proj"),), "d_ff", "Activation output", "gelu-output", kept_already=False,
+                     category="ffn")
+        else:
+            if r.key == "final-norm-input" and not checkpointed:  # the blocks end: their adapters' outputs
+                _adapter_outputs(add, regime, a, [(shown, shown.replace(".", "-"), ffn)
+                                                  for (name, _, _), shown, ffn in zip(
+                                                      layer_linears(shape), ("c_attn", "attn.c_proj", "c_fc",
+                                                                             "mlp.c_proj"), (False, False, True, True))
+                                                  if name in chosen])
+                if regime == "autocast":
+                    _frozen_copies(add, shape, ("c_attn",))
+            rows.append(replace(r, name="SDPA output, kept by SDPA") if r.key == "flash-output" else r)
+        if r.key == "flash-output":  # SDPA keeps its output already
+            adapters((("c_proj", "attn.c_proj"),), "d", "Attention output", "attention-output", kept_already=True)
+    if regime == "autocast":
+        add("head-copy", "The frozen head's bf16 copy, kept for its input's gradient (not cached)",
+            [("V", "d")], 2, "head", "output", per_step=True, note="the same bytes for any batch")
+    return rows

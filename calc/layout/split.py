@@ -116,7 +116,8 @@ class Stage:
     head_matrix: int = 0
 
 
-ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "tp", "sp", "cp", "keeps_gathered_inputs",
+ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "arch", "tp", "sp", "cp",
+                  "keeps_gathered_inputs",
                   "finetune", "lora_rank", "lora_dropout", "lora_targets", "prepare_kbit",
                   "freeze_embeddings", "frozen_blocks")
 """The setup's fields (and, through its framework, what its tensor parallelism keeps) a

@@ -28,22 +28,32 @@ def lora_setup(step) -> TrainingSetup:
                          double_quant=step.get("double_quant", True), prepare_kbit=step.get("prepared", False))
 
 
+def step_shape(step) -> ModelShape:
+    """The measured model: GPT-2's steps also set the model's own dropout and use_cache."""
+    shape = SHAPES[step["shape"]]
+    if "model_dropout" in step:
+        shape = shape.replace(dropout=step["model_dropout"], use_cache=step["use_cache"])
+    return shape
+
+
 def step_id(step) -> str:
     four_bit = (f"-{step['quant_type']}{'-double' if step['double_quant'] else ''}"
                 f"{'-prepared' if step['prepared'] else ''}") if "quant_type" in step else ""
-    return (f"B{step['batch']}-{step['checkpoint']}-{step['dtype']}{four_bit}-{step['targets'].replace(',', '+')}-"
+    gpt2 = (f"gpt2-pdrop{step['model_dropout']}{'-cache' if step['use_cache'] else ''}-"
+            if "model_dropout" in step else "")
+    return (f"{gpt2}B{step['batch']}-{step['checkpoint']}-{step['dtype']}{four_bit}-{step['targets'].replace(',', '+')}-"
             f"dropout{step['dropout']}")
 
 
 @pytest.mark.parametrize("step", MEASURED["steps"], ids=step_id)
 def test_what_autograd_keeps_under_lora_equals_peft_s_step_to_the_byte(step):
-    table = activation_table(SHAPES[step["shape"]], lora_setup(step))
+    table = activation_table(step_shape(step), lora_setup(step))
     assert table.bytes_for_batch() == step["activations"]
 
 
 @pytest.mark.parametrize("step", MEASURED["steps"], ids=step_id)
 def test_the_adapters_are_what_trains_and_the_base_is_frozen(step):
-    shape, setup = SHAPES[step["shape"]], lora_setup(step)
+    shape, setup = step_shape(step), lora_setup(step)
     assert adapter_count(shape, setup) == step["trainable"]
     weights, gradients, optimizer = lora_states(shape, setup)
     assert weights == step["frozen_bytes"] + step["trainable_bytes"]  # the base in its dtype, the adapters in fp32
@@ -66,6 +76,38 @@ def test_lora_keeps_less_than_full_training_by_what_only_frozen_weights_needed()
     dropped = 16 * 8 + 5 * 16 * 32 * 4 + 16 * 32 * 4 + (16 * 32 + 16) * 4
     added = 7 * 2 * 16 * 4 * 4
     assert lora["activations"] == full["activations"] - dropped + added
+
+
+def test_lora_on_gpt2_keeps_less_than_full_training_by_what_only_frozen_weights_needed():
+    # GPT-2's small code, one sequence of 16 tokens, d = 32, fp32, SDPA, no dropout, no
+    # cache, LoRA rank 4 on all-linear (c_attn, both c_proj and c_fc of both layers). Full
+    # training keeps 124,428 bytes (validation/results.json). LoRA keeps no token ids and no
+    # position ids (16 int64 each), no head input (the tied head is frozen: 16 · 32 fp32),
+    # and in the first layer no attention-LayerNorm input, mean and 1/σ (16 · 32 + 2 · 16
+    # fp32). What the frozen Conv1D layers kept for their weights' gradients (c_attn's and
+    # c_fc's inputs, the GELU output) the adapters' A keep instead; it adds each adapter's
+    # r-wide A output (4 · 2 · 16 · 4 fp32)
+    full = next(c for c in FULL if c["name"] == "small-hf-gpt2" and c["shape"]["d_model"] == 32 and (
+        c["batch"], c["attention"], c["checkpoint"], c["dtype"], c["shape"].get("dropout", 0.0),
+        c["shape"].get("use_cache", False)) == (1, "flash", "none", "fp32", 0.0, False))
+    lora = next(s for s in MEASURED["steps"] if s["shape"] == "small-hf-gpt2" and (
+        s["batch"], s["checkpoint"], s["dtype"], s["targets"], s["dropout"], s["model_dropout"], s["use_cache"])
+                == (1, "none", "fp32", "all-linear", 0.0, 0.0, False))
+    dropped = 2 * 16 * 8 + 16 * 32 * 4 + (16 * 32 + 2 * 16) * 4
+    added = 4 * 2 * 16 * 4 * 4
+    assert full["activations"] == 124_428
+    assert lora["activations"] == full["activations"] - dropped + added == 121_996
+
+
+def test_gpt2_s_adapter_count_equals_what_peft_prints():
+    # peft's print_trainable_parameters for gpt2 with LoraConfig(r=8, target_modules=["c_attn"]):
+    # "trainable params: 294,912 || all params: 124,734,720": 12 layers · 8 · (768 + 3 · 768)
+    setup = TrainingSetup(finetune="lora", lora_rank=8, lora_targets="c_attn", attention="flash")
+    assert adapter_count(PRESETS["gpt2-small"], setup) == 12 * 8 * (768 + 3 * 768) == 294_912
+    assert parameter_count(PRESETS["gpt2-small"]) + 294_912 == 124_734_720
+    # all-linear adds both c_proj layers and c_fc: 8 · ((768 + 768) + (768 + 3,072) + (3,072 + 768)) a layer
+    every = setup.replace(lora_targets="all-linear")
+    assert adapter_count(PRESETS["gpt2-small"], every) == 294_912 + 12 * 8 * (2 * 768 + 2 * (768 + 3_072))
 
 
 def test_autocast_caches_every_adapter_and_the_graph_keeps_all_but_the_first_layer_s_qkv_a():
@@ -99,7 +141,12 @@ def test_llama_3_8b_lora_on_a_bf16_base_holds_two_bytes_a_frozen_weight():
 
 @pytest.mark.parametrize("params, field", [
     ({"finetune": "lora", "attention": "explicit"}, "attention"),
-    ({"preset": "gpt2-small", "finetune": "lora", "attention": "flash"}, "finetune"),
+    ({"preset": "gpt2-small", "finetune": "qlora", "attention": "flash"}, "finetune"),
+    ({"preset": "gpt2-small", "finetune": "lora", "attention": "flash", "dtype": "bf16-master"}, "dtype"),
+    ({"preset": "gpt2-small", "finetune": "lora", "attention": "flash", "lora_targets": "q_proj"}, "lora_targets"),
+    ({"preset": "gpt2-small", "finetune": "lora", "attention": "flash", "lora_targets": "c_fc"}, "lora_targets"),
+    ({"finetune": "lora", "attention": "flash", "lora_targets": "c_attn"}, "lora_targets"),
+    ({"preset": "cs336-gpt2-xl", "finetune": "lora", "attention": "flash"}, "finetune"),
     ({"finetune": "lora", "attention": "flash", "lora_targets": "lm_head"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "lora_targets": "gate_proj,up_proj"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "tp": "2"}, "finetune"),
@@ -133,7 +180,7 @@ def test_qlora_keeps_what_lora_over_the_bf16_base_keeps():
 
 
 def _case(step) -> tuple:
-    return step["batch"], step["checkpoint"], step["targets"], step["dropout"]
+    return step["shape"], step["batch"], step["checkpoint"], step["targets"], step["dropout"]
 
 
 def test_qlora_prepared_for_kbit_training_keeps_what_lora_over_an_fp32_base_keeps():
@@ -249,7 +296,7 @@ def test_adamw_8bit_s_state_equals_bitsandbytes_measured():
 
 @pytest.mark.parametrize("step", MEASURED["steps"][:8], ids=step_id)
 def test_lora_s_adamw_8bit_state_is_what_it_kept_for_the_adapters(step):
-    shape, setup = SHAPES[step["shape"]], lora_setup(step).replace(optimizer="adamw-8bit")
+    shape, setup = step_shape(step), lora_setup(step).replace(optimizer="adamw-8bit")
     assert lora_states(shape, setup)[2] == step["adamw_8bit_bytes"]
 
 
@@ -355,6 +402,22 @@ def test_a_fine_tuning_setting_s_peak_does_not_depend_on_what_was_asked_before(s
     after = peak_bytes(inputs.shape, inputs.setup.replace(**change))
     _forget_everything()
     assert peak_bytes(inputs.shape, inputs.setup.replace(**change)) == after
+
+
+@pytest.mark.parametrize("before, after", [("h100-80gb", "t4"), ("t4", "h100-80gb"), ("a100-40gb", "rtx-3090")])
+def test_a_card_s_peak_does_not_depend_on_the_card_asked_before(before, after):
+    # the card decides the attention kernel (a T4, sm75, has no bf16 flash kernel: PyTorch's
+    # math path keeps the probabilities), so answers remembered for one card are not
+    # another's: the card asked right after another equals the card asked with every cache
+    # empty (a reader switching cards on the page asks exactly this)
+    from calc.fit import peak_bytes
+    params = {"preset": "gpt2-medium", "dtype": "bf16", "attention": "flash", "device": "cuda"}
+    first, second = (parse_inputs({**params, "gpu": gpu}) for gpu in (before, after))
+    _forget_everything()
+    peak_bytes(first.shape, first.setup)
+    asked_after = peak_bytes(second.shape, second.setup)
+    _forget_everything()
+    assert peak_bytes(second.shape, second.setup) == asked_after
 
 
 def test_a_pasted_config_fine_tunes_with_lora_and_qlora():

@@ -114,8 +114,27 @@ def _saved_in_a_step(model, cfg: dict, batch: int, dtype: str) -> dict[str, int]
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
         loss = model(input_ids=ids, labels=ids).loss
+    for t in _held_by_functions(loss):  # what a custom autograd Function keeps on its ctx, past the hooks
+        pack(t)
     loss.backward()  # the graph measured is one backward runs
     return totals
+
+
+def _held_by_functions(loss: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors bitsandbytes' autograd Functions keep as attributes of their ctx, which
+    saved-tensor hooks do not see (`ctx.tensors`; the int8 layers' `ctx.A`): MatMul4Bit
+    keeps only its weight there, so a 4-bit step keeps nothing more. A custom Function's
+    ctx is its node in the graph, found by walking back from the loss."""
+    held, nodes, stack = [], set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in nodes:
+            continue
+        nodes.add(node)
+        held += [t for t in (*(getattr(node, "tensors", None) or ()), getattr(node, "A", None))
+                 if isinstance(t, torch.Tensor)]
+        stack += [following for following, _ in node.next_functions]
+    return held
 
 
 def measure_frozen(cfg: dict, batch: int, checkpoint: str, dtype: str, attention: str, freeze_embeddings: bool,

@@ -88,6 +88,8 @@ COMPARE_VIEWS = {"compare"}
 """Views that read setup B: a page with one shows setup B's inputs."""
 CLAIM_VIEWS = {"reverse"}
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
+READS_CLAIM = CLAIM_VIEWS | {"command"}
+"""Views whose output changes with the claimed figure (the terminal command carries every input)."""
 SOLVER_VIEWS = {"solver"}
 FINETUNE_VIEWS = {"finetune"}
 """Views that compare full fine-tuning with LoRA: a page with one shows LoRA's inputs."""

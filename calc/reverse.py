@@ -5,8 +5,10 @@ always does, which is itself evidence against any one derivation of it."""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from calc.activations import activation_table, check_implementation
 from calc.errors import FieldError
@@ -53,6 +55,11 @@ class Match:
         """Relative error |predicted − claimed| / claimed, exact."""
         return Fraction(abs(self.predicted - self.claimed), self.claimed)
 
+    @property
+    def is_near(self) -> bool:
+        """Whether the error is at most NEAR (in whole numbers)."""
+        return abs(self.predicted - self.claimed) * NEAR.denominator <= NEAR.numerator * self.claimed
+
     def params(self) -> dict[str, str]:
         """The inputs that select this setup."""
         out = {"accounting": self.accounting, "attention": self.attention, "checkpoint": self.checkpoint,
@@ -72,17 +79,17 @@ class Match:
         return f"{self.context:,} tokens" + (f", batch {self.batch:,}" if self.per_batch else "")
 
 
-def _candidates(inputs: Inputs, accounting: str):
+def _candidates(shape, setup, accounting: str):
     """(implementation, attention, checkpoint, dtype) of every setup the accounting has
-    measured rows for, for the inputs' model."""
+    measured rows for, for the model."""
     if accounting != "autograd":
-        return [(inputs.shape.implementation, "explicit", "none", d) for d in ("fp32", "bf16")]
+        return [(shape.implementation, "explicit", "none", d) for d in ("fp32", "bf16")]
     out = []
     for implementation in IMPLEMENTATION_NAMES:
         for option in [(a, c, d) for a in ("explicit", "flash") for c in ("none", "block") for d in ("fp32", "bf16")]:
-            setup = inputs.setup.replace(accounting="autograd", attention=option[0], checkpoint=option[1], dtype=option[2])
+            tried = setup.replace(accounting="autograd", attention=option[0], checkpoint=option[1], dtype=option[2])
             try:
-                check_implementation(inputs.shape.replace(implementation=implementation), setup)
+                check_implementation(shape.replace(implementation=implementation), tried)
             except FieldError:
                 continue
             out.append((implementation, *option))
@@ -105,42 +112,123 @@ def _contexts(inputs: Inputs) -> tuple[int, ...]:
 
 def search_wide(inputs: Inputs, claimed: int, unit: str, scope: str) -> list[Match]:
     """Every setup, context (and for a batch's figure, batch) tried, nearest first."""
-    batches = tuple(sorted({inputs.setup.batch, *BATCHES})) if scope == "batch" else (1,)
-    return _search(inputs, claimed, unit, scope, _contexts(inputs), batches)
+    return _search(inputs, claimed, unit, scope, _contexts(inputs), _batches(inputs, scope))
+
+
+def _batches(inputs: Inputs, scope: str) -> tuple[int, ...]:
+    return tuple(sorted({inputs.setup.batch, *BATCHES})) if scope == "batch" else (1,)
 
 
 def _search(inputs: Inputs, claimed: int, unit: str, scope: str, contexts, batches) -> list[Match]:
+    """Every setup tried with each reading of the figure, nearest first (a tie in the order
+    the setups are tried)."""
+    return [_match(*pair, scope) for pair in _ranked(inputs, claimed, unit, contexts, batches)]
+
+
+def _ranked(inputs: Inputs, claimed: int, unit: str, contexts, batches, first: int | None = None) -> list[tuple]:
+    """(setup tried, reading, bytes read) of every setup tried with each reading of the
+    figure, nearest first (the `first` nearest, where given): exact, in whole numbers."""
+    readings = _readings(claimed, unit)
+    tried = _tried(inputs, tuple(contexts), tuple(batches))
+    scale = 1
+    for _, target in readings:
+        scale *= target
+    own = inputs.shape.context
+    keys = [(abs(entry[6] - target) * (scale // target), entry[5] != "all", r > 0, entry[7] != own, n)
+            for n, (entry, (r, (_, target))) in enumerate((entry, reading) for entry in tried
+                                                          for reading in enumerate(readings))]
+    chosen = sorted(keys) if first is None else heapq.nsmallest(first, keys)
+    count = len(readings)
+    return [(tried[n // count], *readings[n % count]) for *_, n in chosen]
+
+
+def _readings(claimed: int, unit: str) -> list[tuple[str, int]]:
+    """(reading, bytes) of the figure: as typed, and where its unit is often confused with
+    another, read in that one."""
     readings = [("as typed", claimed)]
     if unit in SWAPPED:
         other, size, typed = SWAPPED[unit]
         swapped = claimed * size // typed
         if swapped:  # under one byte in the other unit is no reading
             readings.append((f"read as {other}", swapped))
-    found: dict[tuple, Match] = {}
+    return readings
+
+
+def _near_count(inputs: Inputs, claimed: int, unit: str, contexts, batches) -> tuple[int, int]:
+    """(setups within NEAR of the figure, setups tried), each reading counted."""
+    readings = _readings(claimed, unit)
+    tried = _tried(inputs, tuple(contexts), tuple(batches))
+    near = sum(abs(entry[6] - target) * NEAR.denominator <= NEAR.numerator * target
+               for entry in tried for _, target in readings)
+    return near, len(tried) * len(readings)
+
+
+def _match(entry: tuple, reading: str, target: int, scope: str) -> Match:
+    accounting, implementation, attention, checkpoint, dtype, rows, value, context, batch = entry
+    return Match(accounting, implementation, attention, checkpoint, dtype, rows, reading, value, target, context, batch,
+                 scope == "batch")
+
+
+def _order(m: Match, context: int, scale: int) -> tuple:
+    """Nearest first, then every row over some, the figure as typed, the model's own
+    context: exact, in whole numbers (each error |p − t| / t times `scale`, the product of
+    the readings' bytes)."""
+    return (abs(m.predicted - m.claimed) * (scale // m.claimed), m.rows != "all", m.reading != "as typed",
+            m.context != context)
+
+
+def _tried(inputs: Inputs, contexts: tuple, batches: tuple) -> list[tuple]:
+    """The figure of every setup tried, whatever the claim (remembered: a reader typing a
+    figure asks again for the same setups): (accounting, implementation, attention,
+    checkpoint, dtype, rows counted, bytes, context, batch), each figure of a setup once,
+    with the first filter of ROW_FILTERS that gives it."""
+    # every setup tried sets these itself: the reader's own values of them ask for the same setups
+    setup = inputs.setup.replace(batch=1, accounting="autograd", attention="explicit", checkpoint="none", dtype="fp32")
+    return _tried_remembered(inputs.shape, setup, contexts, batches)
+
+
+@lru_cache(maxsize=64)
+def _tried_remembered(shape, setup, contexts: tuple, batches: tuple) -> list[tuple]:
+    out = []
+    candidates = {accounting: _candidates(shape, setup, accounting) for accounting in ("seed", "cs336", "autograd")}
     for context in contexts:
         try:
-            shape = inputs.shape.replace(context=context)
+            here = shape.replace(context=context)
         except FieldError:
             continue
-        for accounting in ("seed", "cs336", "autograd"):
-            for implementation, attention, checkpoint, dtype in _candidates(inputs, accounting):
-                setup = inputs.setup.replace(accounting=accounting, attention=attention, checkpoint=checkpoint,
-                                             dtype=dtype, batch=1)
+        for accounting, tried_here in candidates.items():
+            for implementation, attention, checkpoint, dtype in tried_here:
+                tried = setup.replace(accounting=accounting, attention=attention, checkpoint=checkpoint, dtype=dtype)
                 try:
-                    rows = activation_table(shape.replace(implementation=implementation), setup).rows
+                    rows = activation_table(here.replace(implementation=implementation), tried).rows
                 except FieldError:
                     continue
+                parts = [_batch_parts(rows, keep) for _, _, keep in ROW_FILTERS]
                 for batch in batches:
-                    for filter_key, _, keep in ROW_FILTERS:
-                        value = sum(r.bytes_for_batch(batch) for r in rows if keep(r.category, r.stage))
-                        for reading, target in readings:
-                            m = Match(accounting, implementation, attention, checkpoint, dtype, filter_key, reading,
-                                      value, target, context, batch, scope == "batch")
-                            key = (accounting, implementation, attention, checkpoint, dtype, value, reading, context, batch)
-                            if key not in found or filter_key == "all":
-                                found[key] = m
-    return sorted(found.values(), key=lambda m: (m.error, m.rows != "all", m.reading != "as typed",
-                                                 m.context != inputs.shape.context))
+                    seen = set()
+                    for (filter_key, _, _), (each, once, at_one) in zip(ROW_FILTERS, parts):
+                        value = each * batch + once + (at_one if batch == 1 else 0)
+                        if value not in seen:
+                            seen.add(value)
+                            out.append((accounting, implementation, attention, checkpoint, dtype, filter_key, value,
+                                        context, batch))
+    return out
+
+
+def _batch_parts(rows, keep) -> tuple[int, int, int]:
+    """The bytes of the rows `keep` counts as (per sequence, once per step, only at one
+    sequence): a batch of B keeps each·B + once (+ at_one when B = 1), Row.bytes_for_batch's
+    rule."""
+    each = once = at_one = 0
+    for r in rows:
+        if keep(r.category, r.stage):
+            if r.at_batch_one:
+                at_one += r.bytes
+            elif r.per_step:
+                once += r.bytes
+            else:
+                each += r.bytes
+    return each, once, at_one
 
 
 def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
@@ -148,14 +236,15 @@ def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
     that reproduce it."""
     claim = inputs.claim
     scope_text = "per sequence" if claim.scope == "sequence" else f"for a batch of {inputs.setup.batch:,}"
-    everything = search_wide(inputs, claim.nbytes, claim.unit, claim.scope)
-    near = [m for m in everything if m.error <= NEAR]
-    at_own = [m for m in everything if m.context == inputs.shape.context and m.batch == (
-        inputs.setup.batch if claim.scope == "batch" else 1)]
-    matches = everything[:8]
+    contexts, batches = _contexts(inputs), _batches(inputs, claim.scope)
+    matches = [_match(*pair, claim.scope) for pair in _ranked(inputs, claim.nbytes, claim.unit, contexts, batches, 8)]
+    own_batch = inputs.setup.batch if claim.scope == "batch" else 1
+    own = _match(*_ranked(inputs, claim.nbytes, claim.unit, (inputs.shape.context,), (own_batch,), 1)[0],
+                 claim.scope)
+    near, tried = _near_count(inputs, claim.nbytes, claim.unit, contexts, batches)
     filters = {k: label for k, label, _ in ROW_FILTERS}
     typed = in_unit(claim.nbytes, claim.unit, trim=True)
-    best, own = matches[0], at_own[0]
+    best = matches[0]
     verdict = (f"Nearest to {typed} {scope_text} at this model's {inputs.shape.context:,} tokens: {own.description}, "
                f"{filters[own.rows]}, {own.reading} — "
                + ("exactly." if own.error == 0 else f"{percent(own.error)} away.")
@@ -163,9 +252,9 @@ def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
                + (" and the batch" if claim.scope == "batch" else "")
                + f" too, the nearest is {best.description} at {best.where}, "
                + ("exactly" if best.error == 0 else f"{percent(best.error)} away")
-               + f"; {len(near):,} of the {len(everything):,} setups tried land within {percent(NEAR)} of it."
+               + f"; {near:,} of the {tried:,} setups tried land within {percent(NEAR)} of it."
                + (" With enough knobs something always lands near a figure, which is itself evidence that it has no "
-                  "unique derivation." if len(near) > 1 else ""))
+                  "unique derivation." if near > 1 else ""))
     # how near, and the figure, come second: a phone shows about two columns
     rows = [(str(n), [m.description, percent(m.error), in_unit(m.predicted, "GB"), in_unit(m.predicted, "GiB"),
                       m.where, filters[m.rows], m.reading], m.params()) for n, m in enumerate(matches, 1)]

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 
-from calc import jsontext
+from calc import jsontext, peak
 from calc.catalog import STATIC_VIEWS, VIEWS
 from calc.errors import FieldError, InputError
 from calc.fields import BY_NAME, NAMES
 from calc.hf_config import config_summary
 from calc.inputs import field_values, forget_parsed, inputs_to_params, parse_inputs
+from calc.layout import split
 from calc.parameters import parameter_count
 from calc.site.html import unavailable_html
 from calc.site.views import forget_rendered, render_value, render_view
@@ -126,6 +128,20 @@ WARM_UP_VIEWS = ("summary", "parameters", "fixed", "regimes", "activations", "mo
                  "formulas", "block-formula", "chart-block", "chart-context", "compare")
 WARM_UP = [(name, str(batch)) for batch in (2, 3, 5) for name in WARM_UP_VIEWS]
 """What warm_up renders: the quick views (a few ms each), at three batch sizes."""
+
+
+def forget_everything() -> None:
+    """Empty every answer calc remembers: each lru_cache of its modules, the layouts' rows
+    and the step's walks (calc.layout.split, calc.peak). The site's Pyodide snapshot is
+    saved after this (hooks/make_snapshot.mjs): remembered answers would be downloaded with
+    it, and a page's own inputs are not the ones they were made for."""
+    for name, module in list(sys.modules.items()):
+        if name == "calc" or name.startswith("calc."):
+            for value in vars(module).values():
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+    split._remembered.clear()
+    peak._RISES.clear()
 
 
 def warm_up(step: int) -> bool:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from calc.catalog import VIEWS, answer, view_options
+from calc.catalog import READS_CLAIM, VIEWS, answer, view_options
+from calc.fields import FIELDS
 from calc.inputs import Inputs, inputs_to_params, parse_inputs
 from calc.report import value_text
 from calc.site.charts import chart_html
@@ -48,6 +49,10 @@ def _part_html(name: str, part, inputs: Inputs, key: str) -> str:
     return chart_html(part, key)
 
 
+CLAIM_FIELDS = frozenset(field.name for field in FIELDS if field.group == "claim")
+"""The claimed figure's fields (the reverse calculator's)."""
+
+
 def _formulas_html(table: Table, key: str) -> str:
     """An accounting's formulas in LaTeX (typeset by KaTeX), with bytes per value."""
     rows = [(r.key, [escape(r.name), f'<span class="arithmatex calc-math">\\({escape(r.formula.latex())}\\)</span>',
@@ -61,8 +66,12 @@ def render_view(name: str, params: dict, key: str | None = None, **extra) -> str
     options). Raises InputError or KeyError.
 
     A view is a pure function of its parameters, so the last few hundred renders are kept:
-    a reader stepping an input back and forth gets each table again at once."""
+    a reader stepping an input back and forth gets each table again at once. A view that
+    does not read the claimed figure is remembered without it: typing a figure redraws
+    only what explains it."""
     if not extra:
+        if name not in READS_CLAIM:
+            params = {field: value for field, value in params.items() if field not in CLAIM_FIELDS}
         try:
             return _render_remembered(name, tuple(sorted(params.items())), key)
         except TypeError:  # a value that cannot be a key (not from a page)

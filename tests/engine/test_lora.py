@@ -372,16 +372,8 @@ def test_paged_adamw_8bit_on_a_gpu_pages_the_moments_of_tensors_of_100_000_value
 
 def _forget_everything() -> None:
     """Empty every cache calc keeps: each lru_cache of its modules and its remembered answers."""
-    import sys
-    from calc import peak
-    from calc.layout import split
-    for name, module in list(sys.modules.items()):
-        if name == "calc" or name.startswith("calc."):
-            for value in vars(module).values():
-                if callable(getattr(value, "cache_clear", None)):
-                    value.cache_clear()
-    split._remembered.clear()
-    peak._RISES.clear()
+    from calc.site.browser import forget_everything
+    forget_everything()
 
 
 @pytest.mark.parametrize("start, change", [

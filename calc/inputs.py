@@ -127,7 +127,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         if text is None:
             continue
         try:
-            values[field.name] = field.parse(text)
+            values[field.name] = _field_value(field.name, text)
         except FieldError as e:
             errors[e.field] = e.message
             continue
@@ -197,6 +197,20 @@ def _parse(params: Mapping[str, str]) -> Inputs:
                   fragmentation)
 
 
+def _field_value(name: str, text) -> object:
+    """Field `name`'s value for `text` (Field.parse), remembered: an edit changes one field
+    and the page's request sends them all again."""
+    try:
+        return _field_value_remembered(name, text)
+    except TypeError:  # a text that cannot be a key (not from a page)
+        return BY_NAME[name].parse(text)
+
+
+@lru_cache(maxsize=1024)
+def _field_value_remembered(name: str, text) -> object:
+    return BY_NAME[name].parse(text)
+
+
 def cache_share(total: int, percent: Fraction) -> int:
     """`percent` of a card's `total` bytes, rounded down: what is kept free for the caching
     allocator's cache."""
@@ -259,10 +273,15 @@ def card_arch(gpu: str) -> str:
     return GPUS[gpu].arch if gpu in GPUS else DEFAULT_SETUP.arch
 
 
-@lru_cache(maxsize=256)
 def compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
     """Setup B before the reader's b_* fields: setup A with each of COMPARE_DEFAULTS that
-    the model's implementation has (a from-scratch model has no flash attention)."""
+    the model's implementation has (a from-scratch model has no flash attention). Which
+    of them it has does not depend on the batch (worked out for one sequence, remembered)."""
+    return _compare_base(shape, setup.replace(batch=1)).replace(batch=setup.batch)
+
+
+@lru_cache(maxsize=256)
+def _compare_base(shape: ModelShape, setup: TrainingSetup) -> TrainingSetup:
     base = setup
     for name, value in COMPARE_DEFAULTS.items():
         try:
@@ -311,13 +330,17 @@ def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     for field in FIELDS:
         if not field.in_link or (field.name == "budget" and inputs.gpu != "custom"):  # a card's budget follows from it
             continue
-        shown = field.text(_value(inputs, field.name))
+        value = _value(inputs, field.name)
         if field.name == "arch":
             default = card_arch(inputs.gpu)
         elif field.target in defaults:
-            default = field.text(getattr(defaults[field.target], field.attribute))
+            default = getattr(defaults[field.target], field.attribute)
+            if type(value) is type(default) and value == default:  # the same value shows the same text
+                continue
+            default = field.text(default)
         else:
             default = _default_text(field.name)
+        shown = field.text(value)
         if shown != default:
             out[field.name] = shown
     return out

@@ -124,10 +124,11 @@ def _text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-WARM_UP_VIEWS = ("summary", "parameters", "fixed", "regimes", "activations", "moments", "accountings", "seed-checks",
+WARM_UP_VIEWS = ("summary", "parameters", "fixed", "regimes", "activations", "moments", "seed-checks",
                  "formulas", "block-formula", "chart-block", "chart-context", "compare")
 WARM_UP = [(name, str(batch)) for batch in (2, 3, 5) for name in WARM_UP_VIEWS]
-"""What warm_up renders: the quick views (a few ms each), at three batch sizes."""
+"""What warm_up renders: the quick views (a few ms each in Pyodide; not the accountings side by
+side, about 50 ms the first time), at three batch sizes."""
 
 
 def forget_everything() -> None:

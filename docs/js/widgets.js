@@ -199,8 +199,10 @@ function bind(form) {
         say(["Live: change any input and every table on this page follows. The link in the address bar reproduces this view.",
              ...Object.values(fallback)].join(" "));
         document.dispatchEvent(new CustomEvent("calc:rendered"));
-        for (const i of later) views[i].dataset.pending = "true"; // dimmed until it follows
-        if (later.length) laterTimer = setTimeout(() => renderLater(sentAsBuilt), sentAsBuilt ? 0 : DEFERRED_DELAY_MS);
+        // dimmed until it follows; a page built for these inputs shows its verdict already, and
+        // the worker asks for it only once the reader has not typed for a moment, like any other
+        if (!sentAsBuilt) for (const i of later) views[i].dataset.pending = "true";
+        if (later.length) laterTimer = setTimeout(() => renderLater(sentAsBuilt), DEFERRED_DELAY_MS);
       } else if (reply.internal) {
         showFailure(reply.internal);
       } else {

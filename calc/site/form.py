@@ -18,11 +18,14 @@ from calc.site.escape import escape
 
 ALWAYS = ("model", "config", "architecture", "implementation", "step")
 """The groups every panel shows (the GPU's comes last); the others only where a view reads them."""
-OPEN = {"compare", "claim", "parallel", "solver", "finetune"}
+OPEN = {"compare", "claim", "parallel", "finetune"}
 """Groups shown open on the pages whose views read them; every other group, the key inputs
-apart (calc.fields.KEY_FIELDS, shown first), is folded away under its legend."""
+apart (calc.fields.KEY_FIELDS, shown first), is folded away under its legend. The solver's
+question is folded too: it starts from the reader's own step, and on a phone its fields
+would push the panel past two screens."""
 FOLDED_LEGENDS = {"model": "Model shape: vocabulary, layers, widths, heads", "step": "More of the step: accounting, "
-                  "optimizer, device, logits", "gpu": "GPU: reserve, budget, unit"}
+                  "optimizer, device, logits", "gpu": "GPU: reserve, budget, unit",
+                  "solver": "The question: sequences per step, and the sizes and stages the solver may try"}
 """What a folded group's summary says where its legend alone would not."""
 LINK_FIELDS = tuple(f.name for f in FIELDS if f.in_link)
 """Every field a link may set: the browser keeps and carries those a page's panel does not show."""
@@ -79,8 +82,8 @@ def _key_group(values: dict, legend: str) -> str:
 def inputs_panel(params: dict | None = None, groups: tuple = ()) -> str:
     """The page's inputs panel, filled with `params` (defaults when empty), disabled. It
     shows the inputs most readers change first, then `groups` (compare, claim, parallel,
-    solver) open, then every other group folded: the model's shape, config, architecture,
-    implementation, the rest of the step, the GPU's details."""
+    fine-tuning) open, then every other group folded: the solver's question, the model's
+    shape, config, architecture, implementation, the rest of the step, the GPU's details."""
     values = field_values(parse_inputs(params or {}))
     shown = [g for g in GROUPS if g in ALWAYS or g in groups or g == "gpu"]
     names = [f.name for g in shown for f in in_group(g)]

@@ -144,6 +144,19 @@ def test_the_key_inputs_take_at_most_half_a_phones_screen(reader, site_url):
     shot(reader, "key-inputs")
 
 
+@pytest.mark.parametrize("path, screens", [("", 1), ("zero/", 1.6), ("pipelines/", 1.6), ("tensor-parallelism/", 1.6),
+                                            ("fine-tuning/", 1.6)])
+def test_on_a_phone_the_inputs_panel_is_short(browser, site_url, path, screens):
+    # The busiest panels (ZeRO's and the pipelines': the key inputs, the layout's ten, seven
+    # folded groups) were 1,536 px tall at 390 px, almost two screens, and the home page's
+    # 868: the solver's question is folded and a folded group takes one line
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(site_url + path)
+    height = page.evaluate("document.querySelector('form.calc-inputs').getBoundingClientRect().height")
+    page.close()
+    assert height <= screens * 844, f"{height:.0f} px"
+
+
 @pytest.mark.parametrize("path", ["", "the-model/", "fixed-memory/", "counting-every-intermediate/",
                                   "what-autograd-keeps/", "the-quadratic-term/", "the-output-layer/", "peak-not-sum/",
                                   "making-it-smaller/", "where-2-265-gb-comes-from/", "measured-against-pytorch/",

@@ -458,8 +458,8 @@ def finetune_grid(i: Inputs) -> Grid:
                        f"bf16 base with its blocks' linear layers in bitsandbytes' {qlora.quant_type.upper()}, "
                        + ("double quantisation" if qlora.double_quant else "fp32 scales") + ". The "
                        "fewest GPUs: the solver's answer for the same step and question; LoRA, QLoRA and 8-bit "
-                       "AdamW run on one GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; on CUDA they are "
-                       "derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",
+                       "AdamW run on one GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; "
+                       "on CUDA they are derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",
                        *(f"{label}: not modelled here ({reason})" for _, label, setup in setups
                          if (reason := _refusal(i, setup)))))
 

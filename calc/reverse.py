@@ -9,6 +9,7 @@ import heapq
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import NamedTuple
 
 from calc.activations import activation_table, check_implementation
 from calc.errors import FieldError
@@ -54,11 +55,6 @@ class Match:
     def error(self) -> Fraction:
         """Relative error |predicted − claimed| / claimed, exact."""
         return Fraction(abs(self.predicted - self.claimed), self.claimed)
-
-    @property
-    def is_near(self) -> bool:
-        """Whether the error is at most NEAR (in whole numbers)."""
-        return abs(self.predicted - self.claimed) * NEAR.denominator <= NEAR.numerator * self.claimed
 
     def params(self) -> dict[str, str]:
         """The inputs that select this setup."""
@@ -134,7 +130,7 @@ def _ranked(inputs: Inputs, claimed: int, unit: str, contexts, batches, first: i
     for _, target in readings:
         scale *= target
     own = inputs.shape.context
-    keys = [(abs(entry[6] - target) * (scale // target), entry[5] != "all", r > 0, entry[7] != own, n)
+    keys = [(abs(entry.value - target) * (scale // target), entry.rows != "all", r > 0, entry.context != own, n)
             for n, (entry, (r, (_, target))) in enumerate((entry, reading) for entry in tried
                                                           for reading in enumerate(readings))]
     chosen = sorted(keys) if first is None else heapq.nsmallest(first, keys)
@@ -158,37 +154,40 @@ def _near_count(inputs: Inputs, claimed: int, unit: str, contexts, batches) -> t
     """(setups within NEAR of the figure, setups tried), each reading counted."""
     readings = _readings(claimed, unit)
     tried = _tried(inputs, tuple(contexts), tuple(batches))
-    near = sum(abs(entry[6] - target) * NEAR.denominator <= NEAR.numerator * target
+    near = sum(abs(entry.value - target) * NEAR.denominator <= NEAR.numerator * target
                for entry in tried for _, target in readings)
     return near, len(tried) * len(readings)
 
 
-def _match(entry: tuple, reading: str, target: int, scope: str) -> Match:
-    accounting, implementation, attention, checkpoint, dtype, rows, value, context, batch = entry
-    return Match(accounting, implementation, attention, checkpoint, dtype, rows, reading, value, target, context, batch,
-                 scope == "batch")
+class Tried(NamedTuple):
+    """One setup tried and its figure in bytes, whatever the claim."""
+    accounting: str
+    implementation: str
+    attention: str
+    checkpoint: str
+    dtype: str
+    rows: str
+    value: int
+    context: int
+    batch: int
 
 
-def _order(m: Match, context: int, scale: int) -> tuple:
-    """Nearest first, then every row over some, the figure as typed, the model's own
-    context: exact, in whole numbers (each error |p − t| / t times `scale`, the product of
-    the readings' bytes)."""
-    return (abs(m.predicted - m.claimed) * (scale // m.claimed), m.rows != "all", m.reading != "as typed",
-            m.context != context)
+def _match(entry: Tried, reading: str, target: int, scope: str) -> Match:
+    return Match(entry.accounting, entry.implementation, entry.attention, entry.checkpoint, entry.dtype, entry.rows,
+                 reading, entry.value, target, entry.context, entry.batch, scope == "batch")
 
 
-def _tried(inputs: Inputs, contexts: tuple, batches: tuple) -> list[tuple]:
+def _tried(inputs: Inputs, contexts: tuple, batches: tuple) -> list[Tried]:
     """The figure of every setup tried, whatever the claim (remembered: a reader typing a
-    figure asks again for the same setups): (accounting, implementation, attention,
-    checkpoint, dtype, rows counted, bytes, context, batch), each figure of a setup once,
-    with the first filter of ROW_FILTERS that gives it."""
+    figure asks again for the same setups), each figure of a setup once, with the first
+    filter of ROW_FILTERS that gives it."""
     # every setup tried sets these itself: the reader's own values of them ask for the same setups
     setup = inputs.setup.replace(batch=1, accounting="autograd", attention="explicit", checkpoint="none", dtype="fp32")
     return _tried_remembered(inputs.shape, setup, contexts, batches)
 
 
 @lru_cache(maxsize=64)
-def _tried_remembered(shape, setup, contexts: tuple, batches: tuple) -> list[tuple]:
+def _tried_remembered(shape, setup, contexts: tuple, batches: tuple) -> list[Tried]:
     out = []
     candidates = {accounting: _candidates(shape, setup, accounting) for accounting in ("seed", "cs336", "autograd")}
     for context in contexts:
@@ -210,8 +209,8 @@ def _tried_remembered(shape, setup, contexts: tuple, batches: tuple) -> list[tup
                         value = each * batch + once + (at_one if batch == 1 else 0)
                         if value not in seen:
                             seen.add(value)
-                            out.append((accounting, implementation, attention, checkpoint, dtype, filter_key, value,
-                                        context, batch))
+                            out.append(Tried(accounting, implementation, attention, checkpoint, dtype, filter_key,
+                                             value, context, batch))
     return out
 
 

@@ -188,6 +188,10 @@ def _frozen_copies(add, shape: ModelShape, first_layer_frozen: tuple[str, ...]) 
         [("L_1", every), (every - first,)], 2, per_step=True, note="the same bytes for any batch")
 
 
+_GPT2_SHOWN = ("c_attn", "attn.c_proj", "c_fc", "mlp.c_proj")
+"""GPT-2's Conv1D layers as a row names them, in calc.lora.layer_linears' order (peft's
+name c_proj is two of them)."""
+_GPT2_FFN = ("c_fc", "mlp.c_proj")
 _GPT2_DROPPED = ("token-ids", "position-ids", "head-input")
 """Rows of full training's GPT-2 table that LoRA's frozen weights do not keep: the
 embeddings' ids, and the frozen (tied) head's input."""
@@ -233,10 +237,8 @@ def lora_gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
                      category="ffn")
         else:
             if r.key == "final-norm-input" and not checkpointed:  # the blocks end: their adapters' outputs
-                _adapter_outputs(add, regime, a, [(shown, shown.replace(".", "-"), ffn)
-                                                  for (name, _, _), shown, ffn in zip(
-                                                      layer_linears(shape), ("c_attn", "attn.c_proj", "c_fc",
-                                                                             "mlp.c_proj"), (False, False, True, True))
+                _adapter_outputs(add, regime, a, [(shown, shown.replace(".", "-"), shown in _GPT2_FFN)
+                                                  for (name, _, _), shown in zip(layer_linears(shape), _GPT2_SHOWN)
                                                   if name in chosen])
                 if regime == "autocast":
                     _frozen_copies(add, shape, ("c_attn",))

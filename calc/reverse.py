@@ -9,7 +9,6 @@ import heapq
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import NamedTuple
 
 from calc.activations import activation_table, check_implementation
 from calc.errors import FieldError
@@ -37,18 +36,25 @@ NEAR = Fraction(5, 100)
 
 
 @dataclass(frozen=True)
-class Match:
+class Tried:
+    """One setup tried and its figure in bytes (`predicted`), whatever the claim: the rows
+    counted (a key of ROW_FILTERS), at a context and batch."""
     accounting: str
     implementation: str
     attention: str
     checkpoint: str
     dtype: str
     rows: str
-    reading: str
     predicted: int
-    claimed: int
     context: int
     batch: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Match(Tried):
+    """A setup tried against one reading of the claimed figure (`claimed` bytes)."""
+    reading: str
+    claimed: int
     per_batch: bool = False  # the claim is for the whole batch, so the batch is part of the setup
 
     @property
@@ -130,7 +136,7 @@ def _ranked(inputs: Inputs, claimed: int, unit: str, contexts, batches, first: i
     for _, target in readings:
         scale *= target
     own = inputs.shape.context
-    keys = [(abs(entry.value - target) * (scale // target), entry.rows != "all", r > 0, entry.context != own, n)
+    keys = [(abs(entry.predicted - target) * (scale // target), entry.rows != "all", r > 0, entry.context != own, n)
             for n, (entry, (r, (_, target))) in enumerate((entry, reading) for entry in tried
                                                           for reading in enumerate(readings))]
     chosen = sorted(keys) if first is None else heapq.nsmallest(first, keys)
@@ -154,27 +160,13 @@ def _near_count(inputs: Inputs, claimed: int, unit: str, contexts, batches) -> t
     """(setups within NEAR of the figure, setups tried), each reading counted."""
     readings = _readings(claimed, unit)
     tried = _tried(inputs, tuple(contexts), tuple(batches))
-    near = sum(abs(entry.value - target) * NEAR.denominator <= NEAR.numerator * target
+    near = sum(abs(entry.predicted - target) * NEAR.denominator <= NEAR.numerator * target
                for entry in tried for _, target in readings)
     return near, len(tried) * len(readings)
 
 
-class Tried(NamedTuple):
-    """One setup tried and its figure in bytes, whatever the claim."""
-    accounting: str
-    implementation: str
-    attention: str
-    checkpoint: str
-    dtype: str
-    rows: str
-    value: int
-    context: int
-    batch: int
-
-
 def _match(entry: Tried, reading: str, target: int, scope: str) -> Match:
-    return Match(entry.accounting, entry.implementation, entry.attention, entry.checkpoint, entry.dtype, entry.rows,
-                 reading, entry.value, target, entry.context, entry.batch, scope == "batch")
+    return Match(**vars(entry), reading=reading, claimed=target, per_batch=scope == "batch")
 
 
 def _tried(inputs: Inputs, contexts: tuple, batches: tuple) -> list[Tried]:

@@ -17,6 +17,7 @@ from calc.allocator import cublas_workspace_bytes, rounding
 from calc.fixed import buffer_bytes, state_bytes
 from calc.layout.frameworks import gradients_into_held
 from calc.layout.split import split_rows, stages
+from calc.lora import EIGHT_BIT_OPTIMIZERS
 from calc.parameters import parameter_tensor_count, parameter_tensor_sizes
 from calc.peak import MOMENTS, _INPUT_ROWS, _parts, _walks, moments_table
 from calc.setup import TrainingSetup
@@ -33,7 +34,7 @@ def modelled(setup: TrainingSetup) -> bool:
     bitsandbytes' 8-bit state)."""
     return (setup.device == "cuda" and setup.accounting == "autograd" and setup.finetune == "full"
             and not setup.freezes and (setup.dp, setup.tp, setup.pp, setup.cp) == (1, 1, 1, 1)
-            and setup.optimizer in ("adamw", "sgd"))
+            and setup.optimizer not in EIGHT_BIT_OPTIMIZERS)
 
 
 def allocated_moments(shape: ModelShape, setup: TrainingSetup) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ from calc.activations import activation_table, block_rows, bytes_per_block, quad
 from calc.activations.seed import SEED_PRINTED
 from calc.categories import CATEGORIES
 from calc.errors import FieldError
+from calc.fields import BY_NAME
 from calc.fit import largest_batch, peak_bytes
 from calc.peak import pass_bytes
 from calc.fixed import fixed_table
@@ -32,7 +33,7 @@ from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
-from calc.lora import trains_adapters
+from calc.lora import EIGHT_BIT_OPTIMIZERS, trains_adapters
 
 OPTION_SETS = (
     ("baseline", "fp32, explicit attention, nothing recomputed", dict(dtype="fp32", attention="explicit", checkpoint="none")),
@@ -399,10 +400,10 @@ def finetune_setups(i: Inputs) -> tuple:
     qlora = adapters.replace(finetune="qlora", dtype="bf16-master")
     full = (i.setup if not trains_adapters(i.setup) else  # the reader's own full fine-tuning, frozen layers and all
             lora.replace(finetune="full", dtype="bf16" if lora.dtype == "bf16-master" else lora.dtype))
-    eight_bit = full.optimizer not in ("adamw", "sgd")  # bitsandbytes' 8-bit AdamW: no master copy to step
+    eight_bit = full.optimizer in EIGHT_BIT_OPTIMIZERS  # bitsandbytes' 8-bit AdamW: no master copy to step
     full = full.replace(optimizer="adamw") if eight_bit and full.dtype == "bf16-master" else full
-    optimizer = {"adamw-8bit": ", 8-bit AdamW", "paged-adamw-8bit": ", paged 8-bit AdamW"}.get(
-        full.optimizer, ", AdamW" if eight_bit else "")
+    optimizer = (f", {dict(BY_NAME['optimizer'].choices)[full.optimizer]}" if full.optimizer in EIGHT_BIT_OPTIMIZERS
+                 else ", AdamW" if eight_bit else "")
     frozen = (f", {full.frozen_blocks:,} layers and the embedding frozen" if full.frozen_blocks
               else ", the embedding frozen" if full.freeze_embeddings else "")
     return (("full", f"Full fine-tuning ({full.dtype}{optimizer}{frozen})", full),
@@ -725,8 +726,8 @@ def peak_label(shape, setup) -> str:
         return "counted by the textbook accounting, not measured"
     if setup.parallel and framework_of(setup) in ("deepspeed", "megatron"):
         return f"derived from {FRAMEWORKS[framework_of(setup)]}'s source, not measured"
-    if setup.device == "cuda" and setup.finetune != "full":
-        return "derived for CUDA from measurements on the CPU"
+    if setup.device == "cuda" and (setup.finetune != "full" or setup.optimizer in EIGHT_BIT_OPTIMIZERS):
+        return "derived for CUDA from measurements on the CPU"  # peft's and bitsandbytes' steps: measured on CPUs
     if setup.device == "cuda" and setup.arch != MEASURED_ARCH:
         return "derived for this card, not measured on it"
     if not walks_apply(shape, setup):

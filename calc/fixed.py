@@ -135,7 +135,7 @@ def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
                             f(("P_wt",)), 2, note="autocast caches no copy of a frozen weight"))
         else:
             rows.append(row(values, "weight-copies", "bf16 weight copies kept by autocast", f(("P_w",)), 2))
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_paged_note(shape, setup))
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_eight_bit_notes(shape, setup))
 
 
 def _eight_bit_row(values: dict, setup: TrainingSetup, of_what: str):
@@ -149,12 +149,18 @@ def _eight_bit_row(values: dict, setup: TrainingSetup, of_what: str):
                f(("O_b",)), 1)
 
 
-def _paged_note(shape: ModelShape, setup: TrainingSetup) -> tuple[str, ...]:
-    """The fixed table's note on what a paged optimizer keeps outside it."""
+def _eight_bit_notes(shape: ModelShape, setup: TrainingSetup) -> tuple[str, ...]:
+    """The fixed table's notes on bitsandbytes' 8-bit state: how it is known on CUDA, and
+    what a paged optimizer keeps outside the table."""
+    if setup.optimizer not in EIGHT_BIT_OPTIMIZERS:
+        return ()
+    notes = ("bitsandbytes' 8-bit state is measured on CPU tensors (validation/results-lora.json, "
+             "validation/timeline.json); on CUDA the same Optimizer8bit code lays it out: derived from its source, not "
+             "measured on a GPU.",) if setup.device == "cuda" else ()
     paged = paged_optimizer_bytes(shape, setup)
-    return (f"Not in this table: PagedAdamW8bit's 8-bit moments of the tensors of 100,000 values or more, "
-            f"{paged:,} bytes in unified memory, outside PyTorch's allocator (derived from bitsandbytes' "
-            "source, not measured on a GPU).",) if paged else ()
+    return notes + ((f"Not in this table: PagedAdamW8bit's 8-bit moments of the tensors of 100,000 values or more, "
+                     f"{paged:,} bytes in unified memory, outside PyTorch's allocator (derived from bitsandbytes' "
+                     "source, not measured on a GPU).",) if paged else ())
 
 
 def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
@@ -186,4 +192,4 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     ]
     if setup.dtype == "bf16":
         rows.append(row(values, "weight-copies", "bf16 copies of the adapters, cached by autocast", f(("P_a",)), 2))
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_paged_note(shape, setup))
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_eight_bit_notes(shape, setup))

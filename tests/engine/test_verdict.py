@@ -64,3 +64,17 @@ def test_the_verdict_says_where_its_peak_is_not_measured():
     assert "(an upper bound: its backward is stated, not walked)" in labels["hf"]
     assert "(derived from DeepSpeed ZeRO's source, not measured)" in labels["deepspeed"]
     assert "(counted by the textbook accounting, not measured)" in labels["textbook"]
+
+
+def test_a_step_with_bitsandbytes_8_bit_adamw_on_an_h100_says_it_is_derived():
+    # the H200 measured torch.optim's AdamW; bitsandbytes' 8-bit state is measured on CPU
+    # tensors only: on the card the reference model's peak is measured for, the verdict and
+    # the fixed table say so
+    from calc.fixed import fixed_table
+    for optimizer, label in (("adamw", ""), ("adamw-8bit", " (derived for CUDA from measurements on the CPU)")):
+        params = {"gpu": "h200", "dtype": "bf16", "optimizer": optimizer, "batch": "1"}
+        fit = verdict(params)[0]
+        assert fit.startswith("Fits: peak ") and (label in fit if label else "(derived" not in fit), fit
+        inputs = parse_inputs(params)
+        notes = " ".join(fixed_table(inputs.shape, inputs.setup).notes)
+        assert ("derived from its source, not measured on a GPU" in notes) == bool(label)

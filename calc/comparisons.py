@@ -33,7 +33,7 @@ from calc.setup import MAX_BATCH, MAX_PARALLEL, TrainingSetup
 from calc.shape import CROSS_ENTROPIES, PICKS, SOFTMAXES, ModelShape
 from calc.table import SYMBOLS, Grid, Sentence, combine, grid, symbol_values
 from calc.units import grouped, in_unit
-from calc.lora import EIGHT_BIT_OPTIMIZERS, trains_adapters
+from calc.lora import EIGHT_BIT_OPTIMIZERS, quant_label, trains_adapters
 
 OPTION_SETS = (
     ("baseline", "fp32, explicit attention, nothing recomputed", dict(dtype="fp32", attention="explicit", checkpoint="none")),
@@ -407,7 +407,7 @@ def finetune_setups(i: Inputs) -> tuple:
     frozen = (f", {full.frozen_blocks:,} layers and the embedding frozen" if full.frozen_blocks
               else ", the embedding frozen" if full.freeze_embeddings else "")
     return (("full", f"Full fine-tuning ({full.dtype}{optimizer}{frozen})", full),
-            ("lora", f"LoRA ({lora.dtype})", lora), ("qlora", f"QLoRA (4-bit {qlora.quant_type.upper()} base)", qlora))
+            ("lora", f"LoRA ({lora.dtype})", lora), ("qlora", f"QLoRA ({quant_label(qlora)} base)", qlora))
 
 
 def _modelled(i: Inputs, setups) -> list:
@@ -429,7 +429,7 @@ def finetune_grid(i: Inputs) -> Grid:
     states each holds, the activations, the peak, the largest batch, and the fewest GPUs
     for the reader's batch. Full fine-tuning of Hugging Face code runs under bf16 autocast
     where the reader's LoRA has a bf16 base (a bf16 cast of the whole model is measured for
-    the reference implementation only); QLoRA over the bf16 base, its linear layers in 4 bits."""
+    the reference implementation only); QLoRA over the bf16 base, its linear layers in 4 bits (or 8: quant_type int8)."""
     setups = finetune_setups(i)
     lora, qlora = setups[1][2], setups[2][2]
     columns = []
@@ -456,8 +456,9 @@ def finetune_grid(i: Inputs) -> Grid:
                 rows,
                 notes=("Full fine-tuning of Hugging Face code under bf16 autocast where the LoRA base is bf16 (calc "
                        "measures a bf16 cast of the whole model for the reference implementation only). QLoRA: the "
-                       f"bf16 base with its blocks' linear layers in bitsandbytes' {qlora.quant_type.upper()}, "
-                       + ("double quantisation" if qlora.double_quant else "fp32 scales") + ". The "
+                       f"bf16 base with its blocks' linear layers in bitsandbytes' {quant_label(qlora)}"
+                       + ("" if qlora.quant_type == "int8" else ", double quantisation" if qlora.double_quant
+                          else ", fp32 scales") + ". The "
                        "fewest GPUs: the solver's answer for the same step and question; LoRA, QLoRA and 8-bit "
                        "AdamW run on one GPU or DDP replicas. LoRA's and QLoRA's rows are measured on the CPU; "
                        "on CUDA they are derived (CUDA's dropout masks and attention kernel), not measured on a GPU.",

@@ -315,9 +315,10 @@ FIELDS: tuple[Field, ...] = (
     Field("cp", "parallel", "whole", *_LAYOUT_LABELS["cp"], "setup", limit=MAX_PARALLEL),
     Field("microbatches", "parallel", "whole", *_LAYOUT_LABELS["microbatches"], "setup", limit=MAX_PARALLEL),
     Field("finetune", "finetune", "choice", "What trains", "full: every parameter (pretraining, full fine-tuning); "
-          "lora: peft's LoRA adapters, the rest frozen; qlora: LoRA over a 4-bit NF4 base (bitsandbytes)", "setup",
+          "lora: peft's LoRA adapters, the rest frozen; qlora: LoRA over a base quantized by bitsandbytes (4-bit NF4, "
+          "or as the quantized base field says)", "setup",
           (("full", "full: every parameter"), ("lora", "lora: LoRA adapters"),
-           ("qlora", "qlora: LoRA over a 4-bit base"))),
+           ("qlora", "qlora: LoRA over a quantized base"))),
     Field("lora_rank", "finetune", "whole", "LoRA rank r", "the adapters' rank (LoraConfig r)", "setup",
           limit=MAX_LORA_RANK),
     Field("lora_alpha", "finetune", "whole", "LoRA alpha", "scales the adapters' output by alpha / r: no memory",
@@ -327,10 +328,11 @@ FIELDS: tuple[Field, ...] = (
     Field("lora_targets", "finetune", "modules", "LoRA target modules", "all-linear, or some of "
           f"{', '.join(LLAMA_MODULES)} (Llama-style code) or of {', '.join(GPT2_MODULES)} (GPT-2) separated by commas "
           "(LoraConfig target_modules)", "setup"),
-    Field("quant_type", "finetune", "choice", "QLoRA 4-bit type", "bnb_4bit_quant_type: NormalFloat4 or a 4-bit "
-          "float, the same bytes", "setup", (("nf4", "nf4: NormalFloat4"), ("fp4", "fp4: 4-bit float"))),
+    Field("quant_type", "finetune", "choice", "QLoRA quantized base", "bnb_4bit_quant_type: NormalFloat4 or a 4-bit "
+          "float, the same bytes; or int8: load_in_8bit (LLM.int8()), a byte a weight", "setup",
+          (("nf4", "nf4: 4-bit NormalFloat4"), ("fp4", "fp4: 4-bit float"), ("int8", "int8: 8-bit LLM.int8()"))),
     Field("double_quant", "finetune", "flag", "QLoRA double quantisation", "bnb_4bit_use_double_quant: each "
-          "64-value block's scale in 8 bits (else in fp32)", "setup", _NO_YES),
+          "64-value block's scale in 8 bits (else in fp32); no effect on an int8 base", "setup", _NO_YES),
     Field("freeze_embeddings", "finetune", "flag", "Token embedding frozen", "full fine-tuning with the token "
           "embedding's requires_grad off: no gradient, no optimizer state, and autograd keeps no token ids",
           "setup", _NO_YES),

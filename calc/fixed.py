@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from calc.layout.frameworks import state_bytes as framework_state_bytes
 from calc.lora import (EIGHT_BIT_OPTIMIZERS, adamw_8bit_bytes, adapter_count, adapter_tensors, paged_bytes,
-                       quantized_bytes, quantized_values, trains_adapters)
+                       quant_label, quantized_bytes, quantized_values, trains_adapters)
 from calc.frozen import trainable_count, trainable_matrices, trainable_tensors
 from calc.parameters import matrix_parameter_count, parameter_count, parameter_tensors
 from calc.setup import STATE_BYTES, TrainingSetup
@@ -41,8 +41,8 @@ def lora_states(shape: ModelShape, setup: TrainingSetup, parameters: int | None 
     base = parameter_count(shape) if parameters is None else parameters
     adapters = adapter_count(shape, setup)
     frozen = base * (2 if setup.dtype == "bf16-master" else 4)
-    if setup.finetune == "qlora":  # the blocks' linear weights in 4 bits instead, the rest bf16 (or fp32, prepared)
-        frozen = setup.stream_bytes * (base - quantized_values(shape)) + quantized_bytes(shape, setup.double_quant)
+    if setup.finetune == "qlora":  # the blocks' linear weights in 4 (or 8) bits instead, the rest bf16 (or fp32, prepared)
+        frozen = setup.stream_bytes * (base - quantized_values(shape)) + quantized_bytes(shape, setup)
     return frozen + 4 * adapters, 4 * adapters, adapter_optimizer_bytes(shape, setup)
 
 
@@ -163,12 +163,22 @@ def _eight_bit_notes(shape: ModelShape, setup: TrainingSetup) -> tuple[str, ...]
                      "source, not measured on a GPU).",) if paged else ())
 
 
+def _quantized_label(setup: TrainingSetup) -> str:
+    """The quantized weights' row: how bitsandbytes stores them (calc.lora.four_bit_bytes, int8_bytes)."""
+    if setup.quant_type == "int8":
+        return ("Frozen linear weights of the blocks in 8-bit int8 (LLM.int8()), one a byte, with an fp32 scale for "
+                "each output row (bitsandbytes; counted in bytes)")
+    return (f"Frozen linear weights of the blocks in {quant_label(setup)}, two a byte, with their block scales"
+            + (" (double quantisation)" if setup.double_quant else " (fp32)") + " and codes (bitsandbytes; counted in "
+            "bytes)")
+
+
 def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """A LoRA run's fixed memory: the frozen base, the adapters with their gradients and
     optimizer state, and under bf16 autocast the adapters' bf16 copies autocast caches
     (the frozen weights' copies are made at every call and kept as activations)."""
     values = {"P": parameter_count(shape), "P_a": adapter_count(shape, setup), "P_o": parameter_count(shape)
-              - quantized_values(shape), "Q_b": quantized_bytes(shape, setup.double_quant),
+              - quantized_values(shape), "Q_b": quantized_bytes(shape, setup),
               "O_b": adapter_optimizer_bytes(shape, setup)}
     optimizer = "AdamW moments m and v" if setup.optimizer == "adamw" else "SGD momentum buffer"
     bf16_base = setup.dtype == "bf16-master"
@@ -178,10 +188,7 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
         base = [row(values, "parameters", "Frozen weights outside the blocks' linear layers ("
                     + ("fp32, cast by prepare_model_for_kbit_training" if setup.upcast_base else "bf16")
                     + "): embeddings, norms, head", f(("P_o",)), setup.stream_bytes),
-                row(values, "quantized", f"Frozen linear weights of the blocks in 4-bit {setup.quant_type.upper()}, two "
-                                         "a byte, with their block scales" + (" (double quantisation)" if
-                                                                              setup.double_quant else " (fp32)") +
-                    " and codes (bitsandbytes; counted in bytes)", f(("Q_b",)), 1)]
+                row(values, "quantized", _quantized_label(setup), f(("Q_b",)), 1)]
     rows = [
         *base,
         row(values, "adapters", "LoRA adapters A and B (fp32)", f(("P_a",)), 4),

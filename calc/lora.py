@@ -24,6 +24,12 @@ embeddings, norms and head) to fp32, bitsandbytes' layers return fp32 and the mo
 computes in fp32 around its 4-bit matmuls: autograd keeps what LoRA over an fp32 base keeps
 (measured equal, activation_setup).
 
+`quant_type` int8 is LoRA over bitsandbytes' 8-bit base instead (BitsAndBytesConfig(
+load_in_8bit=True), LLM.int8(): `Linear8bitLt` with int8 weights and one fp32 scale for each
+output row, int8_bytes). Its autograd Functions keep each int8 layer's input on their ctx
+(CPU: `MatMul8bitFp`, ctx.A; CUDA: `MatMul8bitLt`, ctx.tensors), out of reach of saved-tensor
+hooks and so of gradient checkpointing (calc.activations.lora has the rows).
+
 Modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2), whose linear
 layers are named q_proj, k_proj, v_proj, o_proj (attention) and gate_proj, up_proj,
 down_proj (feed-forward), and for its GPT-2 code (LoRA alone, in fp32 or under bf16
@@ -44,10 +50,14 @@ GPT2_MODULES = ("c_attn", "c_proj", "c_fc")
 ALL_LINEAR = "all-linear"
 FINETUNES = ("full", "lora", "qlora")
 """full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA; qlora:
-peft's LoRA over a 4-bit NF4 base."""
-QUANT_TYPES = ("nf4", "fp4")
-"""bitsandbytes' 4-bit data types (bnb_4bit_quant_type): NormalFloat4 and a 4-bit float.
-Both take the same bytes: two values a byte, and a 16-entry fp32 code."""
+peft's LoRA over a base quantized by bitsandbytes (4-bit NF4 by default)."""
+QUANT_TYPES = ("nf4", "fp4", "int8")
+"""bitsandbytes' 4-bit data types (bnb_4bit_quant_type): NormalFloat4 and a 4-bit float,
+both the same bytes (two values a byte, and a 16-entry fp32 code); or its 8-bit
+LLM.int8() (load_in_8bit)."""
+INT8_THRESHOLD = 6.0
+"""BitsAndBytesConfig's llm_int8_threshold: on CUDA an int8 layer's input columns holding a
+value of this magnitude or more are multiplied in 16 bits, and kept for backward."""
 FOUR_BIT_BLOCK, NESTED_BLOCK = 64, 256
 """bitsandbytes' 4-bit blocks: one scale (absmax) for every 64 values; double quantisation
 stores the scales in 8 bits, with one fp32 scale for every 256 of them."""
@@ -106,14 +116,29 @@ def paged_bytes(tensors: tuple[int, ...]) -> int:
     return sum(2 * n for n in tensors if n >= PAGED_MIN)
 
 
+def int8_bytes(d_in: int, d_out: int) -> int:
+    """Bytes of one d_in × d_out weight as bitsandbytes 0.50 stores it in 8 bits
+    (`Int8Params`, functional.py `int8_vectorwise_quant`; measured on CPU Linear8bitLt): an
+    int8 a value and one fp32 scale an output row (SCB)."""
+    return d_in * d_out + 4 * d_out
+
+
 def quantized_values(shape: ModelShape) -> int:
-    """The values of the base's 4-bit weights under QLoRA: every linear layer of every block."""
+    """The values of the base's quantized weights under QLoRA: every linear layer of every block."""
     return shape.layers * sum(d_in * d_out for _, d_in, d_out in layer_linears(shape))
 
 
-def quantized_bytes(shape: ModelShape, double_quant: bool = True) -> int:
-    """Bytes of the base's 4-bit weights under QLoRA, their scales and codes included."""
-    return shape.layers * sum(four_bit_bytes(d_in * d_out, double_quant) for _, d_in, d_out in layer_linears(shape))
+def quantized_bytes(shape: ModelShape, setup) -> int:
+    """Bytes of the base's quantized weights under QLoRA (setup.quant_type), their scales
+    and codes included."""
+    if setup.quant_type == "int8":
+        return shape.layers * sum(int8_bytes(d_in, d_out) for _, d_in, d_out in layer_linears(shape))
+    return shape.layers * sum(four_bit_bytes(d_in * d_out, setup.double_quant) for _, d_in, d_out in layer_linears(shape))
+
+
+def quant_label(setup) -> str:
+    """The quantized base's data type, as a row or a column says it: "4-bit NF4", "8-bit int8"."""
+    return "8-bit int8" if setup.quant_type == "int8" else f"4-bit {setup.quant_type.upper()}"
 
 
 def parse_targets(text: str) -> str:
@@ -178,6 +203,17 @@ def adapter_tensors(shape: ModelShape, setup) -> tuple[int, ...]:
     return one * shape.layers
 
 
+def keeps_int8_inputs(setup) -> bool:
+    """Whether bitsandbytes' int8 matmuls keep their layers' inputs past saved-tensor hooks:
+    over an int8 base, unless checkpointing is PyTorch's reentrant kind, whose forward pass
+    builds no graph. prepare_model_for_kbit_training turns that kind on: peft 0.21 passes
+    gradient_checkpointing_kwargs={} (utils/other.py), so transformers 5.23 sets no
+    use_reentrant and torch.utils.checkpoint takes its default, reentrant (measured: a
+    prepared int8 step under checkpointing keeps what LoRA over the fp32 base keeps)."""
+    return (setup.finetune == "qlora" and setup.quant_type == "int8"
+            and not (setup.prepare_kbit and setup.checkpoint == "block"))
+
+
 def activation_setup(setup):
     """The setup whose saved tensors a LoRA step keeps: QLoRA over a base that
     prepare_model_for_kbit_training cast to fp32 keeps LoRA's over the fp32 base (measured
@@ -189,7 +225,7 @@ def check(shape: ModelShape, setup) -> None:
     """FieldError naming the field where calc does not model this LoRA run's code
     (calc.layout.split.check_layout: its layout)."""
     if setup.prepare_kbit and setup.finetune != "qlora":
-        raise FieldError("prepare_kbit", "prepare_model_for_kbit_training prepares a 4-bit base: choose finetune "
+        raise FieldError("prepare_kbit", "prepare_model_for_kbit_training prepares a quantized base: choose finetune "
                                          "qlora, or prepare_kbit false")
     if setup.finetune == "full":
         if setup.optimizer in EIGHT_BIT_OPTIMIZERS and setup.dtype == "bf16-master":

@@ -504,7 +504,8 @@ def _rise_lines(shape: ModelShape, setup: TrainingSetup, here: Stage, accumulati
     key = (shape, min(setup.batch, 2), setup.accounting, setup.dtype, setup.attention, setup.checkpoint, setup.device,
            setup.arch, setup.lora_dropout, setup.tp, setup.sp, setup.cp, setup.keeps_gathered_inputs, keeps_whole_embedding_gradient(setup),
            reduces_into_copies(setup), accumulating, reduced, setup.pp == 1, here, grad, _gradient_held(setup, here),
-           copies_held, setup.finetune, setup.lora_rank, setup.lora_targets, setup.upcast_base, setup.freezes,
+           copies_held, setup.finetune, setup.quant_type, setup.lora_rank, setup.lora_targets, setup.upcast_base,
+           setup.freezes,
            setup.frozen_blocks == shape.layers, gathers_and_reduces(setup))
     if key not in _RISES:
         if len(_RISES) > 4096:
@@ -640,11 +641,17 @@ def _bound_lines(shape: ModelShape, setup: TrainingSetup, accumulating: bool, ha
     # base prepare_model_for_kbit_training cast to fp32, bitsandbytes' layer casts its input to bf16 and its
     # bf16 output back to fp32 before peft's copy (a bound of 12 bytes a d_ff-wide value), and in backward
     # the gradients it receives and returns are cast the same way (4 bytes a d_ff-wide value)
+    # Over an int8 base the backward makes the same bf16 copy of each weight (and of its row scales,
+    # MatMul8bitFp/MatMul8bitLt.backward); in forward the CPU makes it too, and CUDA instead quantizes the
+    # input (an fp16 copy and an int8 one) and multiplies into int32 before its bf16 output: a bound of
+    # 7 bytes a d_ff-wide value, beside the 4 peft's layer adds
+    int8 = setup.finetune == "qlora" and setup.quant_type == "int8"
     dequantized = Line(0, 2 * max(d_in * d_out for _, d_in, d_out in layer_linears(shape))
+                       + (4 * max(d_out for _, _, d_out in layer_linears(shape)) if int8 else 0)
                        if setup.finetune == "qlora" else 0)
     casts = Line(4 * s * shape.d_ff if setup.upcast_base else 0)
     block = new + Line(s * widest * a) + recomputed + dequantized + casts
-    forward = {"E_f": (dequantized + Line((12 if setup.upcast_base else 4) * s * shape.d_ff),)} \
+    forward = {"E_f": (dequantized + Line((12 if setup.upcast_base else 11 if int8 else 4) * s * shape.d_ff),)} \
         if setup.finetune == "qlora" else {}
     if not has_head:
         return {"E_b": (block,), **forward}

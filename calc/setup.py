@@ -96,7 +96,8 @@ and step.
     frozen; `lora_alpha` scales their output (no memory). Under LoRA, dtype "bf16-master"
     means bf16 base weights with fp32 adapters (no master copy: nothing frozen steps).
     "qlora" holds the blocks' linear weights in bitsandbytes' 4 bits: `quant_type` "nf4" or
-    "fp4" (the same bytes), `double_quant` its scales in 8 bits; `prepare_kbit` is peft's
+    "fp4" (the same bytes), `double_quant` its scales in 8 bits; or, `quant_type` "int8",
+    in its 8-bit LLM.int8() (load_in_8bit); `prepare_kbit` is peft's
     prepare_model_for_kbit_training, which casts the rest of the base to fp32 (the model
     then computes in fp32 around its 4-bit matmuls). `optimizer` "adamw-8bit" and
     "paged-adamw-8bit" are bitsandbytes' over the adapters. Full fine-tuning may freeze the

@@ -61,7 +61,8 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
     """One LoRA forward pass's saved bytes and the model's parameters, as the module says.
     dtype: "fp32"; "bf16" (CPU autocast over the fp32 base); "bf16-master" (the base cast
     to bf16, no autocast; the adapters fp32); "qlora" (that base, its blocks' linear layers in
-    bitsandbytes' 4 bits: `quant`, its type and whether double quantisation). `prepared`:
+    bitsandbytes' 4 bits: `quant`, its type and whether double quantisation; or its int8,
+    `quant` ("int8", False)). `prepared`:
     peft's prepare_model_for_kbit_training on the quantized model, before the adapters, as
     QLoRA's recipes call it (it casts the rest of the base to fp32 and, with checkpointing,
     turns it on with enable_input_require_grads)."""
@@ -77,7 +78,8 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
         _quantize(model, *quant)
     if prepared:
         from peft import prepare_model_for_kbit_training
-        model.is_loaded_in_4bit = True  # as transformers marks a model it loaded in 4 bits
+        if quant[0] != "int8":  # _quantize marks an int8 model
+            model.is_loaded_in_4bit = True  # as transformers marks a model it loaded in 4 bits
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpoint == "block")
     model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS[targets],
                                              lora_dropout=dropout))
@@ -123,7 +125,8 @@ def _saved_in_a_step(model, cfg: dict, batch: int, dtype: str) -> dict[str, int]
 def _held_by_functions(loss: torch.Tensor) -> list[torch.Tensor]:
     """The tensors bitsandbytes' autograd Functions keep as attributes of their ctx, which
     saved-tensor hooks do not see (`ctx.tensors`; the int8 layers' `ctx.A`): MatMul4Bit
-    keeps only its weight there, so a 4-bit step keeps nothing more. A custom Function's
+    keeps only its weight there, so a 4-bit step keeps nothing more; MatMul8bitFp keeps the
+    int8 layer's input, even under checkpointing. A custom Function's
     ctx is its node in the graph, found by walking back from the loss."""
     held, nodes, stack = [], set(), [loss.grad_fn]
     while stack:
@@ -180,12 +183,23 @@ def _quantize(model, quant_type: str = "nf4", double_quant: bool = True) -> None
     """Every linear layer of the blocks as bitsandbytes' Linear4bit, as transformers'
     BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
     bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=torch.bfloat16) loads
-    it: bf16 compute; the head stays bf16."""
+    it: bf16 compute; the head stays bf16. quant_type "int8": as Linear8bitLt, as
+    BitsAndBytesConfig(load_in_8bit=True) loads it (int8 weights, llm_int8_threshold 6.0),
+    the model marked as transformers marks it, so that peft wraps it in its 8-bit layer."""
     import bitsandbytes as bnb
 
+    if quant_type == "int8":
+        model.is_loaded_in_8bit = True
     for name, module in list(model.named_modules()):
         for attribute, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear) and not f"{name}.{attribute}".endswith("lm_head"):
+                if quant_type == "int8":
+                    layer = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=child.bias is not None,
+                                                has_fp16_weights=False, threshold=6.0)
+                    layer.weight = bnb.nn.Int8Params(child.weight.data, requires_grad=False,
+                                                     has_fp16_weights=False).to("cpu")  # quantized as it moves
+                    setattr(module, attribute, layer)
+                    continue
                 layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
                                           compute_dtype=torch.bfloat16, quant_type=quant_type,
                                           compress_statistics=double_quant)
@@ -205,8 +219,15 @@ def _four_bit_bytes(values: int, quant_type: str, double_quant: bool) -> int:
 
 
 def _quantized_bytes(model) -> dict[str, int]:
-    """The 4-bit weights' bytes ("total": the packed values and their quantisation state) and
-    the quantisation state's alone ("constants": tensors that are not parameters)."""
+    """The quantized weights' bytes ("total": the packed values and their quantisation state) and
+    the quantisation state's alone ("constants": tensors that are not parameters): the
+    4-bit weights' or the int8 ones' (their row scales, on each layer's state once it has run)."""
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear8bitLt)]
+    if layers:
+        scales = sum(m.state.SCB.untyped_storage().nbytes() for m in layers)
+        return {"total": sum(m.weight.untyped_storage().nbytes() for m in layers) + scales, "constants": scales}
     states = [p.quant_state for p in model.parameters() if getattr(p, "quant_state", None) is not None]
     packed = sum(p.untyped_storage().nbytes() for p in model.parameters() if getattr(p, "quant_state", None) is not None)
     constants = 0
@@ -224,7 +245,8 @@ def cases():
     then QLoRA (dtype "qlora": the bf16 base's linear layers in 4-bit NF4, double
     quantisation) the same way, for two target sets; then QLoRA's other 4-bit settings (FP4,
     without double quantisation) at one sequence; then QLoRA prepared by peft's
-    prepare_model_for_kbit_training, for two target sets."""
+    prepare_model_for_kbit_training, for two target sets; then LoRA over an int8 base
+    (quant_type "int8") for two target sets, unprepared and prepared."""
     nf4 = (("nf4", True),)
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"),
                                  ("fp32", "bf16", "bf16-master"), LLAMA_TARGETS, (0.0, 0.1), nf4, (False,))
@@ -234,6 +256,8 @@ def cases():
                                  ("all-linear",), (0.0,), (("nf4", False), ("fp4", True), ("fp4", False)), (False,))
     yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
                                  ("all-linear", "q_proj,v_proj"), (0.0, 0.1), nf4, (True,))
+    yield from itertools.product(("small-hf-llama",), (1, 3), ("flash",), ("none", "block"), ("qlora",),
+                                 ("all-linear", "q_proj,v_proj"), (0.0, 0.1), (("int8", False),), (False, True))
 
 
 def gpt2_cases():

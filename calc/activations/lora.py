@@ -24,6 +24,9 @@ adapters train. So, against full training (calc.activations.hf):
   base matrix whose input needs a gradient (in the first layer not Q, K and V), and the
   head's.
 
+Over an int8 base (QLoRA's quant_type int8) bitsandbytes' matmul also keeps each int8
+layer's input (_int8_inputs), even under non-reentrant checkpointing.
+
 Every row is checked to the byte against validation/results-lora.json (tests/engine/
 test_lora.py).
 """
@@ -33,7 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from calc.activations.hf import FP32, INDEX, _gpt2_rows, _kernel_rows, _mask_bytes, _sdpa_kernel, _sliding_mask
-from calc.lora import activation_setup, layer_linears, targets
+from calc.lora import INT8_THRESHOLD, activation_setup, keeps_int8_inputs, layer_linears, targets
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape, is_gpt2
 from calc.table import Table, f, row, symbol_values
@@ -41,6 +44,7 @@ from calc.table import Table, f, row, symbol_values
 
 def lora_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     """What autograd keeps at the end of a LoRA step's forward pass; rows per sequence."""
+    int8_inputs = keeps_int8_inputs(setup)
     setup = activation_setup(setup)
     if setup.attention == "flash":
         _sdpa_kernel(shape, setup, _sliding_mask(shape))
@@ -48,11 +52,22 @@ def lora_table(shape: ModelShape, setup: TrainingSetup) -> Table:
         return Table("autograd", "What autograd keeps: Hugging Face GPT-2 code under peft's LoRA",
                      tuple(lora_gpt2_rows(shape, setup)), batch=setup.batch)
     return Table("autograd", "What autograd keeps: Hugging Face Llama-style code under peft's LoRA",
-                 tuple(lora_llama_rows(shape, setup)), batch=setup.batch)
+                 tuple(lora_llama_rows(shape, setup, int8_inputs)), batch=setup.batch, notes=_int8_notes(setup))
 
 
-def lora_llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
-    """The rows (per sequence) of a LoRA step of Llama-style code."""
+def _int8_notes(setup: TrainingSetup) -> tuple[str, ...]:
+    """On CUDA over an int8 base: what bitsandbytes keeps that depends on the data."""
+    if not keeps_int8_inputs(setup) or setup.device != "cuda":
+        return ()
+    return (f"Not counted: on CUDA each int8 layer also keeps its input's outlier columns (subA: the columns holding a "
+            f"value of magnitude {INT8_THRESHOLD} or more, llm_int8_threshold), {setup.stream_bytes} bytes a token for each such column, "
+            "which depend on the data; from none to the whole input again (derived from bitsandbytes' source, "
+            "MatMul8bitLt; not measured on a GPU).",)
+
+
+def lora_llama_rows(shape: ModelShape, setup: TrainingSetup, int8_inputs: bool = False) -> list:
+    """The rows (per sequence) of a LoRA step of Llama-style code; `int8_inputs`: with the
+    inputs an int8 base's matmuls keep (calc.lora.keeps_int8_inputs)."""
     v = symbol_values(shape) | {"r": setup.lora_rank, "L_1": shape.layers - 1}
     regime = {"fp32": "fp32", "bf16": "autocast", "bf16-master": "bf16 base"}[setup.dtype]
     a = 4 if regime == "fp32" else 2  # the layers' outputs: fp32, or bf16 (autocast's, or the base's)
@@ -91,6 +106,8 @@ def lora_llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
                                           for name in chosen])
         if regime == "autocast":
             _frozen_copies(add, shape, ("q_proj", "k_proj", "v_proj"))
+    if int8_inputs:
+        _int8_inputs(add, setup, regime, chosen, stream)
     norm("final-norm", "Final norm", (), "head", "output")
     add("log-probs", "Log-probabilities (fp32: the loss upcasts the logits)", [("s", "V")], FP32, "head", "output",
         note="the logits themselves are not kept")
@@ -103,6 +120,32 @@ def lora_llama_rows(shape: ModelShape, setup: TrainingSetup) -> list:
         add("head-copy", "The frozen head's bf16 copy, kept for its input's gradient (not cached)",
             [("V", "d")], 2, "head", "output", per_step=True, note="the same bytes for any batch")
     return rows
+
+
+def _int8_inputs(add, setup, regime: str, chosen, stream: int) -> None:
+    """Over an int8 base, the inputs bitsandbytes' int8 matmul keeps on its ctx (CPU:
+    MatMul8bitFp's ctx.A; CUDA: MatMul8bitLt's ctx.tensors, bitsandbytes 0.50
+    autograd/_functions.py) wherever a gradient flows through it: past saved-tensor hooks,
+    so (non-reentrant) gradient checkpointing does not drop them. The attention norm's
+    output (read by Q, K and V: not in the first layer, unless checkpointing's
+    enable_input_require_grads makes it need a gradient), the feed-forward norm's (gate and
+    up) and down_proj's input; o_proj's is SDPA's output, which SDPA keeps already, except
+    under checkpointing. An input the adapters keep themselves (fp32, no dropout: the same
+    tensor) is not kept twice."""
+    checkpointed = setup.checkpoint == "block"
+    rows = (("qkv", "Q/K/V projections' input", "d", ("q_proj", "k_proj", "v_proj")),
+            ("o", "o_proj's input", "d", ("o_proj",)),
+            ("ffn", "gate_proj and up_proj's input", "d", ("gate_proj", "up_proj")),
+            ("down", "down_proj's input", "d_ff", ("down_proj",)))
+    shared = regime == "fp32" and setup.lora_dropout == 0 and not checkpointed
+    for key, label, width, readers in rows:
+        if (key == "o" and not checkpointed) or (shared and set(readers) & set(chosen)):
+            continue
+        first = checkpointed or key != "qkv"
+        add(f"int8-{key}-input", f"{label}, kept on the ctx of bitsandbytes' int8 matmul"
+            + (" (checkpointing does not drop it)" if checkpointed else "")
+            + ("" if first else ", in the layers after the first"), [("L" if first else "L_1", "s", width)], stream,
+            category="ffn" if key in ("ffn", "down") else "attention")
 
 
 def _attention(add, v, shape, setup, regime: str, a: int) -> None:

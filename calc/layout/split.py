@@ -118,7 +118,7 @@ class Stage:
 
 ROWS_DEPEND_ON = ("accounting", "attention", "checkpoint", "dtype", "device", "arch", "tp", "sp", "cp",
                   "keeps_gathered_inputs",
-                  "finetune", "lora_rank", "lora_dropout", "lora_targets", "prepare_kbit",
+                  "finetune", "lora_rank", "lora_dropout", "lora_targets", "prepare_kbit", "quant_type",
                   "freeze_embeddings", "frozen_blocks")
 """The setup's fields (and, through its framework, what its tensor parallelism keeps) a
 GPU's activation rows (per sequence) depend on."""

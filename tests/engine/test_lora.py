@@ -152,6 +152,7 @@ def test_llama_3_8b_lora_on_a_bf16_base_holds_two_bytes_a_frozen_weight():
     ({"finetune": "lora", "attention": "flash", "tp": "2"}, "finetune"),
     ({"finetune": "qlora", "dtype": "fp32"}, "dtype"),
     ({"finetune": "lora", "attention": "flash", "prepare_kbit": "true"}, "prepare_kbit"),
+    ({"finetune": "qlora", "quant_type": "int4"}, "quant_type"),
     ({"finetune": "lora", "lora_rank": "0"}, "lora_rank"),
     ({"finetune": "lora", "lora_dropout": "1.5"}, "lora_dropout"),
 ])
@@ -172,7 +173,7 @@ def test_targets_are_read_in_any_order_and_written_in_the_layer_s():
 def test_qlora_keeps_what_lora_over_the_bf16_base_keeps():
     # bitsandbytes' MatMul4Bit keeps the packed weight, which is a parameter, and nothing of its
     # input: peft's LoRA over the 4-bit base saves exactly what it saves over the bf16 one
-    qlora = [s for s in MEASURED["steps"] if s["dtype"] == "qlora" and not s["prepared"]]
+    qlora = [s for s in MEASURED["steps"] if s["dtype"] == "qlora" and not s["prepared"] and s["quant_type"] != "int8"]
     bf16 = {_case(s): s["activations"] for s in MEASURED["steps"] if s["dtype"] == "bf16-master"}
     assert qlora and all(s["activations"] == bf16[_case(s)] for s in qlora)
     assert {(s["quant_type"], s["double_quant"]) for s in qlora} == {
@@ -183,11 +184,76 @@ def _case(step) -> tuple:
     return step["shape"], step["batch"], step["checkpoint"], step["targets"], step["dropout"]
 
 
+def test_an_int8_base_keeps_each_int8_layer_s_input_even_under_checkpointing():
+    # bitsandbytes' int8 matmul keeps its input on its ctx wherever a gradient flows through
+    # it, past saved-tensor hooks and so past checkpointing. Small Llama shape (s 16, d 32,
+    # d_ff 48, two layers), bf16 inputs, per sequence: Q/K/V's input s·d, gate/up's s·d,
+    # down_proj's s·d_ff, and o_proj's s·d, which without checkpointing is SDPA's output,
+    # kept already; without checkpointing the first layer's Q/K/V input needs no gradient
+    s, d, d_ff = 16, 32, 48
+    checkpointed = 2 * 2 * (s * d + s * d + s * d + s * d_ff)
+    not_checkpointed = 2 * (s * d + s * d_ff) + 2 * (s * d + s * d + s * d_ff)
+    assert (checkpointed, not_checkpointed) == (9_216, 6_144)
+    int8 = [s for s in MEASURED["steps"] if s.get("quant_type") == "int8" and not s["prepared"]]
+    bf16 = {_case(s): s["activations"] for s in MEASURED["steps"] if s["dtype"] == "bf16-master"}
+    assert len(int8) == 16
+    for step in int8:
+        added = checkpointed if step["checkpoint"] == "block" else not_checkpointed
+        assert step["activations"] - bf16[_case(step)] == added * step["batch"]
+
+
+def test_prepare_model_for_kbit_training_checkpoints_reentrantly_so_the_int8_inputs_go():
+    # prepared, the stream is fp32 and the int8 matmul keeps fp32 inputs (4 bytes a value):
+    # without checkpointing Q/K/V's (not in the first layer), gate/up's and down_proj's,
+    # less those the adapters keep themselves (fp32, no dropout: the same tensors; all-linear
+    # targets all three, Q and V the first); prepare_model_for_kbit_training's checkpointing
+    # is PyTorch's reentrant kind, whose forward builds no graph: nothing more is kept
+    s, d, d_ff = 16, 32, 48
+    every = 4 * (s * d + 2 * (s * d + s * d_ff))
+    added = {("none", "all-linear", 0.0): 0, ("none", "q_proj,v_proj", 0.0): every - 4 * s * d}
+    assert every == 12_288
+    prepared = [s for s in MEASURED["steps"] if s.get("quant_type") == "int8" and s["prepared"]]
+    fp32 = {_case(s): s["activations"] for s in MEASURED["steps"] if s["dtype"] == "fp32"}
+    assert len(prepared) == 16
+    for step in prepared:
+        expected = 0 if step["checkpoint"] == "block" else added.get(
+            (step["checkpoint"], step["targets"], step["dropout"]), every)
+        assert step["activations"] - fp32[_case(step)] == expected * step["batch"]
+
+
+def test_an_int8_weight_takes_a_byte_a_value_and_an_fp32_scale_a_row():
+    # the small Llama shape's linear layers (d_in × d_out): Q and O 32 × 32, K and V 32 × 16,
+    # gate and up 32 × 48, down 48 × 32; bitsandbytes keeps an int8 a value and an fp32
+    # scale for each of the 224 output rows of a layer; two layers
+    layer = (2 * 32 * 32 + 2 * 32 * 16 + 3 * 32 * 48) + 4 * (32 + 16 + 16 + 32 + 48 + 48 + 32)
+    assert layer == 8_576
+    step = next(s for s in MEASURED["steps"] if s.get("quant_type") == "int8")
+    assert step["quantized_bytes"] == 2 * layer
+
+
+def test_llama_3_8b_over_an_int8_base_holds_its_linear_weights_in_a_byte_each():
+    # 6,979,321,856 linear weights (test_llama_3_8b_qlora_holds_its_linear_weights_in_4_bits),
+    # a byte each, and an fp32 scale for each layer's 43,008 output rows (Q and O 4,096, K and
+    # V 1,024, gate and up 14,336, down 4,096); the rest of the base bf16, the adapters fp32
+    scales = 32 * 4 * (4096 + 1024 + 1024 + 4096 + 14336 + 14336 + 4096)
+    assert 6_979_321_856 + scales == 6_984_826_880
+    setup = TrainingSetup(finetune="qlora", quant_type="int8", lora_rank=16, attention="flash", dtype="bf16-master")
+    assert lora_states(PRESETS["llama-3-8b"], setup)[0] == (2 * (8_030_261_248 - 6_979_321_856) + 6_984_826_880
+                                                            + 4 * 41_943_040)
+
+
+def test_on_cuda_an_int8_base_says_its_outlier_columns_are_not_counted():
+    inputs = parse_inputs({"preset": "llama-3-8b", "finetune": "qlora", "quant_type": "int8", "device": "cuda"})
+    assert any("outlier columns" in note for note in activation_table(inputs.shape, inputs.setup).notes)
+    on_cpu = inputs.setup.replace(device="cpu")
+    assert not any("outlier" in note for note in activation_table(inputs.shape, on_cpu).notes)
+
+
 def test_qlora_prepared_for_kbit_training_keeps_what_lora_over_an_fp32_base_keeps():
     # prepare_model_for_kbit_training casts the embeddings, norms and head to fp32: the
     # stream is fp32, bitsandbytes' 4-bit layers cast their bf16 output back to their input's
     # fp32, and the adapters see fp32 inputs, as over an fp32 base; MatMul4Bit keeps nothing
-    prepared = [s for s in MEASURED["steps"] if s["dtype"] == "qlora" and s["prepared"]]
+    prepared = [s for s in MEASURED["steps"] if s["dtype"] == "qlora" and s["prepared"] and s["quant_type"] != "int8"]
     fp32 = {_case(s): s["activations"] for s in MEASURED["steps"] if s["dtype"] == "fp32"}
     assert len(prepared) == 16 and all(s["activations"] == fp32[_case(s)] for s in prepared)
 

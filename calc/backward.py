@@ -530,10 +530,11 @@ def attention_rows(shape: ModelShape, setup: TrainingSetup) -> dict[str, tuple[i
 
 
 def walks_apply(shape: ModelShape, setup: TrainingSetup) -> bool:
-    """Whether the backward program describes this setup: the reference implementation,
-    nothing or whole blocks recomputed, and no attention kernel the walks lack (the math
-    composite, or flash on padded heads)."""
-    if not (setup.accounting == "autograd" and shape.implementation == "reference"
+    """Whether the backward program describes this setup: the reference implementation
+    with every parameter training (not LoRA's adapters alone), nothing or whole blocks
+    recomputed, and no attention kernel the walks lack (the math composite, or flash on
+    padded heads)."""
+    if not (setup.accounting == "autograd" and shape.implementation == "reference" and setup.finetune == "full"
             and setup.checkpoint in ("none", "block")):
         return False
     if setup.attention == "flash" and setup.device == "cuda":

@@ -22,7 +22,7 @@ from calc.gpus import DEFAULT_FRAGMENTATION, DEFAULT_GPU, DEFAULT_RESERVE, GPUS
 from calc.hf_config import params_from_hf_config
 from calc.layout.frameworks import FRAMEWORKS
 from calc.layout.schedule import SCHEDULES
-from calc.lora import GPT2_MODULES, LLAMA_MODULES, parse_targets
+from calc.lora import GPT2_MODULES, LLAMA_MODULES, REFERENCE_MODULES, parse_targets
 from calc.layout.solver import FSDP_STAGES
 from calc.presets import DEFAULT_PRESET, PRESETS
 from calc.setup import CHOICES as SETUP_CHOICES
@@ -326,7 +326,8 @@ FIELDS: tuple[Field, ...] = (
     Field("lora_dropout", "finetune", "probability", "LoRA dropout", "dropout on each adapter's input "
           "(LoraConfig lora_dropout)", "setup"),
     Field("lora_targets", "finetune", "modules", "LoRA target modules", "all-linear, or some of "
-          f"{', '.join(LLAMA_MODULES)} (Llama-style code) or of {', '.join(GPT2_MODULES)} (GPT-2) separated by commas "
+          f"{', '.join(LLAMA_MODULES)} (Llama-style code), of {', '.join(GPT2_MODULES)} (GPT-2) or of "
+          f"{', '.join(REFERENCE_MODULES)} (the reference implementation) separated by commas "
           "(LoraConfig target_modules)", "setup"),
     Field("quant_type", "finetune", "choice", "QLoRA quantized base", "bnb_4bit_quant_type: NormalFloat4 or a 4-bit "
           "float, the same bytes; or int8: load_in_8bit (LLM.int8()), a byte a weight", "setup",

@@ -32,10 +32,14 @@ hooks and so of gradient checkpointing (calc.activations.lora has the rows).
 
 Modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2), whose linear
 layers are named q_proj, k_proj, v_proj, o_proj (attention) and gate_proj, up_proj,
-down_proj (feed-forward), and for its GPT-2 code (LoRA alone, in fp32 or under bf16
+down_proj (feed-forward), for its GPT-2 code (LoRA alone, in fp32 or under bf16
 autocast), whose Conv1D layers are c_attn (Q, K and V in one), c_proj (the attention's
-output projection and the MLP's second layer: peft matches both by the name) and c_fc;
-"all-linear" is peft's name for all of a model's (the head apart).
+output projection and the MLP's second layer: peft matches both by the name) and c_fc,
+and for the reference implementation (LoRA alone; its CS336 shape: RMSNorm, SwiGLU,
+RoPE), whose linear layers are q_proj, k_proj, v_proj, o_proj and w1, w2, w3, written as
+torch's nn.Linear (peft wraps only torch's layer types: a model with a Linear class of its
+own must register a LoRA layer for it); "all-linear" is peft's name for all of a model's
+(the head apart).
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 """The linear layers of one Llama-style decoder layer, by the name peft targets them by."""
 GPT2_MODULES = ("c_attn", "c_proj", "c_fc")
 """GPT-2's Conv1D layers by the names peft targets them by (c_proj names two in each layer)."""
+REFERENCE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3")
+"""The reference implementation's linear layers (validation/reference_model.py), by the
+names peft targets them by, in the order it registers them (it runs w3 before w2)."""
 ALL_LINEAR = "all-linear"
 FINETUNES = ("full", "lora", "qlora")
 """full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA; qlora:
@@ -148,18 +155,21 @@ def parse_targets(text: str) -> str:
     text = str(text).strip()
     if text == ALL_LINEAR:
         return text
-    known = LLAMA_MODULES + GPT2_MODULES
+    known = LLAMA_MODULES + GPT2_MODULES + tuple(name for name in REFERENCE_MODULES if name not in LLAMA_MODULES)
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if not names or unknown:
         raise FieldError("lora_targets", f"lora_targets must be {ALL_LINEAR} or some of {', '.join(LLAMA_MODULES)} "
-                                         f"(Llama-style code) or of {', '.join(GPT2_MODULES)} (GPT-2) separated by "
-                                         f"commas, not {echo(text)}")
+                                         f"(Llama-style code), of {', '.join(GPT2_MODULES)} (GPT-2) or of "
+                                         f"{', '.join(REFERENCE_MODULES)} (the reference implementation) separated "
+                                         f"by commas, not {echo(text)}")
     return ",".join(name for name in known if name in names)
 
 
 def family_modules(shape: ModelShape) -> tuple[str, ...]:
     """The names peft targets this model's linear layers by."""
+    if shape.implementation == "reference":
+        return REFERENCE_MODULES
     return GPT2_MODULES if is_gpt2(shape) else LLAMA_MODULES
 
 
@@ -170,14 +180,16 @@ def targets(text: str, shape: ModelShape) -> tuple[str, ...]:
 
 def layer_linears(shape: ModelShape) -> tuple[tuple[str, int, int], ...]:
     """(the name peft targets it by, d_in, d_out) of each linear layer of one decoder layer,
-    in the order it runs and registers its parameters: Llama-style code's seven, or
-    GPT-2's four Conv1D layers (two named c_proj)."""
+    in the order it registers its parameters: Llama-style code's seven, GPT-2's four
+    Conv1D layers (two named c_proj), or the reference implementation's seven."""
     d = shape.d_model
     if is_gpt2(shape):
         return (("c_attn", d, 3 * d), ("c_proj", d, d), ("c_fc", d, shape.d_ff), ("c_proj", shape.d_ff, d))
     q, kv = shape.heads * shape.d_head, shape.kv_heads * shape.d_head
-    return (("q_proj", d, q), ("k_proj", d, kv), ("v_proj", d, kv), ("o_proj", q, d),
-            ("gate_proj", d, shape.d_ff), ("up_proj", d, shape.d_ff), ("down_proj", shape.d_ff, d))
+    attention = (("q_proj", d, q), ("k_proj", d, kv), ("v_proj", d, kv), ("o_proj", q, d))
+    if shape.implementation == "reference":
+        return (*attention, ("w1", d, shape.d_ff), ("w2", shape.d_ff, d), ("w3", d, shape.d_ff))
+    return (*attention, ("gate_proj", d, shape.d_ff), ("up_proj", d, shape.d_ff), ("down_proj", shape.d_ff, d))
 
 
 def targeted_linears(shape: ModelShape, setup) -> tuple[tuple[str, int, int], ...]:
@@ -234,11 +246,13 @@ def check(shape: ModelShape, setup) -> None:
         return
     if setup.accounting != "autograd":
         raise FieldError("accounting", "LoRA is counted by what autograd keeps: choose accounting autograd")
-    gpt2 = is_gpt2(shape)
-    if shape.implementation != "hf" or not (gpt2 or shape.ffn == "swiglu"):
-        raise FieldError("finetune", "LoRA is modelled for Hugging Face's code (Llama, Mistral, Qwen2, GPT-2) so "
-                                     "far: choose implementation hf")
-    if setup.attention != "flash":
+    gpt2, reference = is_gpt2(shape), shape.implementation == "reference"
+    if reference:
+        _check_reference(shape, setup)
+    elif shape.implementation != "hf" or not (gpt2 or shape.ffn == "swiglu"):
+        raise FieldError("finetune", "LoRA is modelled for Hugging Face's code (Llama, Mistral, Qwen2, GPT-2) and the "
+                                     "reference implementation so far: choose implementation hf or reference")
+    elif setup.attention != "flash":
         raise FieldError("attention", "LoRA is measured with SDPA attention (flash), transformers' default: choose "
                                       "flash")
     if setup.finetune == "qlora" and gpt2:
@@ -259,6 +273,20 @@ def check(shape: ModelShape, setup) -> None:
         named = f"{', '.join(attention[:-1])} or {attention[-1]}" if len(attention) > 1 else attention[0]
         raise FieldError("lora_targets", f"calc models LoRA targets that include {named} (so that every layer's "
                                          "attention needs gradients): add " + ("one" if len(attention) > 1 else "it"))
+
+
+def _check_reference(shape: ModelShape, setup) -> None:
+    """FieldError naming the field where calc does not model LoRA on the reference
+    implementation: measured for its CS336 shape, without selective recomputation, with a
+    bf16 (not 4-bit) base."""
+    if (shape.norm, shape.ffn, shape.positions) != ("rmsnorm", "swiglu", "rope"):
+        raise FieldError("implementation", "LoRA on the reference implementation is measured for its CS336 shape "
+                                           "(RMSNorm, SwiGLU, RoPE) so far: choose those, or implementation hf")
+    if setup.checkpoint == "selective":
+        raise FieldError("checkpoint", "LoRA is measured with whole blocks checkpointed or none: choose none or block")
+    if setup.finetune == "qlora":
+        raise FieldError("finetune", "QLoRA is modelled for Hugging Face's Llama-style code so far: choose finetune "
+                                     "lora, or implementation hf")
 
 
 def check_layout(setup) -> None:

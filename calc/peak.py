@@ -876,7 +876,7 @@ _MOMENTS_PROVENANCE = {
             "equal an H200's): the saved tensors are measured; the order ops free them in is the CPU timeline's, "
             "not yet measured as whole steps on a GPU.",
     "bound": "Backward through the head and through a block is a stated upper bound here: not walked for this "
-             "implementation (or under selective recomputation), nor measured as whole steps.",
+             "implementation (or under selective recomputation, or LoRA), nor measured as whole steps.",
 }
 """Where the moments come from, by device where they are walked."""
 ALLOCATOR_NOTE = ("These are the tensors' exact bytes. PyTorch's caching allocator hands each tensor a block of 512 "

@@ -126,7 +126,8 @@ class ModelShape:
 
 def is_gpt2(shape: ModelShape) -> bool:
     """Hugging Face's GPT-2 code path: LayerNorm, the GELU MLP, learned positions, fused Q/K/V."""
-    return shape.norm == "layernorm" and shape.ffn == "gelu" and shape.positions == "learned"
+    return (shape.implementation == "hf" and shape.norm == "layernorm" and shape.ffn == "gelu"
+            and shape.positions == "learned")
 
 
 def check_whole(name: str, value, limit: int) -> None:

@@ -1,5 +1,5 @@
 """Fine-tuning measured: Hugging Face Llama-style code under peft's LoRA and QLoRA, and with
-its bottom layers frozen, on CPU tensors.
+its bottom layers frozen, and the reference implementation under peft's LoRA, on CPU tensors.
 
     python -m validation.lora           # write results-lora.json (about a minute)
     python -m validation.lora --check   # measure again; exit 1 if it differs
@@ -41,7 +41,7 @@ import torch
 from validation.hf_models import hf_model
 from validation.measure import _cast_module, _storage_key, is_weight_copy
 from validation.record import write_or_check
-from validation.run import HF_SMALL
+from validation.run import HF_SMALL, SMALL_SHAPES
 
 RESULTS = Path(__file__).with_name("results-lora.json")
 RANK = 4
@@ -95,13 +95,15 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
             + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
 
 
-def _saved_in_a_step(model, cfg: dict, batch: int, dtype: str) -> dict[str, int]:
+def _saved_in_a_step(model, cfg: dict, batch: int, dtype: str, loss_of=None) -> dict[str, int]:
     """Run one training forward pass (the loss included) of `batch` random sequences under
     saved-tensor hooks, in fp32 or under CPU bf16 autocast (dtype "bf16"), then backward:
     the bytes of every storage autograd saved, each once, the parameters and buffers apart,
-    and autocast's cached weight copies apart ("weight_copies")."""
+    and autocast's cached weight copies apart ("weight_copies"). `loss_of(ids)`: the
+    model's loss (Hugging Face's, with the ids as labels, when not given)."""
     model.train()
     ids = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
+    loss_of = loss_of or (lambda ids: model(input_ids=ids, labels=ids).loss)
     fixed = {_storage_key(p) for p in model.parameters()} | {_storage_key(b) for b in model.buffers()}
     seen: set = set()
     totals = {"activations": 0, "weight_copies": 0}
@@ -115,7 +117,7 @@ def _saved_in_a_step(model, cfg: dict, batch: int, dtype: str) -> dict[str, int]
 
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = loss_of(ids)
     for t in _held_by_functions(loss):  # what a custom autograd Function keeps on its ctx, past the hooks
         pack(t)
     loss.backward()  # the graph measured is one backward runs
@@ -138,6 +140,74 @@ def _held_by_functions(loss: torch.Tensor) -> list[torch.Tensor]:
                  if isinstance(t, torch.Tensor)]
         stack += [following for following, _ in node.next_functions]
     return held
+
+
+def measure_reference(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str,
+                      dropout: float) -> dict:
+    """measure()'s LoRA step on the reference implementation (validation/reference_model.py),
+    its linear layers as torch's nn.Linear (peft wraps only torch's layer types) sharing
+    their weights; dtype "fp32", "bf16" (CPU autocast) or "bf16-master" (the model cast to
+    bf16, the adapters fp32). Its checkpointing is per block, non-reentrant."""
+    from peft import LoraConfig, get_peft_model
+
+    from validation.reference_model import Transformer
+
+    torch.manual_seed(0)
+    model = _as_torch_linears(Transformer(cfg))
+    if dtype == "bf16-master":
+        _cast_module(model, torch.bfloat16)
+    get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=REFERENCE_TARGETS[targets],
+                                     lora_dropout=dropout))  # adds the adapters to `model` and freezes the rest
+    labels = torch.randint(0, cfg["vocab"], (batch, cfg["context"]))
+    totals = _saved_in_a_step(model, cfg, batch, dtype,
+                              lambda ids: model(ids, labels, attention=attention, checkpoint=checkpoint))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    return {**totals, "trainable": sum(p.numel() for p in trainable),
+            "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
+            "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)}
+
+
+def _as_torch_linears(model):
+    """The reference model with each of its Linear layers replaced by torch's nn.Linear
+    holding the same parameters (the same F.linear call)."""
+    from validation.reference_model import Linear
+
+    for module in list(model.modules()):
+        for attribute, child in list(module.named_children()):
+            if isinstance(child, Linear):
+                layer = torch.nn.Linear(child.weight.shape[1], child.weight.shape[0], bias=child.bias is not None)
+                layer.weight = child.weight
+                if child.bias is not None:
+                    layer.bias = child.bias
+                setattr(module, attribute, layer)
+    return model
+
+
+REFERENCE_TARGETS = {"all-linear": "all-linear", "q_proj,v_proj": ["q_proj", "v_proj"], "k_proj,w2": ["k_proj", "w2"],
+                     "v_proj": ["v_proj"]}
+"""The target sets measured on the reference implementation: every linear layer, Q and V,
+and two that leave the first layer's Q or K needing no gradient (attention written out
+then keeps less there)."""
+
+
+def reference_cases():
+    """The reference implementation's CS336 shape (and with grouped-query attention, and a
+    tied head) at one and three sequences, attention written out and SDPA, with and without
+    checkpointing, in fp32, under bf16 autocast and cast to bf16, for every target set
+    (with and without LoRA dropout for the first two)."""
+    for shape, batch, attention, checkpoint, dtype in itertools.product(
+            ("small-cs336", "small-gqa", "small-cs336-tied"), (1, 3), ("explicit", "flash"), ("none", "block"),
+            ("fp32", "bf16", "bf16-master")):
+        if shape == "small-cs336-tied" and batch == 3:
+            continue
+        for targets, dropout in (("all-linear", 0.0), ("all-linear", 0.1), ("q_proj,v_proj", 0.0),
+                                 ("q_proj,v_proj", 0.1), ("k_proj,w2", 0.0), ("v_proj", 0.0)):
+            yield shape, batch, attention, checkpoint, dtype, targets, dropout
+
+
+REFERENCE_SHAPES = {**{name: SMALL_SHAPES[name] for name in ("small-cs336", "small-gqa")},
+                    "small-cs336-tied": dict(SMALL_SHAPES["small-cs336"], tied=True)}
 
 
 def measure_frozen(cfg: dict, batch: int, checkpoint: str, dtype: str, attention: str, freeze_embeddings: bool,
@@ -287,6 +357,12 @@ def run(log=sys.stderr) -> dict:
                       "attention": "flash", "checkpoint": checkpoint, "dtype": dtype, "rank": RANK,
                       "targets": targets, "dropout": dropout, **measured})
         print(steps[-1], file=log)
+    for shape, batch, attention, checkpoint, dtype, targets, dropout in reference_cases():
+        measured = measure_reference(REFERENCE_SHAPES[shape], batch, attention, checkpoint, dtype, targets, dropout)
+        steps.append({"shape": shape, "implementation": "reference", "batch": batch, "attention": attention,
+                      "checkpoint": checkpoint, "dtype": dtype, "rank": RANK, "targets": targets, "dropout": dropout,
+                      **measured})
+        print(steps[-1], file=log)
     frozen = []
     for batch, checkpoint, dtype, attention, (embeddings, blocks) in frozen_cases():
         measured = measure_frozen(HF_SMALL["small-hf-llama"], batch, checkpoint, dtype, attention, embeddings, blocks)
@@ -295,7 +371,9 @@ def run(log=sys.stderr) -> dict:
         print(frozen[-1], file=log)
     sizes = ADAMW_8BIT_SIZES
     return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
-            "shapes": {name: HF_SMALL[name] for name in ("small-hf-llama", "small-hf-gpt2")}, "steps": steps,
+            "shapes": {**{name: HF_SMALL[name] for name in ("small-hf-llama", "small-hf-gpt2")},
+                       **{name: dict(shape, implementation="reference") for name, shape in REFERENCE_SHAPES.items()}},
+            "steps": steps,
             "frozen": frozen,
             "adamw_8bit": {"sizes": list(sizes), "each": [_adamw_8bit_bytes([_tensor(n)]) for n in sizes],
                            "together": _adamw_8bit_bytes([_tensor(n) for n in sizes]),

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from calc.activations.autograd import autograd_table, sdpa_kernel
 from calc.activations.hf import FP32, INDEX, _gpt2_rows, _kernel_rows, _mask_bytes, _sdpa_kernel, _sliding_mask
 from calc.lora import INT8_THRESHOLD, activation_setup, keeps_int8_inputs, layer_linears, targets
 from calc.setup import TrainingSetup
@@ -51,6 +52,9 @@ def lora_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if is_gpt2(shape):
         return Table("autograd", "What autograd keeps: Hugging Face GPT-2 code under peft's LoRA",
                      tuple(lora_gpt2_rows(shape, setup)), batch=setup.batch)
+    if shape.implementation == "reference":
+        return Table("autograd", "What autograd keeps: the reference implementation under peft's LoRA",
+                     tuple(lora_reference_rows(shape, setup)), batch=setup.batch)
     return Table("autograd", "What autograd keeps: Hugging Face Llama-style code under peft's LoRA",
                  tuple(lora_llama_rows(shape, setup, int8_inputs)), batch=setup.batch, notes=_int8_notes(setup))
 
@@ -288,6 +292,75 @@ def lora_gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
             rows.append(replace(r, name="SDPA output, kept by SDPA") if r.key == "flash-output" else r)
         if r.key == "flash-output":  # SDPA keeps its output already
             adapters((("c_proj", "attn.c_proj"),), "d", "Attention output", "attention-output", kept_already=True)
+    if regime == "autocast":
+        add("head-copy", "The frozen head's bf16 copy, kept for its input's gradient (not cached)",
+            [("V", "d")], 2, "head", "output", per_step=True, note="the same bytes for any batch")
+    return rows
+
+
+_REFERENCE_DROPPED = ("token-ids", "norm1-normalised", "norm2-normalised", "final-norm-normalised", "head-input")
+"""Rows of full training's reference table that LoRA's frozen weights do not keep: the
+token ids, each norm's x·rms (kept by ·g for its gain's gradient) and the frozen head's
+input."""
+
+
+def lora_reference_rows(shape: ModelShape, setup: TrainingSetup) -> list:
+    """The rows (per sequence) of a LoRA step of the reference implementation, its linear
+    layers as nn.Linear: full training's (calc.activations.autograd), less what only the
+    frozen weights' gradients need, plus the adapters' (measured: validation/
+    results-lora.json). Without checkpointing the frozen embedding's output needs no
+    gradient, so the first layer's attention norm keeps nothing, and with attention written
+    out its first layer keeps Q only for K's gradient (k_proj targeted), K only for Q's, V
+    only for P's (q_proj or k_proj targeted; SDPA keeps all of them whatever); the linear
+    layers' inputs are kept only by their adapters. Checkpointed, each block keeps its input
+    (the checkpoint saves it, needed or not)."""
+    v = symbol_values(shape) | {"r": setup.lora_rank, "L_1": shape.layers - 1}
+    regime = {"fp32": "fp32", "bf16": "autocast", "bf16-master": "bf16 base"}[setup.dtype]
+    a = setup.bytes_per_value
+    chosen = targets(setup.lora_targets, shape)
+    explicit = setup.attention == "explicit"
+    first_layer_keeps = {"q": "k_proj" in chosen, "k": "q_proj" in chosen,
+                         "v": bool({"q_proj", "k_proj"} & set(chosen)), "probabilities": True}
+    if setup.device == "cuda" and setup.dtype == "bf16":  # P in fp32 for softmax, its bf16 copy for P·V
+        first_layer_keeps |= {"probabilities": first_layer_keeps["v"], "probabilities-bf16": "v_proj" in chosen}
+    kernel_keeps_output = setup.attention == "flash" and sdpa_kernel(shape, setup) == "efficient"
+    rows = []
+
+    def add(key, name, terms, nbytes, stage="block", category="attention", **extra):
+        rows.append(row(v, key, name, f(*terms), nbytes, stage=stage, category=category, **extra))
+
+    def adapters(modules, width, label, key, kept_already, category="attention", first=True):
+        _adapter_inputs(add, setup, regime, chosen, modules, width, label, key, kept_already, category, first)
+
+    def in_later_layers(r, label):
+        terms = tuple(("L_1", *term[1:]) if term[0] == "L" else term for term in r.formula.terms)
+        add(r.key, f"{r.name}, {label}", terms, r.bytes_per_value, category=r.category, note=r.note)
+
+    for r in autograd_table(shape, setup).rows:
+        if r.key in _REFERENCE_DROPPED:
+            continue
+        if r.key.startswith("norm1-"):  # the first layer's attention norm reads the frozen embedding's output
+            in_later_layers(r, "in the layers after the first")
+        elif r.key == "qkv-input":
+            adapters(_named("q_proj", "k_proj", "v_proj"), "d", "Q/K/V projection input", "qkv-input",
+                     kept_already=False, first=False)
+        elif r.key == "attention-output" and not kernel_keeps_output:  # a copy W_O alone kept
+            adapters(_named("o_proj"), "d", "Attention output, heads concatenated", "attention-output",
+                     kept_already=False)
+        elif r.key == "ffn-input":
+            adapters(_named("w1", "w3"), "d", "Feed-forward input", "ffn-input", kept_already=False, category="ffn")
+        elif r.key == "product":  # the blocks end: their adapters' outputs, and autocast's frozen copies
+            adapters(_named("w2"), "d_ff", "SiLU(W1 x) ⊙ W3 x, w2's input", "product", kept_already=False,
+                     category="ffn")
+            _adapter_outputs(add, regime, a, [(name, name, name in ("w1", "w2", "w3")) for name in chosen])
+            if regime == "autocast":
+                _frozen_copies(add, shape, ("q_proj", "k_proj", "v_proj"))
+        elif explicit and setup.checkpoint == "none" and not first_layer_keeps.get(r.key, True):
+            in_later_layers(r, "in the layers after the first (the first layer's other factor needs no gradient)")
+        else:
+            rows.append(r)
+        if r.key == "attention-output" and kernel_keeps_output:  # the kernel keeps its output already
+            adapters(_named("o_proj"), "d", "Attention output", "attention-output", kept_already=True)
     if regime == "autocast":
         add("head-copy", "The frozen head's bf16 copy, kept for its input's gradient (not cached)",
             [("V", "d")], 2, "head", "output", per_step=True, note="the same bytes for any batch")

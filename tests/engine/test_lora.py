@@ -41,6 +41,8 @@ def step_id(step) -> str:
                 f"{'-prepared' if step['prepared'] else ''}") if "quant_type" in step else ""
     gpt2 = (f"gpt2-pdrop{step['model_dropout']}{'-cache' if step['use_cache'] else ''}-"
             if "model_dropout" in step else "")
+    if step.get("implementation") == "reference":
+        gpt2 = f"{step['shape']}-{step['attention']}-"
     return (f"{gpt2}B{step['batch']}-{step['checkpoint']}-{step['dtype']}{four_bit}-{step['targets'].replace(',', '+')}-"
             f"dropout{step['dropout']}")
 
@@ -99,6 +101,68 @@ def test_lora_on_gpt2_keeps_less_than_full_training_by_what_only_frozen_weights_
     assert lora["activations"] == full["activations"] - dropped + added == 121_996
 
 
+def _reference_step(**case) -> dict:
+    """The measured reference-implementation LoRA step (B = 1 on the CS336 shape unless said)."""
+    case = {"shape": "small-cs336", "batch": 1, **case}
+    return next(s for s in MEASURED["steps"] if s.get("implementation") == "reference"
+                and all(s[key] == value for key, value in case.items()))
+
+
+def test_lora_on_the_reference_keeps_what_full_training_keeps_less_the_frozen_weights_needs():
+    # the CS336 shape (s 16, d 32, d_ff 48, 4 heads, 2 layers, V 64), SDPA, fp32, rank 4 on
+    # all seven linear layers, no dropout, per sequence in bytes:
+    s, d, d_ff, h, L, V, r = 16, 32, 48, 4, 2, 64, 4
+    norm = 4 * (s * d + s)                       # a norm's input and inverse RMS (no x·rms: the gain is frozen)
+    kept = (
+        (L - 1) * norm                           # the first layer's attention norm reads the frozen embedding's output
+        + L * 4 * s * d                          # Q/K/V's input, kept once by their adapters' A
+        + L * (3 * 4 * s * d + 4 * h * s + 4 * s * d)  # SDPA: Q, K, V, log-sum-exp, its output
+        + L * 4 * s * d                          # o_proj's input (a copy of SDPA's output), kept by its A
+        + L * norm                               # the feed-forward norm
+        + L * 4 * s * d                          # w1/w3's input, kept by their A
+        + L * 3 * 4 * s * d_ff                   # W1 x (SiLU), SiLU(W1 x) and W3 x (⊙)
+        + L * 4 * s * d_ff                       # w2's input, kept by its A
+        + L * 7 * 4 * s * r                      # each A's output, kept by its B
+        + norm + 4 * s * V + 8 * s + 4           # final norm, log-probabilities, targets, NLL weight
+    )
+    assert kept == 70_020
+    step = _reference_step(attention="flash", checkpoint="none", dtype="fp32", targets="all-linear", dropout=0.0)
+    assert step["activations"] == kept
+    shape = SHAPES["small-cs336"]
+    assert activation_table(shape, lora_setup(step)).bytes_for_batch() == kept
+
+
+def test_attention_written_out_keeps_less_in_the_first_layer_when_k_proj_is_not_targeted():
+    # LoRA on Q and V: the first layer's K needs no gradient, so QKᵀ keeps K (for Q's
+    # gradient) but not Q. Written out: Q (one layer), K, the mask, P, V (two layers)
+    # against SDPA's Q, K, V, log-sum-exp and output (two layers), in bytes
+    s, d, h, L = 16, 32, 4, 2
+    explicit = 4 * s * d * (1 + L + L) + s * s + L * 4 * h * s * s
+    sdpa = L * (3 * 4 * s * d + 4 * h * s + 4 * s * d)
+    case = dict(checkpoint="none", dtype="fp32", targets="q_proj,v_proj", dropout=0.0)
+    measured = (_reference_step(attention="explicit", **case)["activations"]
+                - _reference_step(attention="flash", **case)["activations"])
+    assert measured == explicit - sdpa == 1_792
+
+
+def test_the_seed_s_model_at_rank_8_on_every_linear_layer_trains_14_131_200_values():
+    # 48 layers · 8 · (4 · (1,600 + 1,600) for Q, K, V, O + 2 · (1,600 + 6,400) for w1, w3
+    # + (6,400 + 1,600) for w2)
+    setup = TrainingSetup(finetune="lora", lora_rank=8, lora_targets="all-linear", attention="explicit")
+    assert adapter_count(PRESETS["cs336-gpt2-xl"], setup) == 48 * 8 * (4 * 3_200 + 3 * 8_000) == 14_131_200
+
+
+def test_a_lora_step_on_the_reference_says_its_backward_is_a_stated_bound_not_a_walk():
+    # the walked backward program (timeline-measured) is full training's: it makes every
+    # weight's gradient, which LoRA's frozen weights never get
+    from calc.peak import moments_table
+    inputs = parse_inputs({"preset": "cs336-gpt2-xl", "context": "1024", "finetune": "lora", "device": "cpu"})
+    notes = " ".join(moments_table(inputs.shape, inputs.setup).notes)
+    assert "stated upper bound" in notes and "Walked op by op" not in notes
+    full = " ".join(moments_table(inputs.shape, inputs.setup.replace(finetune="full")).notes)
+    assert "Walked op by op" in full
+
+
 def test_gpt2_s_adapter_count_equals_what_peft_prints():
     # peft's print_trainable_parameters for gpt2 with LoraConfig(r=8, target_modules=["c_attn"]):
     # "trainable params: 294,912 || all params: 124,734,720": 12 layers · 8 · (768 + 3 · 768)
@@ -146,7 +210,11 @@ def test_llama_3_8b_lora_on_a_bf16_base_holds_two_bytes_a_frozen_weight():
     ({"preset": "gpt2-small", "finetune": "lora", "attention": "flash", "lora_targets": "q_proj"}, "lora_targets"),
     ({"preset": "gpt2-small", "finetune": "lora", "attention": "flash", "lora_targets": "c_fc"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "lora_targets": "c_attn"}, "lora_targets"),
-    ({"preset": "cs336-gpt2-xl", "finetune": "lora", "attention": "flash"}, "finetune"),
+    ({"preset": "cs336-gpt2-xl", "implementation": "scratch", "finetune": "lora"}, "finetune"),
+    ({"preset": "cs336-gpt2-xl", "finetune": "lora", "norm": "layernorm"}, "implementation"),
+    ({"preset": "cs336-gpt2-xl", "finetune": "lora", "checkpoint": "selective"}, "checkpoint"),
+    ({"preset": "cs336-gpt2-xl", "finetune": "qlora", "dtype": "bf16-master"}, "finetune"),
+    ({"preset": "cs336-gpt2-xl", "finetune": "lora", "lora_targets": "gate_proj"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "lora_targets": "lm_head"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "lora_targets": "gate_proj,up_proj"}, "lora_targets"),
     ({"finetune": "lora", "attention": "flash", "tp": "2"}, "finetune"),

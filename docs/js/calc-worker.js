@@ -86,11 +86,19 @@ async function start() {
 }
 
 // Exercise every view once the page has its first tables, one render per task so that an
-// edit never waits behind more than one (calc.site.browser.warm_up says why).
+// edit never waits behind more than one (calc.site.browser.warm_up says why), and none
+// while the reader is editing: a step waits until no request has come for WARM_UP_PAUSE_MS.
+const WARM_UP_PAUSE_MS = 300;
+let lastRequestAt = 0;
 async function warmUp() {
   const step = (await calc).warm_up;
   let i = 0;
   const next = () => {
+    const quiet = performance.now() - lastRequestAt;
+    if (quiet < WARM_UP_PAUSE_MS) {
+      setTimeout(next, WARM_UP_PAUSE_MS - quiet);
+      return;
+    }
     try {
       if (step(i++)) setTimeout(next, 0);
     } catch {
@@ -122,6 +130,7 @@ calc.then(
 );
 
 onmessage = async ({ data }) => {
+  lastRequestAt = performance.now();
   try {
     let reply;
     try {

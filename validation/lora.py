@@ -1,5 +1,6 @@
 """Fine-tuning measured: Hugging Face Llama-style code under peft's LoRA and QLoRA, and with
-its bottom layers frozen, and the reference implementation under peft's LoRA, on CPU tensors.
+its bottom layers frozen, and the reference implementation under peft's LoRA, on CPU tensors
+(and Llama 3 8B's LoRA at full size on fake tensors).
 
     python -m validation.lora           # write results-lora.json (about a minute)
     python -m validation.lora --check   # measure again; exit 1 if it differs
@@ -11,7 +12,9 @@ peft's get_peft_model and a LoraConfig (rank, the target modules, LoRA dropout; 
 defaults otherwise: its adapters in fp32 whatever the base, autocast_adapter_dtype), and
 runs one forward pass (the loss included) under saved-tensor hooks, in fp32 or under CPU
 bf16 autocast, then backward. With gradient checkpointing it calls
-enable_input_require_grads, as transformers' and peft's guides do. What it records:
+enable_input_require_grads, as transformers' and peft's guides do. LoRA over bitsandbytes'
+int8 base, and the reference implementation (its linear layers as nn.Linear), likewise.
+Llama 3 8B itself runs on fake tensors, forward only (measure_full_size). What it records:
 
 - "activations": the bytes of every storage autograd saved, each once, the parameters and
   buffers apart, and autocast's cached copies of the adapters apart ("weight_copies");
@@ -36,12 +39,15 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
+import unittest.mock
 
-from validation.hf_models import hf_model
-from validation.measure import _cast_module, _storage_key, is_weight_copy
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from validation.hf_models import as_on_real_tensors, hf_model
+from validation.measure import _cast_module, _keep, _storage_key, is_weight_copy
 from validation.record import write_or_check
-from validation.run import HF_SMALL, SMALL_SHAPES
+from validation.run import HF_PRESETS, HF_SMALL, SMALL_SHAPES
 
 RESULTS = Path(__file__).with_name("results-lora.json")
 RANK = 4
@@ -56,8 +62,21 @@ LLAMA_TARGETS = ("all-linear", "q_proj,v_proj", "q_proj,k_proj,v_proj,o_proj")
 warnings.filterwarnings("ignore")
 
 
+def measure_full_size(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str,
+                      dropout: float) -> dict:
+    """measure()'s LoRA step at full size, on fake tensors (shapes and dtypes, no data), as
+    validation.measure runs the Hugging Face models at full size: no backward (fake
+    tensors hold no values to run it on) and no 8-bit optimizer; the adapters stay fp32,
+    where peft's `.to()` of a module (which fake tensors cannot take) would leave them."""
+    with FakeTensorMode(), as_on_real_tensors(), \
+            unittest.mock.patch.object(torch.nn.init, "trunc_normal_", _keep), \
+            unittest.mock.patch.object(torch.Tensor, "backward", lambda *args, **kwargs: None):
+        return measure(cfg, batch, attention, checkpoint, dtype, targets, dropout, fake=True, rank=FULL_SIZE_RANK)
+
+
 def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, targets: str, dropout: float,
-            quant: tuple[str, bool] = ("nf4", True), prepared: bool = False) -> dict:
+            quant: tuple[str, bool] = ("nf4", True), prepared: bool = False, fake: bool = False,
+            rank: int = RANK) -> dict:
     """One LoRA forward pass's saved bytes and the model's parameters, as the module says.
     dtype: "fp32"; "bf16" (CPU autocast over the fp32 base); "bf16-master" (the base cast
     to bf16, no autocast; the adapters fp32); "qlora" (that base, its blocks' linear layers in
@@ -81,15 +100,18 @@ def measure(cfg: dict, batch: int, attention: str, checkpoint: str, dtype: str, 
         if quant[0] != "int8":  # _quantize marks an int8 model
             model.is_loaded_in_4bit = True  # as transformers marks a model it loaded in 4 bits
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpoint == "block")
-    model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS[targets],
-                                             lora_dropout=dropout))
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=TARGETS[targets], lora_dropout=dropout)
+    with unittest.mock.patch.object(torch.nn.Module, "to", lambda module, *args, **kwargs: module) if fake \
+            else contextlib.nullcontext():
+        model = get_peft_model(model, config)
     if checkpoint == "block":
         model.enable_input_require_grads()
     totals = _saved_in_a_step(model, cfg, batch, dtype)
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad]
-    quantized = _quantized_bytes(model)
-    return {**totals, "adamw_8bit_bytes": _adamw_8bit_bytes(trainable), "trainable": sum(p.numel() for p in trainable),
+    quantized = {"constants": 0} if fake else _quantized_bytes(model)
+    eight_bit = {} if fake else {"adamw_8bit_bytes": _adamw_8bit_bytes(trainable)}
+    return {**totals, **eight_bit, "trainable": sum(p.numel() for p in trainable),
             "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
             "frozen": sum(p.numel() for p in frozen), "frozen_bytes": sum(p.numel() * p.element_size() for p in frozen)
             + quantized["constants"], **({"quantized_bytes": quantized["total"]} if dtype == "qlora" else {})}
@@ -189,6 +211,16 @@ REFERENCE_TARGETS = {"all-linear": "all-linear", "q_proj,v_proj": ["q_proj", "v_
 """The target sets measured on the reference implementation: every linear layer, Q and V,
 and two that leave the first layer's Q or K needing no gradient (attention written out
 then keeps less there)."""
+
+
+FULL_SIZE_RANK = 16
+
+
+def full_size_cases():
+    """Llama 3 8B at its 8,192 tokens, one sequence, SDPA: with and without checkpointing, in
+    each precision, for two target sets, with and without LoRA dropout (rank 16)."""
+    yield from itertools.product(("none", "block"), ("fp32", "bf16", "bf16-master"), ("all-linear", "q_proj,v_proj"),
+                                 (0.0, 0.1))
 
 
 def reference_cases():
@@ -357,6 +389,12 @@ def run(log=sys.stderr) -> dict:
                       "attention": "flash", "checkpoint": checkpoint, "dtype": dtype, "rank": RANK,
                       "targets": targets, "dropout": dropout, **measured})
         print(steps[-1], file=log)
+    for checkpoint, dtype, targets, dropout in full_size_cases():
+        measured = measure_full_size(HF_PRESETS["llama-3-8b"], 1, "flash", checkpoint, dtype, targets, dropout)
+        steps.append({"shape": "llama-3-8b-hf", "tensors": "fake", "batch": 1, "attention": "flash",
+                      "checkpoint": checkpoint, "dtype": dtype, "rank": FULL_SIZE_RANK, "targets": targets,
+                      "dropout": dropout, **measured})
+        print(steps[-1], file=log)
     for shape, batch, attention, checkpoint, dtype, targets, dropout in reference_cases():
         measured = measure_reference(REFERENCE_SHAPES[shape], batch, attention, checkpoint, dtype, targets, dropout)
         steps.append({"shape": shape, "implementation": "reference", "batch": batch, "attention": attention,
@@ -372,6 +410,7 @@ def run(log=sys.stderr) -> dict:
     sizes = ADAMW_8BIT_SIZES
     return {"torch": torch.__version__.split("+")[0], "peft": peft.__version__, "device": "cpu",
             "shapes": {**{name: HF_SMALL[name] for name in ("small-hf-llama", "small-hf-gpt2")},
+                       "llama-3-8b-hf": HF_PRESETS["llama-3-8b"],
                        **{name: dict(shape, implementation="reference") for name, shape in REFERENCE_SHAPES.items()}},
             "steps": steps,
             "frozen": frozen,

@@ -41,7 +41,7 @@ def step_id(step) -> str:
                 f"{'-prepared' if step['prepared'] else ''}") if "quant_type" in step else ""
     gpt2 = (f"gpt2-pdrop{step['model_dropout']}{'-cache' if step['use_cache'] else ''}-"
             if "model_dropout" in step else "")
-    if step.get("implementation") == "reference":
+    if step.get("implementation") == "reference" or step.get("tensors") == "fake":
         gpt2 = f"{step['shape']}-{step['attention']}-"
     return (f"{gpt2}B{step['batch']}-{step['checkpoint']}-{step['dtype']}{four_bit}-{step['targets'].replace(',', '+')}-"
             f"dropout{step['dropout']}")

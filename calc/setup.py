@@ -261,6 +261,11 @@ and step.
         return self.finetune == "qlora" and self.prepare_kbit
 
     def replace(self, **changes) -> "TrainingSetup":
+        if changes.keys() == {"batch"}:  # the usual change, and batch is checked alone: the rest stays valid
+            check_whole("batch", changes["batch"], MAX_BATCH)
+            copy = object.__new__(TrainingSetup)
+            copy.__dict__.update(self.__dict__, batch=changes["batch"])
+            return copy
         return TrainingSetup(**{**self.__dict__, **changes})  # the fields, as the dataclass stores them
 
     def as_dict(self) -> dict:

@@ -1,10 +1,12 @@
 """Properties every accounting must have, for any valid shape and setup."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calc import ModelShape, TrainingSetup, activation_table, parameter_table
 from calc.activations import bytes_per_block
+from calc.errors import FieldError
 
 
 @st.composite
@@ -68,3 +70,19 @@ def test_seed_and_cs336_halve_in_bf16(shape, setup):
     setup = setup.replace(accounting="seed" if setup.accounting == "autograd" else setup.accounting)
     fp32 = activation_table(shape, setup.replace(dtype="fp32")).bytes_for_batch()
     assert activation_table(shape, setup.replace(dtype="bf16")).bytes_for_batch() * 2 == fp32
+
+
+@given(st.sampled_from([TrainingSetup(), TrainingSetup(dtype="bf16", finetune="lora", attention="flash", tp=2, sp=True)]),
+       st.one_of(st.integers(-5, 2_000_000), st.booleans(), st.floats(allow_nan=True), st.text(max_size=3)))
+def test_replacing_the_batch_alone_is_building_the_setup_anew(setup, batch):
+    # replace(batch=...) skips re-checking the other fields: it must equal (or refuse as)
+    # the setup built with every field checked
+    try:
+        built = TrainingSetup(**{**setup.as_dict(), "batch": batch})
+    except FieldError as error:
+        with pytest.raises(FieldError) as refused:
+            setup.replace(batch=batch)
+        assert refused.value.field == error.field == "batch"
+        return
+    replaced = setup.replace(batch=batch)
+    assert replaced == built and hash(replaced) == hash(built) and replaced.as_dict() == built.as_dict()

@@ -135,7 +135,8 @@ def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
                             f(("P_wt",)), 2, note="autocast caches no copy of a frozen weight"))
         else:
             rows.append(row(values, "weight-copies", "bf16 weight copies kept by autocast", f(("P_w",)), 2))
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_eight_bit_notes(shape, setup))
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters",
+                 notes=_eight_bit_notes(shape, setup), counts_add_up=False)
 
 
 def _eight_bit_row(values: dict, setup: TrainingSetup, of_what: str):
@@ -199,4 +200,5 @@ def _lora_fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     ]
     if setup.dtype == "bf16":
         rows.append(row(values, "weight-copies", "bf16 copies of the adapters, cached by autocast", f(("P_a",)), 2))
-    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters", notes=_eight_bit_notes(shape, setup))
+    return Table("fixed", "Fixed memory", tuple(rows), count_label="parameters",
+                 notes=_eight_bit_notes(shape, setup), counts_add_up=False)

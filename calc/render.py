@@ -41,7 +41,8 @@ def total_cells(table: Table, unit: str) -> list[str]:
     if table.count_label == "bytes":
         return [grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
     if table.batch is None:
-        return [grouped(table.total_count), "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
+        count = grouped(table.total_count) if table.counts_add_up else ""
+        return [count, "", grouped(table.total_bytes), in_unit(table.total_bytes, unit)]
     batch_bytes = table.bytes_for_batch()
     return [grouped(table.total_count), "", grouped(table.total_bytes), grouped(batch_bytes), in_unit(batch_bytes, unit)]
 

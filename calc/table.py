@@ -193,6 +193,9 @@ class Table:
     count_label: str = "values"
     notes: tuple = field(default=())
     show_total: bool = True
+    counts_add_up: bool = True
+    """Whether the total row sums the counts: not where rows count different things (the fixed
+    memory's weights, gradients and state each count the parameters; some rows count bytes)."""
 
     @property
     def total_count(self) -> int:

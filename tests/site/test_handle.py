@@ -46,8 +46,10 @@ def assert_sound(reply: dict, seconds: float, hostile_values=()) -> None:
                 assert value not in html
     # A guard against runaway work, not a speed target (bench/ measures speed): the
     # solver's bounded search over extreme inputs takes half a second in CPython, about
-    # three times that in Pyodide on CI's cores
-    assert seconds < 5.0, f"{seconds:.2f} s"
+    # three times that in Pyodide on CI's cores, and the fine-tuning side by side runs it
+    # three times (0.84 s in CPython for mistral-7b at 350,497 sequences in 5,175
+    # micro-batches; 5.6 s once in Pyodide)
+    assert seconds < 10.0, f"{seconds:.2f} s"
 
 
 # Each case a crash or a hang that fuzzing found, and what it must be now.

@@ -28,7 +28,8 @@ computes in fp32 around its 4-bit matmuls: autograd keeps what LoRA over an fp32
 load_in_8bit=True), LLM.int8(): `Linear8bitLt` with int8 weights and one fp32 scale for each
 output row, int8_bytes). Its autograd Functions keep each int8 layer's input on their ctx
 (CPU: `MatMul8bitFp`, ctx.A; CUDA: `MatMul8bitLt`, ctx.tensors), out of reach of saved-tensor
-hooks and so of gradient checkpointing (calc.activations.lora has the rows).
+hooks and so of non-reentrant gradient checkpointing (keeps_int8_inputs; calc.activations.lora
+has the rows).
 
 Modelled for Hugging Face's Llama-style code (Llama, Mistral, Qwen2), whose linear
 layers are named q_proj, k_proj, v_proj, o_proj (attention) and gate_proj, up_proj,

@@ -429,7 +429,8 @@ def finetune_grid(i: Inputs) -> Grid:
     states each holds, the activations, the peak, the largest batch, and the fewest GPUs
     for the reader's batch. Full fine-tuning of Hugging Face code runs under bf16 autocast
     where the reader's LoRA has a bf16 base (a bf16 cast of the whole model is measured for
-    the reference implementation only); QLoRA over the bf16 base, its linear layers in 4 bits (or 8: quant_type int8)."""
+    the reference implementation only); QLoRA over the bf16 base, its linear layers in 4 bits
+    (or 8: quant_type int8)."""
     setups = finetune_setups(i)
     lora, qlora = setups[1][2], setups[2][2]
     columns = []

@@ -41,7 +41,7 @@ def lora_states(shape: ModelShape, setup: TrainingSetup, parameters: int | None 
     base = parameter_count(shape) if parameters is None else parameters
     adapters = adapter_count(shape, setup)
     frozen = base * (2 if setup.dtype == "bf16-master" else 4)
-    if setup.finetune == "qlora":  # the blocks' linear weights in 4 (or 8) bits instead, the rest bf16 (or fp32, prepared)
+    if setup.finetune == "qlora":  # the blocks' linear weights in 4 (or 8) bits, the rest bf16 (or fp32, prepared)
         frozen = setup.stream_bytes * (base - quantized_values(shape)) + quantized_bytes(shape, setup)
     return frozen + 4 * adapters, 4 * adapters, adapter_optimizer_bytes(shape, setup)
 

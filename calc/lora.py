@@ -141,7 +141,8 @@ def quantized_bytes(shape: ModelShape, setup) -> int:
     and codes included."""
     if setup.quant_type == "int8":
         return shape.layers * sum(int8_bytes(d_in, d_out) for _, d_in, d_out in layer_linears(shape))
-    return shape.layers * sum(four_bit_bytes(d_in * d_out, setup.double_quant) for _, d_in, d_out in layer_linears(shape))
+    return shape.layers * sum(four_bit_bytes(d_in * d_out, setup.double_quant)
+                              for _, d_in, d_out in layer_linears(shape))
 
 
 def quant_label(setup) -> str:

@@ -64,7 +64,8 @@ def _int8_notes(setup: TrainingSetup) -> tuple[str, ...]:
     if not keeps_int8_inputs(setup) or setup.device != "cuda":
         return ()
     return (f"Not counted: on CUDA each int8 layer also keeps its input's outlier columns (subA: the columns holding a "
-            f"value of magnitude {INT8_THRESHOLD} or more, llm_int8_threshold), {setup.stream_bytes} bytes a token for each such column, "
+            f"value of magnitude {INT8_THRESHOLD} or more, llm_int8_threshold), {setup.stream_bytes} bytes a token "
+            "for each such column, "
             "which depend on the data; from none to the whole input again (derived from bitsandbytes' source, "
             "MatMul8bitLt; not measured on a GPU).",)
 

@@ -72,7 +72,8 @@ def test_seed_and_cs336_halve_in_bf16(shape, setup):
     assert activation_table(shape, setup.replace(dtype="bf16")).bytes_for_batch() * 2 == fp32
 
 
-@given(st.sampled_from([TrainingSetup(), TrainingSetup(dtype="bf16", finetune="lora", attention="flash", tp=2, sp=True)]),
+@given(st.sampled_from([TrainingSetup(),
+                        TrainingSetup(dtype="bf16", finetune="lora", attention="flash", tp=2, sp=True)]),
        st.one_of(st.integers(-5, 2_000_000), st.booleans(), st.floats(allow_nan=True), st.text(max_size=3)))
 def test_replacing_the_batch_alone_is_building_the_setup_anew(setup, batch):
     # replace(batch=...) skips re-checking the other fields: it must equal (or refuse as)

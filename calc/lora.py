@@ -161,10 +161,10 @@ def parse_targets(text: str) -> str:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if not names or unknown:
-        raise FieldError("lora_targets", f"lora_targets must be {ALL_LINEAR} or some of {', '.join(LLAMA_MODULES)} "
-                                         f"(Llama-style code), of {', '.join(GPT2_MODULES)} (GPT-2) or of "
-                                         f"{', '.join(REFERENCE_MODULES)} (the reference implementation) separated "
-                                         f"by commas, not {echo(text)}")
+        raise FieldError("lora_targets", f"lora_targets must be {ALL_LINEAR} or, separated by commas, some of "
+                                         f"{', '.join(LLAMA_MODULES)} (Llama-style code), {', '.join(GPT2_MODULES)} "
+                                         "(GPT-2) or w1, w2, w3 (the reference implementation's feed-forward), not "
+                                         f"{echo(text)}")
     return ",".join(name for name in known if name in names)
 
 

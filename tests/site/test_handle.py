@@ -66,6 +66,7 @@ REGRESSIONS = [
     ({"budget": "0.5 B"}, "budget"),  # became 0, then ?budget=0+GiB, refused at the next load
     ({"batch": "4,5"}, "batch"),  # the comma was dropped: 45
     ({"heads": "25", "d_model": "1625"}, "heads"),  # the RoPE error named no field
+    ({"lora_targets": "9" * 5000}, "lora_targets"),  # its list of every family's names ran past 300 characters
 ]
 
 

@@ -55,6 +55,8 @@ GPT2_MODULES = ("c_attn", "c_proj", "c_fc")
 REFERENCE_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3")
 """The reference implementation's linear layers (validation/reference_model.py), by the
 names peft targets them by, in the order it registers them (it runs w3 before w2)."""
+_REFERENCE_ONLY = tuple(name for name in REFERENCE_MODULES if name not in LLAMA_MODULES)
+"""The reference implementation's names that Llama-style code does not use: w1, w2, w3."""
 ALL_LINEAR = "all-linear"
 FINETUNES = ("full", "lora", "qlora")
 """full: every parameter trains (pretraining, full fine-tuning); lora: peft's LoRA; qlora:
@@ -157,14 +159,14 @@ def parse_targets(text: str) -> str:
     text = str(text).strip()
     if text == ALL_LINEAR:
         return text
-    known = LLAMA_MODULES + GPT2_MODULES + tuple(name for name in REFERENCE_MODULES if name not in LLAMA_MODULES)
+    known = LLAMA_MODULES + GPT2_MODULES + _REFERENCE_ONLY
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in known]
     if not names or unknown:
         raise FieldError("lora_targets", f"lora_targets must be {ALL_LINEAR} or, separated by commas, some of "
                                          f"{', '.join(LLAMA_MODULES)} (Llama-style code), {', '.join(GPT2_MODULES)} "
-                                         "(GPT-2) or w1, w2, w3 (the reference implementation's feed-forward), not "
-                                         f"{echo(text)}")
+                                         f"(GPT-2) or {', '.join(_REFERENCE_ONLY)} (the reference implementation's "
+                                         f"feed-forward), not {echo(text)}")
     return ",".join(name for name in known if name in names)
 
 

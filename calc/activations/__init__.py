@@ -37,8 +37,8 @@ PROVENANCE = {
                     "kernel it picks and that kernel's saved tensors, the fused dropout) on fake tensors "
                     "(validation/results-cuda-derived.json); not measured on this card. The same rules equal an "
                     "H200's measurements (sm90).",
-    "lora-cpu": "Every row measured: peft 0.21's LoRA over transformers 5.23, PyTorch 2.13 on the CPU, saved-tensor "
-                "hooks (validation/results-lora.json).",
+    "lora-cpu": "Every row measured: peft 0.21's LoRA over this implementation's code (transformers 5.23's, or the "
+                "reference model's), PyTorch 2.13 on the CPU, saved-tensor hooks (validation/results-lora.json).",
     "lora-cuda": "LoRA's rows are measured on the CPU (validation/results-lora.json); on CUDA calc applies the same "
                  "rules with CUDA's dropout masks and attention kernel: derived, not measured on a GPU.",
 }

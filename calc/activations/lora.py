@@ -236,6 +236,11 @@ def _frozen_copies(add, shape: ModelShape, first_layer_frozen: tuple[str, ...]) 
         [("L_1", every), (every - first,)], 2, per_step=True, note="the same bytes for any batch")
 
 
+def _after_the_first(r) -> tuple:
+    """A full-training row's terms for every layer but the first: L becomes L − 1."""
+    return tuple(("L_1", *term[1:]) if term[0] == "L" else term for term in r.formula.terms)
+
+
 _GPT2_SHOWN = ("c_attn", "attn.c_proj", "c_fc", "mlp.c_proj")
 """GPT-2's Conv1D layers as a row names them, in calc.lora.layer_linears' order (peft's
 name c_proj is two of them)."""
@@ -271,8 +276,8 @@ def lora_gpt2_rows(shape: ModelShape, setup: TrainingSetup) -> list:
         if r.key in _GPT2_DROPPED or (r.key == "embedding-dropout" and not checkpointed):
             continue
         if r.key.startswith("norm1-"):  # the first layer's attention norm reads the frozen embedding's output
-            terms = tuple(("L_1", *term[1:]) if term[0] == "L" else term for term in r.formula.terms)
-            add(r.key, r.name + ", in the layers after the first", terms, r.bytes_per_value, category=r.category)
+            add(r.key, r.name + ", in the layers after the first", _after_the_first(r), r.bytes_per_value,
+                category=r.category)
         elif r.key == "qkv-input":
             adapters(_named("c_attn"), "d", "c_attn input", "qkv-input", kept_already=False, first=False)
         elif r.key == "attention-output":  # the frozen c_proj keeps nothing of it
@@ -334,8 +339,7 @@ def lora_reference_rows(shape: ModelShape, setup: TrainingSetup) -> list:
         _adapter_inputs(add, setup, regime, chosen, modules, width, label, key, kept_already, category, first)
 
     def in_later_layers(r, label):
-        terms = tuple(("L_1", *term[1:]) if term[0] == "L" else term for term in r.formula.terms)
-        add(r.key, f"{r.name}, {label}", terms, r.bytes_per_value, category=r.category, note=r.note)
+        add(r.key, f"{r.name}, {label}", _after_the_first(r), r.bytes_per_value, category=r.category, note=r.note)
 
     for r in autograd_table(shape, setup).rows:
         if r.key in _REFERENCE_DROPPED:

@@ -15,7 +15,7 @@ year (its files change name or content only with a new build). Reports medians:
 - the floor: calc's worker alone on an empty page (bench/pages/snapshot.html), cold and warm,
   booting from the same snapshot with no page to lay out beside it;
 - where the cold boot's time goes, from the worker's own marks (window.calcBoot): worker
-  started, snapshot in memory, Python and calc ready, one view rendered;
+  started, snapshot in memory, Python and calc ready;
 - recompute latency: an input event to the updated table in the DOM, median and p95 over
   --edits edits in each of the first --edit-runs cold runs (pooled), one every 50 ms (back
   to back, each edit would also wait for the previous one's layout and paint);
@@ -270,7 +270,7 @@ def main() -> None:
     print("time to interactive, cold, each run against its own bare page: "
           + ", ".join(f"{r:.2f}" for r in paired) + f" (target 0.40; {sum(r <= 0.40 for r in paired)} of "
           f"{len(paired)} runs at or below it)")
-    steps = [s for s in ("started", "snapshot", "python", "warm") if all(p and s in p for p in phases)]
+    steps = [s for s in ("started", "snapshot", "python") if all(p and s in p for p in phases)]
     if steps:
         print("cold boot, worker's marks (ms since navigation, median): "
               + ", ".join(f"{step} {med(p[step] for p in phases):.0f}" for step in steps)

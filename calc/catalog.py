@@ -90,6 +90,12 @@ CLAIM_VIEWS = {"reverse"}
 """Views that read the claimed figure: a page with one shows the claim's inputs."""
 READS_CLAIM = CLAIM_VIEWS | {"command"}
 """Views whose output changes with the claimed figure (the terminal command carries every input)."""
+SAME_AT_EVERY_BATCH = {"parameters", "fixed", "regimes", "accountings", "quadratic", "output-layer", "seed-checks",
+                       "formulas", "glossary", "block-formula", "chart-batch", "chart-context", "chart-block",
+                       "implementations"}
+"""Views whose output does not change with the batch (per sequence, of the model's
+weights and state, or drawn over every batch; tests/site/test_memo.py renders each at two
+batches)."""
 SOLVER_VIEWS = {"solver"}
 FINETUNE_VIEWS = {"finetune"}
 """Views that compare full fine-tuning with LoRA: a page with one shows LoRA's inputs."""

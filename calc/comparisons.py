@@ -366,9 +366,15 @@ def glossary_grid(i: Inputs) -> Grid:
 
 
 def block_formula(i: Inputs):
-    """The values one block keeps per sequence, as one Formula (the autograd rows summed)."""
+    """The values one block keeps per sequence, as one Formula (the autograd rows summed).
+    FieldError where the blocks do not all keep the same (LoRA's first, frozen ones)."""
     setup = i.setup.replace(accounting="autograd", checkpoint="none")
-    return combine((r.formula for r in block_rows(i.shape, setup) if not r.per_step), drop="L")
+    formulas = [r.formula for r in block_rows(i.shape, setup) if not r.per_step]
+    if any("L" not in term for formula in formulas for term in formula.terms):
+        field = "finetune" if setup.finetune != "full" else "frozen_blocks" if setup.frozen_blocks else "freeze_embeddings"
+        raise FieldError(field, "one formula for every block needs blocks that all keep the same; here some keep less "
+                                "(the activations table gives each its own row)")
+    return combine(formulas, drop="L")
 
 
 def setup_label(setup: TrainingSetup) -> str:

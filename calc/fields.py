@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 from calc.cuda import ARCHES
 from calc.errors import FieldError, echo
@@ -86,7 +87,7 @@ class Field:
         """The CLI's flag: d_model -> --d-model."""
         return "--" + self.name.replace("_", "-")
 
-    @property
+    @cached_property  # read for every field at every recompute
     def attribute(self) -> str:
         """The ModelShape, TrainingSetup or Question attribute the field sets."""
         if self.target == "compare":
@@ -128,6 +129,8 @@ class Field:
 
     def text(self, value) -> str:
         """The value as the field shows it (the inverse of parse)."""
+        if type(value) is str:  # most fields, at every recompute: before the slower checks
+            return value
         if isinstance(value, bool) or value is None:
             return str(value).lower()
         if isinstance(value, float):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import lru_cache, partial
+from operator import attrgetter
 from typing import Mapping
 
 from calc.activations import activation_table, check_implementation
@@ -27,6 +28,9 @@ from calc.shape import ModelShape
 from calc.units import in_unit, parse_size, size_text
 
 DEFAULT_SETUP = TrainingSetup()
+FINETUNE_DEFAULTS = {"lora": {"attention": "flash"}, "qlora": {"attention": "flash", "dtype": "bf16-master"}}
+"""The setup's fields that a way of fine-tuning sets where the reader sets none: peft's LoRA
+runs over transformers' default attention, SDPA; QLoRA computes in bf16 over a bf16 base."""
 
 
 @dataclass(frozen=True)
@@ -113,31 +117,23 @@ def forget_parsed() -> None:
 
 def _parse(params: Mapping[str, str]) -> Inputs:
     errors: dict[str, str] = {}
-    values: dict[str, object] = {}
+    values = dict(_parsed_defaults())
     config_text = str(params.get("hf_config", "")).strip()
     if config_text:  # a pasted config.json stands for the fields it sets; fields set as well win
         try:
             params = {**BY_NAME["hf_config"].parse(config_text), **{k: v for k, v in params.items() if k != "hf_config"}}
         except FieldError as e:
             errors[e.field] = e.message
-    for field in FIELDS:
-        if field.kind == "json":
-            continue
-        text = params[field.name] if field.name in params else DEFAULT_TEXT.get(field.name)
-        if text is None:
-            continue
+    for name in sorted(params.keys() & _VALUE_FIELDS, key=_FIELD_ORDER.__getitem__):  # errors in the panel's order
         try:
-            values[field.name] = _field_value(field.name, text)
+            values[name] = _settable(BY_NAME[name], _field_value(name, params[name]))
         except FieldError as e:
             errors[e.field] = e.message
-            continue
-        if field.kind == "size" and field.target == "setup":  # a setup holds the bytes alone
-            values[field.name] = values[field.name][0]
+            values.pop(name, None)
 
-    if values.get("finetune") in ("lora", "qlora") and "attention" not in params:  # transformers' default, SDPA
-        values["attention"] = "flash"
-    if values.get("finetune") == "qlora" and "dtype" not in params:  # QLoRA computes in bf16 over a bf16 base
-        values["dtype"] = "bf16-master"
+    for name, value in FINETUNE_DEFAULTS.get(values.get("finetune"), {}).items():
+        if name not in params:
+            values[name] = value
 
     gpu = "custom" if "budget" in params and "gpu" not in params else values.get("gpu", DEFAULT_TEXT["gpu"])
     if "arch" not in params:  # the card's own, unless the reader names another
@@ -151,7 +147,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
 
     def build(make, target: str, name_of=lambda f: f.attribute):
         """`make(**changes)` from the fields of `target`; its FieldError kept by field."""
-        changes = {f.attribute: values[f.name] for f in FIELDS if f.target == target and f.name in values}
+        changes = {f.attribute: values[f.name] for f in _FIELDS_OF[target] if f.name in values}
         if target == "setup" and "zero" in values:  # set by the fsdp alias, which targets the inputs
             changes["zero"] = values["zero"]
         try:
@@ -162,9 +158,9 @@ def _parse(params: Mapping[str, str]) -> Inputs:
             return None
 
     preset = values.get("preset", DEFAULT_TEXT["preset"])
-    shape = build(PRESETS[preset].replace, "shape") if "preset" not in errors else None
-    setup = build(DEFAULT_SETUP.replace, "setup")
-    question = build(Question().replace, "question")
+    shape = build(partial(_made, PRESETS[preset].replace), "shape") if "preset" not in errors else None
+    setup = build(_setup_from, "setup")
+    question = build(partial(_made, Question().replace), "question")
     compare = None
     if shape is not None and setup is not None:
         try:
@@ -197,6 +193,23 @@ def _parse(params: Mapping[str, str]) -> Inputs:
                   fragmentation)
 
 
+_VALUE_FIELDS = frozenset(field.name for field in FIELDS if field.kind != "json")
+"""The fields read one by one (a pasted config.json stands for the fields it sets)."""
+_FIELD_ORDER = {field.name: n for n, field in enumerate(FIELDS)}
+
+
+@lru_cache(maxsize=None)
+def _parsed_defaults() -> dict[str, object]:
+    """The value of each field that has a default text, where the reader gives none."""
+    return {field.name: _settable(field, _field_value(field.name, DEFAULT_TEXT[field.name]))
+            for field in FIELDS if field.name in _VALUE_FIELDS and field.name in DEFAULT_TEXT}
+
+
+def _settable(field, value):
+    """A field's value as its target holds it: a setup's size as its bytes alone."""
+    return value[0] if field.kind == "size" and field.target == "setup" else value
+
+
 def _field_value(name: str, text) -> object:
     """Field `name`'s value for `text` (Field.parse), remembered: an edit changes one field
     and the page's request sends them all again."""
@@ -217,10 +230,42 @@ def cache_share(total: int, percent: Fraction) -> int:
     return total * percent.numerator // (100 * percent.denominator)
 
 
+_FIELDS_OF = {target: tuple(f for f in FIELDS if f.target == target) for target in {f.target for f in FIELDS}}
+"""The fields that set each target ("shape", "setup", …), in the registry's order."""
+
+
+def _made(make, **fields):
+    """make(**fields), remembered: a page sends every field again at each edit, and building
+    and checking a ModelShape or a setup anew is most of parsing them."""
+    try:
+        return _made_remembered(make, tuple(sorted(fields.items())))
+    except TypeError:  # a value that cannot be a key (not from a page)
+        return make(**fields)
+
+
+@lru_cache(maxsize=256)
+def _made_remembered(make, fields: tuple):
+    return make(**dict(fields))
+
+
+def _setup_from(**fields) -> TrainingSetup:
+    """The step's TrainingSetup from its fields: made once for each set of fields but the
+    batch, which TrainingSetup.replace then checks alone. A reader's edits mostly change
+    the batch, and no other field's check reads it."""
+    setup = _made(DEFAULT_SETUP.replace, **{name: value for name, value in fields.items() if name != "batch"})
+    return setup.replace(batch=fields["batch"]) if "batch" in fields else setup
+
+
 def check_setup(shape: ModelShape, setup: TrainingSetup) -> None:
     """FieldError, naming the field, for a step calc cannot answer: an implementation
     without measured rows for it, an attention kernel not derived, a layout that cannot
-    split the model. Run on the reader's setups before any view, so no view meets one."""
+    split the model. Run on the reader's setups before any view, so no view meets one.
+    None of these checks reads the batch: each setup is checked once for every batch."""
+    _check_setup(shape, setup.replace(batch=1))
+
+
+@lru_cache(maxsize=256)
+def _check_setup(shape: ModelShape, setup: TrainingSetup) -> None:
     check_implementation(shape, setup)
     activation_table(shape, setup)
     if setup.parallel:
@@ -259,6 +304,7 @@ def _value_of(name: str, values: dict):
     return budget_text(values[name][0]) if BY_NAME[name].kind == "size" else values[name]
 
 
+@lru_cache(maxsize=None)  # a function of the registry alone, asked for at every recompute
 def _default_text(name: str) -> str:
     """The default of a field that sets neither the shape nor a setup, as its input shows it:
     a size as budget_text writes it (the claim as typed), anything else as the field writes it."""
@@ -300,47 +346,50 @@ def budget_text(nbytes: int) -> str:
 
 def field_values(inputs: Inputs) -> dict[str, str]:
     """Every field's value as the string its input shows."""
-    out = {}
-    for field in FIELDS:
-        out[field.name] = field.text(_value(inputs, field.name))
-    return out
+    return {name: BY_NAME[name].text(read(inputs)) for name, read in _READERS.items()}
 
 
-def _value(inputs: Inputs, name: str):
-    field = BY_NAME[name]
-    if field.target == "shape":
-        return getattr(inputs.shape, name)
-    if field.target == "setup":
-        return getattr(inputs.setup, name)
-    if field.target == "compare":
-        return getattr(inputs.compare, field.attribute)
-    if field.target == "question":
-        return getattr(inputs.question, field.attribute)
-    return {"preset": inputs.preset, "fsdp": "", "budget": budget_text(inputs.budget), "unit": inputs.unit,
-            "claim": inputs.claim.text, "claim_scope": inputs.claim.scope, "hf_config": inputs.hf_config,
-            "gpu": inputs.gpu, "reserve": budget_text(inputs.reserve), "fragmentation": inputs.fragmentation}[name]
+_INPUTS_VALUES = {
+    "preset": lambda inputs: inputs.preset, "fsdp": lambda inputs: "", "unit": lambda inputs: inputs.unit,
+    "budget": lambda inputs: budget_text(inputs.budget), "reserve": lambda inputs: budget_text(inputs.reserve),
+    "claim": lambda inputs: inputs.claim.text, "claim_scope": lambda inputs: inputs.claim.scope,
+    "hf_config": lambda inputs: inputs.hf_config, "gpu": lambda inputs: inputs.gpu,
+    "fragmentation": lambda inputs: inputs.fragmentation,
+}
+"""How each field that sets neither the shape, a setup nor the question reads its value off Inputs."""
+
+_READERS = {field.name: _INPUTS_VALUES[field.name] if field.target == "inputs"
+            else attrgetter(f"{field.target}.{field.attribute}") for field in FIELDS}
+"""Each field's value, read off Inputs (every field is read at every recompute)."""
 
 
-def inputs_to_params(inputs: Inputs) -> dict[str, str]:
+def inputs_to_params(inputs: Inputs, texts: dict[str, str] | None = None) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
-    the defaults (so a shared link stays short). Setup B's defaults follow setup A."""
-    defaults = {"shape": PRESETS[inputs.preset], "setup": DEFAULT_SETUP,
-                "compare": compare_base(inputs.shape, inputs.setup), "question": Question()}
+    the defaults (so a shared link stays short). Setup B's defaults follow setup A.
+    `texts`: field_values(inputs), where the caller has it already."""
+    texts = texts or field_values(inputs)
+    defaults = {"shape": _default_texts("shape", PRESETS[inputs.preset]),
+                "setup": _default_texts("setup", _made(DEFAULT_SETUP.replace,
+                                                       **FINETUNE_DEFAULTS.get(inputs.setup.finetune, {}))),
+                "compare": _default_texts.__wrapped__("compare", compare_base(inputs.shape, inputs.setup)),
+                "question": _default_texts("question", Question())}
     out = {}
     for field in FIELDS:
         if not field.in_link or (field.name == "budget" and inputs.gpu != "custom"):  # a card's budget follows from it
             continue
-        value = _value(inputs, field.name)
         if field.name == "arch":
             default = card_arch(inputs.gpu)
         elif field.target in defaults:
-            default = getattr(defaults[field.target], field.attribute)
-            if type(value) is type(default) and value == default:  # the same value shows the same text
-                continue
-            default = field.text(default)
+            default = defaults[field.target][field.name]
         else:
             default = _default_text(field.name)
-        shown = field.text(value)
-        if shown != default:
-            out[field.name] = shown
+        if texts[field.name] != default:
+            out[field.name] = texts[field.name]
     return out
+
+
+@lru_cache(maxsize=64)  # setup B's defaults change with the batch: not remembered (see inputs_to_params)
+def _default_texts(target: str, defaults) -> dict[str, str]:
+    """The text of each field of `target` ("shape", "setup", …) where the reader left it at
+    `defaults` (the preset, the default setup, …)."""
+    return {field.name: field.text(getattr(defaults, field.attribute)) for field in _FIELDS_OF[target]}

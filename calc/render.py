@@ -24,8 +24,13 @@ def row_cells(table: Table, r, unit: str) -> list[str]:
         return [grouped(r.bytes), in_unit(r.bytes, unit)]
     if table.batch is None:
         return [grouped(r.count), str(r.bytes_per_value), grouped(r.bytes), in_unit(r.bytes, unit)]
+    return [*sequence_cells(r), *batch_cells(table, r, unit)]
+
+
+def batch_cells(table: Table, r, unit: str) -> list[str]:
+    """An activation row's cells for the table's batch: its bytes, and the same in `unit`."""
     batch_bytes = r.bytes_for_batch(table.batch)
-    return [*sequence_cells(r), grouped(batch_bytes), in_unit(batch_bytes, unit)]
+    return [grouped(batch_bytes), in_unit(batch_bytes, unit)]
 
 
 @lru_cache(maxsize=2048)

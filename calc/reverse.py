@@ -6,6 +6,7 @@ always does, which is itself evidence against any one derivation of it."""
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -136,12 +137,31 @@ def _ranked(inputs: Inputs, claimed: int, unit: str, contexts, batches, first: i
     for _, target in readings:
         scale *= target
     own = inputs.shape.context
-    keys = [(abs(entry.predicted - target) * (scale // target), entry.rows != "all", r > 0, entry.context != own, n)
-            for n, (entry, (r, (_, target))) in enumerate((entry, reading) for entry in tried
-                                                          for reading in enumerate(readings))]
-    chosen = sorted(keys) if first is None else heapq.nsmallest(first, keys)
     count = len(readings)
+    if first is None:
+        pairs = [(n, r) for n in range(len(tried)) for r in range(count)]
+    else:  # only setups as near a reading as its `first` nearest can be among the `first` nearest of all
+        figures, order = _by_figure(inputs, tuple(contexts), tuple(batches))
+        pairs = [(n, r) for r, (_, target) in enumerate(readings) for n in _nearest(figures, order, target, first)]
+    keys = [(abs(tried[n].predicted - readings[r][1]) * (scale // readings[r][1]), tried[n].rows != "all", r > 0,
+             tried[n].context != own, n * count + r) for n, r in pairs]
+    chosen = sorted(keys) if first is None else heapq.nsmallest(first, keys)
     return [(tried[n // count], *readings[n % count]) for *_, n in chosen]
+
+
+def _nearest(figures: list[int], order: list[int], target: int, first: int) -> list[int]:
+    """The setups (indices into the list tried) whose figure is among the `first` nearest
+    `target`, with every other setup exactly as near as the farthest of them."""
+    below = above = bisect_left(figures, target)
+    for _ in range(min(first, len(figures))):  # the `first` nearest figures: figures[below:above]
+        if above == len(figures) or (below > 0 and target - figures[below - 1] <= figures[above] - target):
+            below -= 1
+        else:
+            above += 1
+    if below == above:
+        return []
+    reach = max(target - figures[below], figures[above - 1] - target)
+    return order[bisect_left(figures, target - reach):bisect_right(figures, target + reach)]
 
 
 def _readings(claimed: int, unit: str) -> list[tuple[str, int]]:
@@ -159,10 +179,13 @@ def _readings(claimed: int, unit: str) -> list[tuple[str, int]]:
 def _near_count(inputs: Inputs, claimed: int, unit: str, contexts, batches) -> tuple[int, int]:
     """(setups within NEAR of the figure, setups tried), each reading counted."""
     readings = _readings(claimed, unit)
-    tried = _tried(inputs, tuple(contexts), tuple(batches))
-    near = sum(abs(entry.predicted - target) * NEAR.denominator <= NEAR.numerator * target
-               for entry in tried for _, target in readings)
-    return near, len(tried) * len(readings)
+    figures, _ = _by_figure(inputs, tuple(contexts), tuple(batches))
+    near = 0
+    for _, target in readings:  # |figure − target| ≤ NEAR·target: a range of whole bytes
+        least = -(-target * (NEAR.denominator - NEAR.numerator) // NEAR.denominator)
+        most = target * (NEAR.denominator + NEAR.numerator) // NEAR.denominator
+        near += bisect_right(figures, most) - bisect_left(figures, least)
+    return near, len(figures) * len(readings)
 
 
 def _match(entry: Tried, reading: str, target: int, scope: str) -> Match:
@@ -173,9 +196,24 @@ def _tried(inputs: Inputs, contexts: tuple, batches: tuple) -> list[Tried]:
     """The figure of every setup tried, whatever the claim (remembered: a reader typing a
     figure asks again for the same setups), each figure of a setup once, with the first
     filter of ROW_FILTERS that gives it."""
-    # every setup tried sets these itself: the reader's own values of them ask for the same setups
-    setup = inputs.setup.replace(batch=1, accounting="autograd", attention="explicit", checkpoint="none", dtype="fp32")
-    return _tried_remembered(inputs.shape, setup, contexts, batches)
+    return _tried_remembered(inputs.shape, _setup_searched(inputs), contexts, batches)
+
+
+def _setup_searched(inputs: Inputs):
+    """The reader's setup less what every setup tried sets itself: the reader's own values of
+    those ask for the same setups."""
+    return inputs.setup.replace(batch=1, accounting="autograd", attention="explicit", checkpoint="none", dtype="fp32")
+
+
+def _by_figure(inputs: Inputs, contexts: tuple, batches: tuple) -> tuple[list[int], list[int]]:
+    """The figures of the setups tried, ascending, and each one's index in the list tried."""
+    return _by_figure_remembered(inputs.shape, _setup_searched(inputs), contexts, batches)
+
+
+@lru_cache(maxsize=64)
+def _by_figure_remembered(shape, setup, contexts: tuple, batches: tuple) -> tuple[list[int], list[int]]:
+    ranked = sorted((entry.predicted, n) for n, entry in enumerate(_tried_remembered(shape, setup, contexts, batches)))
+    return [figure for figure, _ in ranked], [n for _, n in ranked]
 
 
 @lru_cache(maxsize=64)
@@ -223,6 +261,9 @@ def reverse_answer(inputs: Inputs) -> tuple[Sentence, Grid]:
     claim = inputs.claim
     scope_text = "per sequence" if claim.scope == "sequence" else f"for a batch of {inputs.setup.batch:,}"
     contexts, batches = _contexts(inputs), _batches(inputs, claim.scope)
+    if not _tried(inputs, (inputs.shape.context,), (1,)):  # every setup it tries is refused (QLoRA's base, say)
+        raise FieldError("finetune" if inputs.setup.finetune != "full" else "preset",
+                         "the figures tried (fp32 and bf16, each accounting) do not go with these inputs")
     matches = [_match(*pair, claim.scope) for pair in _ranked(inputs, claim.nbytes, claim.unit, contexts, batches, 8)]
     own_batch = inputs.setup.batch if claim.scope == "batch" else 1
     own = _match(*_ranked(inputs, claim.nbytes, claim.unit, (inputs.shape.context,), (own_batch,), 1)[0],

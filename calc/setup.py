@@ -261,6 +261,8 @@ and step.
         return self.finetune == "qlora" and self.prepare_kbit
 
     def replace(self, **changes) -> "TrainingSetup":
+        if not changes:
+            return self
         if changes.keys() == {"batch"}:  # the usual change, and batch is checked alone: the rest stays valid
             check_whole("batch", changes["batch"], MAX_BATCH)
             copy = object.__new__(TrainingSetup)

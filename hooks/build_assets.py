@@ -57,14 +57,17 @@ def _node() -> str:
     return node
 
 
-def make_snapshot(wheel: Path, target: Path) -> None:
+def make_snapshot(wheel: Path, target: Path) -> int:
     """Pyodide's memory with calc imported (hooks/make_snapshot.mjs), for a fast start,
-    stored without its all-zero pages (hooks/sparse_snapshot.py)."""
+    stored without its all-zero pages (hooks/sparse_snapshot.py); returns its full length
+    in bytes."""
     out = subprocess.run([_node(), str(ROOT / "hooks" / "make_snapshot.mjs"), str(ROOT / "node_modules" / "pyodide"),
                           str(wheel), str(target)], capture_output=True, text=True, cwd=ROOT)
     if out.returncode or not target.exists():
         raise PluginError(f"making the Pyodide snapshot failed:\n{out.stderr[-3000:]}")
-    target.write_bytes(pack_snapshot(target.read_bytes()))
+    memory = target.read_bytes()
+    target.write_bytes(pack_snapshot(memory))
+    return len(memory)
 
 
 def typeset_prose_math(site: Path) -> None:
@@ -115,11 +118,11 @@ def on_post_build(config):
         _copy(ROOT / "node_modules" / "pyodide" / name, site / "vendor" / "pyodide" / pyodide_version / name)
     staging = site / "vendor" / "calc" / "next"
     wheel = build_wheel(staging)
-    make_snapshot(staging / wheel, staging / "snapshot.bin")
+    snapshot_bytes = make_snapshot(staging / wheel, staging / "snapshot.bin")
     with zipfile.ZipFile(staging / "empty_stdlib.zip", "w"):
         pass  # the standard library the snapshot needs is already in its memory
     calc_dir = staging.rename(staging.with_name(content_hash(staging)))
-    write_asset_names(site, pyodide_version, calc_dir.name, wheel)
+    write_asset_names(site, pyodide_version, calc_dir.name, wheel, snapshot_bytes)
     typeset_prose_math(site)
     if _command != "serve":
         precompress(site)
@@ -134,12 +137,14 @@ def content_hash(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def write_asset_names(site: Path, pyodide_version: str, calc_folder: str, wheel: str) -> None:
-    """js/calc-assets.js: where this build's runtime files are, for the worker."""
+def write_asset_names(site: Path, pyodide_version: str, calc_folder: str, wheel: str, snapshot_bytes: int) -> None:
+    """js/calc-assets.js: where this build's runtime files are, and the snapshot's full
+    length in bytes (Pyodide sizes its memory by it before the snapshot has arrived)."""
     (site / "js" / "calc-assets.js").write_text(
         "// Written by the build (hooks/build_assets.py): where this build's runtime files are.\n"
         "// The folders are named by Pyodide's version and by a hash of calc's files, so a host may\n"
         "// cache them for ever; this file, like the pages, must be revalidated.\n"
         f'export const PYODIDE_DIR = new URL("../vendor/pyodide/{pyodide_version}/", import.meta.url).href;\n'
         f'export const CALC_DIR = new URL("../vendor/calc/{calc_folder}/", import.meta.url).href;\n'
-        f'export const WHEEL = "{wheel}";\n')
+        f'export const WHEEL = "{wheel}";\n'
+        f'export const SNAPSHOT_BYTES = {snapshot_bytes};\n')

@@ -89,7 +89,8 @@ def _handle(request_json: str) -> dict:
             html.append(unavailable_html(key or name, list(messages)))
         except KeyError:  # a value no summary has
             html.append(None)
-    return {"ok": True, "errors": {}, "resolved": field_values(inputs), "canonical": inputs_to_params(inputs),
+    resolved = field_values(inputs)
+    return {"ok": True, "errors": {}, "resolved": resolved, "canonical": inputs_to_params(inputs, resolved),
             "fallback": fallback, "notes": field_notes(inputs), "html": html}
 
 

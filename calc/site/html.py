@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from urllib.parse import urlencode
 
-from calc.render import row_cells, sequence_cells, table_headers, total_cells
+from calc.render import batch_cells, row_cells, sequence_cells, table_headers, total_cells
 from calc.site.escape import escape
 from calc.table import Formula, Grid, Sentence, Table
 
@@ -39,7 +39,8 @@ def formula_table_html(table: Table, unit: str = "GB", id_prefix: str | None = N
     prefix = escape(id_prefix or table.key)
     headers = _unit_second(table_headers(table, unit))
     numeric = {1, *range(3, len(headers))}
-    rows = [(r.key, _unit_second([_name_cell(r), _formula_cell(r.formula), *_numbers(table, r, unit)]))
+    rows = [(r.key, _unit_second([*_row_start(r, table.batch is not None and table.count_label != "bytes"),
+                                  *_numbers(table, r, unit)]))
             for r in table.rows]
     foot = ""
     if table.show_total:
@@ -56,19 +57,19 @@ def _unit_second(cells: list) -> list:
 
 
 def _numbers(table: Table, r, unit: str) -> list[str]:
-    if table.batch is not None and table.count_label != "bytes":  # the per-sequence cells: escaped once
-        return [*_escaped_sequence_cells(r), *map(escape, row_cells(table, r, unit)[3:])]
+    """A row's cells that change with the batch or the unit (its other cells: _row_start)."""
+    if table.batch is not None and table.count_label != "bytes":
+        return [escape(c) for c in batch_cells(table, r, unit)]
     return [escape(c) for c in row_cells(table, r, unit)]
 
 
 @lru_cache(maxsize=2048)
-def _escaped_sequence_cells(r) -> tuple:
-    return tuple(escape(c) for c in sequence_cells(r))
-
-
-@lru_cache(maxsize=2048)
-def _name_cell(r) -> str:
-    return escape(r.name) + (f"<br><small>{escape(r.note)}</small>" if r.note else "")
+def _row_start(r, per_sequence: bool) -> tuple:
+    """A row's cells that are the same at every batch and in every unit, escaped once: its
+    name (and note), its formula and, in an activation table (`per_sequence`), its cells
+    for one sequence."""
+    name = escape(r.name) + (f"<br><small>{escape(r.note)}</small>" if r.note else "")
+    return (name, _formula_cell(r.formula), *(map(escape, sequence_cells(r)) if per_sequence else ()))
 
 
 @lru_cache(maxsize=2048)

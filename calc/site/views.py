@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from calc.catalog import READS_CLAIM, VIEWS, answer, view_options
+from calc.catalog import READS_CLAIM, SAME_AT_EVERY_BATCH, VIEWS, answer, view_options
 from calc.fields import FIELDS
 from calc.inputs import Inputs, inputs_to_params, parse_inputs
 from calc.report import value_text
@@ -51,6 +51,9 @@ def _part_html(name: str, part, inputs: Inputs, key: str) -> str:
 
 CLAIM_FIELDS = frozenset(field.name for field in FIELDS if field.group == "claim")
 """The claimed figure's fields (the reverse calculator's)."""
+_UNREAD = {name: (CLAIM_FIELDS if name not in READS_CLAIM else frozenset())
+           | ({"batch"} if name in SAME_AT_EVERY_BATCH else frozenset()) for name in VIEWS}
+"""The fields each view's output does not depend on."""
 
 
 def _formulas_html(table: Table, key: str) -> str:
@@ -66,12 +69,13 @@ def render_view(name: str, params: dict, key: str | None = None, **extra) -> str
     options). Raises InputError or KeyError.
 
     A view is a pure function of its parameters, so the last few hundred renders are kept:
-    a reader stepping an input back and forth gets each table again at once. A view that
-    does not read the claimed figure is remembered without it: typing a figure redraws
-    only what explains it."""
+    a reader stepping an input back and forth gets each table again at once. A view is
+    remembered without the fields it does not read: typing a figure redraws only what
+    explains it, a batch only what changes with it."""
     if not extra:
-        if name not in READS_CLAIM:
-            params = {field: value for field, value in params.items() if field not in CLAIM_FIELDS}
+        unread = _UNREAD.get(name)
+        if unread:
+            params = {field: value for field, value in params.items() if field not in unread}
         try:
             return _render_remembered(name, tuple(sorted(params.items())), key)
         except TypeError:  # a value that cannot be a key (not from a page)

@@ -2,7 +2,7 @@
 // installs the calc wheel, and answers each request with calc's own JSON. Running here,
 // off the main thread, loading and computing never make typing stutter.
 // The file names come from the build (js/calc-assets.js, written by hooks/build_assets.py).
-import { CALC_DIR, PYODIDE_DIR, WHEEL } from "./calc-assets.js";
+import { CALC_DIR, PYODIDE_DIR, SNAPSHOT_BYTES, WHEEL } from "./calc-assets.js";
 
 const loadPyodide = async (options) => (await import(new URL("pyodide.mjs", PYODIDE_DIR).href)).loadPyodide(options);
 
@@ -13,14 +13,14 @@ async function fetchWheel() {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-// Pyodide's memory from its sparse form (hooks/sparse_snapshot.py): the stored pages are
-// copied into a zeroed buffer of the full length; the pages left out were all zeros.
-function unpackSnapshot(buffer) {
+// Pyodide's memory from its sparse form (hooks/sparse_snapshot.py), into `memory`, a zeroed
+// buffer of the full length: the stored pages are copied in; the pages left out were all zeros.
+function unpackSnapshot(buffer, memory) {
   const header = new DataView(buffer);
   if (buffer.byteLength < 16 || header.getUint32(0, true) !== 0x504e5343) throw new Error("not a calc snapshot"); // "CSNP"
   const [length, page, count] = [4, 8, 12].map((at) => header.getUint32(at, true));
+  if (length !== memory.length) throw new Error(`the snapshot holds ${length} bytes, this build expects ${memory.length}`);
   const stored = new Uint8Array(buffer, 16, count);
-  const memory = new Uint8Array(length);
   let at = 16 + count;
   for (let i = 0; i < count; i++) {
     if (!stored[i]) continue;
@@ -28,25 +28,33 @@ function unpackSnapshot(buffer) {
     memory.set(new Uint8Array(buffer, at, size), i * page);
     at += size;
   }
-  return memory;
 }
 
 // Fast path: Pyodide's memory saved at build time with calc already imported
 // (hooks/make_snapshot.mjs), fetched while the runtime downloads and compiles.
 async function bootFromSnapshot() {
-  const snapshot = fetch(new URL("snapshot.bin", CALC_DIR)).then(async (response) => {
+  // Pyodide reads only the snapshot's length before it compiles its WebAssembly, and its
+  // bytes only once the runtime has started, after its file-system hook (fsInit). So it is
+  // handed the buffer at once and the hook waits for the download to fill it: the 9.6 MB
+  // of WebAssembly compile while the snapshot downloads, not after it.
+  const memory = new Uint8Array(SNAPSHOT_BYTES);
+  const filled = fetch(new URL("snapshot.bin", CALC_DIR)).then(async (response) => {
     if (!response.ok) throw new Error(`no snapshot (${response.status})`);
-    const memory = unpackSnapshot(await response.arrayBuffer());
+    unpackSnapshot(await response.arrayBuffer(), memory);
     mark("snapshot");
-    return memory;
   });
   // Every module calc uses is already in the snapshot's memory, so the standard library
   // archive can be an empty one (2.5 MB less to fetch); a missing module falls back below.
-  const pyodide = await loadPyodide({
+  const booted = loadPyodide({
     indexURL: PYODIDE_DIR,
-    _loadSnapshot: snapshot,
+    _loadSnapshot: memory,
+    fsInit: () => filled.catch(() => {}), // its failure is heard below
     stdLibURL: new URL("empty_stdlib.zip", CALC_DIR).href,
   });
+  // A snapshot that does not arrive whole fails the boot at once; the runtime left behind
+  // finds no snapshot in its memory and stops.
+  booted.catch(() => {});
+  const pyodide = await Promise.race([booted, filled.then(() => booted)]);
   return pyodide.pyimport("calc.site.browser");
 }
 
@@ -62,14 +70,14 @@ async function bootFromWheel() {
 }
 
 // When each step of the boot ended (Unix time, ms), for bench/browser.py: "started",
-// "snapshot" (in memory), "python" (Pyodide and calc ready), "warm" (one view rendered);
-// "path" says which way it booted.
+// "snapshot" (in memory), "python" (Pyodide and calc ready); "path" says which way it booted.
 const boot = { path: "snapshot" };
 function mark(step) {
   boot[step] = performance.timeOrigin + performance.now();
 }
 
-// Resolves with the calc.site.browser module.
+// Resolves with the calc.site.browser module. The page's first request is its first
+// render: a render here, before it, would only delay that one.
 async function start() {
   mark("started");
   let calc;
@@ -80,8 +88,6 @@ async function start() {
     calc = await bootFromWheel();
   }
   mark("python");
-  calc.handle(JSON.stringify({ state: {}, views: [{ kind: "view", name: "summary", params: {} }] }));
-  mark("warm");
   return calc;
 }
 

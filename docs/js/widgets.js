@@ -101,15 +101,23 @@ function bind(form) {
     return Object.fromEntries(linkFields.filter((name) => name in inputs).map((name) => [name, inputs[name]]));
   }
 
+  // Each field's message element, and the fields whose message is showing: a recompute
+  // without errors touches only those (most often none).
+  const errorText = Object.fromEntries(fields.map((el) => [el.name, form.querySelector(`#calc-in-${el.name}-error`)]));
+  let flagged = [];
+
   function showErrors(errors) {
-    for (const [name, el] of Object.entries(byName)) {
+    const named = Object.keys(errors).filter((name) => name in byName);
+    for (const name of new Set([...flagged, ...named])) {
+      const el = byName[name];
       const message = errors[name] || "";
       const invalid = message ? "true" : "false";
       if (el.getAttribute("aria-invalid") !== invalid) el.setAttribute("aria-invalid", invalid);
-      setText(form.querySelector(`#calc-in-${name}-error`), message);
+      setText(errorText[name], message);
       const folded = el.closest("details");
       if (message && folded && !folded.open) folded.open = true; // an error is never folded away
     }
+    flagged = named;
     const stale = Object.keys(errors).length > 0;
     markStale(stale);
     if (stale) {
@@ -145,9 +153,10 @@ function bind(form) {
   }
 
   function fill(resolved) {
+    const editing = document.activeElement;
     for (const [name, value] of Object.entries(resolved)) {
       const el = byName[name];
-      if (el && el !== document.activeElement && el.value !== value) el.value = value;
+      if (el && el !== editing && el.value !== value) el.value = value;
     }
   }
 

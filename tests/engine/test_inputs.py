@@ -1,6 +1,9 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calc.inputs import InputError, field_values, inputs_to_params, parse_inputs
+from calc.site.browser import forget_everything
 
 
 def test_no_parameters_means_the_seed_model_and_defaults():
@@ -74,3 +77,59 @@ def test_params_round_trip_through_the_short_form(params):
 
 def test_the_short_form_leaves_out_defaults():
     assert inputs_to_params(parse_inputs({"batch": "1", "preset": "cs336-gpt2-xl", "d_model": "1600"})) == {}
+
+
+# A page sends every field again at each edit, and calc remembers what it built from each
+# set of fields (a setup apart from its batch, which is checked alone, and each setup's
+# checks once for every batch). No answer may depend on the questions asked before it.
+PAGE_STATES = st.fixed_dictionaries({}, optional={
+    "preset": st.sampled_from(["cs336-gpt2-xl", "gpt2-small", "llama-3-8b", "llama-2"]),
+    "batch": st.sampled_from(["1", "2", "7", "0", "two"]),
+    "b_batch": st.sampled_from(["1", "3"]),
+    "dtype": st.sampled_from(["fp32", "bf16", "bf16-master"]),
+    "b_dtype": st.sampled_from(["fp32", "bf16"]),
+    "attention": st.sampled_from(["explicit", "flash"]),
+    "checkpoint": st.sampled_from(["none", "selective", "block"]),
+    "accounting": st.sampled_from(["seed", "cs336", "autograd", "megatron"]),
+    "implementation": st.sampled_from(["reference", "scratch", "hf"]),
+    "finetune": st.sampled_from(["full", "lora", "qlora"]),
+    "dp": st.sampled_from(["1", "2"]),
+    "zero": st.sampled_from(["0", "3"]),
+    "layers": st.sampled_from(["2", "48"]),
+    "gpu": st.sampled_from(["h100-80gb", "custom"]),
+    "budget": st.sampled_from(["40 GiB"]),
+})
+
+
+def _answer(params: dict):
+    """What calc makes of a page's fields: its Inputs and their link, or its messages."""
+    try:
+        inputs = parse_inputs(params)
+    except InputError as e:
+        return e.errors
+    return inputs, field_values(inputs), inputs_to_params(inputs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(PAGE_STATES, min_size=2, max_size=5))
+def test_no_answer_depends_on_the_questions_before_it(states):
+    remembering = [_answer(state) for state in states]
+    afresh = []
+    for state in states:
+        forget_everything()
+        afresh.append(_answer(state))
+    assert remembering == afresh
+    for state, answer in zip(states, afresh):
+        if isinstance(answer, tuple):
+            inputs, _, link = answer
+            batch = int(state.get("batch", "1"))  # the batch each setup was made with is the page's
+            assert (inputs.setup.batch, inputs.compare.batch) == (batch, int(state.get("b_batch", batch)))
+            assert parse_inputs(link) == inputs  # a link gives back the same inputs
+
+
+def test_a_link_keeps_what_the_reader_chose_against_the_fine_tuning_defaults():
+    # LoRA runs over SDPA unless the reader says otherwise: a reader's explicit attention
+    # differs from that, so the link must carry it, though it is full training's default.
+    lora = parse_inputs({"finetune": "lora", "attention": "explicit"})
+    assert inputs_to_params(lora) == {"finetune": "lora", "attention": "explicit"}
+    assert inputs_to_params(parse_inputs({"finetune": "lora"})) == {"finetune": "lora"}

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from calc import PRESETS, TrainingSetup, activation_table
 from calc.inputs import InputError, parse_inputs
-from calc.reverse import reverse_answer, search
+from calc import reverse
+from calc.reverse import NEAR, _batches, _contexts, _match, _near_count, _ranked, reverse_answer, search, search_wide
 
 
 def claim(params):
@@ -90,3 +91,28 @@ def test_a_claim_of_one_byte_in_gib_has_no_gb_reading_and_does_not_divide_by_zer
     assert inputs.claim.nbytes == 1
     verdict, table = reverse_answer(inputs)
     assert all(row.cells[table.headers.index("Reading of the figure")] == "as typed" for row in table.rows)
+
+
+@settings(max_examples=80, deadline=None)
+@given(preset=st.sampled_from(["cs336-gpt2-xl", "gpt2-small", "llama-2-7b"]), batch=st.integers(1, 9),
+       unit=st.sampled_from(["GB", "GiB", "MB", "B"]), scope=st.sampled_from(["sequence", "batch"]), data=st.data())
+def test_the_nearest_setups_and_the_count_near_are_those_of_every_setup_ranked(preset, batch, unit, scope, data):
+    # The page's search looks only near each reading of the figure; ranking every setup
+    # tried (search_wide) must give the same first eight and the same count within 5 %.
+    inputs = parse_inputs({"preset": preset, "batch": str(batch)})
+    contexts, batches = _contexts(inputs), _batches(inputs, scope)
+    every = search_wide(inputs, 10**9, unit, scope)
+    figures = sorted({m.predicted for m in every})
+    claimed = data.draw(st.one_of(st.integers(1, 10**12), st.sampled_from(figures)))  # a figure tried: ties
+    ranked = search_wide(inputs, claimed, unit, scope)
+    nearest = [_match(*pair, scope) for pair in _ranked(inputs, claimed, unit, contexts, batches, 8)]
+    assert nearest == ranked[:8]
+    assert _near_count(inputs, claimed, unit, contexts, batches) == (sum(m.error <= NEAR for m in ranked), len(ranked))
+
+
+def test_within_five_percent_counts_both_ends(monkeypatch):
+    # of a 100-byte claim, 95 and 105 bytes land within 5 %; 94 and 106 do not
+    figures = [94, 95, 96, 104, 105, 106]
+    monkeypatch.setattr(reverse, "_by_figure", lambda *args: (figures, list(range(len(figures)))))
+    inputs = parse_inputs({})
+    assert reverse._near_count(inputs, 100, "B", (1024,), (1,)) == (4, 6)

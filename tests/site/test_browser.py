@@ -269,6 +269,19 @@ def test_the_search_index_waits_for_calc_and_search_still_answers(page: Page, si
     assert not errors
 
 
+def test_the_search_index_waits_while_the_reader_edits(page: Page, site_url, errors):
+    # A reader who edits at once would share a core with the index's build: it is fetched
+    # once edits pause (1.5 s), or when the reader reaches for search.
+    requested = "performance.getEntriesByType('resource').some(e => e.name.endsWith('search_index.json'))"
+    open_live(page, site_url + "fixed-memory/")
+    for batch in range(2, 22):  # an edit every 100 ms for two seconds
+        page.fill("#calc-in-batch", str(batch))
+        page.wait_for_timeout(100)
+    assert not page.evaluate(requested)
+    page.wait_for_function(requested, timeout=10_000)
+    assert not errors
+
+
 def test_a_search_result_opens_its_page_with_the_readers_inputs(page: Page, site_url, errors):
     open_live(page, site_url + "fixed-memory/?preset=llama-3-8b&batch=3")
     page.locator("input[name=query]").press_sequentially("pipeline")

@@ -67,6 +67,9 @@ REGRESSIONS = [
     ({"batch": "4,5"}, "batch"),  # the comma was dropped: 45
     ({"heads": "25", "d_model": "1625"}, "heads"),  # the RoPE error named no field
     ({"lora_targets": "9" * 5000}, "lora_targets"),  # its list of every family's names ran past 300 characters
+    ({"finetune": "lora"}, None),  # one block's formula: LoRA's first block keeps less than the rest (ValueError)
+    ({"preset": "llama-3-8b", "attention": "flash", "freeze_embeddings": "true", "frozen_blocks": "3"}, None),  # so do frozen ones
+    ({"preset": "llama-3-8b", "finetune": "qlora"}, None),  # the reverse calculator found no setup to try (IndexError)
 ]
 
 

@@ -8,9 +8,11 @@ import html
 
 import pytest
 
+from calc.errors import FieldError
 from calc.inputs import InputError, _parse, _parse_remembered, parse_inputs
 from calc.site.browser import WARM_UP, warm_up
 from calc.site.escape import escape
+from calc.catalog import SAME_AT_EVERY_BATCH
 from calc.site.views import _render, _render_remembered, render_view
 
 
@@ -50,3 +52,27 @@ def test_the_warm_up_renders_then_forgets():
 @pytest.mark.parametrize("text", ["16,262,172,672", "15.145 GiB", "a<b", "x & y", 'say "hi"', "it's", "<script>", ""])
 def test_escape_is_html_escape(text):
     assert escape(text) == html.escape(text)
+
+
+STATES = [{}, {"preset": "llama-3-8b", "dtype": "bf16", "attention": "flash", "checkpoint": "block"},
+          {"preset": "gpt2-small", "implementation": "hf"}, {"accounting": "megatron", "checkpoint": "selective"},
+          {"preset": "llama-3-8b", "finetune": "lora", "lora_rank": "8"}, {"dp": "4", "zero": "3"},
+          {"preset": "llama-3-8b", "tp": "2", "sp": "true", "pp": "4", "microbatches": "8"}]
+
+
+def _rendered(name: str, params: dict) -> str:
+    """The view's HTML, or the message of the field that refuses it."""
+    try:
+        return _render(name, params, name)
+    except FieldError as e:
+        return f"{e.field}: {e.message}"
+
+
+@pytest.mark.parametrize("name", sorted(SAME_AT_EVERY_BATCH))
+def test_a_view_remembered_without_the_batch_is_the_same_at_every_batch(name):
+    for state in STATES:
+        one, seven = (_rendered(name, {**state, "batch": batch}) for batch in ("1", "7"))
+        assert one == seven, state
+    assert render_view(name, {"batch": "2"}, name) is render_view(name, {"batch": "9"}, name)
+    assert "activations" not in SAME_AT_EVERY_BATCH  # which does change: the memory is the view's
+    assert render_view("activations", {"batch": "2"}) != render_view("activations", {"batch": "9"})

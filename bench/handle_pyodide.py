@@ -26,7 +26,7 @@ ATTRIBUTE = re.compile(r'data-([a-z-]+)="([^"]*)"')
 
 
 def page_request(page: str) -> dict | None:
-    """The request a built page's widget sends for its tables (not its deferred verdict)."""
+    """The request a built page's widget sends at each keystroke (not its deferred views)."""
     views = []
     for match in VIEW.finditer(page):
         data = dict(ATTRIBUTE.findall(match.group(1)))

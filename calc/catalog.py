@@ -96,6 +96,9 @@ SAME_AT_EVERY_BATCH = {"parameters", "fixed", "regimes", "accountings", "quadrat
 """Views whose output does not change with the batch (per sequence, of the model's
 weights and state, or drawn over every batch; tests/site/test_memo.py renders each at two
 batches)."""
+DEFERRED_VIEWS = {"verdict", "solver", "finetune"}
+"""Views that run the solver's search (tens to hundreds of milliseconds in the browser): a
+page asks for them after its other views, once typing pauses, and dims them until then."""
 SOLVER_VIEWS = {"solver"}
 FINETUNE_VIEWS = {"finetune"}
 """Views that compare full fine-tuning with LoRA: a page with one shows LoRA's inputs."""

@@ -27,7 +27,7 @@ from mkdocs.exceptions import PluginError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from calc.catalog import GROUP_READERS, OPTIONS, RESULTS_FILES, STATIC_VIEWS, VIEWS  # noqa: E402
+from calc.catalog import DEFERRED_VIEWS, GROUP_READERS, OPTIONS, RESULTS_FILES, STATIC_VIEWS, VIEWS  # noqa: E402
 from calc.errors import FieldError, InputError  # noqa: E402
 from calc.fields import BY_NAME  # noqa: E402
 from calc.site.form import inputs_panel  # noqa: E402
@@ -63,6 +63,10 @@ def _reader_text(name: str, value: str) -> str:
     return f"{field.label}: {shown}"
 
 
+DEFERRED = ' data-deferred="true"'
+"""The mark of a view the page asks for once typing pauses (calc.catalog.DEFERRED_VIEWS)."""
+
+
 def expand(markdown: str, where: str = "page", defaults: dict | None = None, solver_href: str = "zero/#zero-solver") -> str:
     """Markdown with every directive replaced by calc's HTML; PluginError on a bad one.
 
@@ -96,10 +100,13 @@ def expand(markdown: str, where: str = "page", defaults: dict | None = None, sol
             panel = inputs_panel(defaults, groups) + "\n\n"
             panel_placed = True
         fixed = "; ".join(_reader_text(k, v) for k, v in sorted(params.items()) if k not in OPTIONS.get(m["view"], {}))
+        deferred = live and m["view"] in DEFERRED_VIEWS
         note = (f'<p class="calc-view-note">Follows the <a href="#inputs">inputs above</a>'
+                f'{" once typing pauses" if deferred else ""}'
                 f'{escape("; fixed for this table: " + fixed) if fixed else ""}.</p>') if live else ""
         return (f'{panel}<div class="calc-view{" calc-live" if live else ""}" id="{escape(key)}" data-view="{escape(m["view"])}" '
-                f'data-key="{escape(key)}" data-params="{pinned}">{note}<div class="calc-output">{html}</div></div>\n')
+                f'data-key="{escape(key)}" data-params="{pinned}"{DEFERRED if deferred else ""}>{note}'
+                f'<div class="calc-output">{html}</div></div>\n')
 
     def inline(m: re.Match) -> str:
         params = _params(m["args"])
@@ -129,7 +136,7 @@ def _with_verdict(markdown: str, defaults: dict, solver_href: str) -> str:
     html = render_view("verdict", defaults, "verdict")
     card = (f'<aside class="calc-verdict" aria-label="Verdict for these inputs">'
             f'<div class="calc-view calc-live" id="verdict" data-view="verdict" data-key="verdict" data-params="{{}}" '
-            f'data-deferred="true"><div class="calc-output">{html}</div></div>'
+            f'{DEFERRED}><div class="calc-output">{html}</div></div>'
             f'<a class="calc-verdict-why" href="{escape(solver_href)}">Why, and the other layouts</a></aside>\n\n')
     title = TITLE.search(markdown)
     at = title.end() + 1 if title else 0

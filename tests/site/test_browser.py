@@ -269,6 +269,16 @@ def test_the_search_index_waits_for_calc_and_search_still_answers(page: Page, si
     assert not errors
 
 
+def test_the_fine_tuning_side_by_side_follows_once_typing_pauses(page: Page, site_url, errors):
+    # it runs the solver three times: the page's other tables follow each keystroke, and it
+    # follows after them, as the verdict card does
+    open_live(page, site_url + "fine-tuning/")
+    page.fill("#calc-in-batch", "2")
+    wait_for_table(page, "finetune", {"batch": "2"})
+    expect(page.locator("#finetune")).not_to_have_attribute("data-pending", "true")
+    assert not errors
+
+
 def test_the_search_index_waits_while_the_reader_edits(page: Page, site_url, errors):
     # A reader who edits at once would share a core with the index's build: it is fetched
     # once edits pause (1.5 s), or when the reader reaches for search.

@@ -23,7 +23,7 @@ PAGES = [
     "", "the-model/", "fixed-memory/", "counting-every-intermediate/", "what-autograd-keeps/",
     "the-quadratic-term/", "the-output-layer/", "peak-not-sum/", "making-it-smaller/",
     "where-2-265-gb-comes-from/", "measured-against-pytorch/", "reference/",
-    "zero/", "tensor-parallelism/", "pipelines/",
+    "zero/", "tensor-parallelism/", "pipelines/", "fine-tuning/",
 ]
 
 
@@ -190,3 +190,17 @@ def test_a_project_site_gets_a_working_404_page_and_a_full_sitemap(tmp_path):
     for page_path in pages:
         url = "https://example.org/memory/" + ("" if page_path == "." else page_path + "/")
         assert f"<loc>{url}</loc>" in sitemap, url
+
+
+def test_views_that_run_the_solver_wait_for_a_pause_in_typing(built):
+    # the solver takes tens to hundreds of ms in the browser: the fine-tuning side by side,
+    # the solver's table and the verdict card follow once typing pauses; every other live
+    # view follows each keystroke
+    deferred = {}
+    for url in PAGES:
+        for view in page(built, url).views:
+            if "calc-live" in view["class"].split():
+                deferred.setdefault(view["data-view"], set()).add(view.get("data-deferred") == "true")
+    assert deferred["finetune"] == deferred["solver"] == deferred["verdict"] == {True}
+    assert {True} not in [marks for name, marks in deferred.items() if name not in ("finetune", "solver", "verdict")]
+    assert deferred["activations"] == {False}

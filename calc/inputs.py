@@ -111,8 +111,10 @@ def _parse_remembered(items: tuple) -> Inputs:
 
 
 def forget_parsed() -> None:
-    """Empty the memory of parsed parameters."""
+    """Empty the memory of parsed parameters (and of their texts and links)."""
     _parse_remembered.cache_clear()
+    _field_values.cache_clear()
+    _inputs_to_params.cache_clear()
 
 
 def _parse(params: Mapping[str, str]) -> Inputs:
@@ -346,6 +348,11 @@ def budget_text(nbytes: int) -> str:
 
 def field_values(inputs: Inputs) -> dict[str, str]:
     """Every field's value as the string its input shows."""
+    return dict(_field_values(inputs))
+
+
+@lru_cache(maxsize=64)  # a recompute reads the same inputs' texts for the reply and for each view's links
+def _field_values(inputs: Inputs) -> dict[str, str]:
     return {name: BY_NAME[name].text(read(inputs)) for name, read in _READERS.items()}
 
 
@@ -363,11 +370,15 @@ _READERS = {field.name: _INPUTS_VALUES[field.name] if field.target == "inputs"
 """Each field's value, read off Inputs (every field is read at every recompute)."""
 
 
-def inputs_to_params(inputs: Inputs, texts: dict[str, str] | None = None) -> dict[str, str]:
+def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
-    the defaults (so a shared link stays short). Setup B's defaults follow setup A.
-    `texts`: field_values(inputs), where the caller has it already."""
-    texts = texts or field_values(inputs)
+    the defaults (so a shared link stays short). Setup B's defaults follow setup A."""
+    return dict(_inputs_to_params(inputs))
+
+
+@lru_cache(maxsize=64)  # the reply's link and each link a view writes carry the same inputs
+def _inputs_to_params(inputs: Inputs) -> dict[str, str]:
+    texts = _field_values(inputs)
     defaults = {"shape": _default_texts("shape", PRESETS[inputs.preset]),
                 "setup": _default_texts("setup", _made(DEFAULT_SETUP.replace,
                                                        **FINETUNE_DEFAULTS.get(inputs.setup.finetune, {}))),

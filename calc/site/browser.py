@@ -90,7 +90,7 @@ def _handle(request_json: str) -> dict:
         except KeyError:  # a value no summary has
             html.append(None)
     resolved = field_values(inputs)
-    return {"ok": True, "errors": {}, "resolved": resolved, "canonical": inputs_to_params(inputs, resolved),
+    return {"ok": True, "errors": {}, "resolved": resolved, "canonical": inputs_to_params(inputs),
             "fallback": fallback, "notes": field_notes(inputs), "html": html}
 
 

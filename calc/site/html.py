@@ -117,5 +117,12 @@ def formula_html(formula: Formula) -> str:
 
 
 def query_link(page: str, params: dict) -> str:
-    """`page` with `params` as its query string."""
-    return page + ("?" + urlencode(sorted(params.items())) if params else "")
+    """`page` with `params` as its query string (what urlencode writes for them, sorted by name)."""
+    return page + ("?" + "&".join(_query_pair(name, str(value)) for name, value in sorted(params.items())) if params else "")
+
+
+@lru_cache(maxsize=4096)
+def _query_pair(name: str, value: str) -> str:
+    """`name=value` as urlencode writes it. The reverse calculator's rows write the same few
+    pairs into each of their links at every edit."""
+    return urlencode([(name, value)])

@@ -34,8 +34,8 @@ def _linker(name: str, inputs: Inputs):
     return lambda params: query_link("", {**carried, **params})
 
 
-def _part_html(name: str, part, inputs: Inputs, key: str) -> str:
-    link = _linker(name, inputs)
+def _part_html(name: str, part, inputs: Inputs, key: str, link) -> str:
+    """One part of view `name` as HTML; `link`: _linker(name, inputs)."""
     if isinstance(part, Table):
         if name == "formulas":
             return _formulas_html(part, key)
@@ -98,7 +98,8 @@ def _render(name: str, params: dict, key: str | None, **extra) -> str:
         raise KeyError(f"unknown view {name!r}")
     inputs = parse_inputs(params)
     parts = answer(name, inputs, {**view_options(name, params), **extra})
-    return "".join(_part_html(name, part, inputs, key or name) for part in parts)
+    link = _linker(name, inputs)
+    return "".join(_part_html(name, part, inputs, key or name, link) for part in parts)
 
 
 def render_value(name: str, params: dict) -> str:

@@ -6,6 +6,28 @@ import { CALC_DIR, PYODIDE_DIR, SNAPSHOT_BYTES, WHEEL } from "./calc-assets.js";
 
 const loadPyodide = async (options) => (await import(new URL("pyodide.mjs", PYODIDE_DIR).href)).loadPyodide(options);
 
+// Pyodide asks for its WebAssembly and its JavaScript only once its own module has loaded
+// and read its settings, about 80 ms into the worker's life. Both are asked for here, at
+// once: the JavaScript by importing it (Pyodide's own import of the same address then
+// finds it loaded or loading), the WebAssembly by a fetch whose response is handed to
+// Pyodide's first fetch of that address, so it is downloaded once.
+function startRuntimeDownloads() {
+  import(new URL("pyodide.asm.mjs", PYODIDE_DIR).href).catch(() => {}); // a failure is heard by Pyodide's own import
+  const wasm = new URL("pyodide.asm.wasm", PYODIDE_DIR).href;
+  let early = fetch(wasm);
+  early.catch(() => {});
+  const fetchAnything = globalThis.fetch;
+  globalThis.fetch = (resource, options) => {
+    if (early && String(resource) === wasm && !(options && options.method && options.method !== "GET")) {
+      const response = early;
+      early = null;
+      return response;
+    }
+    return fetchAnything(resource, options);
+  };
+}
+startRuntimeDownloads();
+
 // Fetch the calc wheel while Pyodide boots, rather than after.
 async function fetchWheel() {
   const response = await fetch(new URL(WHEEL, CALC_DIR));
@@ -14,20 +36,52 @@ async function fetchWheel() {
 }
 
 // Pyodide's memory from its sparse form (hooks/sparse_snapshot.py), into `memory`, a zeroed
-// buffer of the full length: the stored pages are copied in; the pages left out were all zeros.
-function unpackSnapshot(buffer, memory) {
-  const header = new DataView(buffer);
-  if (buffer.byteLength < 16 || header.getUint32(0, true) !== 0x504e5343) throw new Error("not a calc snapshot"); // "CSNP"
-  const [length, page, count] = [4, 8, 12].map((at) => header.getUint32(at, true));
-  if (length !== memory.length) throw new Error(`the snapshot holds ${length} bytes, this build expects ${memory.length}`);
-  const stored = new Uint8Array(buffer, 16, count);
-  let at = 16 + count;
-  for (let i = 0; i < count; i++) {
-    if (!stored[i]) continue;
-    const size = Math.min(page, length - i * page);
-    memory.set(new Uint8Array(buffer, at, size), i * page);
-    at += size;
+// buffer of the full length, as the download arrives: each stored page is copied to its
+// place; the pages left out were all zeros. Resolves once the last byte is in.
+async function unpackSnapshot(body, memory) {
+  const reader = body.getReader();
+  let header = new Uint8Array(0); // the bytes read so far, until the page list is whole
+  let page = 0, length = 0, places = null; // places[k]: where the k-th stored page goes
+  let at = 0; // bytes of stored pages copied so far
+  const copy = (bytes) => {
+    for (let from = 0; from < bytes.length;) {
+      const k = Math.floor(at / page), within = at % page; // stored pages are whole but for memory's last
+      const size = Math.min(page - within, bytes.length - from);
+      if (k >= places.length || places[k] + within + size > length) throw new Error("the snapshot has more bytes than its pages");
+      memory.set(bytes.subarray(from, from + size), places[k] + within);
+      from += size;
+      at += size;
+    }
+  };
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (places) {
+      copy(value);
+      continue;
+    }
+    header = concat(header, value);
+    if (header.length < 16) continue;
+    const view = new DataView(header.buffer, header.byteOffset);
+    if (view.getUint32(0, true) !== 0x504e5343) throw new Error("not a calc snapshot"); // "CSNP"
+    const count = view.getUint32(12, true);
+    if (header.length < 16 + count) continue;
+    [length, page] = [view.getUint32(4, true), view.getUint32(8, true)];
+    if (!page) throw new Error("the snapshot's page size is 0");
+    if (length !== memory.length) throw new Error(`the snapshot holds ${length} bytes, this build expects ${memory.length}`);
+    places = [];
+    header.subarray(16, 16 + count).forEach((stored, i) => stored && places.push(i * page));
+    copy(header.subarray(16 + count));
   }
+  const whole = places && places.length && (places.length - 1) * page + Math.min(page, length - places.at(-1));
+  if (!places || at !== whole) throw new Error("the snapshot arrived cut short");
+}
+
+function concat(a, b) {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
 }
 
 // Fast path: Pyodide's memory saved at build time with calc already imported
@@ -40,7 +94,12 @@ async function bootFromSnapshot() {
   const memory = new Uint8Array(SNAPSHOT_BYTES);
   const filled = fetch(new URL("snapshot.bin", CALC_DIR)).then(async (response) => {
     if (!response.ok) throw new Error(`no snapshot (${response.status})`);
-    unpackSnapshot(await response.arrayBuffer(), memory);
+    try {
+      await unpackSnapshot(response.body, memory);
+    } catch (error) {
+      memory.fill(0); // what arrived before the fault: Pyodide must find no snapshot, as if none came
+      throw error;
+    }
     mark("snapshot");
   });
   // Every module calc uses is already in the snapshot's memory, so the standard library
@@ -93,10 +152,16 @@ async function start() {
 
 // Exercise every view once the page has its first tables, one render per task so that an
 // edit never waits behind more than one (calc.site.browser.warm_up says why), and none
-// while the reader is editing: a step waits until no request has come for WARM_UP_PAUSE_MS.
+// while the reader is editing: a step waits until no request has come or been answered for
+// WARM_UP_PAUSE_MS.
+// It starts once the page's first request is answered: started at "ready", its first step
+// (about 50 ms) ran while that request was on its way, and the first tables waited for it.
 const WARM_UP_PAUSE_MS = 300;
 let lastRequestAt = 0;
+let warmUpStarted = false;
 async function warmUp() {
+  if (warmUpStarted) return;
+  warmUpStarted = true;
   const step = (await calc).warm_up;
   let i = 0;
   const next = () => {
@@ -130,7 +195,6 @@ let calc = Promise.race([start(), requireRuntimeFiles()]);
 calc.then(
   () => {
     postMessage({ ready: true, boot });
-    warmUp();
   },
   (error) => postMessage({ ready: false, error: String(error && error.message ? error.message : error) }),
 );
@@ -151,4 +215,6 @@ onmessage = async ({ data }) => {
   } catch (error) {
     postMessage({ id: data.id, error: String(error && error.message ? error.message : error) });
   }
+  lastRequestAt = performance.now(); // quiet counts from the answer: a long first render is not a pause
+  warmUp();
 };

@@ -247,10 +247,14 @@ def test_per_gpu_tables_follow_the_layout(page: Page, site_url, errors):
 def test_calc_starts_from_the_snapshot_without_the_standard_library_or_the_wheel(page: Page, site_url, errors):
     fetched: list[str] = []
     page.on("request", lambda r: fetched.append(r.url))
+    gets: list[str] = []
+    page.on("request", lambda r: r.method == "GET" and gets.append(r.url.rsplit("/", 1)[-1]))
     open_live(page, site_url + "fixed-memory/")
     assert page.evaluate("window.calcBoot.path") == "snapshot"
     assert any("/vendor/calc/" in u and u.endswith("/snapshot.bin") for u in fetched)
     assert not [u for u in fetched if u.endswith(".whl") or u.endswith("python_stdlib.zip")]
+    # the worker asks for the runtime's files before Pyodide does: each is still downloaded once
+    assert [gets.count(name) for name in ("pyodide.asm.wasm", "pyodide.asm.mjs", "snapshot.bin")] == [1, 1, 1]
     page.fill("#calc-in-batch", "2")
     wait_for_table(page, "fixed", {"batch": "2"})
     assert not errors
@@ -303,6 +307,23 @@ def test_a_search_result_opens_its_page_with_the_readers_inputs(page: Page, site
     page.wait_for_selector(READY, timeout=60_000)
     expect(page.locator("#calc-in-batch")).to_have_value("3")
     assert not errors
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a byte too many", "not a snapshot"])
+def test_a_damaged_snapshot_is_refused_and_calc_starts_from_the_wheel(page: Page, site_url, errors, damage):
+    # the worker unpacks the snapshot as it downloads: a body that does not match its own
+    # page list must not reach Pyodide
+    def serve_damaged(route):
+        body = route.fetch().body()
+        damaged = {"cut short": body[: len(body) // 2], "a byte too many": body + b"\1",
+                   "not a snapshot": b"PK" + body[2:]}[damage]
+        route.fulfill(status=200, body=damaged, headers={"Content-Type": "application/octet-stream"})
+
+    page.route("**/vendor/calc/*/snapshot.bin", serve_damaged)
+    open_live(page, site_url + "fixed-memory/")
+    assert page.evaluate("window.calcBoot.path") == "wheel"
+    page.fill("#calc-in-batch", "2")
+    wait_for_table(page, "fixed", {"batch": "2"})
 
 
 def test_without_the_snapshot_calc_still_starts_from_the_wheel(page: Page, site_url, errors):

@@ -1,9 +1,13 @@
 """The one HTML table writer: stable row ids, escaped text, header and rows of one width."""
 
 from html.parser import HTMLParser
+from urllib.parse import parse_qsl, urlencode
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from calc import PRESETS, TrainingSetup, activation_table
-from calc.site.html import formula_table_html, grid_html, sentence_html, unavailable_html
+from calc.site.html import formula_table_html, grid_html, query_link, sentence_html, unavailable_html
 from calc.table import Row, Sentence, Table, f, grid
 
 
@@ -52,3 +56,14 @@ def test_a_formula_breaks_only_between_its_terms():
     from calc.table import f
     cell = _formula_cell(f(("L", "s", "d_ff"), (2, "L", "s")))
     assert cell.count('class="calc-term"') == 2 and "</span> + <span" in cell
+
+
+@given(st.dictionaries(st.text(min_size=1), st.text(), max_size=6), st.sampled_from(["", "../zero/"]))
+def test_a_link_carries_its_params_as_urlencode_writes_them_sorted_by_name(params, page):
+    link = query_link(page, params)
+    if not params:
+        assert link == page
+        return
+    assert link == page + "?" + urlencode(sorted(params.items()))
+    assert dict(parse_qsl(link.split("?", 1)[1], keep_blank_values=True)) == params
+    assert query_link(page, params) == link  # the remembered pairs give the same link again

@@ -157,7 +157,7 @@ async function start() {
 // It starts once the page's first request is answered: started at "ready", its first step
 // (about 50 ms) ran while that request was on its way, and the first tables waited for it.
 const WARM_UP_PAUSE_MS = 300;
-let lastRequestAt = 0;
+let lastBusyAt = 0;
 let warmUpStarted = false;
 async function warmUp() {
   if (warmUpStarted) return;
@@ -165,7 +165,7 @@ async function warmUp() {
   const step = (await calc).warm_up;
   let i = 0;
   const next = () => {
-    const quiet = performance.now() - lastRequestAt;
+    const quiet = performance.now() - lastBusyAt;
     if (quiet < WARM_UP_PAUSE_MS) {
       setTimeout(next, WARM_UP_PAUSE_MS - quiet);
       return;
@@ -200,7 +200,7 @@ calc.then(
 );
 
 onmessage = async ({ data }) => {
-  lastRequestAt = performance.now();
+  lastBusyAt = performance.now();
   try {
     let reply;
     try {
@@ -215,6 +215,6 @@ onmessage = async ({ data }) => {
   } catch (error) {
     postMessage({ id: data.id, error: String(error && error.message ? error.message : error) });
   }
-  lastRequestAt = performance.now(); // quiet counts from the answer: a long first render is not a pause
+  lastBusyAt = performance.now(); // quiet counts from the answer: a long first render is not a pause
   warmUp();
 };

@@ -2,6 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calc.fields import FIELDS
 from calc.inputs import InputError, field_values, inputs_to_params, parse_inputs
 from calc.site.browser import forget_everything
 
@@ -125,6 +126,25 @@ def test_no_answer_depends_on_the_questions_before_it(states):
             batch = int(state.get("batch", "1"))  # the batch each setup was made with is the page's
             assert (inputs.setup.batch, inputs.compare.batch) == (batch, int(state.get("b_batch", batch)))
             assert parse_inputs(link) == inputs  # a link gives back the same inputs
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(PAGE_STATES, min_size=1, max_size=4))
+def test_each_field_shows_the_text_of_the_value_it_sets(states):
+    # the texts are worked out per model and per setup apart from its batch, and remembered:
+    # each must still be its own field's text of the value the inputs hold, batch included
+    for state in states:
+        try:
+            inputs = parse_inputs(state)
+        except InputError:
+            continue
+        shown = field_values(inputs)
+        assert list(shown) == [field.name for field in FIELDS]
+        for field in FIELDS:
+            if field.target != "inputs":
+                value = getattr(getattr(inputs, field.target), field.attribute)
+                assert shown[field.name] == field.text(value), field.name
+        assert (shown["batch"], shown["b_batch"]) == (str(inputs.setup.batch), str(inputs.compare.batch))
 
 
 def test_a_link_keeps_what_the_reader_chose_against_the_fine_tuning_defaults():

@@ -131,8 +131,8 @@ def test_no_answer_depends_on_the_questions_before_it(states):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(PAGE_STATES, min_size=1, max_size=4))
 def test_each_field_shows_the_text_of_the_value_it_sets(states):
-    # the texts are worked out per model and per setup apart from its batch, and remembered:
-    # each must still be its own field's text of the value the inputs hold, batch included
+    # the texts are remembered per Inputs (an equal Inputs gets the same texts back): each must
+    # still be its own field's text of the value these inputs hold, batch included
     for state in states:
         try:
             inputs = parse_inputs(state)

@@ -21,7 +21,9 @@ year (its files change name or content only with a new build). Reports medians:
   started, snapshot in memory, Python and calc ready;
 - recompute latency: an input event to the updated table in the DOM, median and p95 over
   --edits edits in each of the first --edit-runs cold runs (pooled), one every 50 ms (back
-  to back, each edit would also wait for the previous one's layout and paint);
+  to back, each edit would also wait for the previous one's layout and paint), and of it
+  the time in calc's Python (the worker's own clock, window.calcPythonMs): the rest is the
+  messages between the page and its worker and patching the tables;
 - the reverse calculator: editing the claim to the redrawn page (search included), median,
   p95 and max, 40 edits in each of the first --edit-runs cold runs (pooled: the p95 of one
   run's 40 is its third slowest, and ran from 9.5 to 17 ms over five runs of the same
@@ -57,7 +59,11 @@ from conftest import CHROMIUM_ARGS  # noqa: E402
 MARK_RENDERS = """
 window.__renders = [];
 window.__long = [];
-document.addEventListener("calc:rendered", () => window.__renders.push(performance.now()));
+window.__python = []; // each render's time in calc's Python, in the worker
+document.addEventListener("calc:rendered", () => {
+  window.__renders.push(performance.now());
+  window.__python.push(window.calcPythonMs);
+});
 new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__long.push(e.duration); })
   .observe({ type: "longtask", buffered: true });
 """
@@ -200,7 +206,7 @@ def main() -> None:
         long_boot, long_edit, plain_page_requests, reverse, settled, run_medians = [], [], 0, [], [], []
         med = statistics.median
         bare_warm, bare_bytes, bare_raw, phases, gzipped, bare_gzipped = [], [], [], [], [], []
-        alone, alone_warm, long_plain, waited = [], [], 0, []
+        alone, alone_warm, long_plain, waited, python_ms = [], [], 0, [], []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=CHROMIUM_ARGS)
             for run in range(args.runs):
@@ -222,9 +228,10 @@ def main() -> None:
                 raw.append(sum(_raw_size(site, base, url) for url in files))
                 gzipped.append(sum(_raw_size(site, base, url, ".gz") for url in files))
                 if run < args.edit_runs:
-                    page.evaluate("window.__long = []")
+                    page.evaluate("window.__long = []; window.__python = []")
                     edits = page.evaluate(EDIT_LOOP, ["#calc-in-batch", args.edits])
                     latencies += edits
+                    python_ms += page.evaluate("window.__python")
                     run_medians.append(med(edits))
                     long_edit.append(max(page.evaluate("window.__long"), default=0))
                 if run < args.edit_runs:  # the reverse calculator, pooled over the same runs as the edits
@@ -293,6 +300,7 @@ def main() -> None:
         against_bare("bytes, cold, uncompressed", raw, bare_raw, "MB"),
         ("recompute, median", f"{med(latencies):.1f} ms", "", "", "4 ms"),
         ("recompute, p95", f"{percentile(latencies, 95):.1f} ms", "", "", "16 ms"),
+        ("recompute, calc's Python alone, median", f"{med(python_ms):.1f} ms", "", "", "(the rest: messages, DOM)"),
         ("longest main-thread task, boot (worst run)", f"{max(long_boot):.0f} ms", "", "", "50 ms"),
         ("longest main-thread task, page without calc", f"{long_plain:.0f} ms", "", "", "(the theme's own start)"),
         ("longest main-thread task, edits", f"{max(long_edit, default=0):.0f} ms", "", "", "50 ms"),

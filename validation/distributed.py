@@ -3,10 +3,10 @@ as PyTorch's data and tensor parallelism run it, phase by phase, for calc's per-
 
     python -m validation.distributed           # write distributed.json (about a minute)
     python -m validation.distributed --check   # measure again; exit 1 if it differs
-    python -m validation.distributed --fsdp2   # write distributed-fsdp2.json (about three minutes)
-    python -m validation.distributed --tp      # write distributed-tp.json (about three minutes)
-    python -m validation.distributed --pp      # write distributed-pp.json (about two minutes)
-    python -m validation.distributed --fsdp2-pp  # write distributed-fsdp2-pp.json (about six minutes)
+    python -m validation.distributed --fsdp2   # write distributed-fsdp2.json (about two and a half minutes)
+    python -m validation.distributed --tp      # write distributed-tp.json (about a minute and a half)
+    python -m validation.distributed --pp      # write distributed-pp.json (under a minute)
+    python -m validation.distributed --fsdp2-pp  # write distributed-fsdp2-pp.json (about a minute)
 
 Each rank runs the reference model (validation/reference_model.py) at a small shape, under
 
@@ -355,11 +355,20 @@ def _phase_each_chunk(stage, mode: LiveBytes) -> None:
     stage.forward_one_chunk, stage.backward_one_chunk = forward_one_chunk, backward_one_chunk
 
 
+RANK_IMPORTS = ("torch.distributed.fsdp", "torch.distributed.pipelining", "torch.distributed.tensor.parallel",
+                "validation.measure", "validation.pipeline", "validation.record", "validation.reference_model",
+                "validation.run", "validation.tensor_parallel", "validation.timeline")
+"""What a rank imports, imported once by the server each rank is forked from (a spawned
+rank spent about 4 of a case's 5 seconds importing them). This module itself is left to
+each rank, which runs it afresh as its main module."""
+
+
 def measure(case: dict, timeout_s: float = 300) -> list[dict[str, int]]:
     """Each rank's most live bytes in each phase of a steady-state step. A rank that dies
     (its peer then waits in a collective for ever) or a case past `timeout_s` ends the run
     with an error, not a hang."""
-    context = mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(list(RANK_IMPORTS))
     out = context.SimpleQueue()
     port = _free_port()
     processes = [context.Process(target=_rank, args=(rank, port, case, out)) for rank in range(case["ranks"])]

@@ -33,6 +33,7 @@ export function calcRuntime() {
         data.ready ? resolve() : onError(data.error);
         return;
       }
+      window.calcPythonMs = data.pythonMs; // the last reply's time in calc's Python (for bench/browser.py)
       const call = pending.get(data.id);
       pending.delete(data.id);
       if (!call) return;

@@ -63,6 +63,14 @@ class Inputs:
     question: Question = Question()
     fragmentation: Fraction = Fraction(0)
 
+    def at_batch(self, batch: int, b_batch: int) -> "Inputs":
+        """These inputs with `batch` sequences per step in setup A and `b_batch` in setup B.
+        No check of either reads the other fields, nor any other field's the batch."""
+        copy = object.__new__(Inputs)
+        copy.__dict__.update(self.__dict__, setup=self.setup.replace(batch=batch),
+                             compare=self.compare.replace(batch=b_batch))
+        return copy
+
     @property
     def model_name(self) -> str:
         """The model as a sentence names it: the preset's name, or the pasted config's
@@ -98,11 +106,27 @@ def parse_inputs(params: Mapping[str, str]) -> Inputs:
     the preset's (or the default) value. Raises InputError naming every bad field.
 
     A page asks for the same parameters once per view at every recompute: each set is
-    parsed once (Inputs are immutable; an InputError is raised afresh each time)."""
+    parsed once (Inputs are immutable; an InputError is raised afresh each time). A
+    reader's edits mostly change the batch: the other fields are parsed once for every
+    batch, then the batch is set alone."""
     try:
+        if "batch" in params:
+            return _parse_with_batch(params)
         return _parse_remembered(tuple(sorted(params.items())))
     except TypeError:  # a value that cannot be a key (not from a page): parse it directly
         return _parse(params)
+
+
+def _parse_with_batch(params: Mapping[str, str]) -> Inputs:
+    """parse_inputs of `params`, which set the batch: the other fields parsed (and
+    remembered) without it, then the batch set in setup A, and in setup B where B's follows
+    A's. Any error: the whole of `params` parsed at once, which names every bad field."""
+    try:
+        batch = _field_value("batch", params["batch"])
+        rest = _parse_remembered(tuple(sorted((k, v) for k, v in params.items() if k != "batch")))
+    except (FieldError, InputError):
+        return _parse_remembered(tuple(sorted(params.items())))
+    return rest.at_batch(batch, rest.compare.batch if "b_batch" in params else batch)
 
 
 @lru_cache(maxsize=256)
@@ -346,9 +370,17 @@ def budget_text(nbytes: int) -> str:
     return size_text(nbytes)
 
 
+_DEFAULT_BATCH = DEFAULT_SETUP.batch
+"""The batch at which the texts and link of every batch are worked out (and remembered)."""
+
+
 def field_values(inputs: Inputs) -> dict[str, str]:
-    """Every field's value as the string its input shows."""
-    return dict(_field_values(inputs))
+    """Every field's value as the string its input shows. Only the two batches' texts
+    change with the batches: the rest are worked out once for every batch."""
+    texts = dict(_field_values(inputs.at_batch(_DEFAULT_BATCH, _DEFAULT_BATCH)))
+    texts["batch"] = BY_NAME["batch"].text(inputs.setup.batch)
+    texts["b_batch"] = BY_NAME["b_batch"].text(inputs.compare.batch)
+    return texts
 
 
 @lru_cache(maxsize=64)  # a recompute reads the same inputs' texts for the reply and for each view's links
@@ -372,8 +404,18 @@ _READERS = {field.name: _INPUTS_VALUES[field.name] if field.target == "inputs"
 
 def inputs_to_params(inputs: Inputs) -> dict[str, str]:
     """The string parameters that give back `inputs`, leaving out what equals the preset or
-    the defaults (so a shared link stays short). Setup B's defaults follow setup A."""
-    return dict(_inputs_to_params(inputs))
+    the defaults (so a shared link stays short). Setup B's defaults follow setup A.
+
+    Worked out (and remembered) at calc's default batch in both setups, where neither
+    batch is in the link; then setup A's batch is written unless it is the default, and
+    setup B's unless it follows A's."""
+    params = _inputs_to_params(inputs.at_batch(_DEFAULT_BATCH, _DEFAULT_BATCH))
+    batches = {name: BY_NAME[name].text(value) for name, value, default in (
+        ("batch", inputs.setup.batch, _DEFAULT_BATCH), ("b_batch", inputs.compare.batch, inputs.setup.batch))
+        if value != default}
+    if not batches:
+        return dict(params)
+    return dict(sorted({**params, **batches}.items(), key=lambda item: _FIELD_ORDER[item[0]]))
 
 
 @lru_cache(maxsize=64)  # the reply's link and each link a view writes carry the same inputs

@@ -2,6 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calc import inputs as inputs_module
 from calc.fields import FIELDS
 from calc.inputs import InputError, field_values, inputs_to_params, parse_inputs
 from calc.site.browser import forget_everything
@@ -145,6 +146,32 @@ def test_each_field_shows_the_text_of_the_value_it_sets(states):
                 value = getattr(getattr(inputs, field.target), field.attribute)
                 assert shown[field.name] == field.text(value), field.name
         assert (shown["batch"], shown["b_batch"]) == (str(inputs.setup.batch), str(inputs.compare.batch))
+
+
+def _whole_answer(params: dict):
+    """_answer, worked out the long way: every field parsed at once, each text and the link
+    from these very inputs (nothing remembered, no batch set apart)."""
+    try:
+        inputs = inputs_module._parse(params)
+    except InputError as e:
+        return e.errors
+    return (inputs, inputs_module._field_values.__wrapped__(inputs),
+            inputs_module._inputs_to_params.__wrapped__(inputs))
+
+
+@settings(max_examples=150, deadline=None)
+@given(PAGE_STATES, st.sampled_from(["3", "64", "1,024", "0", "1.5", ""]))
+def test_setting_the_batch_apart_gives_what_the_whole_parse_gives(state, batch):
+    # calc parses the other fields once for every batch and sets the batch alone; the
+    # inputs, their texts and their link (its order too) must be what parsing every field at
+    # once makes, and each message the same
+    state = {**state, "batch": batch}
+    quick, whole = _answer(state), _whole_answer(state)
+    assert quick == whole
+    if isinstance(whole, tuple):
+        assert list(quick[1]) == list(whole[1]) and list(quick[2]) == list(whole[2])
+    else:
+        assert list(quick) == list(whole)
 
 
 def test_a_link_keeps_what_the_reader_chose_against_the_fine_tuning_defaults():

@@ -33,7 +33,13 @@ def test_a_bad_input_raises_every_time_it_is_asked():
 def test_parsing_is_remembered_and_unchanged():
     params = {"batch": "2", "dtype": "bf16"}
     assert parse_inputs(params) == _parse(params)
-    assert parse_inputs(params) is parse_inputs(dict(reversed(params.items())))  # one parse for both orders
+    unbatched = {"dtype": "bf16", "unit": "GiB"}
+    assert parse_inputs(unbatched) is parse_inputs(dict(reversed(unbatched.items())))  # one parse for both orders
+    # and one parse of the other fields for every batch: the batch is set alone
+    parses = _parse_remembered.cache_info().misses
+    for batch in ("2", "3", "1,024"):
+        assert parse_inputs({"dtype": "bf16", "batch": batch}).setup.batch == int(batch.replace(",", ""))
+    assert _parse_remembered.cache_info().misses == parses  # {"dtype": "bf16"} was parsed at the top
 
 
 def test_the_warm_up_renders_then_forgets():

@@ -8,29 +8,26 @@ of the whole runtime, not a RecursionError: so the depth is measured first, in o
 from __future__ import annotations
 
 import json
+import re
 
 MAX_DEPTH = 64
 """The deepest nesting accepted (a config.json nests two or three deep)."""
 
 
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[][{}]', re.DOTALL)
+"""A string (its escapes inside it; one left open runs to the end of the text) or a bracket:
+only these matter to the depth, and the rest of a text is passed over in one scan."""
+
+
 def depth(text: str) -> int:
     """How deep arrays and objects nest in a JSON text, strings skipped."""
     deepest = level = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for token in _TOKENS.findall(text):
+        if token == "[" or token == "{":
             level += 1
-            deepest = max(deepest, level)
-        elif char in "]}":
+            if level > deepest:
+                deepest = level
+        elif token == "]" or token == "}":
             level -= 1
     return deepest
 

@@ -21,10 +21,22 @@ def table_html(key: str, prefix: str, caption: str, headers, rows, numeric, foot
                notes=()) -> str:
     """A table: `rows` are (row key, [cell HTML]) with cells already escaped; every row has
     the stable id `{prefix}-{row key}`; the columns whose index is in `numeric` are numbers."""
-    head = "".join(f'<th scope="col"{_NUM if n in numeric else ""}>{escape(h)}</th>' for n, h in enumerate(headers))
-    body = "".join(f'<tr id="{prefix}-{escape(rk)}" data-row="{escape(rk)}">'
-                   + "".join(f'<td{_NUM if n in numeric else ""}>{c}</td>' for n, c in enumerate(cells)) + "</tr>"
+    body = "".join(_row_open(prefix, rk) + "".join(f'<td{_NUM if n in numeric else ""}>{c}</td>'
+                                                    for n, c in enumerate(cells)) + "</tr>"
                    for rk, cells in rows)
+    return _table_box(key, caption, _head_html(headers, numeric), body, foot, notes)
+
+
+def _head_html(headers, numeric) -> str:
+    return "".join(f'<th scope="col"{_NUM if n in numeric else ""}>{escape(h)}</th>' for n, h in enumerate(headers))
+
+
+def _row_open(prefix: str, row_key: str) -> str:
+    return f'<tr id="{prefix}-{escape(row_key)}" data-row="{escape(row_key)}">'
+
+
+def _table_box(key: str, caption: str, head: str, body: str, foot: str, notes) -> str:
+    """The table in its scrolling box: its header and body rows as HTML, its footer, notes below."""
     notes_html = "".join(f'<p class="calc-note">{escape(n)}</p>' for n in notes)
     return (f'<div class="calc-table" data-table="{escape(key)}" {SCROLL_BOX}>'
             f'<table class="calc"><caption>{escape(caption)}</caption>'
@@ -35,20 +47,25 @@ def formula_table_html(table: Table, unit: str = "GB", id_prefix: str | None = N
     """A Table of formula rows: name (and note), the figure in the reader's unit, formula
     (its LaTeX kept for typesetting), then the exact counts and bytes; the total in the
     footer. The unit comes second so that a phone, which shows about two columns, shows
-    what each row costs; the exact figures are a sideways scroll away."""
+    what each row costs; the exact figures are a sideways scroll away. Every column after
+    the formula is a number."""
     prefix = escape(id_prefix or table.key)
     headers = _unit_second(table_headers(table, unit))
     numeric = {1, *range(3, len(headers))}
-    rows = [(r.key, _unit_second([*_row_start(r, table.batch is not None and table.count_label != "bytes"),
-                                  *_numbers(table, r, unit)]))
-            for r in table.rows]
+    per_sequence = table.batch is not None and table.count_label != "bytes"
+    body = []
+    for r in table.rows:
+        opening, middle = _row_parts(r, per_sequence, prefix)
+        *numbers, figure = _numbers(table, r, unit)
+        numbers_html = "".join(f"<td{_NUM}>{c}</td>" for c in numbers)
+        body.append(f"{opening}<td{_NUM}>{figure}</td>{middle}{numbers_html}</tr>")
     foot = ""
     if table.show_total:
         figures = [f"<strong>{escape(c)}</strong>" for c in total_cells(table, unit)]
         cells = _unit_second(["<strong>Total</strong>", "", *figures])
-        foot = (f'<tfoot><tr id="{prefix}-total" data-row="total">'
+        foot = (f'<tfoot>{_row_open(prefix, "total")}'
                 + "".join(f"<td{_NUM if n in numeric else ''}>{c}</td>" for n, c in enumerate(cells)) + "</tr></tfoot>")
-    return table_html(table.key, prefix, table.title, headers, rows, numeric, foot, table.notes)
+    return _table_box(table.key, table.title, _head_html(headers, numeric), "".join(body), foot, table.notes)
 
 
 def _unit_second(cells: list) -> list:
@@ -57,19 +74,21 @@ def _unit_second(cells: list) -> list:
 
 
 def _numbers(table: Table, r, unit: str) -> list[str]:
-    """A row's cells that change with the batch or the unit (its other cells: _row_start)."""
+    """A row's cells that change with the batch or the unit (its other cells: _row_parts)."""
     if table.batch is not None and table.count_label != "bytes":
         return [escape(c) for c in batch_cells(table, r, unit)]
     return [escape(c) for c in row_cells(table, r, unit)]
 
 
 @lru_cache(maxsize=2048)
-def _row_start(r, per_sequence: bool) -> tuple:
-    """A row's cells that are the same at every batch and in every unit, escaped once: its
-    name (and note), its formula and, in an activation table (`per_sequence`), its cells
-    for one sequence."""
+def _row_parts(r, per_sequence: bool, prefix: str) -> tuple[str, str]:
+    """A formula row's HTML that is the same at every batch and in every unit, made once:
+    its opening to its name cell (the name, and its note), and its formula cell with, in an
+    activation table (`per_sequence`), its cells for one sequence. The figure in the
+    reader's unit goes between the two; the row's other numbers after them."""
     name = escape(r.name) + (f"<br><small>{escape(r.note)}</small>" if r.note else "")
-    return (name, _formula_cell(r.formula), *(map(escape, sequence_cells(r)) if per_sequence else ()))
+    sequence = "".join(f"<td{_NUM}>{escape(c)}</td>" for c in sequence_cells(r)) if per_sequence else ""
+    return f"{_row_open(prefix, r.key)}<td>{name}</td>", f"<td>{_formula_cell(r.formula)}</td>{sequence}"
 
 
 @lru_cache(maxsize=2048)

@@ -19,7 +19,7 @@ from calc.layout.frameworks import gradients_into_held
 from calc.layout.split import split_rows, stages
 from calc.lora import EIGHT_BIT_OPTIMIZERS
 from calc.parameters import parameter_tensor_count, parameter_tensor_sizes
-from calc.peak import MOMENTS, _INPUT_ROWS, _parts, _walks, moments_table
+from calc.peak import MOMENTS, _INPUT_ROWS, _parts, _walks, moment_bytes
 from calc.setup import TrainingSetup
 from calc.shape import ModelShape
 from calc.walk import tensors_above_at, weight_matrices, sizes
@@ -39,13 +39,13 @@ def modelled(setup: TrainingSetup) -> bool:
 
 def allocated_moments(shape: ModelShape, setup: TrainingSetup) -> tuple[int, ...]:
     """Each moment's allocated bytes (calc.peak.MOMENTS' order) for the setup's batch."""
-    table = moments_table(shape, setup)
+    tensors = moment_bytes(shape, setup)
     extra = _roundings(shape, setup)
     workspace = cublas_workspace_bytes(setup.arch)
     out = []
-    for moment, r in zip(MOMENTS, table.rows):
+    for moment, nbytes in zip(MOMENTS, tensors):
         added = sum(extra.get(term[-1], 0) * (shape.layers if len(term) > 1 else 1) for term in moment.formula)
-        out.append(r.count + added + workspace)
+        out.append(nbytes + added + workspace)
     return tuple(out)
 
 
@@ -138,7 +138,7 @@ def _buffer_rounding(shape: ModelShape) -> int:
 
 def allocated_summary(shape: ModelShape, setup: TrainingSetup) -> dict[str, int]:
     """The peak as tensors and as allocated blocks, and cuBLAS's workspace, in bytes."""
-    tensors = max(r.count for r in moments_table(shape, setup).rows)
+    tensors = max(moment_bytes(shape, setup))
     return {"tensors": tensors, "allocated": allocated_peak(shape, setup),
             "workspace": cublas_workspace_bytes(setup.arch)}
 

@@ -11,6 +11,8 @@ peak(answer) ≤ budget < peak(answer + 1).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from calc.allocated import allocated_peak, modelled
 from calc.peak import batch_lines, tensor_peak_bytes
 from calc.setup import MAX_BATCH, TrainingSetup
@@ -25,10 +27,15 @@ def peak_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
 
 def largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) -> int:
     """The largest batch whose peak fits in `budget_bytes`, at most MAX_BATCH; 0 if not
-    even one sequence fits."""
+    even one sequence fits. The setup's own batch is not read: worked out once for every
+    batch (a reader's edits mostly change it)."""
     if budget_bytes < 0:
         raise ValueError("the memory budget must be positive")
+    return _largest_batch(shape, setup.replace(batch=1), budget_bytes)
 
+
+@lru_cache(maxsize=256)
+def _largest_batch(shape: ModelShape, setup: TrainingSetup, budget_bytes: int) -> int:
     def fits(batch: int) -> bool:
         return peak_bytes(shape, setup.replace(batch=batch)) <= budget_bytes
 

@@ -8,6 +8,8 @@ and bf16 weights and gradients with an fp32 master copy kept by the optimizer.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from calc.layout.frameworks import state_bytes as framework_state_bytes
 from calc.lora import (EIGHT_BIT_OPTIMIZERS, adamw_8bit_bytes, adapter_count, adapter_tensors, paged_bytes,
                        quant_label, quantized_bytes, quantized_values, trains_adapters)
@@ -108,7 +110,13 @@ def weight_copy_count(shape: ModelShape, setup: TrainingSetup) -> int:
 
 
 def fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
-    """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes."""
+    """Parameters, gradients and optimizer state (and bf16 weight copies), in bytes. None
+    of them reads the batch: made once for every batch."""
+    return _fixed_table(shape, setup.replace(batch=1))
+
+
+@lru_cache(maxsize=256)
+def _fixed_table(shape: ModelShape, setup: TrainingSetup) -> Table:
     if trains_adapters(setup):
         return _lora_fixed_table(shape, setup)
     values = {"P": parameter_count(shape), "P_w": matrix_parameter_count(shape), "V": shape.vocab, "d": shape.d_model,

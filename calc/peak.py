@@ -897,6 +897,12 @@ def _moment_bytes(shape: ModelShape, setup: TrainingSetup, stage: str) -> tuple[
                                                                        _moment_values(shape, setup, stage)))
 
 
+def moment_bytes(shape: ModelShape, setup: TrainingSetup) -> tuple[int, ...]:
+    """Each moment's bytes (moments_for's order) on the fullest GPU of the layout: the
+    figures of moments_table, without its rows."""
+    return _moment_bytes(shape, setup, fullest_stage(shape, setup))
+
+
 def fullest_stage(shape: ModelShape, setup: TrainingSetup) -> str:
     """The pipeline stage whose GPUs peak highest: "last" (also with one stage) or "first"."""
     if setup.pp == 1:

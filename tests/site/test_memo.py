@@ -9,7 +9,10 @@ import html
 import pytest
 
 from calc.errors import FieldError
+from calc.fit import _largest_batch, largest_batch
+from calc.fixed import _fixed_table, fixed_table
 from calc.inputs import InputError, _parse, _parse_remembered, parse_inputs
+from calc.peak import moment_bytes, moments_table
 from calc.site.browser import WARM_UP, warm_up
 from calc.site.escape import escape
 from calc.catalog import SAME_AT_EVERY_BATCH
@@ -84,3 +87,19 @@ def test_a_view_remembered_without_the_batch_is_the_same_at_every_batch(name):
 
 def test_a_view_that_reads_the_batch_is_remembered_with_it():
     assert render_view("activations", {"batch": "2"}) != render_view("activations", {"batch": "9"})
+
+
+@pytest.mark.parametrize("state", STATES + [{"finetune": "qlora", "preset": "llama-3-8b"},
+                                            {"optimizer": "sgd", "dtype": "bf16-master"}])
+def test_what_is_made_once_for_every_batch_is_what_each_batch_makes(state):
+    # the fixed memory and the largest batch that fits are remembered without the setup's
+    # batch: at each batch they must be what that batch's own setup gives, worked out afresh
+    inputs = parse_inputs(state)
+    for batch in (1, 3, 64):
+        setup = inputs.setup.replace(batch=batch)
+        assert fixed_table(inputs.shape, setup) == _fixed_table.__wrapped__(inputs.shape, setup)
+        for budget in (10**9, inputs.budget, 10**12):
+            assert largest_batch(inputs.shape, setup, budget) == _largest_batch.__wrapped__(inputs.shape, setup, budget)
+        # and the allocator's view adds its roundings to the moments' own figures
+        autograd = setup.replace(accounting="autograd")
+        assert moment_bytes(inputs.shape, autograd) == tuple(r.count for r in moments_table(inputs.shape, autograd).rows)

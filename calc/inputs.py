@@ -145,11 +145,13 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     errors: dict[str, str] = {}
     values = dict(_parsed_defaults())
     config_text = str(params.get("hf_config", "")).strip()
+    unread_config = False  # a pasted config calc cannot read: the model is unknown, so nothing is checked against it
     if config_text:  # a pasted config.json stands for the fields it sets; fields set as well win
         try:
             params = {**BY_NAME["hf_config"].parse(config_text), **{k: v for k, v in params.items() if k != "hf_config"}}
         except FieldError as e:
             errors[e.field] = e.message
+            unread_config = True
     for name in sorted(params.keys() & _VALUE_FIELDS, key=_FIELD_ORDER.__getitem__):  # errors in the panel's order
         try:
             values[name] = _settable(BY_NAME[name], _field_value(name, params[name]))
@@ -179,6 +181,8 @@ def _parse(params: Mapping[str, str]) -> Inputs:
         try:
             return make(**changes)
         except FieldError as e:
+            if unread_config:  # said against calc's default model, not the reader's
+                return None
             name = name_of(BY_NAME.get(e.field) or BY_NAME["preset"])
             errors.setdefault(name if name in BY_NAME else _setup_b_field(e.field, params), e.message)
             return None
@@ -188,7 +192,7 @@ def _parse(params: Mapping[str, str]) -> Inputs:
     setup = build(_setup_from, "setup")
     question = build(partial(_made, Question().replace), "question")
     compare = None
-    if shape is not None and setup is not None:
+    if shape is not None and setup is not None and not unread_config:
         try:
             check_setup(shape, setup)
         except FieldError as e:

@@ -68,6 +68,19 @@ def test_what_cannot_be_read_is_said_for_the_field(config, says):
     assert list(error.value.errors) == ["hf_config"] and says in error.value.errors["hf_config"]
 
 
+@pytest.mark.parametrize("others", [{"finetune": "qlora"}, {"attention": "flash"}, {"finetune": "qlora", "dtype": "bf16"}])
+def test_a_config_calc_cannot_read_is_the_only_message_about_the_model(others):
+    # QLoRA and flash attention need Hugging Face's code, which a Llama config would set:
+    # while the config cannot be read, nothing is checked against calc's default model
+    with pytest.raises(InputError) as error:
+        parse_inputs({"hf_config": '{"model_type": "llama"}', **others})
+    assert error.value.errors == {"hf_config": "the config has no hidden_size"}
+    # a field that is wrong whatever the model still says so
+    with pytest.raises(InputError) as error:
+        parse_inputs({"hf_config": '{"model_type": "llama"}', "batch": "two", **others})
+    assert list(error.value.errors) == ["hf_config", "batch"]
+
+
 def test_every_published_config_reads_to_fields_the_registry_knows():
     from calc.fields import NAMES
 
